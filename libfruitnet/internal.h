@@ -1,0 +1,99 @@
+/*
+ * internal.h — libfruitnet's private interfaces (not installed).
+ *
+ * Layering (bottom to top):
+ *   kernels  : gemm_*.c (one micro-kernel file per ISA), pool.c, threadpool.c
+ *   layers   : conv.c (im2col/1x1 GEMM + fused bias/residual/ReLU), pool, dense
+ *   model    : model.c (ResNet50 as a readable list of layers)
+ *   I/O      : weights.c, image.c, resize.c, parquet*.c, pca.c (beside the model)
+ * No kernel knows about files.
+ */
+#ifndef FRUITNET_INTERNAL_H
+#define FRUITNET_INTERNAL_H
+
+#include "fruitnet.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+
+/* Fill err (if not NULL) with code and a printf-style message; returns code. */
+int fn_fail(fn_error *err, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* 64-byte aligned allocation (NULL on failure or size overflow); free with fn_afree. */
+void *fn_aalloc(size_t bytes);
+void fn_afree(void *p);
+
+/* Overflow-checked size arithmetic: return 0 on overflow, 1 otherwise. */
+static inline int fn_mul_size(size_t a, size_t b, size_t *out)
+{
+    return !__builtin_mul_overflow(a, b, out);
+}
+static inline int fn_add_size(size_t a, size_t b, size_t *out)
+{
+    return !__builtin_add_overflow(a, b, out);
+}
+
+/* ---------------- thread pool (threadpool.c) ---------------- */
+
+typedef struct fn_pool fn_pool;
+/* Task body: called once on every thread with its id in [0, nthreads). */
+typedef void (*fn_task)(void *arg, int tid, int nthreads);
+
+/* Persistent pool of nthreads (>= 1; the caller counts as thread 0). */
+fn_pool *fn_pool_create(int nthreads);
+int fn_pool_threads(const fn_pool *p);
+/* Run task on all threads and wait for all of them (a barrier). */
+void fn_pool_run(fn_pool *p, fn_task task, void *arg);
+void fn_pool_destroy(fn_pool *p);
+
+/* ---------------- convolution layer (conv.c + gemm_*.c) ---------------- */
+
+/*
+ * A convolution over NHWC input with HWIO weights [kh][kw][cin][cout]
+ * (batch norm already folded in), bias [cout], symmetric zero padding.
+ * Computed as out[M = n*oh*ow][cout] = patches[M][K = kh*kw*cin] x W[K][cout];
+ * 1x1 stride-1 convolutions are a plain GEMM on the input, no im2col.
+ */
+typedef struct fn_conv {
+    int kh, kw, stride, pad, cin, cout;
+    fn_isa isa;        /* resolved ISA the weights were packed for */
+    float *packed;     /* weights packed for the ISA's micro-kernel (owned) */
+    size_t packed_len; /* floats in packed */
+    float *bias;       /* [cout] (owned copy, padded as the kernel needs) */
+} fn_conv;
+
+/* Pack weights for isa (must be resolved, not AUTO). w is not kept. */
+int fn_conv_init(fn_conv *c, int kh, int kw, int stride, int pad, int cin, int cout, const float *w,
+                 const float *bias, fn_isa isa, fn_error *err);
+void fn_conv_free(fn_conv *c);
+static inline int fn_conv_out_dim(int in, int k, int stride, int pad)
+{
+    return (in + 2 * pad - k) / stride + 1;
+}
+/* Scratch floats fn_conv_forward needs for an n x h x w input on nthreads. */
+size_t fn_conv_scratch_floats(const fn_conv *c, int n, int h, int w, int nthreads);
+/*
+ * out = act(conv(in) + bias [+ residual]); act = ReLU when relu != 0.
+ * residual (may be NULL) has the output's shape. scratch holds
+ * fn_conv_scratch_floats() floats, 64-byte aligned.
+ */
+void fn_conv_forward(const fn_conv *c, fn_pool *pool, const float *in, int n, int h, int w, float *out,
+                     const float *residual, int relu, float *scratch);
+
+/* ---------------- other layers (pool.c) ---------------- */
+
+/* Max pool k x k / stride with zero padding `pad` (Keras ZeroPadding2D + valid MaxPool). */
+void fn_maxpool(fn_pool *pool, const float *in, int n, int h, int w, int c, int k, int stride, int pad,
+                float *out);
+/* Global average pool: [n,h,w,c] -> [n,c]. */
+void fn_global_avgpool(const float *in, int n, int h, int w, int c, float *out);
+/* Dense: out[n][o] = in[n][i] . W[i][o] + b[o] (W row-major [in][out]). */
+void fn_dense(const float *in, int n, int in_dim, const float *W, const float *b, int out_dim, float *out);
+/* In-place softmax over rows of length d. */
+void fn_softmax(float *x, int n, int d);
+
+#endif /* FRUITNET_INTERNAL_H */

@@ -1,0 +1,89 @@
+/* isa.c — run-time instruction-set detection and selection (CPUID + XGETBV). */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+
+static unsigned long long xgetbv0(void)
+{
+    unsigned int eax, edx;
+    __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
+    return ((unsigned long long)edx << 32) | eax;
+}
+
+fn_isa fn_isa_detect(void)
+{
+    unsigned int a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d))
+        return FN_ISA_PORTABLE;
+    int osxsave = (c >> 27) & 1, fma = (c >> 12) & 1, avx = (c >> 28) & 1;
+    if (!osxsave || !avx)
+        return FN_ISA_PORTABLE;
+    unsigned long long xcr0 = xgetbv0();
+    if ((xcr0 & 0x6) != 0x6) /* XMM and YMM state enabled by the OS */
+        return FN_ISA_PORTABLE;
+    if (__get_cpuid_max(0, NULL) < 7)
+        return FN_ISA_PORTABLE;
+    __cpuid_count(7, 0, a, b, c, d);
+    int avx2 = (b >> 5) & 1;
+    int avx512f = (b >> 16) & 1, avx512dq = (b >> 17) & 1, avx512bw = (b >> 30) & 1,
+        avx512vl = (b >> 31) & 1;
+    if (avx512f && avx512dq && avx512bw && avx512vl && fma && avx2 && (xcr0 & 0xe6) == 0xe6)
+        return FN_ISA_AVX512;
+    if (avx2 && fma)
+        return FN_ISA_AVX2;
+    return FN_ISA_PORTABLE;
+}
+#else
+fn_isa fn_isa_detect(void) { return FN_ISA_PORTABLE; }
+#endif
+
+const char *fn_isa_name(fn_isa isa)
+{
+    switch (isa) {
+    case FN_ISA_PORTABLE: return "portable";
+    case FN_ISA_AVX2: return "avx2";
+    case FN_ISA_AVX512: return "avx512";
+    default: return "auto";
+    }
+}
+
+int fn_isa_parse(const char *name, fn_isa *out)
+{
+    static const struct { const char *n; fn_isa v; } t[] = {
+        {"auto", FN_ISA_AUTO}, {"portable", FN_ISA_PORTABLE}, {"c", FN_ISA_PORTABLE},
+        {"avx2", FN_ISA_AVX2}, {"avx512", FN_ISA_AVX512},
+    };
+    for (size_t i = 0; name && i < sizeof t / sizeof t[0]; i++)
+        if (strcmp(name, t[i].n) == 0) {
+            *out = t[i].v;
+            return FN_OK;
+        }
+    return FN_EARG;
+}
+
+int fn_isa_resolve(fn_isa requested, fn_isa *out, fn_error *err)
+{
+    fn_isa best = fn_isa_detect();
+    if (requested == FN_ISA_AUTO) {
+        const char *env = getenv("FRUITNET_ISA");
+        if (env && *env) {
+            if (fn_isa_parse(env, &requested) != FN_OK)
+                return fn_fail(err, FN_EARG, "FRUITNET_ISA=%s: expected portable, avx2, avx512 or auto", env);
+        }
+    }
+    if (requested == FN_ISA_AUTO) {
+        *out = best;
+        return FN_OK;
+    }
+    if (requested < FN_ISA_PORTABLE || requested > FN_ISA_AVX512)
+        return fn_fail(err, FN_EARG, "unknown instruction set %d", (int)requested);
+    if (requested > best)
+        return fn_fail(err, FN_EUNSUPPORTED, "instruction set %s is not supported by this CPU (best: %s)",
+                       fn_isa_name(requested), fn_isa_name(best));
+    *out = requested;
+    return FN_OK;
+}

@@ -1,0 +1,47 @@
+/* testutil.h — shared helpers for the cmocka tests (tests/testutil.c). */
+#ifndef FRUITNET_TESTUTIL_H
+#define FRUITNET_TESTUTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "fruitnet.h"
+
+/* Whole file into a malloc'd buffer (NULL if unreadable); *len gets its size. */
+void *tu_read_file(const char *path, size_t *len);
+/* Raw little-endian float32 file with exactly `count` values, or NULL. */
+float *tu_read_f32(const char *path, size_t count);
+/* Path join into a static rotating buffer: tu_path(dir, "a/b"). */
+const char *tu_path(const char *dir, const char *rel);
+
+/* $FRUITNET_GOLDEN (default ../shared/golden) if it exists, else NULL;
+ * with FRUITNET_REQUIRE_DATA=1 (set by CI) a missing folder fails the test. */
+const char *tu_golden_dir(void);
+/* $FRUITNET_SAMPLE (default ../shared/data/fruits-360-sample), same rules. */
+const char *tu_sample_dir(void);
+/* $FRUITNET_WEIGHTS (default weights/resnet50.fnw), same rules. */
+const char *tu_weights_path(void);
+/* Skip the current test (cmocka skip) when p is NULL. */
+#define TU_REQUIRE(p)                                                                                  \
+    do {                                                                                               \
+        if (!(p)) {                                                                                    \
+            print_message("[  SKIPPED ] data not found: " #p "\n");                                    \
+            skip();                                                                                    \
+        }                                                                                              \
+    } while (0)
+
+/* Metrics. */
+double tu_max_abs(const float *a, const float *b, size_t n);
+double tu_rel_l2(const float *a, const float *ref, size_t n);
+double tu_cosine(const float *a, const float *b, size_t n);
+
+/* Deterministic pseudo-random floats in [lo, hi). */
+void tu_fill_random(float *x, size_t n, uint64_t seed, float lo, float hi);
+
+/* The ISAs this CPU supports, portable first; returns how many (<= 3). */
+int tu_supported_isas(fn_isa out[3]);
+
+#endif
