@@ -78,7 +78,8 @@ static inline int fn_conv_out_dim(int in, int k, int stride, int pad)
 size_t fn_conv_scratch_floats(const fn_conv *c, int n, int h, int w, int nthreads);
 /*
  * out = act(conv(in) + bias [+ residual]); act = ReLU when relu != 0.
- * residual (may be NULL) has the output's shape. scratch holds
+ * residual (may be NULL) has the output's shape and MAY BE THE SAME POINTER
+ * as out (in-place residual add: each element is read before it is written). scratch holds
  * fn_conv_scratch_floats() floats, 64-byte aligned.
  */
 void fn_conv_forward(const fn_conv *c, fn_pool *pool, const float *in, int n, int h, int w, float *out,

@@ -1,0 +1,379 @@
+/*
+ * model.c — Keras ResNet50 (v1) as a list of layers you can read.
+ *
+ *   conv1 7x7/2 pad 3 (+folded BN) + ReLU
+ *   maxpool 3x3/2 pad 1
+ *   stages 2..5: 3, 4, 6, 3 bottleneck blocks (filters f, f, 4f with f = 64..512);
+ *     branch2a 1x1 (stride 2 in the first block of stages 3..5) + ReLU
+ *     branch2b 3x3 pad 1 + ReLU
+ *     branch2c 1x1, + shortcut (identity, or branch1 1x1 projection in each
+ *     stage's first block, same stride as branch2a), + ReLU
+ *   avg_pool (global average) -> 2048-d features
+ *   fc1000 + softmax (optional classifier)
+ *
+ * Batch norm was folded into the conv weights by the converter
+ * (convert_tfjs.c), so every conv here is conv + bias.
+ *
+ * Activations live in four arena slots sized at open time for max_batch:
+ * X/Y (block input/output, ping-pong) and T1/T2 (inside a block). The
+ * projection shortcut is written into the output slot and branch2c adds
+ * itself to it in place, so no fifth slot is needed.
+ */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { SLOT_X, SLOT_Y, SLOT_T1, SLOT_T2, NSLOTS, SLOT_INPUT = -1, SLOT_NONE = -2 };
+enum { L_CONV, L_MAXPOOL, L_AVGPOOL };
+
+typedef struct layer {
+    int kind;
+    char name[32];
+    int in, out, res; /* slots; res = residual slot or SLOT_NONE */
+    int relu;
+    int h, w, cin;    /* input shape */
+    int oh, ow, cout; /* output shape */
+    int k, stride, pad;
+    fn_conv conv;
+} layer;
+
+#define MAX_LAYERS 64
+
+struct fn_model {
+    fn_weights *weights;
+    fn_isa isa;
+    int threads, max_batch;
+    fn_pool *pool;
+    int nlayers;
+    layer layers[MAX_LAYERS];
+    fn_layer_stats stats[MAX_LAYERS];
+    int profile;
+    float *slot[NSLOTS];
+    float *scratch;
+    const float *fc_w, *fc_b; /* NULL unless classifier */
+    char *label_text;
+    const char *labels[FN_NUM_CLASSES];
+};
+
+/* ---------------------------------------------------------------- building */
+
+static int add_conv(fn_model *m, const char *name, int in, int out, int res, int relu, int h, int w, int cin,
+                    int k, int stride, int pad, fn_error *err)
+{
+    char key[64];
+    if (m->nlayers >= MAX_LAYERS)
+        return fn_fail(err, FN_EARG, "too many layers");
+    layer *L = &m->layers[m->nlayers];
+    memset(L, 0, sizeof *L);
+    snprintf(L->name, sizeof L->name, "%s", name);
+    snprintf(key, sizeof key, "%s/kernel", name);
+    const fn_wtensor *wk = fn_weights_find(m->weights, key);
+    snprintf(key, sizeof key, "%s/bias", name);
+    const fn_wtensor *wb = fn_weights_find(m->weights, key);
+    if (!wk || !wb)
+        return fn_fail(err, FN_EFORMAT, "weights: tensor %s/%s missing", name, wk ? "bias" : "kernel");
+    if (wk->dtype != FN_DTYPE_F32 || wk->ndim != 4 || wk->shape[0] != k || wk->shape[1] != k ||
+        wk->shape[2] != cin || wb->dtype != FN_DTYPE_F32 || wb->ndim != 1 || wb->shape[0] != wk->shape[3])
+        return fn_fail(err, FN_EFORMAT, "weights: %s has an unexpected shape or type (expected [%d,%d,%d,cout])",
+                       name, k, k, cin);
+    int cout = (int)wk->shape[3];
+    int rc = fn_conv_init(&L->conv, k, k, stride, pad, cin, cout, wk->data, wb->data, m->isa, err);
+    if (rc != FN_OK)
+        return rc;
+    L->kind = L_CONV;
+    L->in = in, L->out = out, L->res = res, L->relu = relu;
+    L->h = h, L->w = w, L->cin = cin;
+    L->k = k, L->stride = stride, L->pad = pad;
+    L->oh = fn_conv_out_dim(h, k, stride, pad);
+    L->ow = fn_conv_out_dim(w, k, stride, pad);
+    L->cout = cout;
+    m->nlayers++;
+    return FN_OK;
+}
+
+static void add_pool(fn_model *m, int kind, const char *name, int in, int out, int h, int w, int c, int k,
+                     int stride, int pad)
+{
+    layer *L = &m->layers[m->nlayers++];
+    memset(L, 0, sizeof *L);
+    snprintf(L->name, sizeof L->name, "%s", name);
+    L->kind = kind;
+    L->in = in, L->out = out, L->res = SLOT_NONE;
+    L->h = h, L->w = w, L->cin = c, L->cout = c;
+    L->k = k, L->stride = stride, L->pad = pad;
+    L->oh = kind == L_MAXPOOL ? fn_conv_out_dim(h, k, stride, pad) : 1;
+    L->ow = kind == L_MAXPOOL ? fn_conv_out_dim(w, k, stride, pad) : 1;
+}
+
+/* One bottleneck block; x is the slot holding the input, the result goes to the other of X/Y. */
+static int add_block(fn_model *m, int stage, char blk, int *x, int *h, int *w, int *c, int f, int stride,
+                     int project, fn_error *err)
+{
+    char n[32];
+    int out = *x == SLOT_X ? SLOT_Y : SLOT_X, rc;
+    int oh = fn_conv_out_dim(*h, 1, stride, 0), ow = fn_conv_out_dim(*w, 1, stride, 0);
+#define NAME(br) (snprintf(n, sizeof n, "res%d%c_branch%s", stage, blk, br), n)
+    if (project && (rc = add_conv(m, NAME("1"), *x, out, SLOT_NONE, 0, *h, *w, *c, 1, stride, 0, err)))
+        return rc;
+    if ((rc = add_conv(m, NAME("2a"), *x, SLOT_T1, SLOT_NONE, 1, *h, *w, *c, 1, stride, 0, err)) ||
+        (rc = add_conv(m, NAME("2b"), SLOT_T1, SLOT_T2, SLOT_NONE, 1, oh, ow, f, 3, 1, 1, err)) ||
+        (rc = add_conv(m, NAME("2c"), SLOT_T2, out, project ? out : *x, 1, oh, ow, f, 1, 1, 0, err)))
+        return rc;
+#undef NAME
+    *x = out, *h = oh, *w = ow, *c = 4 * f;
+    return FN_OK;
+}
+
+static int build_resnet50(fn_model *m, fn_error *err)
+{
+    static const int blocks[4] = {3, 4, 6, 3};
+    int h = FN_INPUT_SIZE, w = FN_INPUT_SIZE, c = 3, x = SLOT_X, rc;
+    if ((rc = add_conv(m, "conv1", SLOT_INPUT, SLOT_Y, SLOT_NONE, 1, h, w, c, 7, 2, 3, err)))
+        return rc;
+    h = w = 112, c = 64;
+    add_pool(m, L_MAXPOOL, "max_pooling2d", SLOT_Y, SLOT_X, h, w, c, 3, 2, 1);
+    h = w = 56;
+    for (int s = 0; s < 4; s++)
+        for (int b = 0; b < blocks[s]; b++)
+            if ((rc = add_block(m, s + 2, (char)('a' + b), &x, &h, &w, &c, 64 << s, (s > 0 && b == 0) ? 2 : 1,
+                                b == 0, err)))
+                return rc;
+    add_pool(m, L_AVGPOOL, "avg_pool", x, SLOT_NONE, h, w, c, h, 1, 0);
+    return FN_OK;
+}
+
+/* ---------------------------------------------------------------- open/close */
+
+void fn_model_options_default(fn_model_options *opt)
+{
+    memset(opt, 0, sizeof *opt);
+    opt->max_batch = 8;
+    opt->isa = FN_ISA_AUTO;
+}
+
+static int load_labels(fn_model *m, fn_error *err)
+{
+    const fn_wtensor *t = fn_weights_find(m->weights, "labels");
+    if (!t || t->dtype != FN_DTYPE_U8)
+        return fn_fail(err, FN_EFORMAT, "weights: 'labels' tensor missing");
+    m->label_text = malloc((size_t)t->count + 1);
+    if (!m->label_text)
+        return fn_fail(err, FN_ENOMEM, "out of memory");
+    memcpy(m->label_text, t->data, (size_t)t->count);
+    m->label_text[t->count] = 0;
+    char *p = m->label_text;
+    for (int i = 0; i < FN_NUM_CLASSES; i++) {
+        char *nl = strchr(p, '\n');
+        if (!nl)
+            return fn_fail(err, FN_EFORMAT, "weights: 'labels' has %d labels, expected %d", i, FN_NUM_CLASSES);
+        *nl = 0;
+        m->labels[i] = p;
+        p = nl + 1;
+    }
+    return FN_OK;
+}
+
+int fn_model_open(const char *weights_path, const fn_model_options *opt_in, fn_model **out, fn_error *err)
+{
+    fn_model_options opt;
+    int rc;
+    if (!out)
+        return fn_fail(err, FN_EARG, "fn_model_open: out is NULL");
+    *out = NULL;
+    if (opt_in)
+        opt = *opt_in;
+    else
+        fn_model_options_default(&opt);
+    if (opt.threads < 0 || opt.threads > 1024 || opt.max_batch < 0 || opt.max_batch > 4096)
+        return fn_fail(err, FN_EARG, "fn_model_open: threads must be 0..1024 and max_batch 0..4096");
+    fn_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return fn_fail(err, FN_ENOMEM, "out of memory");
+    if ((rc = fn_isa_resolve(opt.isa, &m->isa, err)) != FN_OK)
+        goto fail;
+    if (opt.threads == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        opt.threads = n > 0 ? (int)(n > 256 ? 256 : n) : 1;
+    }
+    m->threads = opt.threads;
+    m->max_batch = opt.max_batch ? opt.max_batch : 8;
+    if ((rc = fn_weights_open(weights_path, &m->weights, err)) != FN_OK)
+        goto fail;
+    if ((rc = build_resnet50(m, err)) != FN_OK)
+        goto fail;
+    if ((rc = load_labels(m, err)) != FN_OK)
+        goto fail;
+    if (opt.classifier) {
+        const fn_wtensor *k = fn_weights_find(m->weights, "fc1000/kernel");
+        const fn_wtensor *b = fn_weights_find(m->weights, "fc1000/bias");
+        if (!k || !b || k->dtype != FN_DTYPE_F32 || k->count != (int64_t)FN_FEATURE_DIM * FN_NUM_CLASSES ||
+            b->dtype != FN_DTYPE_F32 || b->count != FN_NUM_CLASSES) {
+            rc = fn_fail(err, FN_EFORMAT, "%s: fc1000 tensors missing or malformed", weights_path);
+            goto fail;
+        }
+        m->fc_w = k->data, m->fc_b = b->data;
+    }
+    /* Size the arena: each slot holds the largest tensor any layer puts there. */
+    size_t slot_floats[NSLOTS] = {0}, scratch = 0;
+    for (int i = 0; i < m->nlayers; i++) {
+        layer *L = &m->layers[i];
+        fn_layer_stats *S = &m->stats[i];
+        size_t per = (size_t)L->oh * L->ow * L->cout;
+        if (L->out >= 0 && per > slot_floats[L->out])
+            slot_floats[L->out] = per;
+        if (L->kind == L_CONV) {
+            size_t s = fn_conv_scratch_floats(&L->conv, m->max_batch, L->h, L->w, m->threads);
+            if (s > scratch)
+                scratch = s;
+        }
+        S->name = L->name;
+        S->kind = L->kind == L_CONV ? "conv" : L->kind == L_MAXPOOL ? "maxpool" : "avgpool";
+        S->in_h = L->h, S->in_w = L->w, S->in_c = L->cin;
+        S->out_h = L->oh, S->out_w = L->ow, S->out_c = L->cout;
+        S->kh = S->kw = L->k, S->stride = L->stride;
+        S->flops = L->kind == L_CONV ? 2.0 * L->oh * L->ow * L->cout * (double)L->k * L->k * L->cin : 0;
+    }
+    for (int s = 0; s < NSLOTS; s++) {
+        size_t bytes;
+        if (!fn_mul_size(slot_floats[s], (size_t)m->max_batch, &bytes) || !fn_mul_size(bytes, 4, &bytes) ||
+            !(m->slot[s] = fn_aalloc(bytes))) {
+            rc = fn_fail(err, FN_ENOMEM, "out of memory for activations (max_batch %d)", m->max_batch);
+            goto fail;
+        }
+    }
+    if (!(m->scratch = fn_aalloc(scratch * sizeof(float) + 64))) {
+        rc = fn_fail(err, FN_ENOMEM, "out of memory for scratch");
+        goto fail;
+    }
+    if (!(m->pool = fn_pool_create(m->threads))) {
+        rc = fn_fail(err, FN_ENOMEM, "cannot start %d threads", m->threads);
+        goto fail;
+    }
+    *out = m;
+    return FN_OK;
+fail:
+    fn_model_close(m);
+    return rc;
+}
+
+void fn_model_close(fn_model *m)
+{
+    if (!m)
+        return;
+    for (int i = 0; i < m->nlayers; i++)
+        if (m->layers[i].kind == L_CONV)
+            fn_conv_free(&m->layers[i].conv);
+    for (int s = 0; s < NSLOTS; s++)
+        fn_afree(m->slot[s]);
+    fn_afree(m->scratch);
+    if (m->pool)
+        fn_pool_destroy(m->pool);
+    fn_weights_close(m->weights);
+    free(m->label_text);
+    free(m);
+}
+
+fn_isa fn_model_isa(const fn_model *m) { return m->isa; }
+const fn_weights *fn_model_weights(const fn_model *m) { return m->weights; }
+
+const char *fn_model_label(const fn_model *m, int i)
+{
+    return (m && i >= 0 && i < FN_NUM_CLASSES) ? m->labels[i] : NULL;
+}
+
+int fn_model_profile(const fn_model *m, const fn_layer_stats **stats)
+{
+    *stats = m->stats;
+    return m->nlayers;
+}
+
+void fn_model_profile_enable(fn_model *m, int on)
+{
+    m->profile = on;
+    for (int i = 0; i < m->nlayers; i++)
+        m->stats[i].seconds = 0, m->stats[i].calls = 0;
+}
+
+/* ---------------------------------------------------------------- running */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void run_batch(fn_model *m, const float *input, int n, float *features)
+{
+    for (int i = 0; i < m->nlayers; i++) {
+        layer *L = &m->layers[i];
+        const float *in = L->in == SLOT_INPUT ? input : m->slot[L->in];
+        float *out = L->out >= 0 ? m->slot[L->out] : features;
+        double t0 = m->profile ? now_s() : 0;
+        switch (L->kind) {
+        case L_CONV:
+            fn_conv_forward(&L->conv, m->pool, in, n, L->h, L->w, out,
+                            L->res == SLOT_NONE ? NULL : m->slot[L->res], L->relu, m->scratch);
+            break;
+        case L_MAXPOOL:
+            fn_maxpool(m->pool, in, n, L->h, L->w, L->cin, L->k, L->stride, L->pad, out);
+            break;
+        case L_AVGPOOL:
+            fn_global_avgpool(in, n, L->h, L->w, L->cin, out);
+            break;
+        }
+        if (m->profile) {
+            m->stats[i].seconds += now_s() - t0;
+            m->stats[i].calls += n;
+        }
+    }
+}
+
+int fn_model_features(fn_model *m, const float *input, int n, float *features, fn_error *err)
+{
+    if (!m || (!input && n > 0) || (!features && n > 0) || n < 0)
+        return fn_fail(err, FN_EARG, "fn_model_features: invalid arguments");
+    const size_t in_per = (size_t)FN_INPUT_SIZE * FN_INPUT_SIZE * 3;
+    for (int done = 0; done < n; done += m->max_batch) {
+        int b = n - done < m->max_batch ? n - done : m->max_batch;
+        run_batch(m, input + (size_t)done * in_per, b, features + (size_t)done * FN_FEATURE_DIM);
+    }
+    return FN_OK;
+}
+
+int fn_model_classify(fn_model *m, const float *features, int n, float *probs, fn_error *err)
+{
+    if (!m || n < 0 || (n > 0 && (!features || !probs)))
+        return fn_fail(err, FN_EARG, "fn_model_classify: invalid arguments");
+    if (!m->fc_w)
+        return fn_fail(err, FN_EARG, "fn_model_classify: model opened without the classifier option");
+    fn_dense(features, n, FN_FEATURE_DIM, m->fc_w, m->fc_b, FN_NUM_CLASSES, probs);
+    fn_softmax(probs, n, FN_NUM_CLASSES);
+    return FN_OK;
+}
+
+void fn_topk(const float *probs, int nclasses, int k, int *idx, float *val)
+{
+    if (k > nclasses)
+        k = nclasses;
+    for (int j = 0; j < k; j++)
+        idx[j] = -1;
+    for (int i = 0; i < nclasses; i++) {
+        /* insertion into the sorted top-k list; ties keep the lower index first */
+        int pos = k;
+        while (pos > 0 && (idx[pos - 1] < 0 || probs[i] > probs[idx[pos - 1]]))
+            pos--;
+        if (pos >= k)
+            continue;
+        for (int j = k - 1; j > pos; j--)
+            idx[j] = idx[j - 1];
+        idx[pos] = i;
+    }
+    if (val)
+        for (int j = 0; j < k; j++)
+            val[j] = probs[idx[j]];
+}
