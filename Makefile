@@ -143,7 +143,7 @@ $(B)/bench/%: bench/%.c $(B)/libfruitnet.a | $(B)/bench
 DEMO_IN  ?= $(if $(wildcard $(SAMPLE)),$(SAMPLE),demo/images)
 DEMO_OUT ?= demo/out
 demo: all weights
-	@if [ ! -d "$(DEMO_IN)" ]; then echo "fruitnet: $(SAMPLE) not found; generating demo images"; $(B)/fruitnet-demo-images demo/images; fi
+	@if [ ! -d "$(DEMO_IN)" ]; then echo "fruitnet: $(SAMPLE) not found; generating demo images"; $(B)/demo-images demo/images; fi
 	$(B)/fruitnet-extract --top5 $(firstword $(wildcard $(DEMO_IN)/Banana/*.jpg) $(wildcard $(DEMO_IN)/*/*.png)) --weights $(WEIGHTS)
 	$(B)/fruitnet-extract --weights $(WEIGHTS) -o $(DEMO_OUT)/features.parquet $(DEMO_IN)
 	$(B)/fruitnet-pca -i $(DEMO_OUT)/features.parquet -o $(DEMO_OUT)/pca --variance 0.8

@@ -232,6 +232,8 @@ int fn_parquet_writer_open(const char *path, const fn_parquet_options *opt, fn_p
 /* Append one row; `vec` has n floats (n may differ between rows). */
 int fn_parquet_writer_add(fn_parquet_writer *w, const char *path, const char *label, const float *vec,
                           int n, fn_error *err);
+/* Set (or replace) a footer key/value before close, e.g. a summary known only at the end. */
+int fn_parquet_writer_set_meta(fn_parquet_writer *w, const char *key, const char *value, fn_error *err);
 /* Flush, write the footer, fsync and rename into place; frees w in all cases. */
 int fn_parquet_writer_close(fn_parquet_writer *w, fn_error *err);
 /* Discard: remove the temporary file and free w. */
