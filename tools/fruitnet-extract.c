@@ -436,6 +436,31 @@ static void sb_add_clean(sbuf *b, const char *s)
         sb_add(b, "%c", (*s == '\t' || *s == '\n' || *s == '\r') ? ' ' : *s);
 }
 
+/* Remove temporary part files left by a killed earlier run of this shard
+ * ("[.]part-NNNNN<tag>.parquet.tmp.<pid>"); complete parts are never touched. */
+static void remove_stale_temps(const char *dir, const char *shard_tag)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    char suffix[96];
+    snprintf(suffix, sizeof suffix, "%s.parquet.tmp.", shard_tag);
+    while ((e = readdir(d))) {
+        const char *n = e->d_name[0] == '.' ? e->d_name + 1 : e->d_name;
+        const char *t = strstr(n, ".parquet.tmp.");
+        if (strncmp(n, "part-", 5) != 0 || !t || strlen(n) < 10)
+            continue;
+        /* the tag must sit right after the 5-digit part number */
+        if (strncmp(n + 10, suffix, strlen(suffix)) != 0)
+            continue;
+        char p[PATH_MAX];
+        if (snprintf(p, sizeof p, "%s/%s", dir, e->d_name) < (int)sizeof p)
+            unlink(p);
+    }
+    closedir(d);
+}
+
 /* Does a finished part with this identity hash already exist? Returns its
  * recorded error lines (malloc'd, maybe "") when it does, NULL otherwise. */
 static char *finished_part(const char *path, const char *hash)
@@ -609,6 +634,8 @@ int main(int argc, char **argv)
                     die("%s: cannot create folder: %s", parent, strerror(errno));
             }
         }
+        if (!o.single_file)
+            remove_stale_temps(o.output, shard_tag);
         if (o.errors_path)
             snprintf(errors_path, sizeof errors_path, "%s", o.errors_path);
         else if (o.single_file)
