@@ -131,7 +131,7 @@ test: all tests weights
 	[ $$fail = 0 ] || { echo "FAILED:$$failed"; exit 1; }
 
 sanitize:
-	$(MAKE) B=build-san OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" test
+	FRUITNET_SKIP_SLOW=1 $(MAKE) B=build-san OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" test
 
 # ---------------------------------------------------------------- bench / demo
 bench: all weights $(BENCHES)
