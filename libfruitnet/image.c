@@ -1,0 +1,191 @@
+/*
+ * image.c — decoding (stb_image: JPEG and PNG), size limits, the stb
+ * resize option and the Keras "caffe" preprocessing.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* stb declares functions static that this file does not use */
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#pragma GCC diagnostic ignored "-Wshadow"
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
+#pragma GCC diagnostic ignored "-Wunused-but-set-variable"
+#if defined(__clang__)
+#pragma GCC diagnostic ignored "-Wunknown-warning-option"
+#endif
+#define STB_IMAGE_STATIC
+#define STB_IMAGE_IMPLEMENTATION
+#define STBI_ONLY_JPEG
+#define STBI_ONLY_PNG
+#define STBI_NO_STDIO
+#define STBI_NO_LINEAR
+#define STBI_NO_HDR
+#define STBI_MAX_DIMENSIONS FN_IMAGE_MAX_SIDE
+#include <stb_image.h>
+#define STB_IMAGE_RESIZE_STATIC
+#define STB_IMAGE_RESIZE_IMPLEMENTATION
+#include <stb_image_resize.h>
+#pragma GCC diagnostic pop
+
+#define MAX_FILE_BYTES ((size_t)256 << 20)
+
+int fn_image_decode(const void *bytes, size_t len, const char *name, fn_image *out, fn_error *err)
+{
+    if (!name)
+        name = "<memory>";
+    if (!out)
+        return fn_fail(err, FN_EARG, "%s: no output image", name);
+    out->w = out->h = 0;
+    out->rgb = NULL;
+    if (!bytes || len == 0)
+        return fn_fail(err, FN_EIMAGE, "%s: empty file", name);
+    if (len > (size_t)INT32_MAX)
+        return fn_fail(err, FN_ELIMIT, "%s: %zu bytes is too large", name, len);
+    int w, h, comp;
+    if (!stbi_info_from_memory(bytes, (int)len, &w, &h, &comp)) {
+        const char *why = stbi_failure_reason();
+        return fn_fail(err, FN_EIMAGE, "%s: not a readable JPEG or PNG (%s)", name, why ? why : "unknown format");
+    }
+    if (w < 1 || h < 1 || w > FN_IMAGE_MAX_SIDE || h > FN_IMAGE_MAX_SIDE ||
+        (int64_t)w * h > (int64_t)FN_IMAGE_MAX_PIXELS)
+        return fn_fail(err, FN_ELIMIT, "%s: declared size %dx%d exceeds the limits (%d per side, %d pixels)", name, w,
+                       h, FN_IMAGE_MAX_SIDE, FN_IMAGE_MAX_PIXELS);
+    int dw, dh, dc;
+    unsigned char *px = stbi_load_from_memory(bytes, (int)len, &dw, &dh, &dc, 3);
+    if (!px) {
+        const char *why = stbi_failure_reason();
+        return fn_fail(err, FN_EIMAGE, "%s: cannot decode (%s)", name, why ? why : "corrupt data");
+    }
+    out->w = dw;
+    out->h = dh;
+    out->rgb = px;
+    return FN_OK;
+}
+
+int fn_image_load(const char *path, fn_image *out, fn_error *err)
+{
+    if (!path || !out)
+        return fn_fail(err, FN_EARG, "fn_image_load: invalid arguments");
+    out->w = out->h = 0;
+    out->rgb = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return fn_fail(err, FN_EIO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return fn_fail(err, FN_EIO, "%s: cannot stat: %s", path, strerror(e));
+    }
+    if (S_ISDIR(st.st_mode)) {
+        close(fd);
+        return fn_fail(err, FN_EIO, "%s: is a directory, not an image file", path);
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return fn_fail(err, FN_EIO, "%s: not a regular file", path);
+    }
+    if ((uint64_t)st.st_size > MAX_FILE_BYTES) {
+        close(fd);
+        return fn_fail(err, FN_ELIMIT, "%s: %lld bytes is over the %zu MiB limit", path, (long long)st.st_size,
+                       MAX_FILE_BYTES >> 20);
+    }
+    size_t size = (size_t)st.st_size, got = 0;
+    unsigned char *buf = malloc(size ? size : 1);
+    if (!buf) {
+        close(fd);
+        return fn_fail(err, FN_ENOMEM, "%s: out of memory", path);
+    }
+    while (got < size) {
+        ssize_t r = read(fd, buf + got, size - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            int e = errno;
+            free(buf);
+            close(fd);
+            return fn_fail(err, FN_EIO, "%s: read error: %s", path, r < 0 ? strerror(e) : "file shrank");
+        }
+        got += (size_t)r;
+    }
+    close(fd);
+    int rc = fn_image_decode(buf, size, path, out, err);
+    free(buf);
+    return rc;
+}
+
+void fn_image_free(fn_image *img)
+{
+    if (!img)
+        return;
+    stbi_image_free(img->rgb);
+    img->rgb = NULL;
+    img->w = img->h = 0;
+}
+
+int fn_resize_stb(const uint8_t *src, int sw, int sh, uint8_t *dst, int dw, int dh, fn_error *err)
+{
+    if (!src || !dst || sw < 1 || sh < 1 || dw < 1 || dh < 1)
+        return fn_fail(err, FN_EARG, "resize: invalid sizes %dx%d -> %dx%d", sw, sh, dw, dh);
+    if (!stbir_resize_uint8_generic(src, sw, sh, 0, dst, dw, dh, 0, 3, STBIR_ALPHA_CHANNEL_NONE, 0, STBIR_EDGE_CLAMP,
+                                    STBIR_FILTER_CATMULLROM, STBIR_COLORSPACE_LINEAR, NULL))
+        return fn_fail(err, FN_ENOMEM, "resize: stb_image_resize failed");
+    return FN_OK;
+}
+
+void fn_preprocess_rgb224(const uint8_t *rgb, float *out)
+{
+    /* Keras imagenet_utils 'caffe' mode, float32 arithmetic: BGR, minus the means */
+    const float mb = 103.939f, mg = 116.779f, mr = 123.68f;
+    for (size_t i = 0; i < (size_t)FN_INPUT_SIZE * FN_INPUT_SIZE; i++) {
+        out[i * 3 + 0] = (float)rgb[i * 3 + 2] - mb;
+        out[i * 3 + 1] = (float)rgb[i * 3 + 1] - mg;
+        out[i * 3 + 2] = (float)rgb[i * 3 + 0] - mr;
+    }
+}
+
+int fn_image_to_input(const fn_image *img, fn_resize_mode mode, float *out, fn_error *err)
+{
+    if (!img || !img->rgb || !out)
+        return fn_fail(err, FN_EARG, "fn_image_to_input: invalid arguments");
+    uint8_t *r = malloc((size_t)FN_INPUT_SIZE * FN_INPUT_SIZE * 3);
+    if (!r)
+        return fn_fail(err, FN_ENOMEM, "out of memory");
+    int rc = mode == FN_RESIZE_STB
+                 ? fn_resize_stb(img->rgb, img->w, img->h, r, FN_INPUT_SIZE, FN_INPUT_SIZE, err)
+                 : fn_resize_pil_bicubic(img->rgb, img->w, img->h, r, FN_INPUT_SIZE, FN_INPUT_SIZE, err);
+    if (rc == FN_OK)
+        fn_preprocess_rgb224(r, out);
+    free(r);
+    return rc;
+}
+
+int fn_input_from_memory(const void *bytes, size_t len, const char *name, fn_resize_mode mode, float *out,
+                         fn_error *err)
+{
+    fn_image img;
+    int rc = fn_image_decode(bytes, len, name, &img, err);
+    if (rc == FN_OK)
+        rc = fn_image_to_input(&img, mode, out, err);
+    fn_image_free(&img);
+    return rc;
+}
+
+int fn_input_from_file(const char *path, fn_resize_mode mode, float *out, fn_error *err)
+{
+    fn_image img;
+    int rc = fn_image_load(path, &img, err);
+    if (rc == FN_OK)
+        rc = fn_image_to_input(&img, mode, out, err);
+    fn_image_free(&img);
+    return rc;
+}
