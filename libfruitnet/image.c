@@ -29,7 +29,7 @@
 #define STBI_NO_STDIO
 #define STBI_NO_LINEAR
 #define STBI_NO_HDR
-#define STBI_MAX_DIMENSIONS FN_IMAGE_MAX_SIDE
+#define STBI_MAX_DIMENSIONS (1 << 24) /* our own, tighter limits are checked before decoding */
 #include <stb_image.h>
 #define STB_IMAGE_RESIZE_STATIC
 #define STB_IMAGE_RESIZE_IMPLEMENTATION

@@ -272,6 +272,10 @@ static void test_bad_inputs(void **s)
     errs[en] = 0;
     for (int i = 0; i < 4; i++)
         assert_non_null(strstr(errs, bad[i]));
+    /* the reasons are specific */
+    const char *h = strstr(errs, "huge.png");
+    assert_non_null(strstr(h, "60000x60000"));
+    assert_non_null(strstr(strstr(errs, "empty.jpg"), "empty file"));
     rows r;
     read_rows(out, &r);
     /* good1, good2 and perhaps the truncated JPEG (stb may decode a partial image) */

@@ -1,0 +1,748 @@
+/*
+ * parquet_read.c — reads what fruitnet writes (and compatible files): a
+ * schema of two string columns and one LIST<FLOAT> column (any of the
+ * standard 3-level or legacy 2-level layouts, required or optional), data
+ * pages v1/v2, PLAIN values, RLE/bit-packed levels, UNCOMPRESSED or GZIP.
+ * Every length and offset read from the file is bounds-checked; page CRCs
+ * are verified when present. Memory is bounded by one row group. Anything
+ * else (dictionary pages, SNAPPY, other types) is refused by name.
+ */
+#include "internal.h"
+#include "parquet.h"
+#include "thrift.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#define MAX_FOOTER ((size_t)64 << 20)
+#define MAX_SCHEMA 64
+#define MAX_GROUPS (1 << 20)
+
+typedef struct col_chunk {
+    int64_t data_off, dict_off, comp_size, num_values;
+    int codec, type;
+} col_chunk;
+
+typedef struct rgroup {
+    int64_t rows;
+    col_chunk col[3];
+} rgroup;
+
+/* one decoded column of a row group */
+typedef struct coldata {
+    uint8_t *def, *rep;    /* per level entry */
+    size_t nlev;
+    unsigned char *vals;   /* PLAIN values (concatenated over pages) */
+    size_t vlen, vcap;
+} coldata;
+
+struct fn_parquet_reader {
+    char *path;
+    int fd;
+    int64_t file_size;
+    int64_t num_rows;
+    fn_kv *meta;
+    int nmeta;
+    rgroup *groups;
+    int ngroups;
+    int leaf_type[3], max_def[3], max_rep[3];
+    /* iteration */
+    int cur_group;
+    int64_t row_in_group;
+    coldata cd[3];
+    size_t lev_pos[3], val_pos[3];
+    char *sbuf[2];
+    size_t scap[2];
+    float *vbuf;
+    size_t vbcap;
+};
+
+static int rfail(const fn_parquet_reader *r, fn_error *err, int code, const char *what)
+{
+    return fn_fail(err, code, "%s: %s", r->path, what);
+}
+
+static int read_at(fn_parquet_reader *r, int64_t off, void *buf, size_t n, fn_error *err)
+{
+    if (off < 0 || (uint64_t)off > (uint64_t)r->file_size || n > (uint64_t)(r->file_size - off))
+        return rfail(r, err, FN_EFORMAT, "offset or length outside the file");
+    size_t got = 0;
+    while (got < n) {
+        ssize_t k = pread(r->fd, (char *)buf + got, n - got, off + (off_t)got);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return fn_fail(err, FN_EIO, "%s: read error: %s", r->path, k < 0 ? strerror(errno) : "unexpected end");
+        got += (size_t)k;
+    }
+    return FN_OK;
+}
+
+/* ---------------------------------------------------------------- footer */
+
+typedef struct schema_el {
+    int type, rep, nchildren, ct;
+    char name[64];
+} schema_el;
+
+static void parse_schema_el(trd *t, schema_el *e)
+{
+    int16_t last = 0, id;
+    int ty;
+    memset(e, 0, sizeof *e);
+    e->type = -1, e->rep = -1, e->ct = -1;
+    while (tr_field(t, &last, &id, &ty)) {
+        if (id == 1 && ty == TT_I32) e->type = (int)tr_zz(t);
+        else if (id == 3 && ty == TT_I32) e->rep = (int)tr_zz(t);
+        else if (id == 4 && ty == TT_BINARY) {
+            size_t n;
+            const unsigned char *s = tr_bin(t, &n);
+            if (s)
+                memcpy(e->name, s, n < 63 ? n : 63);
+        } else if (id == 5 && ty == TT_I32) e->nchildren = (int)tr_zz(t);
+        else if (id == 6 && ty == TT_I32) e->ct = (int)tr_zz(t);
+        else tr_skip(t, ty);
+    }
+}
+
+static int parse_column_chunk(trd *t, col_chunk *c)
+{
+    int16_t last = 0, id;
+    int ty, have = 0;
+    c->dict_off = -1;
+    while (tr_field(t, &last, &id, &ty)) {
+        if (id == 3 && ty == TT_STRUCT) {
+            int16_t l2 = 0, i2;
+            int t2;
+            have = 1;
+            while (tr_field(t, &l2, &i2, &t2)) {
+                if (i2 == 1 && t2 == TT_I32) c->type = (int)tr_zz(t);
+                else if (i2 == 4 && t2 == TT_I32) c->codec = (int)tr_zz(t);
+                else if (i2 == 5 && t2 == TT_I64) c->num_values = tr_zz(t);
+                else if (i2 == 7 && t2 == TT_I64) c->comp_size = tr_zz(t);
+                else if (i2 == 9 && t2 == TT_I64) c->data_off = tr_zz(t);
+                else if (i2 == 11 && t2 == TT_I64) c->dict_off = tr_zz(t);
+                else tr_skip(t, t2);
+            }
+        } else if (id == 1 && ty == TT_BINARY) {
+            t->err = 2; /* external file_path: unsupported */
+            return 0;
+        } else {
+            tr_skip(t, ty);
+        }
+    }
+    return have;
+}
+
+static int parse_footer(fn_parquet_reader *r, const unsigned char *buf, size_t len, fn_error *err)
+{
+    trd t = {buf, buf + len, 0, 0};
+    int16_t last = 0, id;
+    int ty;
+    schema_el sch[MAX_SCHEMA];
+    int nsch = 0;
+    while (tr_field(&t, &last, &id, &ty)) {
+        if (id == 2 && ty == TT_LIST) {
+            int et;
+            uint32_t n = tr_list(&t, &et);
+            if (et != TT_STRUCT || n > MAX_SCHEMA)
+                return rfail(r, err, FN_EUNSUPPORTED, "schema too large or malformed");
+            for (uint32_t i = 0; i < n && !t.err; i++)
+                parse_schema_el(&t, &sch[nsch++]);
+        } else if (id == 3 && ty == TT_I64) {
+            r->num_rows = tr_zz(&t);
+        } else if (id == 4 && ty == TT_LIST) {
+            int et;
+            uint32_t n = tr_list(&t, &et);
+            if (et != TT_STRUCT || n > MAX_GROUPS)
+                return rfail(r, err, FN_EFORMAT, "row group list malformed");
+            r->groups = calloc(n ? n : 1, sizeof(rgroup));
+            if (!r->groups)
+                return rfail(r, err, FN_ENOMEM, "out of memory");
+            for (uint32_t g = 0; g < n && !t.err; g++) {
+                int16_t l2 = 0, i2;
+                int t2, ncols = 0;
+                rgroup *rg = &r->groups[g];
+                while (tr_field(&t, &l2, &i2, &t2)) {
+                    if (i2 == 1 && t2 == TT_LIST) {
+                        int e2;
+                        uint32_t nc = tr_list(&t, &e2);
+                        if (e2 != TT_STRUCT || nc != 3)
+                            return rfail(r, err, FN_EUNSUPPORTED, "row group does not have the 3 expected columns");
+                        for (uint32_t c = 0; c < nc && !t.err; c++)
+                            ncols += parse_column_chunk(&t, &rg->col[c]);
+                    } else if (i2 == 3 && t2 == TT_I64) {
+                        rg->rows = tr_zz(&t);
+                    } else {
+                        tr_skip(&t, t2);
+                    }
+                }
+                if (t.err == 2)
+                    return rfail(r, err, FN_EUNSUPPORTED, "column chunks in external files are not supported");
+                if (!t.err && ncols != 3)
+                    return rfail(r, err, FN_EFORMAT, "column chunk without metadata");
+                r->ngroups++;
+            }
+        } else if (id == 5 && ty == TT_LIST) {
+            int et;
+            uint32_t n = tr_list(&t, &et);
+            if (et != TT_STRUCT)
+                return rfail(r, err, FN_EFORMAT, "key/value metadata malformed");
+            r->meta = calloc(n ? n : 1, sizeof(fn_kv));
+            if (!r->meta)
+                return rfail(r, err, FN_ENOMEM, "out of memory");
+            for (uint32_t i = 0; i < n && !t.err; i++) {
+                int16_t l2 = 0, i2;
+                int t2;
+                const unsigned char *k = NULL, *v = NULL;
+                size_t kl = 0, vl = 0;
+                while (tr_field(&t, &l2, &i2, &t2)) {
+                    if (i2 == 1 && t2 == TT_BINARY) k = tr_bin(&t, &kl);
+                    else if (i2 == 2 && t2 == TT_BINARY) v = tr_bin(&t, &vl);
+                    else tr_skip(&t, t2);
+                }
+                if (t.err || !k)
+                    break;
+                char *ks = malloc(kl + 1), *vs = malloc(vl + 1);
+                if (!ks || !vs) {
+                    free(ks), free(vs);
+                    return rfail(r, err, FN_ENOMEM, "out of memory");
+                }
+                memcpy(ks, k, kl), ks[kl] = 0;
+                if (v)
+                    memcpy(vs, v, vl);
+                vs[vl] = 0;
+                r->meta[r->nmeta].key = ks;
+                r->meta[r->nmeta].value = vs;
+                r->nmeta++;
+            }
+        } else {
+            tr_skip(&t, ty);
+        }
+    }
+    if (t.err)
+        return rfail(r, err, FN_EFORMAT, "corrupt footer (Thrift metadata out of bounds)");
+    /* schema: root + path + label + the list column (3 or 2 levels) */
+    if (nsch < 5 || sch[0].nchildren != 3)
+        return rfail(r, err, FN_EUNSUPPORTED, "schema is not (path, label, list<float>)");
+    for (int c = 0; c < 2; c++) {
+        schema_el *e = &sch[1 + c];
+        if (e->type != PQ_BYTE_ARRAY || e->nchildren || e->rep == PQ_REPEATED)
+            return rfail(r, err, FN_EUNSUPPORTED, "first two columns must be strings");
+        r->leaf_type[c] = PQ_BYTE_ARRAY;
+        r->max_def[c] = e->rep == PQ_OPTIONAL;
+        r->max_rep[c] = 0;
+    }
+    int def = 0, rep = 0, i = 3;
+    for (; i < nsch; i++) {
+        schema_el *e = &sch[i];
+        if (e->rep == PQ_OPTIONAL) def++;
+        if (e->rep == PQ_REPEATED) def++, rep++;
+        if (e->nchildren == 0)
+            break;
+        if (e->nchildren != 1)
+            return rfail(r, err, FN_EUNSUPPORTED, "list column has an unexpected nested structure");
+    }
+    if (i != nsch - 1 || sch[i].type != PQ_FLOAT || rep != 1)
+        return rfail(r, err, FN_EUNSUPPORTED, "third column is not a list of FLOAT");
+    r->leaf_type[2] = PQ_FLOAT;
+    r->max_def[2] = def, r->max_rep[2] = 1;
+    if (r->num_rows < 0)
+        return rfail(r, err, FN_EFORMAT, "negative row count");
+    int64_t sum = 0;
+    for (int g = 0; g < r->ngroups; g++) {
+        if (r->groups[g].rows < 0 || r->groups[g].rows > (1 << 30))
+            return rfail(r, err, FN_EFORMAT, "bad row group size");
+        sum += r->groups[g].rows;
+        for (int c = 0; c < 3; c++) {
+            col_chunk *cc = &r->groups[g].col[c];
+            if (cc->type != r->leaf_type[c])
+                return rfail(r, err, FN_EFORMAT, "column chunk type differs from the schema");
+            if (cc->codec != PQ_UNCOMPRESSED && cc->codec != PQ_GZIP) {
+                static const char *names[] = {"UNCOMPRESSED", "SNAPPY", "GZIP", "LZO", "BROTLI", "LZ4", "ZSTD", "LZ4_RAW"};
+                fn_fail(err, FN_EUNSUPPORTED, "%s: compression codec %s is not supported (UNCOMPRESSED and GZIP are)",
+                        r->path, cc->codec >= 0 && cc->codec < 8 ? names[cc->codec] : "unknown");
+                return FN_EUNSUPPORTED;
+            }
+            if (cc->dict_off > 0)
+                return rfail(r, err, FN_EUNSUPPORTED, "dictionary-encoded columns are not supported");
+            if (cc->data_off < 4 || cc->comp_size < 0 || cc->data_off > r->file_size ||
+                cc->comp_size > r->file_size - cc->data_off || cc->num_values < 0)
+                return rfail(r, err, FN_EFORMAT, "column chunk outside the file");
+        }
+    }
+    if (sum != r->num_rows)
+        return rfail(r, err, FN_EFORMAT, "row groups do not add up to the row count");
+    return FN_OK;
+}
+
+int fn_parquet_reader_open(const char *path, fn_parquet_reader **out, fn_error *err)
+{
+    if (!path || !out)
+        return fn_fail(err, FN_EARG, "fn_parquet_reader_open: invalid arguments");
+    *out = NULL;
+    fn_parquet_reader *r = calloc(1, sizeof *r);
+    if (!r)
+        return fn_fail(err, FN_ENOMEM, "out of memory");
+    r->path = malloc(strlen(path) + 1);
+    if (!r->path) {
+        free(r);
+        return fn_fail(err, FN_ENOMEM, "out of memory");
+    }
+    strcpy(r->path, path);
+    r->fd = open(path, O_RDONLY | O_CLOEXEC);
+    int rc;
+    if (r->fd < 0) {
+        rc = fn_fail(err, FN_EIO, "%s: cannot open: %s", path, strerror(errno));
+        fn_parquet_reader_close(r);
+        return rc;
+    }
+    struct stat st;
+    if (fstat(r->fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        rc = fn_fail(err, FN_EIO, "%s: not a regular file", path);
+        fn_parquet_reader_close(r);
+        return rc;
+    }
+    r->file_size = st.st_size;
+    unsigned char head[4], tail[8];
+    if (r->file_size < 12) {
+        rc = rfail(r, err, FN_EFORMAT, "too short to be a Parquet file");
+        goto fail;
+    }
+    if ((rc = read_at(r, 0, head, 4, err)) || (rc = read_at(r, r->file_size - 8, tail, 8, err)))
+        goto fail;
+    if (memcmp(head, "PAR1", 4) || memcmp(tail + 4, "PAR1", 4)) {
+        rc = rfail(r, err, FN_EFORMAT, memcmp(tail + 4, "PARE", 4) ? "not a Parquet file (bad magic)"
+                                                                   : "encrypted Parquet files are not supported");
+        goto fail;
+    }
+    uint32_t flen = (uint32_t)tail[0] | (uint32_t)tail[1] << 8 | (uint32_t)tail[2] << 16 | (uint32_t)tail[3] << 24;
+    if (flen == 0 || flen > MAX_FOOTER || (int64_t)flen > r->file_size - 12) {
+        rc = rfail(r, err, FN_EFORMAT, "footer length is out of range");
+        goto fail;
+    }
+    unsigned char *fb = malloc(flen);
+    if (!fb) {
+        rc = rfail(r, err, FN_ENOMEM, "out of memory");
+        goto fail;
+    }
+    rc = read_at(r, r->file_size - 8 - flen, fb, flen, err);
+    if (!rc)
+        rc = parse_footer(r, fb, flen, err);
+    free(fb);
+    if (rc)
+        goto fail;
+    r->cur_group = -1;
+    *out = r;
+    return FN_OK;
+fail:
+    fn_parquet_reader_close(r);
+    return rc;
+}
+
+int64_t fn_parquet_reader_rows(const fn_parquet_reader *r) { return r ? r->num_rows : 0; }
+
+const char *fn_parquet_reader_meta(const fn_parquet_reader *r, const char *key)
+{
+    for (int i = 0; r && key && i < r->nmeta; i++)
+        if (!strcmp(r->meta[i].key, key))
+            return r->meta[i].value;
+    return NULL;
+}
+
+static void free_cols(fn_parquet_reader *r)
+{
+    for (int c = 0; c < 3; c++) {
+        free(r->cd[c].def), free(r->cd[c].rep), free(r->cd[c].vals);
+        memset(&r->cd[c], 0, sizeof r->cd[c]);
+        r->lev_pos[c] = r->val_pos[c] = 0;
+    }
+}
+
+void fn_parquet_reader_close(fn_parquet_reader *r)
+{
+    if (!r)
+        return;
+    if (r->fd >= 0)
+        close(r->fd);
+    free_cols(r);
+    for (int i = 0; i < r->nmeta; i++)
+        free((char *)r->meta[i].key), free((char *)r->meta[i].value);
+    free(r->meta);
+    free(r->groups);
+    free(r->sbuf[0]), free(r->sbuf[1]), free(r->vbuf);
+    free(r->path);
+    free(r);
+}
+
+/* ---------------------------------------------------------------- pages */
+
+/* Decode n levels of the RLE/bit-packed hybrid from [p, end). */
+static int decode_levels(const unsigned char *p, const unsigned char *end, int bw, uint8_t *out, size_t n)
+{
+    size_t k = 0;
+    trd t = {p, end, 0, 0};
+    while (k < n) {
+        uint64_t h = tr_varint(&t);
+        if (t.err)
+            return -1;
+        if (h & 1) { /* bit-packed groups of 8 */
+            uint64_t groups = h >> 1;
+            if (groups > (uint64_t)(t.end - t.p) / (uint64_t)(bw ? bw : 1) + 1)
+                return -1;
+            size_t bytes = (size_t)groups * (size_t)bw;
+            if (bytes > (size_t)(t.end - t.p))
+                return -1;
+            uint64_t bitpos = 0;
+            for (uint64_t i = 0; i < groups * 8 && k < n; i++) {
+                unsigned v = 0;
+                for (int b = 0; b < bw; b++, bitpos++)
+                    v |= (unsigned)((t.p[bitpos >> 3] >> (bitpos & 7)) & 1) << b;
+                out[k++] = (uint8_t)v;
+            }
+            t.p += bytes;
+        } else {
+            uint64_t run = h >> 1;
+            int nb = (bw + 7) / 8;
+            if (t.end - t.p < nb || run == 0)
+                return -1;
+            unsigned v = 0;
+            for (int b = 0; b < nb; b++)
+                v |= (unsigned)t.p[b] << (8 * b);
+            t.p += nb;
+            if (v > 255)
+                return -1;
+            for (uint64_t i = 0; i < run && k < n; i++)
+                out[k++] = (uint8_t)v;
+        }
+    }
+    return 0;
+}
+
+static int bit_width(int v)
+{
+    int w = 0;
+    while (v) w++, v >>= 1;
+    return w;
+}
+
+static int append_vals(coldata *cd, const unsigned char *p, size_t n)
+{
+    if (cd->vlen + n > cd->vcap) {
+        size_t cap = cd->vcap ? cd->vcap : 4096;
+        while (cap < cd->vlen + n)
+            cap *= 2;
+        unsigned char *v = realloc(cd->vals, cap);
+        if (!v)
+            return -1;
+        cd->vals = v, cd->vcap = cap;
+    }
+    memcpy(cd->vals + cd->vlen, p, n);
+    cd->vlen += n;
+    return 0;
+}
+
+static int read_column(fn_parquet_reader *r, const col_chunk *cc, int c, int64_t rows, fn_error *err)
+{
+    coldata *cd = &r->cd[c];
+    unsigned char *chunk = malloc((size_t)cc->comp_size + 1);
+    if (!chunk)
+        return rfail(r, err, FN_ENOMEM, "out of memory");
+    int rc = read_at(r, cc->data_off, chunk, (size_t)cc->comp_size, err);
+    if (rc) {
+        free(chunk);
+        return rc;
+    }
+    if (cc->num_values > (int64_t)1 << 31 || cc->num_values < rows) {
+        free(chunk);
+        return rfail(r, err, FN_EFORMAT, "column chunk value count out of range");
+    }
+    cd->nlev = (size_t)cc->num_values;
+    cd->def = calloc(cd->nlev + 1, 1);
+    cd->rep = calloc(cd->nlev + 1, 1);
+    if (!cd->def || !cd->rep) {
+        free(chunk);
+        return rfail(r, err, FN_ENOMEM, "out of memory");
+    }
+    size_t done = 0;
+    const unsigned char *p = chunk, *end = chunk + cc->comp_size;
+    unsigned char *page = NULL;
+    while (done < cd->nlev && !rc) {
+        trd t = {p, end, 0, 0};
+        int16_t last = 0, id;
+        int ty, ptype = -1;
+        int64_t usize = -1, csize = -1, crc = -1, nvals = -1, enc = -1, dlen = -1, rlen = -1;
+        int v2 = 0, v2_compressed = 1;
+        while (tr_field(&t, &last, &id, &ty)) {
+            if (id == 1 && ty == TT_I32) ptype = (int)tr_zz(&t);
+            else if (id == 2 && ty == TT_I32) usize = tr_zz(&t);
+            else if (id == 3 && ty == TT_I32) csize = tr_zz(&t);
+            else if (id == 4 && ty == TT_I32) crc = (uint32_t)tr_zz(&t);
+            else if ((id == 5 || id == 8) && ty == TT_STRUCT) {
+                int16_t l2 = 0, i2;
+                int t2;
+                v2 = id == 8;
+                while (tr_field(&t, &l2, &i2, &t2)) {
+                    if (i2 == 1 && t2 == TT_I32) nvals = tr_zz(&t);
+                    else if (!v2 && i2 == 2 && t2 == TT_I32) enc = tr_zz(&t);
+                    else if (v2 && i2 == 4 && t2 == TT_I32) enc = tr_zz(&t);
+                    else if (v2 && i2 == 5 && t2 == TT_I32) dlen = tr_zz(&t);
+                    else if (v2 && i2 == 6 && t2 == TT_I32) rlen = tr_zz(&t);
+                    else if (v2 && i2 == 7 && (t2 == TT_TRUE || t2 == TT_FALSE)) v2_compressed = tr_bool(t2);
+                    else tr_skip(&t, t2);
+                }
+            } else tr_skip(&t, ty);
+        }
+        if (t.err) { rc = rfail(r, err, FN_EFORMAT, "corrupt page header"); break; }
+        if (ptype == PQ_DICTIONARY_PAGE) { rc = rfail(r, err, FN_EUNSUPPORTED, "dictionary pages are not supported"); break; }
+        if ((ptype != PQ_DATA_PAGE && ptype != PQ_DATA_PAGE_V2) || usize < 0 || csize < 0 || nvals <= 0 ||
+            csize > end - t.p || (size_t)usize > PQ_MAX_PAGE_BYTES || (size_t)nvals > cd->nlev - done) {
+            rc = rfail(r, err, ptype == PQ_INDEX_PAGE ? FN_EUNSUPPORTED : FN_EFORMAT, "bad or unsupported page header");
+            break;
+        }
+        if (enc != PQ_ENC_PLAIN) { rc = rfail(r, err, FN_EUNSUPPORTED, "only PLAIN-encoded values are supported"); break; }
+        const unsigned char *body = t.p;
+        p = t.p + csize;
+        if (crc >= 0 && fn_crc32(0, body, (size_t)csize) != (uint32_t)crc) {
+            rc = rfail(r, err, FN_ECHECKSUM, "page CRC32 mismatch (corrupt data)");
+            break;
+        }
+        /* v2: levels are stored uncompressed before the (maybe compressed) values */
+        size_t lv_bytes = 0;
+        if (v2) {
+            if (dlen < 0 || rlen < 0 || dlen + rlen > csize || dlen + rlen > usize) {
+                rc = rfail(r, err, FN_EFORMAT, "bad v2 page level lengths");
+                break;
+            }
+            lv_bytes = (size_t)(dlen + rlen);
+        }
+        free(page);
+        page = malloc((size_t)usize + 1);
+        if (!page) { rc = rfail(r, err, FN_ENOMEM, "out of memory"); break; }
+        memcpy(page, body, lv_bytes);
+        size_t want = (size_t)usize - lv_bytes, have = (size_t)csize - lv_bytes;
+        if (cc->codec == PQ_GZIP && (!v2 || v2_compressed)) {
+            z_stream s;
+            memset(&s, 0, sizeof s);
+            if (inflateInit2(&s, 15 + 32) != Z_OK) { rc = rfail(r, err, FN_ENOMEM, "inflateInit failed"); break; }
+            s.next_in = (Bytef *)body + lv_bytes;
+            s.avail_in = (uInt)have;
+            s.next_out = page + lv_bytes;
+            s.avail_out = (uInt)want;
+            int zr = inflate(&s, Z_FINISH);
+            size_t got = s.total_out;
+            inflateEnd(&s);
+            if (zr != Z_STREAM_END || got != want) { rc = rfail(r, err, FN_EFORMAT, "corrupt GZIP page"); break; }
+        } else {
+            if (have != want) { rc = rfail(r, err, FN_EFORMAT, "page sizes disagree"); break; }
+            memcpy(page + lv_bytes, body + lv_bytes, want);
+        }
+        /* levels */
+        const unsigned char *q = page, *qe = page + usize;
+        size_t n = (size_t)nvals;
+        for (int pass = 0; pass < 2; pass++) { /* rep then def */
+            int maxl = pass == 0 ? r->max_rep[c] : r->max_def[c];
+            uint8_t *dst = (pass == 0 ? cd->rep : cd->def) + done;
+            if (maxl == 0) {
+                memset(dst, 0, n);
+                continue;
+            }
+            size_t len;
+            if (v2) {
+                len = (size_t)(pass == 0 ? rlen : dlen);
+            } else {
+                if (qe - q < 4) { rc = -1; break; }
+                len = (size_t)q[0] | (size_t)q[1] << 8 | (size_t)q[2] << 16 | (size_t)q[3] << 24;
+                q += 4;
+            }
+            if (len > (size_t)(qe - q) || decode_levels(q, q + len, bit_width(maxl), dst, n)) { rc = -1; break; }
+            for (size_t i = 0; i < n; i++)
+                if (dst[i] > maxl) { rc = -1; break; }
+            q += len;
+        }
+        if (rc) { rc = rfail(r, err, FN_EFORMAT, "corrupt repetition/definition levels"); break; }
+        /* values: one per level entry at max definition */
+        size_t present = 0;
+        for (size_t i = 0; i < n; i++)
+            present += cd->def[done + i] == r->max_def[c];
+        if (r->leaf_type[c] == PQ_FLOAT) {
+            if ((size_t)(qe - q) < present * 4) { rc = rfail(r, err, FN_EFORMAT, "page too short for its values"); break; }
+            if (append_vals(cd, q, present * 4)) { rc = rfail(r, err, FN_ENOMEM, "out of memory"); break; }
+        } else {
+            const unsigned char *s = q;
+            for (size_t i = 0; i < present; i++) {
+                if (qe - s < 4) { rc = -1; break; }
+                size_t l = (size_t)s[0] | (size_t)s[1] << 8 | (size_t)s[2] << 16 | (size_t)s[3] << 24;
+                if (l > (size_t)(qe - s - 4)) { rc = -1; break; }
+                s += 4 + l;
+            }
+            if (rc) { rc = rfail(r, err, FN_EFORMAT, "page too short for its strings"); break; }
+            if (append_vals(cd, q, (size_t)(s - q))) { rc = rfail(r, err, FN_ENOMEM, "out of memory"); break; }
+        }
+        done += n;
+    }
+    if (!rc && done != cd->nlev)
+        rc = rfail(r, err, FN_EFORMAT, "column chunk has fewer values than declared");
+    free(page);
+    free(chunk);
+    return rc;
+}
+
+static int load_group(fn_parquet_reader *r, int g, fn_error *err)
+{
+    free_cols(r);
+    for (int c = 0; c < 3; c++) {
+        int rc = read_column(r, &r->groups[g].col[c], c, r->groups[g].rows, err);
+        if (rc)
+            return rc;
+    }
+    /* string columns: one level per row */
+    for (int c = 0; c < 2; c++)
+        if ((int64_t)r->cd[c].nlev != r->groups[g].rows)
+            return rfail(r, err, FN_EFORMAT, "string column value count differs from the row count");
+    return FN_OK;
+}
+
+static int next_string(fn_parquet_reader *r, int c, const char **out, fn_error *err)
+{
+    coldata *cd = &r->cd[c];
+    size_t li = r->lev_pos[c]++;
+    size_t l = 0;
+    const unsigned char *s = (const unsigned char *)"";
+    if (cd->def[li] == r->max_def[c]) {
+        if (cd->vlen - r->val_pos[c] < 4)
+            return rfail(r, err, FN_EFORMAT, "string values exhausted");
+        const unsigned char *p = cd->vals + r->val_pos[c];
+        l = (size_t)p[0] | (size_t)p[1] << 8 | (size_t)p[2] << 16 | (size_t)p[3] << 24;
+        s = p + 4;
+        r->val_pos[c] += 4 + l;
+    }
+    if (l + 1 > r->scap[c - 0]) {
+        char *b = realloc(r->sbuf[c], l + 1);
+        if (!b)
+            return rfail(r, err, FN_ENOMEM, "out of memory");
+        r->sbuf[c] = b, r->scap[c] = l + 1;
+    }
+    memcpy(r->sbuf[c], s, l);
+    r->sbuf[c][l] = 0;
+    *out = r->sbuf[c];
+    return FN_OK;
+}
+
+int fn_parquet_reader_next(fn_parquet_reader *r, fn_parquet_row *row, fn_error *err)
+{
+    if (!r || !row)
+        return fn_fail(err, FN_EARG, "fn_parquet_reader_next: invalid arguments");
+    while (r->cur_group < 0 || r->row_in_group >= r->groups[r->cur_group].rows) {
+        if (r->cur_group + 1 >= r->ngroups)
+            return 0;
+        r->cur_group++;
+        r->row_in_group = 0;
+        int rc = load_group(r, r->cur_group, err);
+        if (rc) {
+            r->cur_group = r->ngroups; /* stop here */
+            r->row_in_group = 0;
+            return rc;
+        }
+    }
+    int rc;
+    if ((rc = next_string(r, 0, &row->path, err)) || (rc = next_string(r, 1, &row->label, err)))
+        return rc;
+    /* list: entries from lev_pos until the next rep == 0 */
+    coldata *cd = &r->cd[2];
+    size_t start = r->lev_pos[2], endl = start + 1;
+    if (start >= cd->nlev || cd->rep[start] != 0)
+        return rfail(r, err, FN_EFORMAT, "list levels out of step with the rows");
+    while (endl < cd->nlev && cd->rep[endl] != 0)
+        endl++;
+    size_t n = 0;
+    for (size_t i = start; i < endl; i++)
+        n += cd->def[i] == r->max_def[2];
+    if (n > (cd->vlen - r->val_pos[2]) / 4)
+        return rfail(r, err, FN_EFORMAT, "list values exhausted");
+    if (n > r->vbcap) {
+        float *v = realloc(r->vbuf, n * sizeof(float));
+        if (!v)
+            return rfail(r, err, FN_ENOMEM, "out of memory");
+        r->vbuf = v, r->vbcap = n;
+    }
+    memcpy(r->vbuf, cd->vals + r->val_pos[2], n * 4);
+    r->val_pos[2] += n * 4;
+    r->lev_pos[2] = endl;
+    row->vec = r->vbuf;
+    row->n = (int)n;
+    r->row_in_group++;
+    return 1;
+}
+
+/* ---------------------------------------------------------------- datasets */
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+int fn_parquet_dataset_files(const char *path, char ***files, int *nfiles, fn_error *err)
+{
+    if (!path || !files || !nfiles)
+        return fn_fail(err, FN_EARG, "fn_parquet_dataset_files: invalid arguments");
+    *files = NULL;
+    *nfiles = 0;
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return fn_fail(err, FN_EIO, "%s: %s", path, strerror(errno));
+    if (!S_ISDIR(st.st_mode)) {
+        char **l = malloc(sizeof(char *));
+        char *p = l ? malloc(strlen(path) + 1) : NULL;
+        if (!p) {
+            free(l);
+            return fn_fail(err, FN_ENOMEM, "out of memory");
+        }
+        strcpy(p, path);
+        l[0] = p;
+        *files = l;
+        *nfiles = 1;
+        return FN_OK;
+    }
+    DIR *d = opendir(path);
+    if (!d)
+        return fn_fail(err, FN_EIO, "%s: cannot open folder: %s", path, strerror(errno));
+    char **l = NULL;
+    int n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *nm = e->d_name;
+        size_t len = strlen(nm);
+        if (nm[0] == '.' || nm[0] == '_' || len < 8 || strcmp(nm + len - 8, ".parquet") || strstr(nm, ".tmp."))
+            continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            char **t = realloc(l, (size_t)cap * sizeof(char *));
+            if (!t) {
+                closedir(d);
+                fn_free_list(l, n);
+                return fn_fail(err, FN_ENOMEM, "out of memory");
+            }
+            l = t;
+        }
+        size_t pl = strlen(path) + len + 2;
+        l[n] = malloc(pl);
+        if (!l[n]) {
+            closedir(d);
+            fn_free_list(l, n);
+            return fn_fail(err, FN_ENOMEM, "out of memory");
+        }
+        snprintf(l[n], pl, "%s/%s", path, nm);
+        n++;
+    }
+    closedir(d);
+    if (n)
+        qsort(l, (size_t)n, sizeof(char *), cmp_str);
+    *files = l;
+    *nfiles = n;
+    return FN_OK;
+}
