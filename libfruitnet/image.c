@@ -38,6 +38,41 @@
 
 #define MAX_FILE_BYTES ((size_t)256 << 20)
 
+/* Declared size from a PNG IHDR or a JPEG SOF marker, without decoding; 0 if not found. */
+static int sniff_dims(const unsigned char *b, size_t len, int64_t *w, int64_t *h)
+{
+    static const unsigned char png[8] = {0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a};
+    if (len >= 24 && !memcmp(b, png, 8) && !memcmp(b + 12, "IHDR", 4)) {
+        *w = (int64_t)b[16] << 24 | b[17] << 16 | b[18] << 8 | b[19];
+        *h = (int64_t)b[20] << 24 | b[21] << 16 | b[22] << 8 | b[23];
+        return 1;
+    }
+    if (len < 4 || b[0] != 0xFF || b[1] != 0xD8)
+        return 0;
+    size_t i = 2;
+    while (i + 4 <= len) {
+        if (b[i] != 0xFF)
+            return 0;
+        unsigned m = b[i + 1];
+        if (m == 0xFF) {
+            i++;
+            continue;
+        }
+        size_t seg = (size_t)b[i + 2] << 8 | b[i + 3];
+        if (m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC) {
+            if (i + 9 > len)
+                return 0;
+            *h = b[i + 5] << 8 | b[i + 6];
+            *w = b[i + 7] << 8 | b[i + 8];
+            return 1;
+        }
+        if (seg < 2)
+            return 0;
+        i += 2 + seg;
+    }
+    return 0;
+}
+
 int fn_image_decode(const void *bytes, size_t len, const char *name, fn_image *out, fn_error *err)
 {
     if (!name)
@@ -50,6 +85,11 @@ int fn_image_decode(const void *bytes, size_t len, const char *name, fn_image *o
         return fn_fail(err, FN_EIMAGE, "%s: empty file", name);
     if (len > (size_t)INT32_MAX)
         return fn_fail(err, FN_ELIMIT, "%s: %zu bytes is too large", name, len);
+    int64_t sw, sh;
+    if (sniff_dims(bytes, len, &sw, &sh) &&
+        (sw > FN_IMAGE_MAX_SIDE || sh > FN_IMAGE_MAX_SIDE || sw * sh > (int64_t)FN_IMAGE_MAX_PIXELS))
+        return fn_fail(err, FN_ELIMIT, "%s: declared size %lldx%lld exceeds the limits (%d per side, %d pixels)",
+                       name, (long long)sw, (long long)sh, FN_IMAGE_MAX_SIDE, FN_IMAGE_MAX_PIXELS);
     int w, h, comp;
     if (!stbi_info_from_memory(bytes, (int)len, &w, &h, &comp)) {
         const char *why = stbi_failure_reason();
