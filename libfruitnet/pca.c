@@ -510,41 +510,35 @@ static void jacobi(double *A, int p, double *w, double *V)
 typedef struct gemm_job {
     const double *C; /* d x d symmetric, full */
     const double *Q; /* p x d (rows = vectors) */
-    double *Z;       /* p x d: Z[c] = C Q[c] */
+    double *Z;       /* p x d: Z = Q C = (C Q^T)^T */
     int d, p, nthreads;
 } gemm_job;
 
-__attribute__((target_clones("avx512f", "avx2", "default"))) static void cq_rows(const double *C, const double *Q,
-                                                                                  double *Z, int d, int c0, int c1)
-{
-    for (int c = c0; c < c1; c++) {
-        const double *q = Q + (size_t)c * d;
-        double *z = Z + (size_t)c * d;
-        for (int i = 0; i < d; i++) {
-            const double *row = C + (size_t)i * d;
-            double s = 0;
-            for (int k = 0; k < d; k++)
-                s += row[k] * q[k];
-            z[i] = s;
-        }
-    }
-}
+#define GKB 256 /* k block: a 256 x 256 block of C (512 KiB) stays in L2 */
+#define GJB 256
 
-/* Z = C Q for 4 vectors at a time: each row of C is read once per 4 vectors. */
-__attribute__((target_clones("avx512f", "avx2", "default"))) static void cq_block4(const double *C, const double *Q,
-                                                                                    double *Z, int d, int c0)
+/* Z[r0..r0+4][j0..j0+16] += Q[r0..][k0..k1] C[k0..k1][j0..j0+16]; d % 16 == 0 */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void zq_tile(const double *C, const double *Q,
+                                                                                  double *Z, int d, int r0, int j0,
+                                                                                  int k0, int k1)
 {
-    const double *q0 = Q + (size_t)c0 * d, *q1 = q0 + d, *q2 = q1 + d, *q3 = q2 + d;
-    for (int i = 0; i < d; i++) {
-        const double *row = C + (size_t)i * d;
-        double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-        for (int k = 0; k < d; k++) {
-            double r = row[k];
-            s0 += r * q0[k], s1 += r * q1[k], s2 += r * q2[k], s3 += r * q3[k];
-        }
-        Z[(size_t)c0 * d + i] = s0, Z[(size_t)(c0 + 1) * d + i] = s1;
-        Z[(size_t)(c0 + 2) * d + i] = s2, Z[(size_t)(c0 + 3) * d + i] = s3;
+    typedef double v8 __attribute__((vector_size(64), aligned(8)));
+    v8 a00, a01, a10, a11, a20, a21, a30, a31;
+    double *z0 = Z + (size_t)r0 * d + j0, *z1 = z0 + d, *z2 = z1 + d, *z3 = z2 + d;
+    memcpy(&a00, z0, 64), memcpy(&a01, z0 + 8, 64), memcpy(&a10, z1, 64), memcpy(&a11, z1 + 8, 64);
+    memcpy(&a20, z2, 64), memcpy(&a21, z2 + 8, 64), memcpy(&a30, z3, 64), memcpy(&a31, z3 + 8, 64);
+    const double *q0 = Q + (size_t)r0 * d, *q1 = q0 + d, *q2 = q1 + d, *q3 = q2 + d;
+    for (int k = k0; k < k1; k++) {
+        v8 b0, b1;
+        memcpy(&b0, C + (size_t)k * d + j0, 64);
+        memcpy(&b1, C + (size_t)k * d + j0 + 8, 64);
+        a00 += q0[k] * b0, a01 += q0[k] * b1;
+        a10 += q1[k] * b0, a11 += q1[k] * b1;
+        a20 += q2[k] * b0, a21 += q2[k] * b1;
+        a30 += q3[k] * b0, a31 += q3[k] * b1;
     }
+    memcpy(z0, &a00, 64), memcpy(z0 + 8, &a01, 64), memcpy(z1, &a10, 64), memcpy(z1 + 8, &a11, 64);
+    memcpy(z2, &a20, 64), memcpy(z2 + 8, &a21, 64), memcpy(z3, &a30, 64), memcpy(z3 + 8, &a31, 64);
 }
 
 typedef struct cq_part {
@@ -556,17 +550,40 @@ static void *cq_worker(void *arg)
 {
     cq_part *pp = arg;
     gemm_job *j = pp->j;
-    int nb = j->p / 4;
-    for (int b = pp->tid; b < nb; b += j->nthreads)
-        cq_block4(j->C, j->Q, j->Z, j->d, b * 4);
-    if (pp->tid == 0)
-        cq_rows(j->C, j->Q, j->Z, j->d, nb * 4, j->p);
+    const int d = j->d, groups = j->p / 4;
+    int g0 = groups * pp->tid / j->nthreads, g1 = groups * (pp->tid + 1) / j->nthreads;
+    if (d % 16 == 0) {
+        for (int kb = 0; kb < d; kb += GKB)
+            for (int jb = 0; jb < d; jb += GJB)
+                for (int g = g0; g < g1; g++)
+                    for (int j0 = jb; j0 < jb + GJB && j0 < d; j0 += 16)
+                        zq_tile(j->C, j->Q, j->Z, d, g * 4, j0, kb, kb + GKB < d ? kb + GKB : d);
+    } else {
+        for (int r = g0 * 4; r < g1 * 4; r++)
+            for (int k = 0; k < d; k++) {
+                double q = j->Q[(size_t)r * d + k];
+                const double *c = j->C + (size_t)k * d;
+                double *z = j->Z + (size_t)r * d;
+                for (int i = 0; i < d; i++)
+                    z[i] += q * c[i];
+            }
+    }
+    if (pp->tid == 0) /* rows beyond the last group of 4 */
+        for (int r = groups * 4; r < j->p; r++)
+            for (int k = 0; k < d; k++) {
+                double q = j->Q[(size_t)r * d + k];
+                const double *c = j->C + (size_t)k * d;
+                double *z = j->Z + (size_t)r * d;
+                for (int i = 0; i < d; i++)
+                    z[i] += q * c[i];
+            }
     return NULL;
 }
 
 static void mul_cq(const double *C, const double *Q, double *Z, int d, int p, int threads)
 {
     gemm_job j = {C, Q, Z, d, p, threads < 1 ? 1 : threads > 64 ? 64 : threads};
+    memset(Z, 0, (size_t)p * d * sizeof(double));
     pthread_t th[64];
     cq_part parts[64];
     for (int t = 0; t < j.nthreads; t++)
