@@ -1,0 +1,257 @@
+/*
+ * test_layers.c — every layer against a naive double-precision reference on
+ * random data, on every instruction set this CPU supports: convolutions with
+ * stride/padding variants and odd sizes (residual, ReLU, 1 and 2 threads),
+ * max pool with padding, global average pool, dense, softmax, thread pool.
+ */
+#include "testutil.h"
+#include "internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void conv_ref(const float *in, int n, int h, int w, int cin, const float *W, const float *b, int k,
+                     int stride, int pad, int cout, const float *res, int relu, double *out, int oh, int ow)
+{
+    for (int i = 0; i < n; i++)
+        for (int oy = 0; oy < oh; oy++)
+            for (int ox = 0; ox < ow; ox++)
+                for (int co = 0; co < cout; co++) {
+                    double s = b[co];
+                    for (int ky = 0; ky < k; ky++)
+                        for (int kx = 0; kx < k; kx++) {
+                            int y = oy * stride - pad + ky, x = ox * stride - pad + kx;
+                            if (y < 0 || y >= h || x < 0 || x >= w)
+                                continue;
+                            for (int ci = 0; ci < cin; ci++)
+                                s += (double)in[(((size_t)i * h + y) * w + x) * cin + ci] *
+                                     W[(((size_t)ky * k + kx) * cin + ci) * cout + co];
+                        }
+                    size_t o = (((size_t)i * oh + oy) * ow + ox) * cout + co;
+                    if (res)
+                        s += res[o];
+                    if (relu && s < 0)
+                        s = 0;
+                    out[o] = s;
+                }
+}
+
+typedef struct conv_case {
+    int n, h, w, cin, cout, k, stride, pad;
+} conv_case;
+
+static void run_conv_case(fn_isa isa, const conv_case *c, int with_res, int relu, int threads, int in_place)
+{
+    int oh = fn_conv_out_dim(c->h, c->k, c->stride, c->pad), ow = fn_conv_out_dim(c->w, c->k, c->stride, c->pad);
+    size_t nin = (size_t)c->n * c->h * c->w * c->cin, nout = (size_t)c->n * oh * ow * c->cout;
+    size_t nw = (size_t)c->k * c->k * c->cin * c->cout;
+    float *in = malloc(nin * 4), *W = malloc(nw * 4), *b = malloc((size_t)c->cout * 4);
+    float *res = malloc(nout * 4), *out = malloc(nout * 4);
+    double *ref = malloc(nout * sizeof(double));
+    tu_fill_random(in, nin, 1 + c->cin, -1, 1);
+    tu_fill_random(W, nw, 2 + c->cout, -0.5f, 0.5f);
+    tu_fill_random(b, (size_t)c->cout, 3, -1, 1);
+    tu_fill_random(res, nout, 4, -1, 1);
+    conv_ref(in, c->n, c->h, c->w, c->cin, W, b, c->k, c->stride, c->pad, c->cout, with_res ? res : NULL, relu, ref,
+             oh, ow);
+    fn_conv conv;
+    fn_error e;
+    assert_int_equal(fn_conv_init(&conv, c->k, c->k, c->stride, c->pad, c->cin, c->cout, W, b, isa, &e), FN_OK);
+    fn_pool *pool = fn_pool_create(threads);
+    float *scratch = fn_aalloc(fn_conv_scratch_floats(&conv, c->n, c->h, c->w, threads) * 4 + 64);
+    if (in_place) { /* residual in the output buffer, as the model does */
+        memcpy(out, res, nout * 4);
+        fn_conv_forward(&conv, pool, in, c->n, c->h, c->w, out, with_res ? out : NULL, relu, scratch);
+    } else {
+        fn_conv_forward(&conv, pool, in, c->n, c->h, c->w, out, with_res ? res : NULL, relu, scratch);
+    }
+    /* float accumulation over K terms of magnitude <= 0.5: error grows ~ sqrt(K) * eps * scale */
+    double K = (double)c->k * c->k * c->cin, tol = 1e-6 * (1 + sqrt(K)) * 4, worst = 0;
+    for (size_t i = 0; i < nout; i++) {
+        double d = fabs(out[i] - ref[i]);
+        if (d > worst)
+            worst = d;
+    }
+    if (!(worst <= tol))
+        fail_msg("%s conv %dx%d/%d pad %d n%d %dx%dx%d->%d res %d relu %d thr %d: max err %.3g > %.3g",
+                 fn_isa_name(isa), c->k, c->k, c->stride, c->pad, c->n, c->h, c->w, c->cin, c->cout, with_res, relu,
+                 threads, worst, tol);
+    fn_afree(scratch);
+    fn_pool_destroy(pool);
+    fn_conv_free(&conv);
+    free(in), free(W), free(b), free(res), free(out), free(ref);
+}
+
+static void test_conv_all_isas(void **s)
+{
+    (void)s;
+    static const conv_case cases[] = {
+        {1, 7, 7, 64, 256, 1, 1, 0},  {2, 5, 5, 33, 70, 1, 1, 0},   {3, 13, 13, 17, 33, 1, 2, 0},
+        {1, 14, 14, 64, 128, 1, 2, 0}, {2, 7, 7, 32, 48, 3, 1, 1},  {1, 13, 5, 3, 17, 3, 1, 1},
+        {1, 1, 1, 70, 3, 3, 1, 1},     {1, 23, 23, 3, 64, 7, 2, 3}, {3, 5, 7, 3, 16, 7, 2, 3},
+        {1, 1, 1, 1, 1, 1, 1, 0},      {2, 9, 9, 40, 31, 3, 2, 1},  {1, 56, 56, 8, 64, 1, 1, 0},
+    };
+    fn_isa isas[3];
+    int ni = tu_supported_isas(isas);
+    for (int i = 0; i < ni; i++)
+        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+            for (int v = 0; v < 4; v++)
+                run_conv_case(isas[i], &cases[c], v & 1, (v >> 1) & 1, 1 + (int)(c % 2), 0);
+    print_message("[ layers   ] conv: %zu shapes x 4 variants on %d ISA(s) match the naive reference\n",
+                  sizeof cases / sizeof cases[0], ni);
+}
+
+static void test_conv_inplace_residual(void **s)
+{
+    (void)s;
+    conv_case c = {2, 7, 7, 64, 96, 1, 1, 0};
+    fn_isa isas[3];
+    int ni = tu_supported_isas(isas);
+    for (int i = 0; i < ni; i++)
+        for (int t = 1; t <= 2; t++)
+            run_conv_case(isas[i], &c, 1, 1, t, 1);
+}
+
+static void test_conv_bad_args(void **s)
+{
+    (void)s;
+    fn_conv c;
+    fn_error e;
+    float w[4] = {0}, b[1] = {0};
+    assert_int_equal(fn_conv_init(&c, 0, 1, 1, 0, 1, 1, w, b, FN_ISA_PORTABLE, &e), FN_EARG);
+    assert_int_equal(fn_conv_init(&c, 1, 1, 0, 0, 1, 1, w, b, FN_ISA_PORTABLE, &e), FN_EARG);
+    assert_int_equal(fn_conv_init(&c, 1, 1, 1, 0, 1, 1, NULL, b, FN_ISA_PORTABLE, &e), FN_EARG);
+}
+
+static void test_maxpool(void **s)
+{
+    (void)s;
+    int n = 2, h = 9, w = 8, c = 5, k = 3, st = 2, pad = 1;
+    int oh = fn_conv_out_dim(h, k, st, pad), ow = fn_conv_out_dim(w, k, st, pad);
+    float *in = malloc((size_t)n * h * w * c * 4), *out = malloc((size_t)n * oh * ow * c * 4);
+    tu_fill_random(in, (size_t)n * h * w * c, 9, -2, 1); /* negative values: zero padding shows */
+    fn_pool *pool = fn_pool_create(2);
+    fn_maxpool(pool, in, n, h, w, c, k, st, pad, out);
+    for (int i = 0; i < n; i++)
+        for (int oy = 0; oy < oh; oy++)
+            for (int ox = 0; ox < ow; ox++)
+                for (int ch = 0; ch < c; ch++) {
+                    float m = -1e30f;
+                    for (int ky = 0; ky < k; ky++)
+                        for (int kx = 0; kx < k; kx++) {
+                            int y = oy * st - pad + ky, x = ox * st - pad + kx;
+                            float v = (y < 0 || y >= h || x < 0 || x >= w) ? 0.0f
+                                                                           : in[(((size_t)i * h + y) * w + x) * c + ch];
+                            m = v > m ? v : m;
+                        }
+                    assert_true(out[(((size_t)i * oh + oy) * ow + ox) * c + ch] == m);
+                }
+    fn_pool_destroy(pool);
+    free(in), free(out);
+}
+
+static void test_avgpool_dense_softmax(void **s)
+{
+    (void)s;
+    int n = 3, h = 7, w = 7, c = 37;
+    float *in = malloc((size_t)n * h * w * c * 4), *out = malloc((size_t)n * c * 4);
+    tu_fill_random(in, (size_t)n * h * w * c, 11, 0, 5);
+    fn_global_avgpool(in, n, h, w, c, out);
+    for (int i = 0; i < n; i++)
+        for (int ch = 0; ch < c; ch++) {
+            double sum = 0;
+            for (int p = 0; p < h * w; p++)
+                sum += in[((size_t)i * h * w + p) * c + ch];
+            assert_true(fabs(out[i * c + ch] - sum / (h * w)) < 1e-5);
+        }
+    int di = 29, dout = 13;
+    float *W = malloc((size_t)di * dout * 4), *b = malloc((size_t)dout * 4), *x = malloc((size_t)n * di * 4);
+    float *y = malloc((size_t)n * dout * 4);
+    tu_fill_random(W, (size_t)di * dout, 12, -1, 1);
+    tu_fill_random(b, (size_t)dout, 13, -1, 1);
+    tu_fill_random(x, (size_t)n * di, 14, -1, 1);
+    fn_dense(x, n, di, W, b, dout, y);
+    for (int i = 0; i < n; i++)
+        for (int o = 0; o < dout; o++) {
+            double sum = b[o];
+            for (int k = 0; k < di; k++)
+                sum += (double)x[i * di + k] * W[k * dout + o];
+            assert_true(fabs(y[i * dout + o] - sum) < 1e-5);
+        }
+    float sm[2][4] = {{1000, 1001, 999, -1000}, {-1000, -1000, -1000, -1000}};
+    fn_softmax(&sm[0][0], 2, 4);
+    for (int i = 0; i < 2; i++) {
+        double t = 0;
+        for (int j = 0; j < 4; j++) {
+            assert_true(isfinite(sm[i][j]) && sm[i][j] >= 0);
+            t += sm[i][j];
+        }
+        assert_true(fabs(t - 1) < 1e-6);
+    }
+    assert_true(sm[0][1] > sm[0][0] && sm[0][0] > sm[0][2]);
+    assert_true(fabs(sm[1][0] - 0.25f) < 1e-6);
+    int idx[3];
+    float val[3];
+    float p[6] = {0.1f, 0.5f, 0.05f, 0.3f, 0.5f, 0.05f};
+    fn_topk(p, 6, 3, idx, val);
+    assert_int_equal(idx[0], 1); /* ties keep the lower index first */
+    assert_int_equal(idx[1], 4);
+    assert_int_equal(idx[2], 3);
+    free(in), free(out), free(W), free(b), free(x), free(y);
+}
+
+static void count_task(void *arg, int tid, int nth)
+{
+    int *hits = arg;
+    __atomic_fetch_add(&hits[tid], 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&hits[63], nth, __ATOMIC_RELAXED);
+}
+
+static void test_threadpool(void **s)
+{
+    (void)s;
+    for (int t = 1; t <= 4; t++) {
+        fn_pool *p = fn_pool_create(t);
+        assert_non_null(p);
+        assert_int_equal(fn_pool_threads(p), t);
+        int hits[64] = {0};
+        for (int r = 0; r < 500; r++)
+            fn_pool_run(p, count_task, hits);
+        for (int i = 0; i < t; i++)
+            assert_int_equal(hits[i], 500);
+        assert_int_equal(hits[63], 500 * t * t);
+        fn_pool_destroy(p);
+    }
+}
+
+static void test_isa_selection(void **s)
+{
+    (void)s;
+    fn_isa out;
+    assert_int_equal(fn_isa_resolve(FN_ISA_PORTABLE, &out, NULL), FN_OK);
+    assert_int_equal(out, FN_ISA_PORTABLE);
+    assert_int_equal(fn_isa_resolve(FN_ISA_AUTO, &out, NULL), FN_OK);
+    assert_true(out >= FN_ISA_PORTABLE && out <= fn_isa_detect());
+    setenv("FRUITNET_ISA", "portable", 1);
+    assert_int_equal(fn_isa_resolve(FN_ISA_AUTO, &out, NULL), FN_OK);
+    assert_int_equal(out, FN_ISA_PORTABLE);
+    setenv("FRUITNET_ISA", "bogus", 1);
+    fn_error e;
+    assert_int_equal(fn_isa_resolve(FN_ISA_AUTO, &out, &e), FN_EARG);
+    assert_non_null(strstr(e.msg, "bogus"));
+    unsetenv("FRUITNET_ISA");
+    if (fn_isa_detect() < FN_ISA_AVX512)
+        assert_int_equal(fn_isa_resolve(FN_ISA_AVX512, &out, &e), FN_EUNSUPPORTED);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_isa_selection),       cmocka_unit_test(test_threadpool),
+        cmocka_unit_test(test_conv_all_isas),       cmocka_unit_test(test_conv_inplace_residual),
+        cmocka_unit_test(test_conv_bad_args),       cmocka_unit_test(test_maxpool),
+        cmocka_unit_test(test_avgpool_dense_softmax),
+    };
+    return cmocka_run_group_tests_name("layers", tests, NULL, NULL);
+}
