@@ -40,7 +40,7 @@ export FRUITNET_GOLDEN  ?= $(GOLDEN)
 export FRUITNET_SAMPLE  ?= $(SAMPLE)
 export FRUITNET_BUILD   := $(abspath $(B))
 
-.PHONY: all lib tools tests test check-deps deps weights bench demo install uninstall clean help sanitize
+.PHONY: interop-deps all lib tools tests test check-deps deps weights bench demo install uninstall clean help sanitize
 
 all: deps lib tools
 
@@ -121,7 +121,7 @@ $(B)/tests/%: tests/%.c $(TEST_UTIL) tests/testutil.h $(B)/libfruitnet.a | $(B)/
 
 # Runs every test binary; each prints its own cmocka summary. A final line
 # "N passed, N failed" counts test programs.
-test: all tests weights
+test: all tests weights interop-deps
 	@pass=0; fail=0; failed=""; \
 	for t in $(TESTS); do \
 	  echo "== $$t"; \
@@ -129,6 +129,13 @@ test: all tests weights
 	done; \
 	echo "test programs: $$pass passed, $$fail failed"; \
 	[ $$fail = 0 ] || { echo "FAILED:$$failed"; exit 1; }
+
+# Independent Parquet readers (DuckDB, hyparquet) for the interoperability test.
+interop-deps: tests/interop/node_modules/.installed
+tests/interop/node_modules/.installed: tests/interop/package.json tests/interop/package-lock.json
+	@command -v npm >/dev/null || { echo "fruitnet: npm is needed for the Parquet interoperability test (apt-get install npm)"; exit 1; }
+	cd tests/interop && npm install --silent --no-audit --no-fund
+	touch $@
 
 sanitize:
 	FRUITNET_SKIP_SLOW=1 $(MAKE) B=build-san OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" test
