@@ -38,6 +38,8 @@ static int parse(fn_weights *w, const char *name, fn_error *err)
     if (rd32(b + 8) != FNW_VERSION)
         return fn_fail(err, FN_EUNSUPPORTED, "%s: weight file version %u is not supported (expected %d)", name,
                        rd32(b + 8), FNW_VERSION);
+    if (rd32(b + 60) != 0)
+        return fn_fail(err, FN_EFORMAT, "%s: reserved header field is not zero", name);
     if (fn_crc32(0, b, 56) != rd32(b + 56))
         return fn_fail(err, FN_ECHECKSUM, "%s: header checksum mismatch", name);
     uint32_t count = rd32(b + 12);
@@ -50,6 +52,9 @@ static int parse(fn_weights *w, const char *name, fn_error *err)
     if (doff % 64 || doff < toff + tbytes || doff > size || dbytes != size - doff)
         return fn_fail(err, FN_EFORMAT, "%s: data section (offset %llu, %llu bytes) does not match the file size %zu",
                        name, (unsigned long long)doff, (unsigned long long)dbytes, size);
+    for (uint64_t i = toff + tbytes; i < doff; i++)
+        if (b[i] != 0)
+            return fn_fail(err, FN_EFORMAT, "%s: non-zero padding before the data section", name);
     if (fn_crc32(0, b + toff, (size_t)tbytes) != rd32(b + 52))
         return fn_fail(err, FN_ECHECKSUM, "%s: tensor table checksum mismatch", name);
     w->data_crc = rd32(b + 48);
