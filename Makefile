@@ -39,8 +39,9 @@ export FRUITNET_WEIGHTS ?= $(abspath $(WEIGHTS))
 export FRUITNET_GOLDEN  ?= $(GOLDEN)
 export FRUITNET_SAMPLE  ?= $(SAMPLE)
 export FRUITNET_BUILD   := $(abspath $(B))
+export FRUITNET_LIB     := $(abspath $(B))/libfruitnet.so
 
-.PHONY: interop-deps all lib tools tests test check-deps deps weights bench demo install uninstall clean help sanitize
+.PHONY: pydeps interop-deps all lib tools tests test check-deps deps weights bench demo install uninstall clean help sanitize
 
 all: deps lib tools
 
@@ -121,14 +122,30 @@ $(B)/tests/%: tests/%.c $(TEST_UTIL) tests/testutil.h $(B)/libfruitnet.a | $(B)/
 
 # Runs every test binary; each prints its own cmocka summary. A final line
 # "N passed, N failed" counts test programs.
-test: all tests weights interop-deps
+PY_TESTS := $(sort $(wildcard python/tests/test_*.py))
+PYTHON   ?= /usr/bin/python3
+
+test: all tests weights interop-deps pydeps
 	@pass=0; fail=0; failed=""; \
-	for t in $(TESTS); do \
+	for t in $(TESTS) $(PY_TESTS); do \
 	  echo "== $$t"; \
-	  if $$t; then pass=$$((pass+1)); else fail=$$((fail+1)); failed="$$failed $$t"; fi; \
+	  case $$t in *.py) cmd="$(PYTHON) $$t";; *) cmd=$$t;; esac; \
+	  if $$cmd; then pass=$$((pass+1)); else fail=$$((fail+1)); failed="$$failed $$t"; fi; \
 	done; \
 	echo "test programs: $$pass passed, $$fail failed"; \
 	[ $$fail = 0 ] || { echo "FAILED:$$failed"; exit 1; }
+
+# Python binding tests need numpy, the Dask test python3-dask + python3-distributed (Debian).
+PY_PKGS := python3-numpy python3-dask python3-distributed
+pydeps:
+	@if ! $(PYTHON) -c 'import numpy, dask, distributed' 2>/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "fruitnet: installing $(PY_PKGS)"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(PY_PKGS)) >/dev/null || exit 1; \
+	  else \
+	    echo "fruitnet: the Python tests need: sudo apt-get install $(PY_PKGS)"; exit 1; \
+	  fi; \
+	fi
 
 # Independent Parquet readers (DuckDB, hyparquet) for the interoperability test.
 interop-deps: tests/interop/node_modules/.installed
@@ -138,7 +155,7 @@ tests/interop/node_modules/.installed: tests/interop/package.json tests/interop/
 	touch $@
 
 sanitize:
-	FRUITNET_SKIP_SLOW=1 $(MAKE) B=build-san OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" test
+	FRUITNET_SKIP_SLOW=1 $(MAKE) B=build-san OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" PY_TESTS= test
 
 # ---------------------------------------------------------------- bench / demo
 bench: all weights $(BENCHES)
@@ -166,6 +183,9 @@ install: all
 	ln -sf libfruitnet.so.0 $(DESTDIR)$(PREFIX)/lib/libfruitnet.so
 	for t in $(filter $(B)/fruitnet-%,$(TOOLS)); do install -m 755 $$t $(DESTDIR)$(PREFIX)/bin/; done
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' fruitnet.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/fruitnet.pc
+	install -d $(DESTDIR)$(PREFIX)/lib/python3/dist-packages/fruitnet $(DESTDIR)$(PREFIX)/share/fruitnet
+	install -m 644 python/fruitnet/*.py $(DESTDIR)$(PREFIX)/lib/python3/dist-packages/fruitnet/
+	if [ -f $(WEIGHTS) ]; then install -m 644 $(WEIGHTS) $(DESTDIR)$(PREFIX)/share/fruitnet/; fi
 
 clean:
 	rm -rf $(B) build-san demo/out
