@@ -187,5 +187,43 @@ install: all
 	install -m 644 python/fruitnet/*.py $(DESTDIR)$(PREFIX)/lib/python3/dist-packages/fruitnet/
 	if [ -f $(WEIGHTS) ]; then install -m 644 $(WEIGHTS) $(DESTDIR)$(PREFIX)/share/fruitnet/; fi
 
+clean-fuzz:
+	rm -rf build-fuzz
+
 clean:
 	rm -rf $(B) build-san demo/out
+
+# ---------------------------------------------------------------- fuzzing
+# libFuzzer harnesses (clang + libclang-rt-14-dev) for every parser of outside
+# bytes; `make fuzz FUZZ_SECONDS=600` runs each for that long on its corpus.
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+FUZZ_B       := build-fuzz
+# pointer-overflow and nonnull-attribute are off: for an empty first IDAT chunk stb_image computes
+# NULL + 0 and memcpy(NULL, p, 0) (undefined in C, harmless in practice; in the third-party header)
+FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize=pointer-overflow,nonnull-attribute -fno-sanitize-recover=all
+FUZZ_SRC     := $(sort $(wildcard fuzz/fuzz_*.c))
+FUZZERS      := $(FUZZ_SRC:fuzz/%.c=$(FUZZ_B)/%)
+FUZZ_OBJ     := $(LIB_SRC:libfruitnet/%.c=$(FUZZ_B)/obj/%.o)
+
+$(FUZZ_B)/obj/%.o: libfruitnet/%.c include/fruitnet.h libfruitnet/internal.h
+	@mkdir -p $(FUZZ_B)/obj
+	$(FUZZ_CC) $(CPPFLAGS) -std=c11 -pthread $(FUZZ_FLAGS) $(if $(findstring _avx512,$*),$(AVX512_FLAGS),$(if $(findstring _avx2,$*),$(AVX2_FLAGS))) -c $< -o $@
+
+$(FUZZ_B)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_OBJ)
+	$(FUZZ_CC) $(CPPFLAGS) -std=c11 -pthread -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize=pointer-overflow,nonnull-attribute $< $(FUZZ_OBJ) -o $@ $(LDLIBS)
+
+fuzz-build: $(FUZZERS)
+
+fuzz: fuzz-build
+	@command -v $(FUZZ_CC) >/dev/null || { echo "fruitnet: make fuzz needs clang (apt-get install clang libclang-rt-14-dev)"; exit 1; }
+	@mkdir -p $(FUZZ_B)/findings
+	@for f in $(FUZZERS); do \
+	  n=$${f#$(FUZZ_B)/fuzz_}; mkdir -p $(FUZZ_B)/corpus/$$n; \
+	  echo "== fuzz $$n for $(FUZZ_SECONDS) s"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=2048 -timeout=20 -print_final_stats=1 \
+	    -artifact_prefix=$(FUZZ_B)/findings/$$n- $(FUZZ_B)/corpus/$$n fuzz/corpus/$$n 2>$(FUZZ_B)/$$n.log \
+	    || { tail -40 $(FUZZ_B)/$$n.log; echo "fuzz $$n: FAILED"; exit 1; }; \
+	  grep -E "^#[0-9]+ *DONE|stat::number_of_executed_units|stat::peak_rss_mb" $(FUZZ_B)/$$n.log | tr '\n' ' '; echo; \
+	done; echo "fuzz: all harnesses ran with no finding"
+.PHONY: fuzz fuzz-build

@@ -254,9 +254,10 @@ static int convert_layers(conv_ctx *c, const json *layers)
         /* the BatchNormalization fed by this conv, if any */
         const json *bn = NULL;
         for (const json *B = layers->child; is_conv && B; B = B->next) {
-            const json *bc = json_get(B, "class_name");
+            const json *bc = json_get(B, "class_name"), *bnm = json_get(B, "name");
             const char *in = inbound(B);
-            if (bc && bc->type == JSON_STR && !strcmp(bc->str, "BatchNormalization") && in && !strcmp(in, nm->str))
+            if (bc && bc->type == JSON_STR && !strcmp(bc->str, "BatchNormalization") && in && !strcmp(in, nm->str) &&
+                bnm && bnm->type == JSON_STR && strlen(bnm->str) <= 100)
                 bn = B;
         }
         double *s = calloc((size_t)cout, sizeof(double)), *bias = calloc((size_t)cout, sizeof(double));

@@ -73,6 +73,48 @@ static int sniff_dims(const unsigned char *b, size_t len, int64_t *w, int64_t *h
     return 0;
 }
 
+/*
+ * Walk a JPEG's markers (skipping entropy-coded data after each SOS) and check
+ * every Huffman table: the 16 code counts must add up to at most 256 symbols.
+ * The stb_image of Debian 12 writes past its 257-byte size table otherwise
+ * (found by fuzz/fuzz_image.c); such files are refused before stb sees them.
+ */
+static int jpeg_tables_ok(const unsigned char *b, size_t len)
+{
+    size_t i = 0;
+    while (i + 2 <= len) {
+        if (b[i] != 0xFF) { /* entropy-coded data: find the next real marker */
+            i++;
+            continue;
+        }
+        unsigned m = b[i + 1];
+        if (m == 0xFF) { /* fill byte */
+            i++;
+            continue;
+        }
+        if (m == 0x00 || m == 0x01 || m == 0xD8 || (m >= 0xD0 && m <= 0xD7)) { /* no length field */
+            i += 2;
+            continue;
+        }
+        if (m == 0xD9 || i + 4 > len)
+            return 1;
+        size_t seg = (size_t)b[i + 2] << 8 | b[i + 3];
+        if (m == 0xC4) { /* like stb: tables are read while bytes of the declared length remain */
+            size_t p = i + 4, end = i + 2 + seg;
+            while (p < end && p < len) {
+                unsigned n = 0; /* stb reads missing bytes at the end of the data as 0 */
+                for (int k = 1; k <= 16 && p + k < len; k++)
+                    n += b[p + k];
+                if (n > 256)
+                    return 0;
+                p += 17 + n;
+            }
+        }
+        i += 2 + (seg < 2 ? 2 : seg);
+    }
+    return 1;
+}
+
 int fn_image_decode(const void *bytes, size_t len, const char *name, fn_image *out, fn_error *err)
 {
     if (!name)
@@ -90,6 +132,8 @@ int fn_image_decode(const void *bytes, size_t len, const char *name, fn_image *o
         (sw > FN_IMAGE_MAX_SIDE || sh > FN_IMAGE_MAX_SIDE || sw * sh > (int64_t)FN_IMAGE_MAX_PIXELS))
         return fn_fail(err, FN_ELIMIT, "%s: declared size %lldx%lld exceeds the limits (%d per side, %d pixels)",
                        name, (long long)sw, (long long)sh, FN_IMAGE_MAX_SIDE, FN_IMAGE_MAX_PIXELS);
+    if (len >= 2 && ((const unsigned char *)bytes)[0] == 0xFF && !jpeg_tables_ok(bytes, len))
+        return fn_fail(err, FN_EIMAGE, "%s: corrupt JPEG (Huffman table with more than 256 codes)", name);
     int w, h, comp;
     if (!stbi_info_from_memory(bytes, (int)len, &w, &h, &comp)) {
         const char *why = stbi_failure_reason();

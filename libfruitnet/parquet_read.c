@@ -435,6 +435,8 @@ static int bit_width(int v)
 
 static int append_vals(coldata *cd, const unsigned char *p, size_t n)
 {
+    if (n == 0)
+        return 0;
     if (cd->vlen + n > cd->vcap) {
         size_t cap = cd->vcap ? cd->vcap : 4096;
         while (cap < cd->vlen + n)

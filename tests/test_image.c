@@ -263,6 +263,9 @@ static void test_formats_and_bad_inputs(void **s)
     /* a JPEG SOF declaring 65000 x 65000 */
     unsigned char jpg[] = {0xFF, 0xD8, 0xFF, 0xC0, 0, 17, 8, 0xFD, 0xE8, 0xFD, 0xE8, 3, 1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1};
     assert_int_equal(fn_image_decode(jpg, sizeof jpg, "huge.jpg", &img, &e), FN_ELIMIT);
+    /* fuzzer finding: a Huffman table of more than 256 codes made Debian's stb_image write out of bounds */
+    assert_int_equal(fn_image_load("tests/regress/stb-dht-overflow.jpg", &img, &e), FN_EIMAGE);
+    assert_non_null(strstr(e.msg, "Huffman"));
     free(in);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);

@@ -493,9 +493,11 @@ int main(int argc, char **argv)
 #define NEXT() (i + 1 < argc ? argv[++i] : (die("%s needs a value", a), ""))
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
+            free(inputs);
             return EXIT_OK;
         } else if (!strcmp(a, "-V") || !strcmp(a, "--version")) {
             printf("fruitnet-extract %s\n", FRUITNET_VERSION);
+            free(inputs);
             return EXIT_OK;
         } else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
             o.output = NEXT();
@@ -551,6 +553,7 @@ int main(int argc, char **argv)
                 inputs[ninputs++] = argv[i];
         } else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "fruitnet-extract: unknown option %s (see --help)\n", a);
+            free(inputs);
             return EXIT_FATAL;
         } else {
             inputs[ninputs++] = a;
@@ -559,6 +562,7 @@ int main(int argc, char **argv)
     }
     if (ninputs == 0) {
         usage(stderr);
+        free(inputs);
         return EXIT_FATAL;
     }
     if (!o.output && !o.top5)

@@ -528,7 +528,11 @@ int main(int argc, char **argv)
 {
     opts o = {.variance = 0.80, .codec = FN_CODEC_GZIP};
     const char *cmd = NULL;
-    const char **pos = calloc((size_t)argc, sizeof(char *));
+    static const char *pos[4096];
+    if (argc > 4096) {
+        fprintf(stderr, "fruitnet-pca: too many arguments\n");
+        return EXIT_USAGE;
+    }
     int npos = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -643,6 +647,5 @@ int main(int argc, char **argv)
         do_transform(&o, &m, o.out, 0);
         fn_pca_model_free(&m);
     }
-    free(pos);
     return EXIT_OK;
 }

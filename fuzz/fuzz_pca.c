@@ -1,0 +1,34 @@
+/* libFuzzer harness: PCA statistics and model files on arbitrary bytes. */
+#define _GNU_SOURCE
+#include "fruitnet.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    int fd = memfd_create("fuzz.pca", 0);
+    if (fd < 0)
+        return 0;
+    if (write(fd, data, size) != (ssize_t)size) {
+        close(fd);
+        return 0;
+    }
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    fn_pca_stats s;
+    fn_pca_model m;
+    fn_error e;
+    if (fn_pca_stats_load(&s, path, &e) == FN_OK)
+        fn_pca_stats_free(&s);
+    if (fn_pca_model_load(&m, path, &e) == FN_OK) {
+        float x[64] = {0}, y[64];
+        if (m.dim <= 64 && m.k <= 64)
+            fn_pca_transform(&m, x, y);
+        fn_pca_model_free(&m);
+    }
+    close(fd);
+    return 0;
+}
