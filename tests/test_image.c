@@ -229,14 +229,16 @@ static void test_formats_and_bad_inputs(void **s)
         assert_int_equal(fn_input_from_memory(b.p, b.n, name, FN_RESIZE_STB, in, &e), FN_OK);
         free(b.p);
     }
+    /* a small JPEG from the fuzz seed corpus (stb_image_write's JPEG encoder trips UBSan itself) */
     struct { unsigned char *p; size_t n; } j = {0};
-    assert_true(stbi_write_jpg_to_func(write_func, &j, 32, 20, 3, px, 90));
+    j.p = tu_read_file("fuzz/corpus/image/rgb8.jpg", &j.n);
+    assert_non_null(j.p);
     /* truncated at every length: an error naming the file, or a decoded image; never a crash */
     for (size_t cut = 0; cut < j.n; cut += 7) {
         const char *p = tmpfile_with("cut.jpg", j.p, cut);
         int rc = fn_image_load(p, &img, &e);
         if (rc == FN_OK) {
-            assert_int_equal(img.w, 32);
+            assert_int_equal(img.w, 8);
             fn_image_free(&img);
         } else {
             assert_non_null(strstr(e.msg, "cut.jpg"));

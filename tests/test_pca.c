@@ -301,6 +301,7 @@ static void test_degenerate(void **s)
     assert_int_equal(fn_pca_stats_add(&st, two, 2, 1, &e), FN_OK);
     assert_int_equal(fn_pca_fit(&st, 0, 0.8, &m, &e), FN_OK);
     assert_true(m.k >= 1);
+    fn_pca_model_free(&m);
     assert_int_equal(fn_pca_fit(&st, 9, 0, &m, &e), FN_EARG); /* k > dim */
     fn_pca_stats_free(&st);
 }
