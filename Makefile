@@ -193,6 +193,17 @@ clean-fuzz:
 clean:
 	rm -rf $(B) build-san demo/out
 
+# ---------------------------------------------------------------- valgrind
+# memcheck on the golden (one ISA: valgrind emulates no AVX-512, so the best it
+# reports, AVX2) and the Parquet and weight tests; any error fails.
+VALGRIND := valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite --quiet
+valgrind: tests weights interop-deps
+	@command -v valgrind >/dev/null || { echo "fruitnet: make valgrind needs valgrind (apt-get install valgrind)"; exit 1; }
+	FRUITNET_GOLDEN_QUICK=1 $(VALGRIND) $(B)/tests/test_golden
+	$(VALGRIND) $(B)/tests/test_parquet
+	$(VALGRIND) $(B)/tests/test_weights
+.PHONY: valgrind
+
 # ---------------------------------------------------------------- fuzzing
 # libFuzzer harnesses (clang + libclang-rt-14-dev) for every parser of outside
 # bytes; `make fuzz FUZZ_SECONDS=600` runs each for that long on its corpus.

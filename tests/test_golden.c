@@ -149,11 +149,23 @@ static void check_isa(fn_isa isa)
     fn_model_close(m);
 }
 
-static void test_golden_portable(void **s) { (void)s; check_isa(FN_ISA_PORTABLE); }
+/* FRUITNET_GOLDEN_QUICK=1 (used under valgrind) checks one ISA only: the best one. */
+static int quick(void)
+{
+    const char *q = getenv("FRUITNET_GOLDEN_QUICK");
+    return q && !strcmp(q, "1");
+}
+
+static void test_golden_portable(void **s)
+{
+    (void)s;
+    if (quick() && fn_isa_detect() != FN_ISA_PORTABLE) skip();
+    check_isa(FN_ISA_PORTABLE);
+}
 static void test_golden_avx2(void **s)
 {
     (void)s;
-    if (fn_isa_detect() < FN_ISA_AVX2) skip();
+    if (fn_isa_detect() < FN_ISA_AVX2 || (quick() && fn_isa_detect() != FN_ISA_AVX2)) skip();
     check_isa(FN_ISA_AVX2);
 }
 static void test_golden_avx512(void **s)
@@ -167,6 +179,7 @@ static void test_golden_avx512(void **s)
 static void test_batching_consistent(void **s)
 {
     (void)s;
+    if (quick()) skip();
     TU_REQUIRE(have_golden);
     TU_REQUIRE(tu_weights_path());
     fn_isa best = fn_isa_detect();
@@ -195,6 +208,7 @@ static void test_batching_consistent(void **s)
 static void test_end_to_end_jpeg(void **s)
 {
     (void)s;
+    if (quick()) skip();
     TU_REQUIRE(have_golden);
     TU_REQUIRE(tu_weights_path());
     const char *sample = tu_sample_dir();

@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# bad_corpus.sh — builds a corpus of broken and unusual inputs in a temp dir
+# and runs fruitnet-extract over it together with good images. Each case must
+# end in a clear per-file error or a correct result; the process never dies
+# of a signal; the rows of the good files are complete and valid; a full
+# disk gives exit 2, a message naming the file, and no corrupt part.
+# usage: tests/bad_corpus.sh [BUILD_DIR]      (prints "bad_corpus: N passed, N failed")
+set -u
+cd "$(dirname "$0")/.."
+B=${1:-build}
+X="$PWD/$B/fruitnet-extract"
+W=${FRUITNET_WEIGHTS:-$PWD/weights/resnet50.fnw}
+SAMPLE=${FRUITNET_SAMPLE:-../shared/data/fruits-360-sample}
+PY=/usr/bin/python3
+T=$(mktemp -d /tmp/fruitnet-bad-XXXXXX)
+trap 'chmod -R u+rwx "$T" 2>/dev/null; umount "$T/small" 2>/dev/null; rm -rf "$T"' EXIT
+pass=0 fail=0
+ok() { pass=$((pass + 1)); echo "ok   $1"; }
+ko() { fail=$((fail + 1)); echo "FAIL $1"; }
+
+C="$T/corpus/Bad"
+G="$T/corpus/Good"
+mkdir -p "$C" "$G"
+# good images: two real ones when the sample exists, else generated PNGs
+if [ -d "$SAMPLE/Banana" ]; then
+  cp "$SAMPLE/Banana/108_100.jpg" "$G/banana.jpg"
+  cp "$SAMPLE/Lemon/321_100.jpg" "$G/lemon.jpg"
+  src="$G/banana.jpg"
+else
+  "$B/demo-images" "$T/gen" >/dev/null
+  cp "$T/gen/Banana/0_100.png" "$G/banana.png"
+  cp "$T/gen/Lemon/0_100.png" "$G/lemon.png"
+  src="$G/banana.png"
+fi
+
+"$PY" - "$C" "$src" <<'PY'
+import os, struct, sys, zlib, random
+C, src = sys.argv[1], sys.argv[2]
+data = open(src, "rb").read()
+random.seed(2026)
+def put(name, b):
+    open(os.path.join(C, name), "wb").write(b)
+# truncated at many offsets
+for cut in (1, 2, 3, 10, 20, 100, 300, 600, len(data) // 2, len(data) - 2):
+    put("trunc_%05d%s" % (cut, os.path.splitext(src)[1]), data[:cut])
+# bit flips in the header region
+for i in range(12):
+    b = bytearray(data); pos = random.randrange(2, min(400, len(b))); b[pos] ^= 1 << random.randrange(8)
+    put("flip_%02d%s" % (i, os.path.splitext(src)[1]), bytes(b))
+def chunk(t, d): return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+def png(w, h, ct, bd, raw, extra=b""):
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, bd, ct, 0, 0, 0)) + extra + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
+# huge declared dimensions
+put("huge_60000.png", png(60000, 60000, 2, 8, b""))
+put("huge_60000.jpg", bytes([0xFF,0xD8,0xFF,0xC0,0,17,8,0xEA,0x60,0xEA,0x60,3,1,0x22,0,2,0x11,1,3,0x11,1]) + b"\xff\xd9")
+# decompression bomb: 20000 x 20000 grey zeros in a small file (refused by the pixel limit)
+w = h = 20000
+z = zlib.compressobj(9); comp = b""
+row = b"\0" * (w + 1)
+for _ in range(h): comp += z.compress(row)
+comp += z.flush()
+put("bomb_20000.png", b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)) + chunk(b"IDAT", comp) + chunk(b"IEND", b""))
+# valid unusual PNGs: 16-bit RGB, palette, grey, grey+alpha, RGBA
+put("ok_rgb16.png", png(3, 2, 2, 16, b"".join(b"\0" + bytes(range(18)) for _ in range(2))))
+put("ok_palette.png", png(4, 4, 3, 8, b"".join(b"\0" + bytes([0, 1, 2, 1]) for _ in range(4)), chunk(b"PLTE", bytes([255, 0, 0, 0, 255, 0, 0, 0, 255]))))
+put("ok_grey.png", png(5, 5, 0, 8, b"".join(b"\0" + bytes([10 * i] * 5) for i in range(5))))
+put("ok_greyalpha.png", png(2, 2, 4, 8, b"".join(b"\0" + bytes([100, 255, 200, 0]) for _ in range(2))))
+put("ok_rgba.png", png(2, 2, 6, 8, b"".join(b"\0" + bytes([1, 2, 3, 4, 5, 6, 7, 8]) for _ in range(2))))
+# empty and garbage
+put("empty.jpg", b"")
+put("text.png", b"hello, I am not a picture\n")
+put("zeros.jpg", b"\0" * 4096)
+PY
+
+# progressive and CMYK JPEGs (Debian python3-pil when available)
+if "$PY" -c 'import PIL' 2>/dev/null; then
+  "$PY" - "$C" <<'PY'
+import sys
+from PIL import Image
+C = sys.argv[1]
+im = Image.new("RGB", (40, 30), (200, 120, 30))
+im.save(f"{C}/ok_progressive.jpg", progressive=True, quality=90)
+Image.new("CMYK", (40, 30), (10, 200, 30, 5)).save(f"{C}/cmyk.jpg", quality=90)
+PY
+else
+  echo "note: python3-pil not installed; progressive and CMYK cases skipped"
+fi
+
+# file-system oddities
+mkdir "$C/dir_named.jpg"
+ln -s "$T/corpus" "$C/loop"                          # a symlink loop back to the root
+ln -s "$C/does-not-exist.jpg" "$C/dangling.jpg"
+cp "$src" "$C/unreadable.jpg"; chmod 000 "$C/unreadable.jpg"
+cp "$src" "$C/$(printf 'latin1_\xe9t\xe9.jpg')"      # not UTF-8
+long=$(printf 'L%.0s' $(seq 1 250)); cp "$src" "$C/$long.jpg"   # 254-byte name
+
+# ---- run
+out="$T/out/features.parquet"
+# a directory given where a file is expected (through a list file)
+printf '%s\n' "$C/dir_named.jpg" >"$T/list.txt"
+"$X" --weights "$W" -q -o "$out" "$T/corpus" "@$T/list.txt" >"$T/stdout" 2>"$T/stderr"
+rc=$?
+if [ $rc -ge 128 ]; then ko "extract died of signal $((rc - 128))"; else ok "extract exited normally ($rc)"; fi
+[ $rc -eq 1 ] && ok "exit status 1 (some inputs failed)" || ko "exit status $rc, expected 1"
+errs="$out/_errors.tsv"
+for f in empty.jpg text.png zeros.jpg huge_60000.png huge_60000.jpg bomb_20000.png dangling.jpg dir_named.jpg; do
+  if grep -q "/$f	" "$errs" 2>/dev/null && grep -q "$f" "$T/stderr"; then ok "$f reported with a reason";
+  else ko "$f not reported"; fi
+done
+grep -q "loop" "$T/stderr" && ok "symlink loop reported" || ko "symlink loop not reported"
+if [ "$(id -u)" != 0 ]; then
+  grep -q "unreadable.jpg" "$errs" && ok "unreadable file reported" || ko "unreadable file not reported"
+else
+  echo "note: running as root, the chmod 000 file is readable (counted as good)"
+fi
+# every row: good files present, no bad file, 2048 finite values
+PYTHONPATH=python FRUITNET_LIB="$PWD/$B/libfruitnet.so" "$PY" - "$out" "$T/corpus" "$errs" <<'PY'
+import os, sys, math
+import fruitnet
+out, root, errs = sys.argv[1:4]
+rows = list(fruitnet.read_parquet(out))
+failed = {l.split("\t")[0] for l in open(errs, encoding="utf-8", errors="surrogateescape").read().splitlines()[1:]}
+paths = [p for p, _, _ in rows]
+bad = [p for p, _, v in rows if len(v) != 2048 or not all(map(math.isfinite, v))]
+must = [os.path.join(root, "Good", f) for f in os.listdir(os.path.join(root, "Good"))]
+must += [os.path.join(root, "Bad", f) for f in os.listdir(os.path.join(root, "Bad")) if f.startswith("ok_")]
+missing = [m for m in must if m not in paths]
+overlap = failed & set(paths)
+print(f"rows {len(rows)}, failed {len(failed)}, bad vectors {len(bad)}, missing good {missing}, in both {sorted(overlap)}")
+sys.exit(0 if not bad and not missing and not overlap and len(paths) == len(set(paths)) else 1)
+PY
+[ $? -eq 0 ] && ok "good rows complete and valid; failures and rows disjoint" || ko "rows check"
+
+# ---- a full disk while writing: exit 2, the file named, no corrupt part left
+full="$T/small"
+mkdir -p "$full"
+if mount -t tmpfs -o size=40k tmpfs "$full" 2>/dev/null; then how="tmpfs of 40 KiB"; else how="ulimit -f 40"; fi
+(
+  trap '' XFSZ
+  [ "$how" = "ulimit -f 40" ] && ulimit -f 40
+  "$X" --weights "$W" -q --codec none --part-size 20 -o "$full/f.parquet" "$G" "$G" "$T/corpus/Bad" >"$T/full.out" 2>"$T/full.err"
+  echo $? >"$T/full.rc"
+)
+frc=$(cat "$T/full.rc")
+if [ "$frc" = 2 ] && grep -qiE "no space|too large|write failed|cannot" "$T/full.err"; then ok "full disk ($how): exit 2 with a clear message"; else ko "full disk ($how): exit $frc: $(head -2 "$T/full.err")"; fi
+PYTHONPATH=python FRUITNET_LIB="$PWD/$B/libfruitnet.so" "$PY" - "$full/f.parquet" <<'PY'
+import sys, fruitnet
+try:
+    files = fruitnet.dataset_files(sys.argv[1])
+except fruitnet.FruitnetError:
+    files = []
+for f in files:            # every part on disk is complete and readable
+    list(fruitnet.read_parquet(f))
+print(f"{len(files)} complete part(s) on the full disk")
+PY
+[ $? -eq 0 ] && ok "no corrupt part on the full disk" || ko "corrupt part on the full disk"
+umount "$full" 2>/dev/null
+
+echo "bad_corpus: $pass passed, $fail failed"
+[ $fail -eq 0 ]
