@@ -161,6 +161,7 @@ sanitize:
 bench: all weights $(BENCHES)
 	@mkdir -p bench/results
 	$(B)/bench/bench_layers --weights $(WEIGHTS) --out bench/results
+	$(B)/bench/bench_pca --out bench/results
 
 $(B)/bench/%: bench/%.c $(B)/libfruitnet.a | $(B)/bench
 	$(CC) $(CPPFLAGS) $(ALLCFLAGS) $< -o $@ $(B)/libfruitnet.a $(LDLIBS)
