@@ -169,9 +169,14 @@ $(B)/bench/%: bench/%.c $(B)/libfruitnet.a | $(B)/bench
 DEMO_IN  ?= $(if $(wildcard $(SAMPLE)),$(SAMPLE),demo/images)
 DEMO_OUT ?= demo/out
 demo: all weights
-	@if [ ! -d "$(DEMO_IN)" ]; then echo "fruitnet: $(SAMPLE) not found; generating demo images"; $(B)/demo-images demo/images; fi
-	$(B)/fruitnet-extract --top5 $(firstword $(wildcard $(DEMO_IN)/Banana/*.jpg) $(wildcard $(DEMO_IN)/*/*.png)) --weights $(WEIGHTS)
-	$(B)/fruitnet-extract --weights $(WEIGHTS) -o $(DEMO_OUT)/features.parquet $(DEMO_IN)
+	@if [ ! -d "$(DEMO_IN)" ]; then echo "fruitnet: $(SAMPLE) not found; generating demo images in $(DEMO_IN)"; \
+	  $(B)/demo-images "$(DEMO_IN)"; fi
+	@banana=$$(ls "$(DEMO_IN)"/Banana/*.jpg "$(DEMO_IN)"/Banana/*.png 2>/dev/null | head -1); \
+	  echo "== top-5 ImageNet classes of $$banana"; \
+	  $(B)/fruitnet-extract --weights $(WEIGHTS) --top5 "$$banana" | tr '\t' '\n'
+	@echo "== features of every image under $(DEMO_IN)"
+	$(B)/fruitnet-extract --weights $(WEIGHTS) -o $(DEMO_OUT)/features.parquet "$(DEMO_IN)"
+	@echo "== PCA"
 	$(B)/fruitnet-pca -i $(DEMO_OUT)/features.parquet -o $(DEMO_OUT)/pca --variance 0.8
 
 # ---------------------------------------------------------------- install
