@@ -15,6 +15,11 @@ WARN     := -Wall -Wextra -Wshadow -Wno-unused-parameter
 CPPFLAGS += -Iinclude -Ilibfruitnet -I/usr/include/stb -D_GNU_SOURCE
 ALLCFLAGS = -std=c11 -fPIC -pthread $(WARN) $(CFLAGS) $(SAN)
 LDLIBS   += -lz -lm -pthread
+# make JPEG=turbo: decode JPEGs with libjpeg-turbo like PIL (libjpeg62-turbo-dev), else stb_image
+ifeq ($(JPEG),turbo)
+CPPFLAGS += -DFN_HAVE_TURBOJPEG
+LDLIBS   += -ljpeg
+endif
 AVX2_FLAGS   := -mavx2 -mfma -mf16c
 AVX512_FLAGS := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx2 -mfma -mf16c
 BF16_FLAGS   := $(AVX512_FLAGS) -mavx512bf16

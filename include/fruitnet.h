@@ -151,6 +151,9 @@ int fn_image_decode(const void *bytes, size_t len, const char *name, fn_image *o
 int fn_image_load(const char *path, fn_image *out, fn_error *err);
 /* Free the pixels; the struct may be reused. */
 void fn_image_free(fn_image *img);
+/* The JPEG decoder compiled in: "stb_image", or "libjpeg-turbo 2.1.5" (make JPEG=turbo: PIL-identical
+ * pixels with the same libjpeg-turbo). PNG is always decoded by stb_image. */
+const char *fn_image_decoder_name(void);
 /* PIL-exact bicubic resize of an RGB image (src sw x sh -> dst dw x dh). */
 int fn_resize_pil_bicubic(const uint8_t *src, int sw, int sh, uint8_t *dst, int dw, int dh, fn_error *err);
 /* stb_image_resize Catmull-Rom resize of an RGB image. */

@@ -38,6 +38,21 @@
 
 #define MAX_FILE_BYTES ((size_t)256 << 20)
 
+#ifdef FN_HAVE_TURBOJPEG
+/* jpeg_turbo.c (make JPEG=turbo): JPEG decoding as PIL does it. */
+const char *fn_jpeg_turbo_name(void);
+int fn_jpeg_turbo_decode(const void *bytes, size_t len, const char *name, fn_image *out, fn_error *err);
+#endif
+
+const char *fn_image_decoder_name(void)
+{
+#ifdef FN_HAVE_TURBOJPEG
+    return fn_jpeg_turbo_name();
+#else
+    return "stb_image";
+#endif
+}
+
 /* Declared size from a PNG IHDR or a JPEG SOF marker, without decoding; 0 if not found. */
 static int sniff_dims(const unsigned char *b, size_t len, int64_t *w, int64_t *h)
 {
@@ -132,6 +147,10 @@ int fn_image_decode(const void *bytes, size_t len, const char *name, fn_image *o
         (sw > FN_IMAGE_MAX_SIDE || sh > FN_IMAGE_MAX_SIDE || sw * sh > (int64_t)FN_IMAGE_MAX_PIXELS))
         return fn_fail(err, FN_ELIMIT, "%s: declared size %lldx%lld exceeds the limits (%d per side, %d pixels)",
                        name, (long long)sw, (long long)sh, FN_IMAGE_MAX_SIDE, FN_IMAGE_MAX_PIXELS);
+#ifdef FN_HAVE_TURBOJPEG
+    if (len >= 2 && ((const unsigned char *)bytes)[0] == 0xFF && ((const unsigned char *)bytes)[1] == 0xD8)
+        return fn_jpeg_turbo_decode(bytes, len, name, out, err);
+#endif
     if (len >= 2 && ((const unsigned char *)bytes)[0] == 0xFF && !jpeg_tables_ok(bytes, len))
         return fn_fail(err, FN_EIMAGE, "%s: corrupt JPEG (Huffman table with more than 256 codes)", name);
     int w, h, comp;
