@@ -24,10 +24,27 @@
 #define MAX_FOOTER ((size_t)64 << 20)
 #define MAX_SCHEMA 64
 #define MAX_GROUPS (1 << 20)
+#define MAX_LEVELS ((int64_t)1 << 27) /* level entries of one column chunk (2048 floats x 65536 rows) */
+#define MAX_INFLATE 1032              /* deflate's largest compression ratio */
+
+static const char *codec_name(int c)
+{
+    static const char *names[] = {"UNCOMPRESSED", "SNAPPY", "GZIP", "LZO", "BROTLI", "LZ4", "ZSTD", "LZ4_RAW"};
+    return c >= 0 && c < 8 ? names[c] : "unknown";
+}
+
+static const char *encoding_name(int e)
+{
+    static const char *names[] = {"PLAIN", "GROUP_VAR_INT", "PLAIN_DICTIONARY", "RLE", "BIT_PACKED",
+                                  "DELTA_BINARY_PACKED", "DELTA_LENGTH_BYTE_ARRAY", "DELTA_BYTE_ARRAY",
+                                  "RLE_DICTIONARY", "BYTE_STREAM_SPLIT"};
+    return e >= 0 && e < 10 ? names[e] : "unknown";
+}
 
 typedef struct col_chunk {
     int64_t data_off, dict_off, comp_size, num_values;
     int codec, type;
+    int bad_encoding; /* first value encoding fruitnet cannot decode, or -1 */
 } col_chunk;
 
 typedef struct rgroup {
@@ -53,6 +70,7 @@ struct fn_parquet_reader {
     rgroup *groups;
     int ngroups;
     int leaf_type[3], max_def[3], max_rep[3];
+    int elem_def; /* list column: definition level of a list element (null element below max_def) */
     /* iteration */
     int cur_group;
     int64_t row_in_group;
@@ -117,13 +135,25 @@ static int parse_column_chunk(trd *t, col_chunk *c)
     int16_t last = 0, id;
     int ty, have = 0;
     c->dict_off = -1;
+    c->bad_encoding = -1;
     while (tr_field(t, &last, &id, &ty)) {
-        if (id == 3 && ty == TT_STRUCT) {
+        if (id == 3 && ty == TT_STRUCT && !have) {
             int16_t l2 = 0, i2;
             int t2;
             have = 1;
             while (tr_field(t, &l2, &i2, &t2)) {
                 if (i2 == 1 && t2 == TT_I32) c->type = (int)tr_zz(t);
+                else if (i2 == 2 && t2 == TT_LIST) {
+                    int et;
+                    uint32_t n = tr_list(t, &et);
+                    for (uint32_t k = 0; k < n && !t->err; k++) {
+                        int64_t e = et == TT_I32 ? tr_zz(t) : -1;
+                        if (et != TT_I32)
+                            t->err = 1;
+                        else if (e != PQ_ENC_PLAIN && e != PQ_ENC_RLE && e != PQ_ENC_BIT_PACKED && c->bad_encoding < 0)
+                            c->bad_encoding = e >= 0 && e < 100 ? (int)e : 99;
+                    }
+                }
                 else if (i2 == 4 && t2 == TT_I32) c->codec = (int)tr_zz(t);
                 else if (i2 == 5 && t2 == TT_I64) c->num_values = tr_zz(t);
                 else if (i2 == 7 && t2 == TT_I64) c->comp_size = tr_zz(t);
@@ -147,9 +177,12 @@ static int parse_footer(fn_parquet_reader *r, const unsigned char *buf, size_t l
     int16_t last = 0, id;
     int ty;
     schema_el sch[MAX_SCHEMA];
-    int nsch = 0;
+    int nsch = 0, seen_schema = 0, seen_rows = 0, seen_groups = 0;
     while (tr_field(&t, &last, &id, &ty)) {
+        if ((id == 2 && seen_schema) || (id == 3 && seen_rows) || (id == 4 && seen_groups) || (id == 5 && r->meta))
+            return rfail(r, err, FN_EFORMAT, "corrupt footer (a field appears twice)");
         if (id == 2 && ty == TT_LIST) {
+            seen_schema = 1;
             int et;
             uint32_t n = tr_list(&t, &et);
             if (et != TT_STRUCT || n > MAX_SCHEMA)
@@ -157,8 +190,10 @@ static int parse_footer(fn_parquet_reader *r, const unsigned char *buf, size_t l
             for (uint32_t i = 0; i < n && !t.err; i++)
                 parse_schema_el(&t, &sch[nsch++]);
         } else if (id == 3 && ty == TT_I64) {
+            seen_rows = 1;
             r->num_rows = tr_zz(&t);
         } else if (id == 4 && ty == TT_LIST) {
+            seen_groups = 1;
             int et;
             uint32_t n = tr_list(&t, &et);
             if (et != TT_STRUCT || n > MAX_GROUPS)
@@ -174,6 +209,8 @@ static int parse_footer(fn_parquet_reader *r, const unsigned char *buf, size_t l
                     if (i2 == 1 && t2 == TT_LIST) {
                         int e2;
                         uint32_t nc = tr_list(&t, &e2);
+                        if (ncols)
+                            return rfail(r, err, FN_EFORMAT, "corrupt footer (a row group lists its columns twice)");
                         if (e2 != TT_STRUCT || nc != 3)
                             return rfail(r, err, FN_EUNSUPPORTED, "row group does not have the 3 expected columns");
                         for (uint32_t c = 0; c < nc && !t.err; c++)
@@ -229,22 +266,27 @@ static int parse_footer(fn_parquet_reader *r, const unsigned char *buf, size_t l
     }
     if (t.err)
         return rfail(r, err, FN_EFORMAT, "corrupt footer (Thrift metadata out of bounds)");
-    /* schema: root + path + label + the list column (3 or 2 levels) */
-    if (nsch < 5 || sch[0].nchildren != 3)
-        return rfail(r, err, FN_EUNSUPPORTED, "schema is not (path, label, list<float>)");
+    if (!seen_schema || !seen_rows || !seen_groups)
+        return rfail(r, err, FN_EFORMAT, "corrupt footer (schema, num_rows or row_groups missing)");
+    /* schema: root + path + label + the list column (3, 2 or 1 levels) */
+    if (nsch < 4 || sch[0].nchildren != 3)
+        return rfail(r, err, FN_EUNSUPPORTED, "schema is not (path string, label string, list<float>)");
     for (int c = 0; c < 2; c++) {
         schema_el *e = &sch[1 + c];
+        if (strcmp(e->name, c ? "label" : "path"))
+            return rfail(r, err, FN_EUNSUPPORTED, c ? "second column is not \"label\"" : "first column is not \"path\"");
         if (e->type != PQ_BYTE_ARRAY || e->nchildren || e->rep == PQ_REPEATED)
-            return rfail(r, err, FN_EUNSUPPORTED, "first two columns must be strings");
+            return rfail(r, err, FN_EUNSUPPORTED, "path and label must be string (BYTE_ARRAY) columns");
         r->leaf_type[c] = PQ_BYTE_ARRAY;
         r->max_def[c] = e->rep == PQ_OPTIONAL;
         r->max_rep[c] = 0;
     }
     int def = 0, rep = 0, i = 3;
+    r->elem_def = -1;
     for (; i < nsch; i++) {
         schema_el *e = &sch[i];
         if (e->rep == PQ_OPTIONAL) def++;
-        if (e->rep == PQ_REPEATED) def++, rep++;
+        if (e->rep == PQ_REPEATED) def++, rep++, r->elem_def = def;
         if (e->nchildren == 0)
             break;
         if (e->nchildren != 1)
@@ -265,14 +307,20 @@ static int parse_footer(fn_parquet_reader *r, const unsigned char *buf, size_t l
             col_chunk *cc = &r->groups[g].col[c];
             if (cc->type != r->leaf_type[c])
                 return rfail(r, err, FN_EFORMAT, "column chunk type differs from the schema");
-            if (cc->codec != PQ_UNCOMPRESSED && cc->codec != PQ_GZIP) {
-                static const char *names[] = {"UNCOMPRESSED", "SNAPPY", "GZIP", "LZO", "BROTLI", "LZ4", "ZSTD", "LZ4_RAW"};
-                fn_fail(err, FN_EUNSUPPORTED, "%s: compression codec %s is not supported (UNCOMPRESSED and GZIP are)",
-                        r->path, cc->codec >= 0 && cc->codec < 8 ? names[cc->codec] : "unknown");
-                return FN_EUNSUPPORTED;
-            }
-            if (cc->dict_off > 0)
-                return rfail(r, err, FN_EUNSUPPORTED, "dictionary-encoded columns are not supported");
+            if (cc->codec != PQ_UNCOMPRESSED && cc->codec != PQ_GZIP)
+                return fn_fail(err, FN_EUNSUPPORTED,
+                               "%s: compression codec %s (%d) is not supported (UNCOMPRESSED and GZIP are)", r->path,
+                               codec_name(cc->codec), cc->codec);
+            if (cc->dict_off > 0 || cc->bad_encoding == PQ_ENC_PLAIN_DICTIONARY ||
+                cc->bad_encoding == PQ_ENC_RLE_DICTIONARY)
+                return rfail(r, err, FN_EUNSUPPORTED, "dictionary-encoded columns are not supported (PLAIN only)");
+            if (cc->bad_encoding >= 0)
+                return fn_fail(err, FN_EUNSUPPORTED, "%s: encoding %s (%d) is not supported (PLAIN values only)",
+                               r->path, encoding_name(cc->bad_encoding), cc->bad_encoding);
+            if (cc->num_values < r->groups[g].rows || (c < 2 && cc->num_values != r->groups[g].rows))
+                return rfail(r, err, FN_EFORMAT, "column chunk value count does not match the row count");
+            if (cc->num_values > MAX_LEVELS)
+                return rfail(r, err, FN_ELIMIT, "column chunk has too many values (row group too large)");
             if (cc->data_off < 4 || cc->comp_size < 0 || cc->data_off > r->file_size ||
                 cc->comp_size > r->file_size - cc->data_off || cc->num_values < 0)
                 return rfail(r, err, FN_EFORMAT, "column chunk outside the file");
@@ -481,6 +529,7 @@ static int read_column(fn_parquet_reader *r, const col_chunk *cc, int c, int64_t
         int16_t last = 0, id;
         int ty, ptype = -1;
         int64_t usize = -1, csize = -1, crc = -1, nvals = -1, enc = -1, dlen = -1, rlen = -1;
+        int64_t denc = PQ_ENC_RLE, renc = PQ_ENC_RLE;
         int v2 = 0, v2_compressed = 1;
         while (tr_field(&t, &last, &id, &ty)) {
             if (id == 1 && ty == TT_I32) ptype = (int)tr_zz(&t);
@@ -494,6 +543,8 @@ static int read_column(fn_parquet_reader *r, const col_chunk *cc, int c, int64_t
                 while (tr_field(&t, &l2, &i2, &t2)) {
                     if (i2 == 1 && t2 == TT_I32) nvals = tr_zz(&t);
                     else if (!v2 && i2 == 2 && t2 == TT_I32) enc = tr_zz(&t);
+                    else if (!v2 && i2 == 3 && t2 == TT_I32) denc = tr_zz(&t);
+                    else if (!v2 && i2 == 4 && t2 == TT_I32) renc = tr_zz(&t);
                     else if (v2 && i2 == 4 && t2 == TT_I32) enc = tr_zz(&t);
                     else if (v2 && i2 == 5 && t2 == TT_I32) dlen = tr_zz(&t);
                     else if (v2 && i2 == 6 && t2 == TT_I32) rlen = tr_zz(&t);
@@ -509,7 +560,23 @@ static int read_column(fn_parquet_reader *r, const col_chunk *cc, int c, int64_t
             rc = rfail(r, err, ptype == PQ_INDEX_PAGE ? FN_EUNSUPPORTED : FN_EFORMAT, "bad or unsupported page header");
             break;
         }
-        if (enc != PQ_ENC_PLAIN) { rc = rfail(r, err, FN_EUNSUPPORTED, "only PLAIN-encoded values are supported"); break; }
+        if (enc != PQ_ENC_PLAIN) {
+            rc = fn_fail(err, FN_EUNSUPPORTED, "%s: page encoding %s (%d) is not supported (PLAIN values only)",
+                         r->path, encoding_name((int)(enc >= 0 && enc < 100 ? enc : 99)), (int)(enc >= 0 && enc < 100 ? enc : 99));
+            break;
+        }
+        /* v1 levels: RLE/bit-packed hybrid; the old BIT_PACKED encoding only where nothing is stored (max level 0) */
+        if ((denc != PQ_ENC_RLE && (denc != PQ_ENC_BIT_PACKED || r->max_def[c])) ||
+            (renc != PQ_ENC_RLE && (renc != PQ_ENC_BIT_PACKED || r->max_rep[c]))) {
+            rc = rfail(r, err, FN_EUNSUPPORTED, "levels must be RLE-encoded (BIT_PACKED levels are not supported)");
+            break;
+        }
+        /* sizes before allocating: stored = uncompressed, or within deflate's largest ratio */
+        if ((cc->codec == PQ_UNCOMPRESSED && usize != csize) ||
+            (cc->codec == PQ_GZIP && usize > csize * MAX_INFLATE + 1024)) {
+            rc = rfail(r, err, FN_EFORMAT, "page sizes disagree");
+            break;
+        }
         const unsigned char *body = t.p;
         p = t.p + csize;
         if (crc >= 0 && fn_crc32(0, body, (size_t)csize) != (uint32_t)crc) {
@@ -519,7 +586,7 @@ static int read_column(fn_parquet_reader *r, const col_chunk *cc, int c, int64_t
         /* v2: levels are stored uncompressed before the (maybe compressed) values */
         size_t lv_bytes = 0;
         if (v2) {
-            if (dlen < 0 || rlen < 0 || dlen + rlen > csize || dlen + rlen > usize) {
+            if (dlen < 0 || rlen < 0 || dlen > csize || rlen > csize - dlen || dlen + rlen > usize) {
                 rc = rfail(r, err, FN_EFORMAT, "bad v2 page level lengths");
                 break;
             }
@@ -574,6 +641,15 @@ static int read_column(fn_parquet_reader *r, const col_chunk *cc, int c, int64_t
         size_t present = 0;
         for (size_t i = 0; i < n; i++)
             present += cd->def[done + i] == r->max_def[c];
+        if (c == 2 && r->elem_def < r->max_def[c]) {
+            size_t nulls = 0;
+            for (size_t i = 0; i < n; i++)
+                nulls += cd->def[done + i] >= r->elem_def && cd->def[done + i] < r->max_def[c];
+            if (nulls) {
+                rc = rfail(r, err, FN_EUNSUPPORTED, "null elements inside a list are not supported");
+                break;
+            }
+        }
         if (r->leaf_type[c] == PQ_FLOAT) {
             if ((size_t)(qe - q) < present * 4) { rc = rfail(r, err, FN_EFORMAT, "page too short for its values"); break; }
             if (append_vals(cd, q, present * 4)) { rc = rfail(r, err, FN_ENOMEM, "out of memory"); break; }

@@ -1,12 +1,24 @@
 /*
- * parquet_write.c — a minimal Parquet writer for fruitnet's rows:
- *   required binary path (STRING); required binary label (STRING);
- *   optional group <list_column> (LIST) { repeated group list { required float element; } }
+ * parquet_write.c — a minimal Parquet writer for fruitnet's rows, with the
+ * schema Spark writes for (path string, label string, <list> array<float>):
+ *
+ *   message schema {
+ *     optional binary path (STRING);
+ *     optional binary label (STRING);
+ *     optional group <list_column> (LIST) {
+ *       repeated group list { optional float element; }
+ *     }
+ *   }
+ *
  * Spark reads it as (string, string, array<float>), pandas as a list column,
- * DuckDB as (VARCHAR, VARCHAR, FLOAT[]). Data pages v1, PLAIN values,
- * RLE levels, UNCOMPRESSED or GZIP, page CRC32 filled in. Rows are buffered
- * up to rows_per_group, then one row group is written, so memory stays flat.
- * The file is written as <dir>/.<name>.tmp.<pid> and renamed on close.
+ * DuckDB as (VARCHAR, VARCHAR, FLOAT[]). fruitnet never writes nulls, but the
+ * nullability is Spark's, so fruitnet parts and Spark parts share one schema.
+ * Data pages v1 (~1 MiB, split on row boundaries), PLAIN values, RLE levels,
+ * UNCOMPRESSED or GZIP, page CRC32, chunk statistics (null_count; exact
+ * min/max of short strings with TYPE_ORDER column orders). Rows are buffered
+ * up to rows_per_group, then one row group is written: memory stays flat.
+ * The file is written as <dir>/.<name>.tmp.<pid>.XXXXXX (hidden: dataset
+ * readers skip it), fsynced and renamed on close, then the folder is fsynced.
  */
 #include "internal.h"
 #include "parquet.h"
@@ -17,18 +29,39 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
-#define ROWS_PER_PAGE 128
+#define PAGE_TARGET ((size_t)1 << 20) /* bytes of values per data page (a single bigger row gets its own page) */
+#define STAT_MAX 256                  /* strings longer than this get no min/max statistics */
+#define MAX_ROWS_PER_GROUP (1 << 24)
+#define MAX_STRING ((size_t)1 << 24)
+#define MAX_VECTOR (1 << 24)
+
+#ifndef FRUITNET_BUILD
+#if defined(__clang__)
+#define FRUITNET_BUILD "clang " __clang_version__
+#elif defined(__GNUC__)
+#define FRUITNET_BUILD "gcc " __VERSION__
+#else
+#define FRUITNET_BUILD "unknown"
+#endif
+#endif
 
 typedef struct chunk_meta {
-    int64_t num_values, uncompressed, compressed, data_page_offset;
+    int64_t num_values, uncompressed, compressed, data_page_offset, null_count;
+    const char *min, *max; /* string columns: pointers into the buffered rows (valid during the flush) */
+    size_t min_len, max_len;
+    int no_minmax;
 } chunk_meta;
 
 typedef struct group_meta {
     chunk_meta col[3];
     int64_t rows, total_bytes, file_offset;
+    /* min/max copies kept for the footer (strings only) */
+    char *minmax[2][2];
+    size_t minmax_len[2][2];
 } group_meta;
 
 struct fn_parquet_writer {
@@ -41,7 +74,7 @@ struct fn_parquet_writer {
     fn_kv *meta;
     int nmeta;
     /* buffered rows of the current group */
-    int nrows;
+    int nrows, cap_rows;
     char **paths, **labels;
     float **vecs;
     int *lens;
@@ -54,8 +87,11 @@ struct fn_parquet_writer {
 
 static int wfail(fn_parquet_writer *w, fn_error *err, int code, const char *what)
 {
+    int e = errno;
     w->failed = 1;
-    return fn_fail(err, code, "%s: %s%s%s", w->path, what, code == FN_EIO ? ": " : "", code == FN_EIO ? strerror(errno) : "");
+    if (code == FN_EIO)
+        return fn_fail(err, code, "%s: %s: %s", w->path, what, strerror(e));
+    return fn_fail(err, code, "%s: %s", w->path, what);
 }
 
 static int write_all(fn_parquet_writer *w, const void *data, size_t n, fn_error *err)
@@ -86,53 +122,93 @@ static char *dupstr(const char *s)
     return d;
 }
 
+/* Strict UTF-8 (no overlongs, surrogates or code points past U+10FFFF). */
+static int valid_utf8(const unsigned char *s)
+{
+    while (*s) {
+        unsigned c = *s;
+        int n;
+        unsigned min;
+        if (c < 0x80) {
+            s++;
+            continue;
+        } else if ((c & 0xe0) == 0xc0) n = 1, min = 0x80, c &= 0x1f;
+        else if ((c & 0xf0) == 0xe0) n = 2, min = 0x800, c &= 0x0f;
+        else if ((c & 0xf8) == 0xf0) n = 3, min = 0x10000, c &= 0x07;
+        else return 0;
+        for (int i = 1; i <= n; i++) {
+            if ((s[i] & 0xc0) != 0x80)
+                return 0;
+            c = c << 6 | (s[i] & 0x3f);
+        }
+        if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+            return 0;
+        s += n + 1;
+    }
+    return 1;
+}
+
 int fn_parquet_writer_open(const char *path, const fn_parquet_options *opt, fn_parquet_writer **out, fn_error *err)
 {
-    if (!path || !opt || !out || !opt->list_column || !opt->list_column[0])
-        return fn_fail(err, FN_EARG, "fn_parquet_writer_open: path, options and list_column are required");
-    if (opt->codec != FN_CODEC_UNCOMPRESSED && opt->codec != FN_CODEC_GZIP)
-        return fn_fail(err, FN_EUNSUPPORTED, "%s: codec %d is not supported (UNCOMPRESSED or GZIP)", path, opt->codec);
-    if (opt->nmeta < 0 || (opt->nmeta > 0 && !opt->meta) || opt->rows_per_group < 0)
-        return fn_fail(err, FN_EARG, "%s: invalid metadata or rows_per_group", path);
+    if (!out)
+        return fn_fail(err, FN_EARG, "fn_parquet_writer_open: out is NULL");
     *out = NULL;
+    if (!path || !path[0] || !opt || !opt->list_column || !opt->list_column[0])
+        return fn_fail(err, FN_EARG, "fn_parquet_writer_open: path, options and list_column are required");
+    if (!valid_utf8((const unsigned char *)opt->list_column) || !strcmp(opt->list_column, "path") ||
+        !strcmp(opt->list_column, "label"))
+        return fn_fail(err, FN_EARG, "%s: list_column \"%s\" must be UTF-8 and differ from path and label", path,
+                       opt->list_column);
+    if (opt->codec != FN_CODEC_UNCOMPRESSED && opt->codec != FN_CODEC_GZIP)
+        return fn_fail(err, FN_EUNSUPPORTED, "%s: codec %d is not supported (UNCOMPRESSED or GZIP)", path,
+                       (int)opt->codec);
+    if (opt->nmeta < 0 || (opt->nmeta > 0 && !opt->meta) || opt->rows_per_group < 0 ||
+        opt->rows_per_group > MAX_ROWS_PER_GROUP)
+        return fn_fail(err, FN_EARG, "%s: invalid metadata or rows_per_group (0..%d)", path, MAX_ROWS_PER_GROUP);
+    for (int i = 0; i < opt->nmeta; i++)
+        if (!opt->meta[i].key || !valid_utf8((const unsigned char *)opt->meta[i].key) ||
+            (opt->meta[i].value && !valid_utf8((const unsigned char *)opt->meta[i].value)))
+            return fn_fail(err, FN_EARG, "%s: metadata entry %d: key missing or not UTF-8", path, i);
     fn_parquet_writer *w = calloc(1, sizeof *w);
     if (!w)
-        return fn_fail(err, FN_ENOMEM, "out of memory");
+        return fn_fail(err, FN_ENOMEM, "%s: out of memory", path);
     w->fd = -1;
     w->codec = opt->codec;
     w->rows_per_group = opt->rows_per_group ? opt->rows_per_group : 1024;
     w->path = dupstr(path);
     w->list_column = dupstr(opt->list_column);
-    size_t tl = strlen(path) + 32;
+    size_t tl = strlen(path) + 48;
     w->tmp = malloc(tl);
-    w->paths = calloc((size_t)w->rows_per_group, sizeof(char *));
-    w->labels = calloc((size_t)w->rows_per_group, sizeof(char *));
-    w->vecs = calloc((size_t)w->rows_per_group, sizeof(float *));
-    w->lens = calloc((size_t)w->rows_per_group, sizeof(int));
     w->meta = calloc((size_t)opt->nmeta + 1, sizeof(fn_kv));
-    if (!w->path || !w->list_column || !w->tmp || !w->paths || !w->labels || !w->vecs || !w->lens || !w->meta) {
+    if (!w->path || !w->list_column || !w->tmp || !w->meta) {
         fn_parquet_writer_abort(w);
-        return fn_fail(err, FN_ENOMEM, "out of memory");
+        return fn_fail(err, FN_ENOMEM, "%s: out of memory", path);
     }
     for (int i = 0; i < opt->nmeta; i++) {
-        w->meta[i].key = dupstr(opt->meta[i].key ? opt->meta[i].key : "");
+        w->meta[i].key = dupstr(opt->meta[i].key);
         w->meta[i].value = dupstr(opt->meta[i].value ? opt->meta[i].value : "");
         w->nmeta++;
         if (!w->meta[i].key || !w->meta[i].value) {
             fn_parquet_writer_abort(w);
-            return fn_fail(err, FN_ENOMEM, "out of memory");
+            return fn_fail(err, FN_ENOMEM, "%s: out of memory", path);
         }
     }
-    /* hidden temporary name in the same folder: readers of the folder skip it */
+    /* hidden, unique temporary name in the same folder (rename stays atomic; readers of the folder skip it) */
     const char *slash = strrchr(path, '/');
     int dirlen = slash ? (int)(slash - path + 1) : 0;
-    snprintf(w->tmp, tl, "%.*s.%s.tmp.%d", dirlen, path, slash ? slash + 1 : path, (int)getpid());
-    w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    snprintf(w->tmp, tl, "%.*s.%s.tmp.%d.XXXXXX", dirlen, path, slash ? slash + 1 : path, (int)getpid());
+    w->fd = mkostemp(w->tmp, O_CLOEXEC);
     if (w->fd < 0) {
         int e = errno;
-        fn_fail(err, FN_EIO, "%s: cannot create: %s", path, strerror(e));
+        free(w->tmp);
+        w->tmp = NULL; /* nothing was created */
         fn_parquet_writer_abort(w);
-        return FN_EIO;
+        return fn_fail(err, FN_EIO, "%s: cannot create the file: %s", path, strerror(e));
+    }
+    if (fchmod(w->fd, 0644) != 0) {
+        int rc = wfail(w, err, FN_EIO, "cannot set the file mode");
+        fn_parquet_writer_abort(w);
+        return rc;
     }
     int rc = write_all(w, "PAR1", 4, err);
     if (rc) {
@@ -147,9 +223,11 @@ int fn_parquet_writer_set_meta(fn_parquet_writer *w, const char *key, const char
 {
     if (!w || !key || !value)
         return fn_fail(err, FN_EARG, "fn_parquet_writer_set_meta: invalid arguments");
+    if (!valid_utf8((const unsigned char *)key) || !valid_utf8((const unsigned char *)value))
+        return fn_fail(err, FN_EARG, "%s: metadata key or value \"%s\" is not UTF-8", w->path, key);
     char *v = dupstr(value);
     if (!v)
-        return fn_fail(err, FN_ENOMEM, "out of memory");
+        return fn_fail(err, FN_ENOMEM, "%s: out of memory", w->path);
     for (int i = 0; i < w->nmeta; i++)
         if (!strcmp(w->meta[i].key, key)) {
             free((char *)w->meta[i].value);
@@ -163,7 +241,7 @@ int fn_parquet_writer_set_meta(fn_parquet_writer *w, const char *key, const char
         free(k);
         if (m)
             w->meta = m;
-        return fn_fail(err, FN_ENOMEM, "out of memory");
+        return fn_fail(err, FN_ENOMEM, "%s: out of memory", w->path);
     }
     w->meta = m;
     w->meta[w->nmeta].key = k;
@@ -187,19 +265,31 @@ static void rle_levels(tbuf *b, const uint8_t *lv, size_t n, int bit_width)
     }
 }
 
+/* Length-prefixed (v1 data page) RLE levels. */
+static void page_levels(tbuf *b, const uint8_t *lv, size_t n, int bit_width)
+{
+    tbuf l = {0};
+    rle_levels(&l, lv, n, bit_width);
+    tb_u32le(b, (uint32_t)l.n);
+    tb_bytes(b, l.p, l.n);
+    if (l.oom)
+        b->oom = 1;
+    tb_free(&l);
+}
+
 /* Compress (or not) and write one data page; adds to the chunk's sizes. */
 static int write_page(fn_parquet_writer *w, const tbuf *body, int32_t num_values, chunk_meta *cm, fn_error *err)
 {
     const unsigned char *data = body->p;
     size_t clen = body->n;
     unsigned char *z = NULL;
-    if (body->n > (size_t)INT32_MAX)
-        return wfail(w, err, FN_ELIMIT, "page too large");
+    if (body->n > (size_t)INT32_MAX / 2)
+        return wfail(w, err, FN_ELIMIT, "data page too large");
     if (w->codec == FN_CODEC_GZIP) {
         z_stream s;
         memset(&s, 0, sizeof s);
-        if (deflateInit2(&s, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-            return wfail(w, err, FN_ENOMEM, "deflateInit failed");
+        if (deflateInit2(&s, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) /* gzip wrapper */
+            return wfail(w, err, FN_ENOMEM, "deflateInit2 failed");
         uLong bound = deflateBound(&s, (uLong)body->n) + 32;
         z = malloc(bound);
         if (!z) {
@@ -223,12 +313,12 @@ static int write_page(fn_parquet_writer *w, const tbuf *body, int32_t num_values
     tb_i32(&h, 1, PQ_DATA_PAGE);
     tb_i32(&h, 2, (int32_t)body->n);
     tb_i32(&h, 3, (int32_t)clen);
-    tb_i32(&h, 4, (int32_t)fn_crc32(0, data, clen));
-    tb_struct_begin(&h, 5); /* DataPageHeader */
+    tb_i32(&h, 4, (int32_t)fn_crc32(0, data, clen)); /* CRC-32 of the page as stored (after compression) */
+    tb_struct_begin(&h, 5);                          /* DataPageHeader */
     tb_i32(&h, 1, num_values);
     tb_i32(&h, 2, PQ_ENC_PLAIN);
-    tb_i32(&h, 3, PQ_ENC_RLE);
-    tb_i32(&h, 4, PQ_ENC_RLE);
+    tb_i32(&h, 3, PQ_ENC_RLE); /* definition levels */
+    tb_i32(&h, 4, PQ_ENC_RLE); /* repetition levels */
     tb_struct_end(&h);
     tb_struct_end(&h);
     int rc = h.oom ? wfail(w, err, FN_ENOMEM, "out of memory") : FN_OK;
@@ -244,11 +334,109 @@ static int write_page(fn_parquet_writer *w, const tbuf *body, int32_t num_values
     return rc;
 }
 
+/* Unsigned byte-wise order (the Parquet order of BYTE_ARRAY / STRING). */
+static int bytes_cmp(const char *a, size_t al, const char *b, size_t bl)
+{
+    int c = memcmp(a, b, al < bl ? al : bl);
+    return c ? c : (al > bl) - (al < bl);
+}
+
+/* A string column: pages of ~PAGE_TARGET bytes; def level 1 for every (non-null) value. */
+static int write_string_chunk(fn_parquet_writer *w, char **col, chunk_meta *cm, fn_error *err)
+{
+    int rc = FN_OK;
+    cm->data_page_offset = w->offset;
+    for (int r0 = 0; r0 < w->nrows && !rc;) {
+        int r1 = r0;
+        size_t bytes = 0;
+        while (r1 < w->nrows && (r1 == r0 || bytes < PAGE_TARGET))
+            bytes += 4 + strlen(col[r1++]);
+        uint8_t *def = malloc((size_t)(r1 - r0));
+        tbuf b = {0};
+        if (!def)
+            return wfail(w, err, FN_ENOMEM, "out of memory");
+        memset(def, 1, (size_t)(r1 - r0));
+        page_levels(&b, def, (size_t)(r1 - r0), 1);
+        for (int r = r0; r < r1; r++) {
+            size_t n = strlen(col[r]);
+            tb_u32le(&b, (uint32_t)n);
+            tb_bytes(&b, col[r], n);
+            if (n > STAT_MAX)
+                cm->no_minmax = 1;
+            if (!cm->min || bytes_cmp(col[r], n, cm->min, cm->min_len) < 0)
+                cm->min = col[r], cm->min_len = n;
+            if (!cm->max || bytes_cmp(col[r], n, cm->max, cm->max_len) > 0)
+                cm->max = col[r], cm->max_len = n;
+        }
+        rc = b.oom ? wfail(w, err, FN_ENOMEM, "out of memory") : write_page(w, &b, r1 - r0, cm, err);
+        tb_free(&b);
+        free(def);
+        r0 = r1;
+    }
+    return rc;
+}
+
+/* The list column: rep levels (bit width 1), def levels (bit width 2:
+ * 0 null list, 1 empty list, 2 null element, 3 value), then the floats. */
+static int write_list_chunk(fn_parquet_writer *w, chunk_meta *cm, fn_error *err)
+{
+    int rc = FN_OK;
+    cm->data_page_offset = w->offset;
+    for (int r0 = 0; r0 < w->nrows && !rc;) {
+        int r1 = r0;
+        size_t nlev = 0, bytes = 0;
+        while (r1 < w->nrows && (r1 == r0 || bytes < PAGE_TARGET)) {
+            nlev += w->lens[r1] > 0 ? (size_t)w->lens[r1] : 1;
+            bytes += (size_t)w->lens[r1++] * sizeof(float);
+        }
+        if (nlev > INT32_MAX)
+            return wfail(w, err, FN_ELIMIT, "data page has too many values");
+        uint8_t *rep = malloc(nlev), *def = malloc(nlev);
+        tbuf b = {0};
+        if (!rep || !def) {
+            free(rep), free(def);
+            return wfail(w, err, FN_ENOMEM, "out of memory");
+        }
+        size_t k = 0;
+        for (int r = r0; r < r1; r++) {
+            if (w->lens[r] == 0) { /* empty list */
+                rep[k] = 0, def[k] = 1, k++;
+                cm->null_count++; /* a leaf entry without a value counts as a null (as parquet-mr counts) */
+                continue;
+            }
+            for (int i = 0; i < w->lens[r]; i++)
+                rep[k] = i ? 1 : 0, def[k] = 3, k++;
+        }
+        page_levels(&b, rep, nlev, 1);
+        page_levels(&b, def, nlev, 2);
+        for (int r = r0; r < r1; r++)
+            tb_bytes(&b, w->vecs[r], (size_t)w->lens[r] * sizeof(float)); /* x86-64: little endian, as PLAIN */
+        rc = b.oom ? wfail(w, err, FN_ENOMEM, "out of memory") : write_page(w, &b, (int32_t)nlev, cm, err);
+        tb_free(&b);
+        free(rep);
+        free(def);
+        r0 = r1;
+    }
+    return rc;
+}
+
+static void free_rows(fn_parquet_writer *w)
+{
+    for (int r = 0; r < w->nrows; r++) {
+        free(w->paths[r]), free(w->labels[r]), free(w->vecs[r]);
+        w->paths[r] = w->labels[r] = NULL;
+        w->vecs[r] = NULL;
+    }
+    w->nrows = 0;
+}
+
 static int flush_group(fn_parquet_writer *w, fn_error *err)
 {
     if (w->nrows == 0)
         return FN_OK;
     if (w->ngroups == w->cap_groups) {
+        if (w->cap_groups > INT32_MAX / 4)
+            return wfail(w, err, FN_ELIMIT, "too many row groups");
         int cap = w->cap_groups ? 2 * w->cap_groups : 8;
         group_meta *g = realloc(w->groups, (size_t)cap * sizeof *g);
         if (!g)
@@ -259,72 +447,38 @@ static int flush_group(fn_parquet_writer *w, fn_error *err)
     memset(g, 0, sizeof *g);
     g->rows = w->nrows;
     g->file_offset = w->offset;
-    int rc = FN_OK;
-    /* string columns */
-    for (int c = 0; c < 2 && !rc; c++) {
-        char **col = c == 0 ? w->paths : w->labels;
-        g->col[c].data_page_offset = w->offset;
-        for (int r0 = 0; r0 < w->nrows && !rc; r0 += ROWS_PER_PAGE) {
-            int r1 = r0 + ROWS_PER_PAGE < w->nrows ? r0 + ROWS_PER_PAGE : w->nrows;
-            tbuf b = {0};
-            for (int r = r0; r < r1; r++) {
-                size_t n = strlen(col[r]);
-                tb_u32le(&b, (uint32_t)n);
-                tb_bytes(&b, col[r], n);
-            }
-            rc = b.oom ? wfail(w, err, FN_ENOMEM, "out of memory") : write_page(w, &b, r1 - r0, &g->col[c], err);
-            tb_free(&b);
+    int rc = write_string_chunk(w, w->paths, &g->col[0], err);
+    if (!rc)
+        rc = write_string_chunk(w, w->labels, &g->col[1], err);
+    if (!rc)
+        rc = write_list_chunk(w, &g->col[2], err);
+    for (int c = 0; c < 2 && !rc; c++) { /* keep min/max for the footer: the rows are freed below */
+        chunk_meta *cm = &g->col[c];
+        if (cm->no_minmax || !cm->min)
+            continue;
+        g->minmax[c][0] = malloc(cm->min_len + 1);
+        g->minmax[c][1] = malloc(cm->max_len + 1);
+        if (!g->minmax[c][0] || !g->minmax[c][1]) {
+            free(g->minmax[c][0]), free(g->minmax[c][1]);
+            g->minmax[c][0] = g->minmax[c][1] = NULL;
+            cm->no_minmax = 1;
+            continue;
         }
+        memcpy(g->minmax[c][0], cm->min, cm->min_len + 1);
+        memcpy(g->minmax[c][1], cm->max, cm->max_len + 1);
+        g->minmax_len[c][0] = cm->min_len, g->minmax_len[c][1] = cm->max_len;
     }
-    /* list column: rep levels (bit width 1), def levels (bit width 2), then values */
-    g->col[2].data_page_offset = w->offset;
-    for (int r0 = 0; r0 < w->nrows && !rc; r0 += ROWS_PER_PAGE) {
-        int r1 = r0 + ROWS_PER_PAGE < w->nrows ? r0 + ROWS_PER_PAGE : w->nrows;
-        size_t nlev = 0;
-        for (int r = r0; r < r1; r++)
-            nlev += w->lens[r] > 0 ? (size_t)w->lens[r] : 1;
-        uint8_t *rep = malloc(nlev + 1), *def = malloc(nlev + 1);
-        tbuf b = {0}, lv = {0};
-        if (!rep || !def) {
-            free(rep), free(def);
-            rc = wfail(w, err, FN_ENOMEM, "out of memory");
-            break;
-        }
-        size_t k = 0;
-        for (int r = r0; r < r1; r++) {
-            if (w->lens[r] == 0) { /* empty list: def 1 */
-                rep[k] = 0, def[k] = 1, k++;
-                continue;
-            }
-            for (int i = 0; i < w->lens[r]; i++)
-                rep[k] = i ? 1 : 0, def[k] = 2, k++;
-        }
-        rle_levels(&lv, rep, nlev, 1);
-        tb_u32le(&b, (uint32_t)lv.n);
-        tb_bytes(&b, lv.p, lv.n);
-        lv.n = 0;
-        rle_levels(&lv, def, nlev, 2);
-        tb_u32le(&b, (uint32_t)lv.n);
-        tb_bytes(&b, lv.p, lv.n);
-        for (int r = r0; r < r1; r++)
-            tb_bytes(&b, w->vecs[r], (size_t)w->lens[r] * sizeof(float)); /* x86-64: little endian */
-        rc = (b.oom || lv.oom) ? wfail(w, err, FN_ENOMEM, "out of memory") : write_page(w, &b, (int32_t)nlev, &g->col[2], err);
-        tb_free(&b);
-        tb_free(&lv);
-        free(rep);
-        free(def);
-    }
-    for (int c = 0; c < 3; c++)
+    for (int c = 0; c < 3; c++) {
+        g->col[c].min = g->col[c].max = NULL;
         g->total_bytes += g->col[c].uncompressed;
-    for (int r = 0; r < w->nrows; r++) {
-        free(w->paths[r]), free(w->labels[r]), free(w->vecs[r]);
-        w->paths[r] = w->labels[r] = NULL;
-        w->vecs[r] = NULL;
     }
     w->total_rows += w->nrows;
-    w->nrows = 0;
+    free_rows(w);
     if (!rc)
         w->ngroups++;
+    else
+        for (int c = 0; c < 2; c++)
+            free(g->minmax[c][0]), free(g->minmax[c][1]);
     return rc;
 }
 
@@ -334,18 +488,39 @@ int fn_parquet_writer_add(fn_parquet_writer *w, const char *path, const char *la
     if (!w || !path || !label || n < 0 || (n > 0 && !vec))
         return fn_fail(err, FN_EARG, "fn_parquet_writer_add: invalid arguments");
     if (w->failed)
-        return fn_fail(err, FN_EIO, "%s: writer is in a failed state", w->path);
-    if (strlen(path) > (1u << 24) || strlen(label) > (1u << 24) || n > (1 << 24))
-        return fn_fail(err, FN_ELIMIT, "%s: row too large", w->path);
+        return fn_fail(err, FN_EIO, "%s: the writer failed earlier; abort it", w->path);
+    if (strlen(path) > MAX_STRING || strlen(label) > MAX_STRING || n > MAX_VECTOR)
+        return fn_fail(err, FN_ELIMIT, "%s: row too large (strings up to %zu bytes, vectors up to %d floats)", w->path,
+                       MAX_STRING, MAX_VECTOR);
+    if (!valid_utf8((const unsigned char *)path) || !valid_utf8((const unsigned char *)label))
+        return fn_fail(err, FN_EARG, "%s: row %lld: path or label is not valid UTF-8 (Parquet STRING)", w->path,
+                       (long long)(w->total_rows + w->nrows));
+    if (w->nrows == w->cap_rows) { /* grow the row buffers up to rows_per_group */
+        int cap = w->cap_rows ? 2 * w->cap_rows : 64;
+        if (cap > w->rows_per_group)
+            cap = w->rows_per_group;
+        char **p = realloc(w->paths, (size_t)cap * sizeof *p);
+        if (p)
+            w->paths = p;
+        char **l = p ? realloc(w->labels, (size_t)cap * sizeof *l) : NULL;
+        if (l)
+            w->labels = l;
+        float **v = l ? realloc(w->vecs, (size_t)cap * sizeof *v) : NULL;
+        if (v)
+            w->vecs = v;
+        int *ln = v ? realloc(w->lens, (size_t)cap * sizeof *ln) : NULL;
+        if (!ln)
+            return fn_fail(err, FN_ENOMEM, "%s: out of memory", w->path);
+        w->lens = ln;
+        w->cap_rows = cap;
+    }
     int r = w->nrows;
     w->paths[r] = dupstr(path);
     w->labels[r] = dupstr(label);
     w->vecs[r] = malloc((size_t)n * sizeof(float) + 1);
     if (!w->paths[r] || !w->labels[r] || !w->vecs[r]) {
         free(w->paths[r]), free(w->labels[r]), free(w->vecs[r]);
-        w->paths[r] = w->labels[r] = NULL;
-        w->vecs[r] = NULL;
-        return fn_fail(err, FN_ENOMEM, "out of memory");
+        return fn_fail(err, FN_ENOMEM, "%s: out of memory", w->path);
     }
     if (n)
         memcpy(w->vecs[r], vec, (size_t)n * sizeof(float));
@@ -356,29 +531,32 @@ int fn_parquet_writer_add(fn_parquet_writer *w, const char *path, const char *la
     return FN_OK;
 }
 
-static void schema_leaf(tbuf *t, const char *name, int type, int rep, int ct, int logical_string)
+static void schema_element(tbuf *t, const char *name, int type, int rep, int nchildren, int ct, int logical)
 {
     tb_elem_struct_begin(t);
-    tb_i32(t, 1, type);
+    if (type >= 0)
+        tb_i32(t, 1, type);
     tb_i32(t, 3, rep);
     tb_str(t, 4, name);
+    if (nchildren > 0)
+        tb_i32(t, 5, nchildren);
     if (ct >= 0)
         tb_i32(t, 6, ct);
-    if (logical_string) {
-        tb_struct_begin(t, 10);  /* LogicalType */
-        tb_struct_begin(t, 1);   /* STRING */
+    if (logical > 0) {
+        tb_struct_begin(t, 10);      /* LogicalType (union) */
+        tb_struct_begin(t, logical); /* 1 STRING, 3 LIST: empty structs */
         tb_struct_end(t);
         tb_struct_end(t);
     }
     tb_struct_end(t);
 }
 
-static void column_chunk(tbuf *t, const chunk_meta *cm, int type, const char *p0, const char *p1, const char *p2,
-                         int codec)
+static void column_chunk(tbuf *t, const chunk_meta *cm, const char *minv, size_t minl, const char *maxv, size_t maxl,
+                         int type, const char *p0, const char *p1, const char *p2, int codec)
 {
     tb_elem_struct_begin(t);
     tb_i64(t, 2, cm->data_page_offset + cm->compressed); /* file_offset (deprecated; as parquet-mr writes) */
-    tb_struct_begin(t, 3);
+    tb_struct_begin(t, 3);                               /* ColumnMetaData */
     tb_i32(t, 1, type);
     tb_list(t, 2, TT_I32, 2);
     tb_zz32(t, PQ_ENC_PLAIN);
@@ -395,71 +573,68 @@ static void column_chunk(tbuf *t, const chunk_meta *cm, int type, const char *p0
     tb_i64(t, 6, cm->uncompressed);
     tb_i64(t, 7, cm->compressed);
     tb_i64(t, 9, cm->data_page_offset);
+    tb_struct_begin(t, 12); /* Statistics */
+    tb_i64(t, 3, cm->null_count);
+    if (minv && maxv) {
+        tb_bin(t, 5, maxv, maxl); /* max_value */
+        tb_bin(t, 6, minv, minl); /* min_value */
+    }
+    tb_struct_end(t);
     tb_struct_end(t);
     tb_struct_end(t);
 }
 
-int fn_parquet_writer_close(fn_parquet_writer *w, fn_error *err)
+static int write_footer(fn_parquet_writer *w, fn_error *err)
 {
-    if (!w)
-        return fn_fail(err, FN_EARG, "fn_parquet_writer_close: NULL writer");
-    int rc = w->failed ? fn_fail(err, FN_EIO, "%s: writer is in a failed state", w->path) : flush_group(w, err);
+    int codec = w->codec == FN_CODEC_GZIP ? PQ_GZIP : PQ_UNCOMPRESSED;
     tbuf t = {0};
-    if (!rc) {
-        int codec = w->codec == FN_CODEC_GZIP ? PQ_GZIP : PQ_UNCOMPRESSED;
-        tb_i32(&t, 1, 1);
-        tb_list(&t, 2, TT_STRUCT, 6);
-        tb_elem_struct_begin(&t); /* root */
-        tb_str(&t, 4, "schema");
-        tb_i32(&t, 5, 3);
-        tb_struct_end(&t);
-        schema_leaf(&t, "path", PQ_BYTE_ARRAY, PQ_REQUIRED, PQ_CT_UTF8, 1);
-        schema_leaf(&t, "label", PQ_BYTE_ARRAY, PQ_REQUIRED, PQ_CT_UTF8, 1);
-        tb_elem_struct_begin(&t); /* optional group <list_column> (LIST) */
-        tb_i32(&t, 3, PQ_OPTIONAL);
-        tb_str(&t, 4, w->list_column);
-        tb_i32(&t, 5, 1);
-        tb_i32(&t, 6, PQ_CT_LIST);
-        tb_struct_begin(&t, 10);
-        tb_struct_begin(&t, 3); /* LIST */
-        tb_struct_end(&t);
-        tb_struct_end(&t);
-        tb_struct_end(&t);
-        tb_elem_struct_begin(&t); /* repeated group list */
-        tb_i32(&t, 3, PQ_REPEATED);
-        tb_str(&t, 4, "list");
-        tb_i32(&t, 5, 1);
-        tb_struct_end(&t);
-        schema_leaf(&t, "element", PQ_FLOAT, PQ_REQUIRED, -1, 0);
-        tb_i64(&t, 3, w->total_rows);
-        tb_list(&t, 4, TT_STRUCT, (uint32_t)w->ngroups);
-        for (int g = 0; g < w->ngroups; g++) {
-            const group_meta *gm = &w->groups[g];
-            tb_elem_struct_begin(&t);
-            tb_list(&t, 1, TT_STRUCT, 3);
-            column_chunk(&t, &gm->col[0], PQ_BYTE_ARRAY, "path", NULL, NULL, codec);
-            column_chunk(&t, &gm->col[1], PQ_BYTE_ARRAY, "label", NULL, NULL, codec);
-            column_chunk(&t, &gm->col[2], PQ_FLOAT, w->list_column, "list", "element", codec);
-            tb_i64(&t, 2, gm->total_bytes);
-            tb_i64(&t, 3, gm->rows);
-            tb_i64(&t, 5, gm->file_offset);
-            tb_i64(&t, 6, gm->col[0].compressed + gm->col[1].compressed + gm->col[2].compressed);
-            tb_field(&t, 7, TT_I16);
-            tb_varint(&t, (uint64_t)((g << 1) ^ (g >> 15)));
-            tb_struct_end(&t);
+    tb_i32(&t, 1, 1); /* version */
+    tb_list(&t, 2, TT_STRUCT, 6);
+    schema_element(&t, "schema", -1, PQ_REQUIRED, 3, -1, 0);
+    schema_element(&t, "path", PQ_BYTE_ARRAY, PQ_OPTIONAL, 0, PQ_CT_UTF8, 1);
+    schema_element(&t, "label", PQ_BYTE_ARRAY, PQ_OPTIONAL, 0, PQ_CT_UTF8, 1);
+    schema_element(&t, w->list_column, -1, PQ_OPTIONAL, 1, PQ_CT_LIST, 3);
+    schema_element(&t, "list", -1, PQ_REPEATED, 1, -1, 0);
+    schema_element(&t, "element", PQ_FLOAT, PQ_OPTIONAL, 0, -1, 0);
+    tb_i64(&t, 3, w->total_rows);
+    tb_list(&t, 4, TT_STRUCT, (uint32_t)w->ngroups);
+    for (int g = 0; g < w->ngroups; g++) {
+        const group_meta *gm = &w->groups[g];
+        tb_elem_struct_begin(&t);
+        tb_list(&t, 1, TT_STRUCT, 3);
+        for (int c = 0; c < 2; c++)
+            column_chunk(&t, &gm->col[c], gm->minmax[c][0], gm->minmax_len[c][0], gm->minmax[c][1],
+                         gm->minmax_len[c][1], PQ_BYTE_ARRAY, c ? "label" : "path", NULL, NULL, codec);
+        column_chunk(&t, &gm->col[2], NULL, 0, NULL, 0, PQ_FLOAT, w->list_column, "list", "element", codec);
+        tb_i64(&t, 2, gm->total_bytes);
+        tb_i64(&t, 3, gm->rows);
+        tb_i64(&t, 5, gm->file_offset);
+        tb_i64(&t, 6, gm->col[0].compressed + gm->col[1].compressed + gm->col[2].compressed);
+        if (g <= INT16_MAX) {
+            tb_field(&t, 7, TT_I16); /* ordinal */
+            tb_zz32(&t, g);
         }
-        tb_list(&t, 5, TT_STRUCT, (uint32_t)w->nmeta);
-        for (int i = 0; i < w->nmeta; i++) {
-            tb_elem_struct_begin(&t);
-            tb_str(&t, 1, w->meta[i].key);
-            tb_str(&t, 2, w->meta[i].value);
-            tb_struct_end(&t);
-        }
-        tb_str(&t, 6, "fruitnet version " FRUITNET_VERSION);
         tb_struct_end(&t);
-        if (t.oom)
-            rc = wfail(w, err, FN_ENOMEM, "out of memory");
     }
+    tb_list(&t, 5, TT_STRUCT, (uint32_t)w->nmeta);
+    for (int i = 0; i < w->nmeta; i++) {
+        tb_elem_struct_begin(&t);
+        tb_str(&t, 1, w->meta[i].key);
+        tb_str(&t, 2, w->meta[i].value);
+        tb_struct_end(&t);
+    }
+    tb_str(&t, 6, "fruitnet version " FRUITNET_VERSION " (build " FRUITNET_BUILD ")");
+    tb_list(&t, 7, TT_STRUCT, 3); /* column_orders: TYPE_ORDER for every leaf (min/max are meaningful) */
+    for (int c = 0; c < 3; c++) {
+        tb_elem_struct_begin(&t);
+        tb_struct_begin(&t, 1);
+        tb_struct_end(&t);
+        tb_struct_end(&t);
+    }
+    tb_struct_end(&t);
+    int rc = FN_OK;
+    if (t.oom || t.n > (size_t)UINT32_MAX)
+        rc = wfail(w, err, FN_ENOMEM, "out of memory (footer)");
     if (!rc)
         rc = write_all(w, t.p, t.n, err);
     if (!rc) {
@@ -468,6 +643,40 @@ int fn_parquet_writer_close(fn_parquet_writer *w, fn_error *err)
         rc = write_all(w, tail, 8, err);
     }
     tb_free(&t);
+    return rc;
+}
+
+/* fsync the folder holding path so that the rename itself is durable. */
+static int sync_dir(fn_parquet_writer *w, fn_error *err)
+{
+    const char *slash = strrchr(w->path, '/');
+    char *dir = slash ? malloc((size_t)(slash - w->path) + 2) : dupstr(".");
+    if (!dir)
+        return wfail(w, err, FN_ENOMEM, "out of memory");
+    if (slash) {
+        size_t n = slash == w->path ? 1 : (size_t)(slash - w->path);
+        memcpy(dir, w->path, n);
+        dir[n] = 0;
+    }
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    free(dir);
+    int rc = FN_OK;
+    if (fd < 0)
+        return wfail(w, err, FN_EIO, "cannot open the folder to sync it");
+    if (fsync(fd) != 0 && errno != EINVAL) /* EINVAL: the filesystem does not sync folders */
+        rc = wfail(w, err, FN_EIO, "folder fsync failed");
+    close(fd);
+    return rc;
+}
+
+int fn_parquet_writer_close(fn_parquet_writer *w, fn_error *err)
+{
+    if (!w)
+        return fn_fail(err, FN_EARG, "fn_parquet_writer_close: NULL writer");
+    int rc = w->failed ? fn_fail(err, FN_EIO, "%s: the writer failed earlier; nothing was written", w->path)
+                       : flush_group(w, err);
+    if (!rc)
+        rc = write_footer(w, err);
     if (!rc && fsync(w->fd) != 0)
         rc = wfail(w, err, FN_EIO, "fsync failed");
     if (!rc) {
@@ -480,7 +689,8 @@ int fn_parquet_writer_close(fn_parquet_writer *w, fn_error *err)
         rc = wfail(w, err, FN_EIO, "cannot rename the temporary file into place");
     if (!rc) {
         free(w->tmp);
-        w->tmp = NULL; /* nothing to remove */
+        w->tmp = NULL; /* in place: nothing to remove */
+        rc = sync_dir(w, err);
     }
     fn_parquet_writer_abort(w);
     return rc;
@@ -494,10 +704,12 @@ void fn_parquet_writer_abort(fn_parquet_writer *w)
         close(w->fd);
     if (w->tmp)
         unlink(w->tmp);
-    for (int r = 0; r < w->nrows; r++)
-        free(w->paths[r]), free(w->labels[r]), free(w->vecs[r]);
+    free_rows(w);
     for (int i = 0; i < w->nmeta; i++)
         free((char *)w->meta[i].key), free((char *)w->meta[i].value);
+    for (int g = 0; g < w->ngroups; g++)
+        for (int c = 0; c < 2; c++)
+            free(w->groups[g].minmax[c][0]), free(w->groups[g].minmax[c][1]);
     free(w->meta);
     free(w->paths), free(w->labels), free(w->vecs), free(w->lens);
     free(w->groups);
