@@ -235,10 +235,11 @@ typedef struct fn_parquet_options {
     int nmeta;
 } fn_parquet_options;
 
-/* Create `path` (written as path.tmp.<pid> and renamed by fn_parquet_writer_close). */
+/* Create `path` (written as the hidden <dir>/.<name>.tmp.<pid>.XXXXXX, renamed by close).
+ * Schema as Spark writes it: optional path, label (STRING), optional LIST of optional FLOAT. */
 int fn_parquet_writer_open(const char *path, const fn_parquet_options *opt, fn_parquet_writer **out,
                            fn_error *err);
-/* Append one row; `vec` has n floats (n may differ between rows). */
+/* Append one row; `vec` has n floats (n may differ between rows); path/label must be UTF-8. */
 int fn_parquet_writer_add(fn_parquet_writer *w, const char *path, const char *label, const float *vec,
                           int n, fn_error *err);
 /* Set (or replace) a footer key/value before close, e.g. a summary known only at the end. */
@@ -250,7 +251,8 @@ void fn_parquet_writer_abort(fn_parquet_writer *w);
 
 typedef struct fn_parquet_reader fn_parquet_reader;
 
-/* One row as returned by the reader; pointers stay valid until the next call. */
+/* One row as returned by the reader; pointers stay valid until the next call.
+ * A null path/label reads as "", a null list as n == 0 (null list elements are refused). */
 typedef struct fn_parquet_row {
     const char *path;
     const char *label;
