@@ -69,10 +69,10 @@ static int coeffs_make(int in, int out, coeffs *c)
     if (!mem)
         return -1;
     c->mem = mem;
-    c->kk = (int32_t *)mem;
-    c->first = (int *)(mem + nk * sizeof(int32_t));
+    double *k = (double *)(void *)mem; /* one output's double weights (first: aligned) */
+    c->kk = (int32_t *)(void *)(mem + dbytes);
+    c->first = (int *)(void *)(mem + dbytes + nk * sizeof(int32_t));
     c->n = c->first + out;
-    double *k = (double *)(void *)(c->n + out); /* one output's double weights */
     c->ksize = ksize;
     for (int xx = 0; xx < out; xx++) {
         double center = (xx + 0.5) * scale, ww = 0.0;
