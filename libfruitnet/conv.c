@@ -2,22 +2,37 @@
  * conv.c — the convolution layer on the GEMM micro-kernels (gemm.h).
  *
  * out[M = n*oh*ow][cout] = patches[M][K = kh*kw*cin] x W[K][cout] (+bias,
- * +residual, ReLU fused in the micro-kernel's epilogue, so each output is
- * written once). Weights are packed once at init into NR-wide column panels.
- * Activations are packed per thread, MC rows at a time, into MR-row panels:
- * for 1x1 stride-1 convolutions that is a transpose of input rows (no
- * im2col), for strided 1x1 a subsampled one, and for kxk the im2col is done
- * inside this packing (no full im2col buffer). The full K is kept in a panel,
- * so the epilogue runs once per tile and a residual may alias the output.
- * Work is split over M between threads, or over N panels when M is small.
+ * +residual, ReLU fused in the micro-kernel's epilogue, on the last K block,
+ * so each output is written once per K block and finished while hot).
+ *
+ * Weights are packed once at init into NR-wide column panels (K x NR,
+ * zero-padded in N). Activations are not packed: the micro-kernel reads A
+ * through MR row pointers per "tap" (indirect GEMM). For a 1x1 convolution a
+ * row is an input pixel's cin channels (stride 2: every other pixel, no
+ * copy); for kxk each (ky,kx) is a tap whose row is the shifted input pixel
+ * or, outside the image, a zero buffer — the im2col is never materialised.
+ * Only when cin is tiny (conv1: 7x7x3) are patch rows gathered into a small
+ * per-thread buffer, MC rows at a time. Blocking (BLIS style): MC rows of A
+ * per chunk, K split in blocks of about KC floats so that a B sliver (KC x NR)
+ * stays in L1 while the chunk's tiles stream past it, and panels grouped so
+ * the partial C block stays in L2. Threads split M (or N when M is small).
  */
 #include "internal.h"
 #include "gemm.h"
 
-#include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
-#define A_CHUNK_FLOATS (96 * 1024) /* target size of one thread's packed A block */
+#ifndef FN_CONV_KC
+#define FN_CONV_KC 256 /* floats of K per block (B sliver KC x NR in L1) */
+#endif
+#ifndef FN_CONV_MC
+#define FN_CONV_MC 168 /* rows of A per chunk (a multiple of every MR keeps tiles full) */
+#endif
+#ifndef FN_CONV_CBLOCK
+#define FN_CONV_CBLOCK (48 * 1024) /* floats of partial C kept per chunk when K is split */
+#endif
+#define IM2COL_MAX_CIN 15 /* kxk with cin <= this: gather patch rows (no per-tap overhead) */
 
 static const fn_gemm_impl *impl_for(fn_isa isa)
 {
@@ -32,30 +47,35 @@ int fn_conv_init(fn_conv *c, int kh, int kw, int stride, int pad, int cin, int c
                  const float *bias, fn_isa isa, fn_error *err)
 {
     memset(c, 0, sizeof *c);
-    if (kh < 1 || kw < 1 || stride < 1 || pad < 0 || cin < 1 || cout < 1 || kh > 64 || kw > 64 || cin > (1 << 20) ||
-        cout > (1 << 20) || !w || !bias)
+    if (kh < 1 || kw < 1 || stride < 1 || pad < 0 || pad >= kh || pad >= kw || cin < 1 || cout < 1 || kh > 64 ||
+        kw > 64 || stride > 64 || cin > (1 << 20) || cout > (1 << 20) || !w || !bias)
         return fn_fail(err, FN_EARG, "conv: invalid shape %dx%d/%d pad %d, %d->%d", kh, kw, stride, pad, cin, cout);
+    if (isa != FN_ISA_PORTABLE && isa != FN_ISA_AVX2 && isa != FN_ISA_AVX512)
+        return fn_fail(err, FN_EARG, "conv: ISA %d is not resolved", (int)isa);
     const fn_gemm_impl *g = impl_for(isa);
     size_t K = (size_t)kh * kw * cin, NR = (size_t)g->nr;
-    size_t panels = ((size_t)cout + NR - 1) / NR, len;
-    if (!fn_mul_size(panels * NR, K, &len) || !(c->packed = fn_aalloc(len * sizeof(float))))
+    size_t panels = ((size_t)cout + NR - 1) / NR, len, bytes;
+    if (K > INT32_MAX || !fn_mul_size(panels * NR, K, &len) || !fn_mul_size(len, sizeof(float), &bytes) ||
+        !(c->packed = fn_aalloc(bytes)))
         return fn_fail(err, FN_ENOMEM, "conv: out of memory packing %zux%d weights", K, cout);
-    c->bias = fn_aalloc(panels * NR * sizeof(float) + 64);
-    if (!c->bias) {
+    size_t bias_bytes = panels * NR * sizeof(float);
+    if (!(c->bias = fn_aalloc(bias_bytes))) {
         fn_afree(c->packed);
         c->packed = NULL;
-        return fn_fail(err, FN_ENOMEM, "conv: out of memory");
+        return fn_fail(err, FN_ENOMEM, "conv: out of memory for %d biases", cout);
     }
-    memset(c->bias, 0, panels * NR * sizeof(float) + 64);
+    memset(c->bias, 0, bias_bytes);
     memcpy(c->bias, bias, (size_t)cout * sizeof(float));
-    for (size_t p = 0; p < panels; p++)
+    /* panel p: K rows of NR floats, columns past cout zero */
+    for (size_t p = 0; p < panels; p++) {
+        size_t ncol = (size_t)cout - p * NR < NR ? (size_t)cout - p * NR : NR;
         for (size_t k = 0; k < K; k++) {
             float *dst = c->packed + (p * K + k) * NR;
-            for (size_t j = 0; j < NR; j++) {
-                size_t col = p * NR + j;
-                dst[j] = col < (size_t)cout ? w[k * (size_t)cout + col] : 0.0f;
-            }
+            memcpy(dst, w + k * (size_t)cout + p * NR, ncol * sizeof(float));
+            for (size_t j = ncol; j < NR; j++)
+                dst[j] = 0.0f;
         }
+    }
     c->packed_len = len;
     c->kh = kh, c->kw = kw, c->stride = stride, c->pad = pad, c->cin = cin, c->cout = cout, c->isa = isa;
     return FN_OK;
@@ -68,111 +88,168 @@ void fn_conv_free(fn_conv *c)
     c->packed = c->bias = NULL;
 }
 
-static size_t mc_rows(const fn_conv *c, int mr)
+/* ---------------------------------------------------------------- geometry */
+
+typedef struct geom {
+    int im2col;     /* gather patch rows into scratch */
+    int ntaps;      /* taps per row (1 when im2col or 1x1) */
+    size_t tapk;    /* floats per tap */
+    size_t mc;      /* rows per chunk (multiple of MR) */
+    size_t zeros;   /* floats of the zero row */
+    size_t per_thr; /* scratch floats per thread */
+} geom;
+
+static size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
+
+static geom geometry(const fn_conv *c, const fn_gemm_impl *g)
 {
-    size_t K = (size_t)c->kh * c->kw * c->cin;
-    size_t mc = A_CHUNK_FLOATS / K;
-    mc = (mc + (size_t)mr - 1) / (size_t)mr * (size_t)mr;
-    if (mc < (size_t)mr)
-        mc = (size_t)mr;
-    if (mc > 64 * (size_t)mr)
-        mc = 64 * (size_t)mr;
-    return mc;
+    geom q;
+    size_t K = (size_t)c->kh * c->kw * c->cin, mr = (size_t)g->mr;
+    q.im2col = c->kh * c->kw > 1 && c->cin <= IM2COL_MAX_CIN;
+    q.ntaps = q.im2col ? 1 : c->kh * c->kw;
+    q.tapk = q.im2col ? K : (size_t)c->cin;
+    q.mc = round_up(FN_CONV_MC, mr);
+    q.zeros = round_up(q.tapk, 16);
+    /* row pointers (2 floats' room each) + gathered rows */
+    size_t ptr_floats = round_up(q.mc * (size_t)q.ntaps * (sizeof(void *) / sizeof(float)), 16);
+    q.per_thr = ptr_floats + (q.im2col ? q.mc * round_up(K, 4) : 0);
+    return q;
 }
 
 size_t fn_conv_scratch_floats(const fn_conv *c, int n, int h, int w, int nthreads)
 {
-    const fn_gemm_impl *g = impl_for(c->isa);
-    size_t K = (size_t)c->kh * c->kw * c->cin;
-    return (size_t)(nthreads > 0 ? nthreads : 1) * (mc_rows(c, g->mr) * K + 16);
+    geom q = geometry(c, impl_for(c->isa));
+    size_t t = (size_t)(nthreads > 0 ? nthreads : 1), s;
+    if (!fn_mul_size(t, q.per_thr, &s) || !fn_add_size(s, q.zeros, &s))
+        return SIZE_MAX;
+    return s;
 }
 
-/* Pack rows [m0, m0+rows) of the patch matrix into MR-row panels: Ap[panel][k][MR]. */
-static void pack_a(const fn_conv *c, const float *in, int h, int w, int oh, int ow, size_t m0, size_t rows, int mr,
-                   float *Ap)
-{
-    const size_t K = (size_t)c->kh * c->kw * c->cin, cin = (size_t)c->cin;
-    const size_t ohw = (size_t)oh * ow;
-    for (size_t p0 = 0; p0 < rows; p0 += (size_t)mr) {
-        float *panel = Ap + p0 * K;
-        for (int i = 0; i < mr; i++) {
-            size_t r = p0 + (size_t)i;
-            if (r >= rows) { /* M edge: zero rows */
-                for (size_t k = 0; k < K; k++)
-                    panel[k * (size_t)mr + (size_t)i] = 0.0f;
-                continue;
-            }
-            size_t m = m0 + r, img = m / ohw, rem = m % ohw;
-            int oy = (int)(rem / (size_t)ow), ox = (int)(rem % (size_t)ow);
-            if (c->kh == 1 && c->kw == 1 && c->pad == 0) {
-                const float *src = in + ((img * (size_t)h + (size_t)(oy * c->stride)) * (size_t)w +
-                                         (size_t)(ox * c->stride)) * cin;
-                float *dst = panel + i;
-                for (size_t k = 0; k < K; k++)
-                    dst[k * (size_t)mr] = src[k];
-                continue;
-            }
-            size_t k = 0;
-            for (int ky = 0; ky < c->kh; ky++) {
-                int y = oy * c->stride - c->pad + ky;
-                for (int kx = 0; kx < c->kw; kx++, k += cin) {
-                    int x = ox * c->stride - c->pad + kx;
-                    float *dst = panel + k * (size_t)mr + (size_t)i;
-                    if (y < 0 || y >= h || x < 0 || x >= w) {
-                        for (size_t ci = 0; ci < cin; ci++)
-                            dst[ci * (size_t)mr] = 0.0f;
-                    } else {
-                        const float *src = in + ((img * (size_t)h + (size_t)y) * (size_t)w + (size_t)x) * cin;
-                        for (size_t ci = 0; ci < cin; ci++)
-                            dst[ci * (size_t)mr] = src[ci];
-                    }
-                }
-            }
-        }
-    }
-}
+/* ---------------------------------------------------------------- forward */
 
 typedef struct conv_job {
     const fn_conv *c;
     const fn_gemm_impl *g;
-    const float *in;
-    const float *res;
+    geom q;
+    const float *in, *res, *zeros;
     float *out, *scratch;
     int n, h, w, oh, ow, relu, split_n;
-    size_t M, K, mc, scratch_per;
+    size_t M, K;
 } conv_job;
+
+/* Row pointers (and gathered patch rows) for rows [m0, m0 + rows) of the patch matrix. */
+static void build_rows(const conv_job *j, size_t m0, size_t rows, const float **ptr, float *gather)
+{
+    const fn_conv *c = j->c;
+    const size_t mr = (size_t)j->g->mr, cin = (size_t)c->cin, ohw = (size_t)j->oh * j->ow, nt = (size_t)j->q.ntaps;
+    const size_t rows_pad = round_up(rows, mr), ldg = round_up(j->K, 4);
+    for (size_t r = 0; r < rows_pad; r++) {
+        const float **dst = ptr + ((r / mr) * nt) * mr + r % mr; /* tap t at dst[t * mr] */
+        if (r >= rows) {                                          /* M edge: rows of zeros, never stored */
+            for (size_t t = 0; t < nt; t++)
+                dst[t * mr] = j->zeros;
+            continue;
+        }
+        size_t m = m0 + r, img = m / ohw, rem = m % ohw;
+        int oy = (int)(rem / (size_t)j->ow), ox = (int)(rem % (size_t)j->ow);
+        const float *base = j->in + img * (size_t)j->h * j->w * cin;
+        if (c->kh == 1 && c->kw == 1) {
+            dst[0] = base + ((size_t)oy * c->stride * j->w + (size_t)ox * c->stride) * cin;
+            continue;
+        }
+        float *grow = j->q.im2col ? gather + r * ldg : NULL;
+        size_t t = 0;
+        for (int ky = 0; ky < c->kh; ky++) {
+            int y = oy * c->stride - c->pad + ky;
+            for (int kx = 0; kx < c->kw; kx++, t++) {
+                int x = ox * c->stride - c->pad + kx;
+                int inside = y >= 0 && y < j->h && x >= 0 && x < j->w;
+                const float *src = inside ? base + ((size_t)y * j->w + (size_t)x) * cin : j->zeros;
+                if (grow)
+                    memcpy(grow + t * cin, src, cin * sizeof(float));
+                else
+                    dst[t * mr] = src;
+            }
+        }
+        if (grow)
+            dst[0] = grow;
+    }
+}
 
 static void conv_task(void *arg, int tid, int nth)
 {
-    conv_job *j = arg;
+    const conv_job *j = arg;
     const fn_conv *c = j->c;
-    const int mr = j->g->mr, nr = j->g->nr;
-    const size_t N = (size_t)c->cout, panels = (N + (size_t)nr - 1) / (size_t)nr;
+    const size_t mr = (size_t)j->g->mr, nr = (size_t)j->g->nr, N = (size_t)c->cout;
+    const size_t panels = (N + nr - 1) / nr, nt = (size_t)j->q.ntaps, tapk = j->q.tapk;
     size_t m_begin = 0, m_end = j->M, p_begin = 0, p_end = panels;
     if (j->split_n) {
         p_begin = panels * (size_t)tid / (size_t)nth;
         p_end = panels * (size_t)(tid + 1) / (size_t)nth;
     } else {
-        size_t tiles = (j->M + (size_t)mr - 1) / (size_t)mr;
-        m_begin = tiles * (size_t)tid / (size_t)nth * (size_t)mr;
-        m_end = tiles * (size_t)(tid + 1) / (size_t)nth * (size_t)mr;
+        size_t tiles = (j->M + mr - 1) / mr;
+        m_begin = tiles * (size_t)tid / (size_t)nth * mr;
+        m_end = tiles * (size_t)(tid + 1) / (size_t)nth * mr;
         if (m_end > j->M)
             m_end = j->M;
     }
     if (m_begin >= m_end || p_begin >= p_end)
         return;
-    float *Ap = j->scratch + (size_t)tid * j->scratch_per;
-    for (size_t m0 = m_begin; m0 < m_end; m0 += j->mc) {
-        size_t rows = m_end - m0 < j->mc ? m_end - m0 : j->mc;
-        pack_a(c, j->in, j->h, j->w, j->oh, j->ow, m0, rows, mr, Ap);
-        for (size_t p = p_begin; p < p_end; p++) {
-            const float *Bp = c->packed + p * j->K * (size_t)nr;
-            int ncols = (int)(N - p * (size_t)nr < (size_t)nr ? N - p * (size_t)nr : (size_t)nr);
-            for (size_t r0 = 0; r0 < rows; r0 += (size_t)mr) {
-                int mrows = (int)(rows - r0 < (size_t)mr ? rows - r0 : (size_t)mr);
-                size_t off = (m0 + r0) * N + p * (size_t)nr;
-                j->g->kernel((int)j->K, Ap + r0 * j->K, Bp, j->out + off, N, mrows, ncols, c->bias + p * (size_t)nr,
-                             j->res ? j->res + off : NULL, N, j->relu);
+    float *mine = j->scratch + j->q.zeros + (size_t)tid * j->q.per_thr;
+    const float **ptr = (const float **)(void *)mine;
+    float *gather = mine + round_up(j->q.mc * nt * (sizeof(void *) / sizeof(float)), 16);
+
+    /* K blocks: whole taps grouped up to KC floats, or one tap split in pieces of <= KC */
+    size_t nsub = 1, ksub = tapk, group = 1, nblocks;
+    if (tapk > FN_CONV_KC) {
+        nsub = (tapk + FN_CONV_KC - 1) / FN_CONV_KC;
+        ksub = round_up((tapk + nsub - 1) / nsub, 8);
+        nsub = (tapk + ksub - 1) / ksub;
+        nblocks = nt * nsub;
+    } else {
+        group = FN_CONV_KC / tapk;
+        nblocks = (nt + group - 1) / group;
+    }
+    size_t pgroup = p_end - p_begin;
+    if (nblocks > 1) { /* keep the partial C block (mc x pgroup*nr) small */
+        pgroup = FN_CONV_CBLOCK / (j->q.mc * nr);
+        if (pgroup < 1)
+            pgroup = 1;
+    }
+
+    fn_ukargs u;
+    u.ldc = u.ldr = N;
+    u.relu = j->relu;
+    for (size_t m0 = m_begin; m0 < m_end; m0 += j->q.mc) {
+        size_t rows = m_end - m0 < j->q.mc ? m_end - m0 : j->q.mc, tiles = (rows + mr - 1) / mr;
+        build_rows(j, m0, rows, ptr, gather);
+        for (size_t pg = p_begin; pg < p_end; pg += pgroup) {
+            size_t pg_end = pg + pgroup < p_end ? pg + pgroup : p_end;
+            for (size_t kb = 0; kb < nblocks; kb++) {
+                size_t t0, k0;
+                if (nsub > 1) {
+                    t0 = kb / nsub, k0 = (kb % nsub) * ksub;
+                    u.ntaps = 1, u.kt = (int)(tapk - k0 < ksub ? tapk - k0 : ksub);
+                } else {
+                    t0 = kb * group, k0 = 0;
+                    u.ntaps = (int)(nt - t0 < group ? nt - t0 : group), u.kt = (int)tapk;
+                }
+                u.k0 = (int)k0;
+                u.first = kb == 0, u.last = kb + 1 == nblocks;
+                for (size_t p = pg; p < pg_end; p++) {
+                    const float *Bp = c->packed + (p * j->K + t0 * tapk + k0) * nr;
+                    u.b = Bp;
+                    u.bias = c->bias + p * nr;
+                    u.nr = (int)(N - p * nr < nr ? N - p * nr : nr);
+                    for (size_t ti = 0; ti < tiles; ti++) {
+                        size_t r0 = ti * mr, off = (m0 + r0) * N + p * nr;
+                        u.a = ptr + (ti * nt + t0) * mr;
+                        u.mr = (int)(rows - r0 < mr ? rows - r0 : mr);
+                        u.c = j->out + off;
+                        u.r = j->res ? j->res + off : NULL;
+                        j->g->kernel(&u);
+                    }
+                }
             }
         }
     }
@@ -184,20 +261,21 @@ void fn_conv_forward(const fn_conv *c, fn_pool *pool, const float *in, int n, in
     conv_job j;
     j.c = c;
     j.g = impl_for(c->isa);
+    j.q = geometry(c, j.g);
     j.in = in, j.res = residual, j.out = out, j.scratch = scratch;
     j.n = n, j.h = h, j.w = w, j.relu = relu;
     j.oh = fn_conv_out_dim(h, c->kh, c->stride, c->pad);
     j.ow = fn_conv_out_dim(w, c->kw, c->stride, c->pad);
+    if (n <= 0 || j.oh <= 0 || j.ow <= 0)
+        return;
     j.M = (size_t)n * j.oh * j.ow;
     j.K = (size_t)c->kh * c->kw * c->cin;
-    j.mc = mc_rows(c, j.g->mr);
-    j.scratch_per = j.mc * j.K + 16;
+    memset(scratch, 0, j.q.zeros * sizeof(float));
+    j.zeros = scratch;
     int nth = fn_pool_threads(pool);
     size_t tiles = (j.M + (size_t)j.g->mr - 1) / (size_t)j.g->mr;
     size_t panels = ((size_t)c->cout + (size_t)j.g->nr - 1) / (size_t)j.g->nr;
     /* few M tiles per thread: split the output channels instead */
-    j.split_n = nth > 1 && tiles < 8 * (size_t)nth && panels >= (size_t)nth;
-    if (j.M == 0)
-        return;
+    j.split_n = nth > 1 && tiles < 4 * (size_t)nth && panels >= (size_t)nth;
     fn_pool_run(pool, conv_task, &j);
 }

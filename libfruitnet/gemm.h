@@ -1,20 +1,36 @@
 /*
  * gemm.h — the GEMM micro-kernel interface (private), one implementation per
- * instruction set: gemm_portable.c, gemm_avx2.c, gemm_avx512.c.
+ * instruction set: gemm_portable.c, gemm_avx2.c, gemm_avx512.c. Nothing in
+ * this header is ISA-specific, so no vector code leaks into other files.
  *
- * A micro-kernel computes one MR x NR tile of C over the full K:
- *   acc = Ap (K x MR, packed k-major: Ap[k*MR + i]) x Bp (K x NR, Bp[k*NR + j])
- *   C[i][j] = act(acc + bias[j] (+ R[i][j]))  for i < mr, j < nr
- * R may alias C (each element is read before it is written). Packing and
- * blocking live in conv.c; no kernel knows about files or layers.
+ * A micro-kernel computes one MR x NR tile of C = A x B over one K block.
+ * A is NOT packed: it is read through row pointers ("indirect GEMM"). The K
+ * block is `ntaps` taps of `kt` consecutive floats each; for tap t the MR
+ * rows are a[t*MR + i] + k0 (i < MR; rows past mr point at zeros). For a 1x1
+ * convolution a tap is an input pixel's channels, for a kxk one each (ky,kx)
+ * is a tap, and a padding tap points at a zero buffer. B is packed: the K
+ * block's rows of NR floats, contiguous (b[k*NR + j]).
+ *   first: v = acc + bias[j] (+ r[i][j])    else: v = acc + c[i][j]
+ *   last && relu: v = max(v, 0);  c[i][j] = v   for i < mr, j < nr
+ * r may alias c (each element is read before it is written).
  */
 #ifndef FRUITNET_GEMM_H
 #define FRUITNET_GEMM_H
 
 #include <stddef.h>
 
-typedef void (*fn_ukernel)(int K, const float *Ap, const float *Bp, float *C, size_t ldc, int mr, int nr,
-                           const float *bias, const float *R, size_t ldr, int relu);
+typedef struct fn_ukargs {
+    const float *const *a; /* ntaps * MR row pointers, tap-major */
+    const float *b;        /* packed B: ntaps * kt rows of NR floats */
+    float *c;              /* tile's top-left output element */
+    const float *bias;     /* NR floats (zero-padded past nr) */
+    const float *r;        /* residual tile or NULL; used when first */
+    size_t ldc, ldr;
+    int ntaps, kt, k0, mr, nr;
+    int first, last, relu;
+} fn_ukargs;
+
+typedef void (*fn_ukernel)(const fn_ukargs *a);
 
 typedef struct fn_gemm_impl {
     int mr, nr;

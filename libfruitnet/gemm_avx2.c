@@ -1,4 +1,4 @@
-/* gemm_avx2.c — AVX2 + FMA micro-kernel, 6 x 16 (12 ymm accumulators). */
+/* gemm_avx2.c — AVX2 + FMA micro-kernel, 6 x 16 (12 ymm accumulators, A broadcast through row pointers). */
 #include "gemm.h"
 
 #include <immintrin.h>
@@ -6,53 +6,51 @@
 #define MR 6
 #define NR 16
 
-static void kernel_avx2(int K, const float *Ap, const float *Bp, float *C, size_t ldc, int mr, int nr,
-                        const float *bias, const float *R, size_t ldr, int relu)
+static inline __m256 epi(__m256 acc, __m256i m, const float *c, const float *bias, const float *r, int first,
+                         int relu)
+{
+    if (first) {
+        acc = _mm256_add_ps(acc, _mm256_maskload_ps(bias, m));
+        if (r)
+            acc = _mm256_add_ps(acc, _mm256_maskload_ps(r, m));
+    } else {
+        acc = _mm256_add_ps(acc, _mm256_maskload_ps(c, m));
+    }
+    return relu ? _mm256_max_ps(acc, _mm256_setzero_ps()) : acc;
+}
+
+static void kernel_avx2(const fn_ukargs *u)
 {
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00,
            c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-    for (int k = 0; k < K; k++) {
-        const float *a = Ap + (size_t)k * MR;
-        __m256 b0 = _mm256_loadu_ps(Bp + (size_t)k * NR), b1 = _mm256_loadu_ps(Bp + (size_t)k * NR + 8), t;
-        t = _mm256_broadcast_ss(a + 0), c00 = _mm256_fmadd_ps(t, b0, c00), c01 = _mm256_fmadd_ps(t, b1, c01);
-        t = _mm256_broadcast_ss(a + 1), c10 = _mm256_fmadd_ps(t, b0, c10), c11 = _mm256_fmadd_ps(t, b1, c11);
-        t = _mm256_broadcast_ss(a + 2), c20 = _mm256_fmadd_ps(t, b0, c20), c21 = _mm256_fmadd_ps(t, b1, c21);
-        t = _mm256_broadcast_ss(a + 3), c30 = _mm256_fmadd_ps(t, b0, c30), c31 = _mm256_fmadd_ps(t, b1, c31);
-        t = _mm256_broadcast_ss(a + 4), c40 = _mm256_fmadd_ps(t, b0, c40), c41 = _mm256_fmadd_ps(t, b1, c41);
-        t = _mm256_broadcast_ss(a + 5), c50 = _mm256_fmadd_ps(t, b0, c50), c51 = _mm256_fmadd_ps(t, b1, c51);
+    const float *b = u->b;
+    const int kt = u->kt;
+    for (int t = 0; t < u->ntaps; t++) {
+        const float *const *p = u->a + t * MR;
+        const float *a0 = p[0] + u->k0, *a1 = p[1] + u->k0, *a2 = p[2] + u->k0, *a3 = p[3] + u->k0,
+                    *a4 = p[4] + u->k0, *a5 = p[5] + u->k0;
+        for (int k = 0; k < kt; k++, b += NR) {
+            __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), s;
+            s = _mm256_broadcast_ss(a0 + k), c00 = _mm256_fmadd_ps(s, b0, c00), c01 = _mm256_fmadd_ps(s, b1, c01);
+            s = _mm256_broadcast_ss(a1 + k), c10 = _mm256_fmadd_ps(s, b0, c10), c11 = _mm256_fmadd_ps(s, b1, c11);
+            s = _mm256_broadcast_ss(a2 + k), c20 = _mm256_fmadd_ps(s, b0, c20), c21 = _mm256_fmadd_ps(s, b1, c21);
+            s = _mm256_broadcast_ss(a3 + k), c30 = _mm256_fmadd_ps(s, b0, c30), c31 = _mm256_fmadd_ps(s, b1, c31);
+            s = _mm256_broadcast_ss(a4 + k), c40 = _mm256_fmadd_ps(s, b0, c40), c41 = _mm256_fmadd_ps(s, b1, c41);
+            s = _mm256_broadcast_ss(a5 + k), c50 = _mm256_fmadd_ps(s, b0, c50), c51 = _mm256_fmadd_ps(s, b1, c51);
+        }
     }
     __m256 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
-    __m256 zero = _mm256_setzero_ps();
-    if (nr == NR) {
-        __m256 bb0 = _mm256_loadu_ps(bias), bb1 = _mm256_loadu_ps(bias + 8);
-        for (int i = 0; i < mr; i++) {
-            __m256 v0 = _mm256_add_ps(acc[i][0], bb0), v1 = _mm256_add_ps(acc[i][1], bb1);
-            if (R) {
-                v0 = _mm256_add_ps(v0, _mm256_loadu_ps(R + i * ldr));
-                v1 = _mm256_add_ps(v1, _mm256_loadu_ps(R + i * ldr + 8));
-            }
-            if (relu)
-                v0 = _mm256_max_ps(v0, zero), v1 = _mm256_max_ps(v1, zero);
-            _mm256_storeu_ps(C + i * ldc, v0);
-            _mm256_storeu_ps(C + i * ldc + 8, v1);
-        }
-        return;
-    }
-    /* N edge: masked loads and stores */
-    __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nr), idx);
-    __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nr - 8), idx);
-    __m256 bb0 = _mm256_maskload_ps(bias, m0), bb1 = _mm256_maskload_ps(bias + 8, m1);
-    for (int i = 0; i < mr; i++) {
-        __m256 v0 = _mm256_add_ps(acc[i][0], bb0), v1 = _mm256_add_ps(acc[i][1], bb1);
-        if (R) {
-            v0 = _mm256_add_ps(v0, _mm256_maskload_ps(R + i * ldr, m0));
-            v1 = _mm256_add_ps(v1, _mm256_maskload_ps(R + i * ldr + 8, m1));
-        }
-        if (relu)
-            v0 = _mm256_max_ps(v0, zero), v1 = _mm256_max_ps(v1, zero);
-        _mm256_maskstore_ps(C + i * ldc, m0, v0);
-        _mm256_maskstore_ps(C + i * ldc + 8, m1, v1);
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(u->nr), idx);
+    const __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(u->nr - 8), idx);
+    const int relu = u->last && u->relu;
+    for (int i = 0; i < u->mr; i++) {
+        float *c = u->c + (size_t)i * u->ldc;
+        const float *r = u->first && u->r ? u->r + (size_t)i * u->ldr : NULL;
+        __m256 v0 = epi(acc[i][0], m0, c, u->bias, r, u->first, relu);
+        __m256 v1 = epi(acc[i][1], m1, c + 8, u->bias + 8, r ? r + 8 : NULL, u->first, relu);
+        _mm256_maskstore_ps(c, m0, v0);
+        _mm256_maskstore_ps(c + 8, m1, v1);
     }
 }
 

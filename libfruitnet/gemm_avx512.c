@@ -1,4 +1,8 @@
-/* gemm_avx512.c — AVX-512 micro-kernel, 14 x 32 (28 zmm accumulators, A broadcast from memory). */
+/*
+ * gemm_avx512.c — AVX-512 micro-kernel, 14 x 32: 28 zmm accumulators, two
+ * zmm of packed B per k, A broadcast straight from the activation rows
+ * (embedded-broadcast FMA operands; no packing of A).
+ */
 #include "gemm.h"
 
 #include <immintrin.h>
@@ -7,43 +11,55 @@
 #define NR 32
 
 #define ROW(i)                                                                                                         \
-    t = _mm512_set1_ps(a[i]);                                                                                          \
-    c##i##0 = _mm512_fmadd_ps(t, b0, c##i##0);                                                                         \
-    c##i##1 = _mm512_fmadd_ps(t, b1, c##i##1);
+    s = _mm512_set1_ps(a##i[k]);                                                                                       \
+    c##i##0 = _mm512_fmadd_ps(s, b0, c##i##0);                                                                         \
+    c##i##1 = _mm512_fmadd_ps(s, b1, c##i##1);
+#define PTR(i) const float *a##i = p[i] + k0;
 
-static void kernel_avx512(int K, const float *Ap, const float *Bp, float *C, size_t ldc, int mr, int nr,
-                          const float *bias, const float *R, size_t ldr, int relu)
+static void kernel_avx512(const fn_ukargs *u)
 {
-    __m512 z = _mm512_setzero_ps();
+    const __m512 z = _mm512_setzero_ps();
     __m512 c00 = z, c01 = z, c10 = z, c11 = z, c20 = z, c21 = z, c30 = z, c31 = z, c40 = z, c41 = z, c50 = z, c51 = z,
-           c60 = z, c61 = z, c70 = z, c71 = z, c80 = z, c81 = z, c90 = z, c91 = z;
-    __m512 cA0 = z, cA1 = z, cB0 = z, cB1 = z, cC0 = z, cC1 = z, cD0 = z, cD1 = z;
-    for (int k = 0; k < K; k++) {
-        const float *a = Ap + (size_t)k * MR;
-        const float *b = Bp + (size_t)k * NR;
-        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16), t;
-        _mm_prefetch((const char *)(b + 8 * NR), _MM_HINT_T0);
-        ROW(0) ROW(1) ROW(2) ROW(3) ROW(4) ROW(5) ROW(6) ROW(7) ROW(8) ROW(9)
-        t = _mm512_set1_ps(a[10]), cA0 = _mm512_fmadd_ps(t, b0, cA0), cA1 = _mm512_fmadd_ps(t, b1, cA1);
-        t = _mm512_set1_ps(a[11]), cB0 = _mm512_fmadd_ps(t, b0, cB0), cB1 = _mm512_fmadd_ps(t, b1, cB1);
-        t = _mm512_set1_ps(a[12]), cC0 = _mm512_fmadd_ps(t, b0, cC0), cC1 = _mm512_fmadd_ps(t, b1, cC1);
-        t = _mm512_set1_ps(a[13]), cD0 = _mm512_fmadd_ps(t, b0, cD0), cD1 = _mm512_fmadd_ps(t, b1, cD1);
+           c60 = z, c61 = z, c70 = z, c71 = z, c80 = z, c81 = z, c90 = z, c91 = z, c100 = z, c101 = z, c110 = z,
+           c111 = z, c120 = z, c121 = z, c130 = z, c131 = z;
+    const float *b = u->b;
+    const int kt = u->kt, k0 = u->k0;
+    for (int t = 0; t < u->ntaps; t++) {
+        const float *const *p = u->a + t * MR;
+        PTR(0) PTR(1) PTR(2) PTR(3) PTR(4) PTR(5) PTR(6) PTR(7) PTR(8) PTR(9) PTR(10) PTR(11) PTR(12) PTR(13)
+        for (int k = 0; k < kt; k++, b += NR) {
+            __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16), s;
+            ROW(0) ROW(1) ROW(2) ROW(3) ROW(4) ROW(5) ROW(6) ROW(7) ROW(8) ROW(9) ROW(10) ROW(11) ROW(12) ROW(13)
+        }
     }
-    __m512 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}, {c60, c61},
-                         {c70, c71}, {c80, c81}, {c90, c91}, {cA0, cA1}, {cB0, cB1}, {cC0, cC1}, {cD0, cD1}};
-    __mmask16 m0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
-    __mmask16 m1 = nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
-    __m512 bb0 = _mm512_maskz_loadu_ps(m0, bias), bb1 = _mm512_maskz_loadu_ps(m1, bias + 16);
-    for (int i = 0; i < mr; i++) {
-        __m512 v0 = _mm512_add_ps(acc[i][0], bb0), v1 = _mm512_add_ps(acc[i][1], bb1);
-        if (R) {
-            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, R + i * ldr));
-            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, R + i * ldr + 16));
+    __m512 acc[MR][2] = {{c00, c01},   {c10, c11},   {c20, c21},   {c30, c31},  {c40, c41},
+                         {c50, c51},   {c60, c61},   {c70, c71},   {c80, c81},  {c90, c91},
+                         {c100, c101}, {c110, c111}, {c120, c121}, {c130, c131}};
+    const int nr = u->nr;
+    const __mmask16 m0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
+    const __mmask16 m1 = nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
+    const int relu = u->last && u->relu;
+    __m512 bb0 = z, bb1 = z;
+    if (u->first)
+        bb0 = _mm512_loadu_ps(u->bias), bb1 = _mm512_loadu_ps(u->bias + 16);
+    for (int i = 0; i < u->mr; i++) {
+        float *c = u->c + (size_t)i * u->ldc;
+        __m512 v0 = acc[i][0], v1 = acc[i][1];
+        if (u->first) {
+            v0 = _mm512_add_ps(v0, bb0), v1 = _mm512_add_ps(v1, bb1);
+            if (u->r) {
+                const float *r = u->r + (size_t)i * u->ldr;
+                v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, r));
+                v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, r + 16));
+            }
+        } else {
+            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, c));
+            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, c + 16));
         }
         if (relu)
             v0 = _mm512_max_ps(v0, z), v1 = _mm512_max_ps(v1, z);
-        _mm512_mask_storeu_ps(C + i * ldc, m0, v0);
-        _mm512_mask_storeu_ps(C + i * ldc + 16, m1, v1);
+        _mm512_mask_storeu_ps(c, m0, v0);
+        _mm512_mask_storeu_ps(c + 16, m1, v1);
     }
 }
 

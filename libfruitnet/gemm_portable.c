@@ -1,27 +1,38 @@
-/* gemm_portable.c — plain C micro-kernel (4 x 16), any CPU. */
+/* gemm_portable.c — plain C micro-kernel (4 x 8), any CPU; auto-vectorisable (SSE2: 8 xmm accumulators). */
 #include "gemm.h"
 
 #define MR 4
-#define NR 16
+#define NR 8
 
-static void kernel_portable(int K, const float *Ap, const float *Bp, float *C, size_t ldc, int mr, int nr,
-                            const float *bias, const float *R, size_t ldr, int relu)
+static void kernel_portable(const fn_ukargs *u)
 {
     float acc[MR][NR] = {{0}};
-    for (int k = 0; k < K; k++) {
-        const float *a = Ap + (size_t)k * MR, *b = Bp + (size_t)k * NR;
-        for (int i = 0; i < MR; i++)
-            for (int j = 0; j < NR; j++)
-                acc[i][j] += a[i] * b[j];
+    const float *b = u->b;
+    for (int t = 0; t < u->ntaps; t++) {
+        const float *a0 = u->a[t * MR + 0] + u->k0, *a1 = u->a[t * MR + 1] + u->k0;
+        const float *a2 = u->a[t * MR + 2] + u->k0, *a3 = u->a[t * MR + 3] + u->k0;
+        for (int k = 0; k < u->kt; k++, b += NR) {
+            for (int j = 0; j < NR; j++) {
+                acc[0][j] += a0[k] * b[j];
+                acc[1][j] += a1[k] * b[j];
+                acc[2][j] += a2[k] * b[j];
+                acc[3][j] += a3[k] * b[j];
+            }
+        }
     }
-    for (int i = 0; i < mr; i++) {
-        float *c = C + (size_t)i * ldc;
-        const float *r = R ? R + (size_t)i * ldr : 0;
-        for (int j = 0; j < nr; j++) {
-            float v = acc[i][j] + bias[j];
-            if (r)
-                v += r[j];
-            if (relu && v < 0)
+    for (int i = 0; i < u->mr; i++) {
+        float *c = u->c + (size_t)i * u->ldc;
+        const float *r = u->first && u->r ? u->r + (size_t)i * u->ldr : 0;
+        for (int j = 0; j < u->nr; j++) {
+            float v = acc[i][j];
+            if (u->first) {
+                v += u->bias[j];
+                if (r)
+                    v += r[j];
+            } else {
+                v += c[j];
+            }
+            if (u->last && u->relu && v < 0)
                 v = 0;
             c[j] = v;
         }
