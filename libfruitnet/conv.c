@@ -24,15 +24,11 @@
 #include <string.h>
 
 #ifndef FN_CONV_KC
-#define FN_CONV_KC 256 /* floats of K per block (B sliver KC x NR in L1) */
+#define FN_CONV_KC 512 /* floats of K per block (B sliver KC x NR in L1) */
 #endif
 #ifndef FN_CONV_MC
 #define FN_CONV_MC 168 /* rows of A per chunk (a multiple of every MR keeps tiles full) */
 #endif
-#ifndef FN_CONV_CBLOCK
-#define FN_CONV_CBLOCK (48 * 1024) /* floats of partial C kept per chunk when K is split */
-#endif
-#define IM2COL_MAX_CIN 15 /* kxk with cin <= this: gather patch rows (no per-tap overhead) */
 
 static const fn_gemm_impl *impl_for(fn_isa isa)
 {
@@ -91,28 +87,51 @@ void fn_conv_free(fn_conv *c)
 /* ---------------------------------------------------------------- geometry */
 
 typedef struct geom {
-    int im2col;     /* gather patch rows into scratch */
-    int ntaps;      /* taps per row (1 when im2col or 1x1) */
-    size_t tapk;    /* floats per tap */
+    int pack;       /* copy each A block into padded rows (else read the input in place) */
+    int ntaps;      /* kh * kw */
+    size_t tapk;    /* floats per tap (cin) */
+    size_t nsub;    /* tapk > KC: pieces per tap, of ksub floats */
+    size_t ksub;
+    size_t group;   /* else: taps per K block */
+    size_t nblocks; /* K blocks */
+    size_t ld;      /* packed row stride (floats) */
     size_t mc;      /* rows per chunk (multiple of MR) */
     size_t zeros;   /* floats of the zero row */
-    size_t per_thr; /* scratch floats per thread */
+    size_t ptr_floats, pptr_floats, per_thr; /* scratch per thread */
 } geom;
 
 static size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
 
+#define PTR_FLOATS(n) round_up((n) * (sizeof(void *) / sizeof(float)), 16)
+
 static geom geometry(const fn_conv *c, const fn_gemm_impl *g)
 {
     geom q;
-    size_t K = (size_t)c->kh * c->kw * c->cin, mr = (size_t)g->mr;
-    q.im2col = c->kh * c->kw > 1 && c->cin <= IM2COL_MAX_CIN;
-    q.ntaps = q.im2col ? 1 : c->kh * c->kw;
-    q.tapk = q.im2col ? K : (size_t)c->cin;
+    size_t mr = (size_t)g->mr, cin = (size_t)c->cin;
+    q.ntaps = c->kh * c->kw;
+    q.tapk = cin;
+    q.nsub = 1, q.ksub = cin, q.group = 1;
+    if (cin > FN_CONV_KC) {
+        q.nsub = (cin + FN_CONV_KC - 1) / FN_CONV_KC;
+        q.ksub = round_up((cin + q.nsub - 1) / q.nsub, 8);
+        q.nsub = (cin + q.ksub - 1) / q.ksub;
+        q.nblocks = (size_t)q.ntaps * q.nsub;
+    } else {
+        q.group = FN_CONV_KC / cin;
+        q.nblocks = ((size_t)q.ntaps + q.group - 1) / q.group;
+    }
+    size_t blk = q.nsub > 1 ? q.ksub : (q.group < (size_t)q.ntaps ? q.group : (size_t)q.ntaps) * cin;
+    /* Pack when taps are short (conv1: 7x7x3) or when rows 2 KiB-multiples apart would
+     * crowd into few L1 sets (cin*stride % 512 == 0: 14 rows on one or two sets). */
+    q.pack = (q.ntaps > 1 && cin < 16) || (cin * (size_t)c->stride) % 512 == 0;
+    q.ld = round_up(blk, 16);
+    if ((q.ld / 16) % 2 == 0) /* odd number of cache lines: consecutive rows on different sets */
+        q.ld += 16;
     q.mc = round_up(FN_CONV_MC, mr);
-    q.zeros = round_up(q.tapk, 16);
-    /* row pointers (2 floats' room each) + gathered rows */
-    size_t ptr_floats = round_up(q.mc * (size_t)q.ntaps * (sizeof(void *) / sizeof(float)), 16);
-    q.per_thr = ptr_floats + (q.im2col ? q.mc * round_up(K, 4) : 0);
+    q.zeros = round_up(cin, 16);
+    q.ptr_floats = PTR_FLOATS(q.mc * (size_t)q.ntaps);
+    q.pptr_floats = q.pack ? PTR_FLOATS(q.mc) : 0;
+    q.per_thr = q.ptr_floats + q.pptr_floats + (q.pack ? q.mc * q.ld : 0);
     return q;
 }
 
@@ -137,12 +156,12 @@ typedef struct conv_job {
     size_t M, K;
 } conv_job;
 
-/* Row pointers (and gathered patch rows) for rows [m0, m0 + rows) of the patch matrix. */
-static void build_rows(const conv_job *j, size_t m0, size_t rows, const float **ptr, float *gather)
+/* Row pointers, tile-major then tap (ptr[(tile*ntaps + t)*MR + i]), for rows [m0, m0 + rows). */
+static void build_rows(const conv_job *j, size_t m0, size_t rows, const float **ptr)
 {
     const fn_conv *c = j->c;
     const size_t mr = (size_t)j->g->mr, cin = (size_t)c->cin, ohw = (size_t)j->oh * j->ow, nt = (size_t)j->q.ntaps;
-    const size_t rows_pad = round_up(rows, mr), ldg = round_up(j->K, 4);
+    const size_t rows_pad = round_up(rows, mr);
     for (size_t r = 0; r < rows_pad; r++) {
         const float **dst = ptr + ((r / mr) * nt) * mr + r % mr; /* tap t at dst[t * mr] */
         if (r >= rows) {                                          /* M edge: rows of zeros, never stored */
@@ -153,26 +172,35 @@ static void build_rows(const conv_job *j, size_t m0, size_t rows, const float **
         size_t m = m0 + r, img = m / ohw, rem = m % ohw;
         int oy = (int)(rem / (size_t)j->ow), ox = (int)(rem % (size_t)j->ow);
         const float *base = j->in + img * (size_t)j->h * j->w * cin;
-        if (c->kh == 1 && c->kw == 1) {
-            dst[0] = base + ((size_t)oy * c->stride * j->w + (size_t)ox * c->stride) * cin;
-            continue;
-        }
-        float *grow = j->q.im2col ? gather + r * ldg : NULL;
         size_t t = 0;
         for (int ky = 0; ky < c->kh; ky++) {
             int y = oy * c->stride - c->pad + ky;
             for (int kx = 0; kx < c->kw; kx++, t++) {
                 int x = ox * c->stride - c->pad + kx;
                 int inside = y >= 0 && y < j->h && x >= 0 && x < j->w;
-                const float *src = inside ? base + ((size_t)y * j->w + (size_t)x) * cin : j->zeros;
-                if (grow)
-                    memcpy(grow + t * cin, src, cin * sizeof(float));
-                else
-                    dst[t * mr] = src;
+                dst[t * mr] = inside ? base + ((size_t)y * j->w + (size_t)x) * cin : j->zeros;
             }
         }
-        if (grow)
-            dst[0] = grow;
+    }
+}
+
+/* Copy K block (taps t0..t0+nt, floats k0..k0+kt of each) of the chunk's rows into rows of ld floats. */
+static void pack_block(const conv_job *j, const float *const *ptr, size_t rows_pad, size_t t0, size_t nt,
+                       size_t k0, size_t kt, float *dst)
+{
+    const size_t mr = (size_t)j->g->mr, ntaps = (size_t)j->q.ntaps, ld = j->q.ld;
+    for (size_t r = 0; r < rows_pad; r++) {
+        const float *const *src = ptr + ((r / mr) * ntaps + t0) * mr + r % mr;
+        float *d = dst + r * ld;
+        for (size_t t = 0; t < nt;) { /* taps adjacent in memory (same ky, kx run inside the image): one copy */
+            const float *s0 = src[t * mr] + k0;
+            size_t run = 1;
+            while (t + run < nt && k0 == 0 && kt == j->q.tapk && s0 != j->zeros &&
+                   src[(t + run) * mr] == s0 + run * kt)
+                run++;
+            memcpy(d, s0, run * kt * sizeof(float));
+            d += run * kt, t += run;
+        }
     }
 }
 
@@ -180,8 +208,9 @@ static void conv_task(void *arg, int tid, int nth)
 {
     const conv_job *j = arg;
     const fn_conv *c = j->c;
+    const geom *q = &j->q;
     const size_t mr = (size_t)j->g->mr, nr = (size_t)j->g->nr, N = (size_t)c->cout;
-    const size_t panels = (N + nr - 1) / nr, nt = (size_t)j->q.ntaps, tapk = j->q.tapk;
+    const size_t panels = (N + nr - 1) / nr, nt = (size_t)q->ntaps, tapk = q->tapk;
     size_t m_begin = 0, m_end = j->M, p_begin = 0, p_end = panels;
     if (j->split_n) {
         p_begin = panels * (size_t)tid / (size_t)nth;
@@ -195,60 +224,47 @@ static void conv_task(void *arg, int tid, int nth)
     }
     if (m_begin >= m_end || p_begin >= p_end)
         return;
-    float *mine = j->scratch + j->q.zeros + (size_t)tid * j->q.per_thr;
+    float *mine = j->scratch + q->zeros + (size_t)tid * q->per_thr;
     const float **ptr = (const float **)(void *)mine;
-    float *gather = mine + round_up(j->q.mc * nt * (sizeof(void *) / sizeof(float)), 16);
-
-    /* K blocks: whole taps grouped up to KC floats, or one tap split in pieces of <= KC */
-    size_t nsub = 1, ksub = tapk, group = 1, nblocks;
-    if (tapk > FN_CONV_KC) {
-        nsub = (tapk + FN_CONV_KC - 1) / FN_CONV_KC;
-        ksub = round_up((tapk + nsub - 1) / nsub, 8);
-        nsub = (tapk + ksub - 1) / ksub;
-        nblocks = nt * nsub;
-    } else {
-        group = FN_CONV_KC / tapk;
-        nblocks = (nt + group - 1) / group;
-    }
-    size_t pgroup = p_end - p_begin;
-    if (nblocks > 1) { /* keep the partial C block (mc x pgroup*nr) small */
-        pgroup = FN_CONV_CBLOCK / (j->q.mc * nr);
-        if (pgroup < 1)
-            pgroup = 1;
-    }
+    const float **pptr = (const float **)(void *)(mine + q->ptr_floats);
+    float *packed = mine + q->ptr_floats + q->pptr_floats;
+    if (q->pack)
+        for (size_t r = 0; r < q->mc; r++)
+            pptr[r] = packed + r * q->ld;
 
     fn_ukargs u;
     u.ldc = u.ldr = N;
     u.relu = j->relu;
-    for (size_t m0 = m_begin; m0 < m_end; m0 += j->q.mc) {
-        size_t rows = m_end - m0 < j->q.mc ? m_end - m0 : j->q.mc, tiles = (rows + mr - 1) / mr;
-        build_rows(j, m0, rows, ptr, gather);
-        for (size_t pg = p_begin; pg < p_end; pg += pgroup) {
-            size_t pg_end = pg + pgroup < p_end ? pg + pgroup : p_end;
-            for (size_t kb = 0; kb < nblocks; kb++) {
-                size_t t0, k0;
-                if (nsub > 1) {
-                    t0 = kb / nsub, k0 = (kb % nsub) * ksub;
-                    u.ntaps = 1, u.kt = (int)(tapk - k0 < ksub ? tapk - k0 : ksub);
-                } else {
-                    t0 = kb * group, k0 = 0;
-                    u.ntaps = (int)(nt - t0 < group ? nt - t0 : group), u.kt = (int)tapk;
-                }
-                u.k0 = (int)k0;
-                u.first = kb == 0, u.last = kb + 1 == nblocks;
-                for (size_t p = pg; p < pg_end; p++) {
-                    const float *Bp = c->packed + (p * j->K + t0 * tapk + k0) * nr;
-                    u.b = Bp;
-                    u.bias = c->bias + p * nr;
-                    u.nr = (int)(N - p * nr < nr ? N - p * nr : nr);
-                    for (size_t ti = 0; ti < tiles; ti++) {
-                        size_t r0 = ti * mr, off = (m0 + r0) * N + p * nr;
-                        u.a = ptr + (ti * nt + t0) * mr;
-                        u.mr = (int)(rows - r0 < mr ? rows - r0 : mr);
-                        u.c = j->out + off;
-                        u.r = j->res ? j->res + off : NULL;
-                        j->g->kernel(&u);
-                    }
+    for (size_t m0 = m_begin; m0 < m_end; m0 += q->mc) {
+        size_t rows = m_end - m0 < q->mc ? m_end - m0 : q->mc, tiles = (rows + mr - 1) / mr;
+        build_rows(j, m0, rows, ptr);
+        for (size_t kb = 0; kb < q->nblocks; kb++) {
+            size_t t0, k0, tn, kt;
+            if (q->nsub > 1) {
+                t0 = kb / q->nsub, k0 = (kb % q->nsub) * q->ksub;
+                tn = 1, kt = tapk - k0 < q->ksub ? tapk - k0 : q->ksub;
+            } else {
+                t0 = kb * q->group, k0 = 0;
+                tn = nt - t0 < q->group ? nt - t0 : q->group, kt = tapk;
+            }
+            if (q->pack) {
+                pack_block(j, ptr, tiles * mr, t0, tn, k0, kt, packed);
+                u.ntaps = 1, u.kt = (int)(tn * kt), u.k0 = 0;
+            } else {
+                u.ntaps = (int)tn, u.kt = (int)kt, u.k0 = (int)k0;
+            }
+            u.first = kb == 0, u.last = kb + 1 == q->nblocks;
+            for (size_t p = p_begin; p < p_end; p++) {
+                u.b = c->packed + (p * j->K + t0 * tapk + k0) * nr;
+                u.bias = c->bias + p * nr;
+                u.nr = (int)(N - p * nr < nr ? N - p * nr : nr);
+                for (size_t ti = 0; ti < tiles; ti++) {
+                    size_t r0 = ti * mr, off = (m0 + r0) * N + p * nr;
+                    u.a = q->pack ? pptr + r0 : ptr + (ti * nt + t0) * mr;
+                    u.mr = (int)(rows - r0 < mr ? rows - r0 : mr);
+                    u.c = j->out + off;
+                    u.r = j->res ? j->res + off : NULL;
+                    j->g->kernel(&u);
                 }
             }
         }
