@@ -33,6 +33,10 @@ static int setup(void **s)
 static int teardown(void **s)
 {
     (void)s;
+    if (getenv("FRUITNET_KEEP_TEST_DIR")) { /* debugging: keep the files (and the interop cases) */
+        printf("kept %s\n", dir);
+        return 0;
+    }
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     return system(cmd) == 0 ? 0 : -1;
@@ -42,11 +46,17 @@ static int teardown(void **s)
 
 #define MAX_LEN 400000
 
-/* mode 0: 2048 floats; 1: 0..300 floats (every 5th row empty); 2: big rows (> 1 MiB) and tiny ones */
+/* mode 0: 2048 floats; 1: 0..300 floats (every 5th row empty); 2: big rows (> 1 MiB) and tiny ones;
+ * 3: a few floats (every 3rd row empty) */
 static int row_len(int r, int mode)
 {
     static const int big[5] = {300000, 0, 1, MAX_LEN, 2048};
-    return mode == 1 ? (r % 5 == 3 ? 0 : 1 + (r * 37) % 300) : mode == 2 ? big[r % 5] : 2048;
+    switch (mode) {
+    case 1: return r % 5 == 3 ? 0 : 1 + (r * 37) % 300;
+    case 2: return big[r % 5];
+    case 3: return r % 3 == 1 ? 0 : 9 + r;
+    default: return 2048;
+    }
 }
 
 static void row_values(int r, int n, float *v)
@@ -84,6 +94,7 @@ static const pq_case cases[] = {
     {"varlen.parquet", 300, 1, 64, FN_CODEC_GZIP},
     {"bigrows.parquet", 10, 2, 4, FN_CODEC_UNCOMPRESSED},
     {"bigrows_gzip.parquet", 7, 2, 0, FN_CODEC_GZIP},
+    {"tiny.parquet", 5, 3, 2, FN_CODEC_GZIP}, /* last: small enough for every truncation and every flip */
 };
 enum { NCASES = sizeof cases / sizeof cases[0] };
 
@@ -322,9 +333,10 @@ static void test_truncations_and_flips(void **s)
 {
     (void)s;
     char src[256], bad[256];
-    snprintf(src, sizeof src, "%s/%s", dir, cases[1].file);
+    const pq_case *tiny = &cases[NCASES - 1];
+    case_path(tiny, src, sizeof src);
     snprintf(bad, sizeof bad, "%s/bad.bin", dir);
-    write_case(&cases[1]);
+    write_case(tiny);
     size_t n;
     unsigned char *b = load(src, &n);
     fn_error e;

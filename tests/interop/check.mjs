@@ -22,7 +22,6 @@ const big = (x) => (typeof x === 'bigint' ? Number(x) : typeof x === 'string' ? 
 
 class Mismatch extends Error {}
 const must = (cond, msg) => { if (!cond) throw new Mismatch(msg); };
-const f32bits = (x) => { const b = new DataView(new ArrayBuffer(4)); b.setFloat32(0, x, true); return b.getUint32(0, true); };
 const byteCmp = (a, b) => Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
 
 function expectedOf(c) {
@@ -53,8 +52,9 @@ function compareRows(rows, exp) {
     must(r.label === e.label, `row ${i} label ${JSON.stringify(r.label)} != ${JSON.stringify(e.label)}`);
     const v = r.vec ? Array.from(r.vec) : [];
     must(v.length === e.bits.length, `row ${i} has ${v.length} values, expected ${e.bits.length}`);
+    const u = new Uint32Array(Float32Array.from(v).buffer); // float32 bit patterns of what the reader returned
     for (let j = 0; j < v.length; j++) {
-      const got = f32bits(v[j]), want = e.bits[j];
+      const got = u[j], want = e.bits[j];
       if (got === want) continue;
       // A JS number cannot promise a NaN's payload: a NaN for a NaN is noted, not failed.
       const wantNaN = (want & 0x7f800000) === 0x7f800000 && (want & 0x7fffff) !== 0;
