@@ -751,10 +751,12 @@ int fn_parquet_reader_next(fn_parquet_reader *r, fn_parquet_row *row, fn_error *
             return rfail(r, err, FN_ENOMEM, "out of memory");
         r->vbuf = v, r->vbcap = n;
     }
-    memcpy(r->vbuf, cd->vals + r->val_pos[2], n * 4);
+    static const float no_values[1] = {0};
+    if (n)
+        memcpy(r->vbuf, cd->vals + r->val_pos[2], n * 4);
     r->val_pos[2] += n * 4;
     r->lev_pos[2] = endl;
-    row->vec = r->vbuf;
+    row->vec = n ? r->vbuf : no_values; /* never NULL */
     row->n = (int)n;
     r->row_in_group++;
     return 1;
