@@ -29,6 +29,14 @@
 #ifndef FN_CONV_MC
 #define FN_CONV_MC 168 /* rows of A per chunk (a multiple of every MR keeps tiles full) */
 #endif
+#ifndef FN_WINO_TC
+#define FN_WINO_TC 56 /* Winograd tiles per chunk */
+#endif
+#ifndef FN_WINO_MIN_TILES
+#define FN_WINO_MIN_TILES 2 /* use Winograd when each thread gets at least this many chunks of tiles */
+#endif
+
+static int wino_ok(int kh, int kw, int stride, int pad) { return kh == 3 && kw == 3 && stride == 1 && pad == 1; }
 
 static const fn_gemm_impl *impl_for(fn_isa isa)
 {
@@ -51,7 +59,9 @@ int fn_conv_init(fn_conv *c, int kh, int kw, int stride, int pad, int cin, int c
     const fn_gemm_impl *g = impl_for(isa);
     size_t K = (size_t)kh * kw * cin, NR = (size_t)g->nr;
     size_t panels = ((size_t)cout + NR - 1) / NR, len, bytes;
-    if (K > INT32_MAX || !fn_mul_size(panels * NR, K, &len) || !fn_mul_size(len, sizeof(float), &bytes) ||
+    /* 3x3/1 pad 1: Winograd F(2x2,3x3) weights (16 x cin x cout) follow the direct ones */
+    size_t kw_len = wino_ok(kh, kw, stride, pad) ? 16 * (size_t)cin : 0;
+    if (K > INT32_MAX || !fn_mul_size(panels * NR, K + kw_len, &len) || !fn_mul_size(len, sizeof(float), &bytes) ||
         !(c->packed = fn_aalloc(bytes)))
         return fn_fail(err, FN_ENOMEM, "conv: out of memory packing %zux%d weights", K, cout);
     size_t bias_bytes = panels * NR * sizeof(float);
@@ -71,6 +81,27 @@ int fn_conv_init(fn_conv *c, int kh, int kw, int stride, int pad, int cin, int c
             for (size_t j = ncol; j < NR; j++)
                 dst[j] = 0.0f;
         }
+    }
+    if (wino_ok(kh, kw, stride, pad)) { /* U[xi] = G g G^T per (ci, co), in double, panels like B */
+        static const double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+        float *U = c->packed + panels * NR * K;
+        size_t xs = panels * NR * (size_t)cin; /* floats per xi */
+        for (size_t ci = 0; ci < (size_t)cin; ci++)
+            for (size_t co = 0; co < panels * NR; co++) {
+                double gk[3][3] = {{0}}, t[4][3], u;
+                if (co < (size_t)cout)
+                    for (int ky = 0; ky < 3; ky++)
+                        for (int kx = 0; kx < 3; kx++)
+                            gk[ky][kx] = w[((size_t)(ky * 3 + kx) * cin + ci) * (size_t)cout + co];
+                for (int a = 0; a < 4; a++)
+                    for (int kx = 0; kx < 3; kx++)
+                        t[a][kx] = G[a][0] * gk[0][kx] + G[a][1] * gk[1][kx] + G[a][2] * gk[2][kx];
+                for (int a = 0; a < 4; a++)
+                    for (int b2 = 0; b2 < 4; b2++) {
+                        u = t[a][0] * G[b2][0] + t[a][1] * G[b2][1] + t[a][2] * G[b2][2];
+                        U[(size_t)(a * 4 + b2) * xs + ((co / NR) * (size_t)cin + ci) * NR + co % NR] = (float)u;
+                    }
+            }
     }
     c->packed_len = len;
     c->kh = kh, c->kw = kw, c->stride = stride, c->pad = pad, c->cin = cin, c->cout = cout, c->isa = isa;
@@ -96,11 +127,16 @@ typedef struct geom {
     size_t nblocks; /* K blocks */
     size_t ld;      /* packed row stride (floats) */
     size_t mc;      /* rows per chunk (multiple of MR) */
-    size_t zeros;   /* floats of the zero row */
+    size_t zeros;   /* floats of the zero row (also the zero bias of Winograd's GEMMs) */
+    int wino;       /* Winograd F(2x2,3x3) possible */
+    size_t tc, ldv, ldm, wino_thr; /* tiles per chunk, V/M row strides, scratch floats per thread */
     size_t ptr_floats, pptr_floats, per_thr; /* scratch per thread */
 } geom;
 
 static size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
+
+/* a row stride (multiple of 16 floats) of an odd number of cache lines: consecutive rows on different L1 sets */
+static size_t odd_lines(size_t ld) { return (ld / 16) % 2 ? ld : ld + 16; }
 
 #define PTR_FLOATS(n) round_up((n) * (sizeof(void *) / sizeof(float)), 16)
 
@@ -124,11 +160,14 @@ static geom geometry(const fn_conv *c, const fn_gemm_impl *g)
     /* Pack when taps are short (conv1: 7x7x3) or when rows 2 KiB-multiples apart would
      * crowd into few L1 sets (cin*stride % 512 == 0: 14 rows on one or two sets). */
     q.pack = (q.ntaps > 1 && cin < 16) || (cin * (size_t)c->stride) % 512 == 0;
-    q.ld = round_up(blk, 16);
-    if ((q.ld / 16) % 2 == 0) /* odd number of cache lines: consecutive rows on different sets */
-        q.ld += 16;
+    q.ld = odd_lines(round_up(blk, 16));
     q.mc = round_up(FN_CONV_MC, mr);
-    q.zeros = round_up(cin, 16);
+    q.zeros = round_up(cin > 64 ? cin : 64, 16);
+    q.wino = wino_ok(c->kh, c->kw, c->stride, c->pad);
+    q.tc = round_up(FN_WINO_TC, mr);
+    q.ldv = odd_lines(round_up(cin, 16));
+    q.ldm = odd_lines(round_up((size_t)c->cout, (size_t)g->nr));
+    q.wino_thr = q.wino ? 16 * q.tc * (q.ldv + q.ldm) + PTR_FLOATS(16 * q.tc) : 0;
     q.ptr_floats = PTR_FLOATS(q.mc * (size_t)q.ntaps);
     q.pptr_floats = q.pack ? PTR_FLOATS(q.mc) : 0;
     q.per_thr = q.ptr_floats + q.pptr_floats + (q.pack ? q.mc * q.ld : 0);
@@ -139,7 +178,7 @@ size_t fn_conv_scratch_floats(const fn_conv *c, int n, int h, int w, int nthread
 {
     geom q = geometry(c, impl_for(c->isa));
     size_t t = (size_t)(nthreads > 0 ? nthreads : 1), s;
-    if (!fn_mul_size(t, q.per_thr, &s) || !fn_add_size(s, q.zeros, &s))
+    if (!fn_mul_size(t, q.per_thr > q.wino_thr ? q.per_thr : q.wino_thr, &s) || !fn_add_size(s, q.zeros, &s))
         return SIZE_MAX;
     return s;
 }
@@ -152,7 +191,7 @@ typedef struct conv_job {
     geom q;
     const float *in, *res, *zeros;
     float *out, *scratch;
-    int n, h, w, oh, ow, relu, split_n;
+    int n, h, w, oh, ow, relu, split_n, wino;
     size_t M, K;
 } conv_job;
 
@@ -200,6 +239,76 @@ static void pack_block(const conv_job *j, const float *const *ptr, size_t rows_p
                 run++;
             memcpy(d, s0, run * kt * sizeof(float));
             d += run * kt, t += run;
+        }
+    }
+}
+
+/* Winograd F(2x2,3x3): per chunk of tiles, input transform -> 16 GEMMs (tiles x cin by cin x cout) ->
+ * output transform with bias, residual and ReLU. */
+static void wino_task(void *arg, int tid, int nth)
+{
+    const conv_job *j = arg;
+    const fn_conv *c = j->c;
+    const geom *q = &j->q;
+    const fn_gemm_impl *g = j->g;
+    const size_t mr = (size_t)g->mr, nr = (size_t)g->nr, N = (size_t)c->cout, cin = (size_t)c->cin;
+    const size_t panels = (N + nr - 1) / nr, tc = q->tc, ty = (size_t)(j->oh + 1) / 2, tx = (size_t)(j->ow + 1) / 2;
+    const size_t T = (size_t)j->n * ty * tx, xs = panels * nr * cin;
+    const float *U = c->packed + panels * nr * j->K;
+    size_t units = (T + mr - 1) / mr;
+    size_t t_begin = units * (size_t)tid / (size_t)nth * mr, t_end = units * (size_t)(tid + 1) / (size_t)nth * mr;
+    if (t_end > T)
+        t_end = T;
+    float *V = j->scratch + q->zeros + (size_t)tid * q->wino_thr, *Mb = V + 16 * tc * q->ldv;
+    const float **pp = (const float **)(void *)(Mb + 16 * tc * q->ldm);
+    const size_t vstride = tc * q->ldv, mstride = tc * q->ldm;
+    size_t nsub = (cin + FN_CONV_KC - 1) / FN_CONV_KC, ksub = round_up((cin + nsub - 1) / nsub, 8);
+    nsub = (cin + ksub - 1) / ksub;
+    fn_ukargs u;
+    u.ldc = q->ldm, u.ldr = 0, u.r = NULL, u.relu = 0, u.ntaps = 1, u.bias = j->zeros;
+    for (size_t t0 = t_begin; t0 < t_end; t0 += tc) {
+        size_t rows = t_end - t0 < tc ? t_end - t0 : tc, tiles = (rows + mr - 1) / mr;
+        for (size_t r = 0; r < tiles * mr; r++) {
+            if (r >= rows) {
+                for (int xi = 0; xi < 16; xi++)
+                    pp[(size_t)xi * tc + r] = j->zeros;
+                continue;
+            }
+            size_t t = t0 + r, img = t / (ty * tx), rem = t % (ty * tx);
+            int y0 = 2 * (int)(rem / tx) - 1, x0 = 2 * (int)(rem % tx) - 1;
+            const float *base = j->in + img * (size_t)j->h * j->w * cin, *d[16];
+            for (int a = 0; a < 4; a++)
+                for (int b2 = 0; b2 < 4; b2++) {
+                    int y = y0 + a, x = x0 + b2;
+                    d[a * 4 + b2] = y >= 0 && y < j->h && x >= 0 && x < j->w ? base + ((size_t)y * j->w + x) * cin
+                                                                             : j->zeros;
+                }
+            g->wino_in(d, cin, V + r * q->ldv, vstride);
+            for (int xi = 0; xi < 16; xi++)
+                pp[(size_t)xi * tc + r] = V + (size_t)xi * vstride + r * q->ldv;
+        }
+        for (int xi = 0; xi < 16; xi++)
+            for (size_t kb = 0; kb < nsub; kb++) {
+                size_t k0 = kb * ksub;
+                u.k0 = (int)k0, u.kt = (int)(cin - k0 < ksub ? cin - k0 : ksub);
+                u.first = kb == 0, u.last = kb + 1 == nsub;
+                for (size_t p = 0; p < panels; p++) {
+                    u.b = U + (size_t)xi * xs + (p * cin + k0) * nr;
+                    u.nr = (int)(N - p * nr < nr ? N - p * nr : nr);
+                    for (size_t ti = 0; ti < tiles; ti++) {
+                        u.a = pp + (size_t)xi * tc + ti * mr;
+                        u.mr = (int)(rows - ti * mr < mr ? rows - ti * mr : mr);
+                        u.c = Mb + (size_t)xi * mstride + ti * mr * q->ldm + p * nr;
+                        g->kernel(&u);
+                    }
+                }
+            }
+        for (size_t r = 0; r < rows; r++) {
+            size_t t = t0 + r, img = t / (ty * tx), rem = t % (ty * tx);
+            int oy = 2 * (int)(rem / tx), ox = 2 * (int)(rem % tx);
+            size_t off = (((img * (size_t)j->oh) + (size_t)oy) * (size_t)j->ow + (size_t)ox) * N;
+            g->wino_out(Mb + r * q->ldm, mstride, N, c->bias, j->out + off, j->res ? j->res + off : NULL,
+                        (size_t)j->ow * N, N, j->oh - oy < 2 ? 1 : 2, j->ow - ox < 2 ? 1 : 2, j->relu);
         }
     }
 }
@@ -293,5 +402,7 @@ void fn_conv_forward(const fn_conv *c, fn_pool *pool, const float *in, int n, in
     size_t panels = ((size_t)c->cout + (size_t)j.g->nr - 1) / (size_t)j.g->nr;
     /* few M tiles per thread: split the output channels instead */
     j.split_n = nth > 1 && tiles < 4 * (size_t)nth && panels >= (size_t)nth;
-    fn_pool_run(pool, conv_task, &j);
+    size_t wtiles = (size_t)n * (size_t)((j.oh + 1) / 2) * (size_t)((j.ow + 1) / 2);
+    j.wino = j.q.wino && wtiles >= (size_t)FN_WINO_MIN_TILES * j.q.tc * (size_t)nth;
+    fn_pool_run(pool, j.wino ? wino_task : conv_task, &j);
 }

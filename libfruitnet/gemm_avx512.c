@@ -4,6 +4,7 @@
  * (embedded-broadcast FMA operands; no packing of A).
  */
 #include "gemm.h"
+#include "winograd_impl.h"
 
 #include <immintrin.h>
 
@@ -63,4 +64,4 @@ static void kernel_avx512(const fn_ukargs *u)
     }
 }
 
-const fn_gemm_impl fn_gemm_avx512 = {MR, NR, kernel_avx512};
+const fn_gemm_impl fn_gemm_avx512 = {MR, NR, kernel_avx512, wino_input, wino_output};

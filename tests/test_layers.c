@@ -98,6 +98,8 @@ static void test_conv_all_isas(void **s)
         /* K split inside a tap (cin > KC) and over many blocks, read in place */
         {1, 5, 7, 600, 17, 1, 1, 0},   {2, 5, 7, 600, 17, 3, 1, 1}, {3, 7, 5, 17, 70, 3, 1, 1},
         {1, 13, 1, 33, 3, 3, 1, 1},
+        /* enough 2x2 tiles for the Winograd F(2x2,3x3) path (odd sizes: partial tiles at the edges) */
+        {2, 23, 21, 17, 33, 3, 1, 1},  {1, 30, 29, 70, 40, 3, 1, 1}, {4, 14, 14, 600, 20, 3, 1, 1},
     };
     fn_isa isas[3];
     int ni = tu_supported_isas(isas);
@@ -114,7 +116,8 @@ static void test_conv_inplace_residual(void **s)
     (void)s;
     /* one K block, K split in a tap (in place: the first block reads the residual, the others the output),
      * and packed blocks */
-    static const conv_case cases[] = {{2, 7, 7, 64, 96, 1, 1, 0}, {1, 5, 5, 600, 64, 1, 1, 0}, {1, 5, 5, 512, 40, 3, 1, 1}};
+    static const conv_case cases[] = {{2, 7, 7, 64, 96, 1, 1, 0}, {1, 5, 5, 600, 64, 1, 1, 0}, {1, 5, 5, 512, 40, 3, 1, 1},
+                                     {2, 23, 21, 17, 48, 3, 1, 1}};
     fn_isa isas[3];
     int ni = tu_supported_isas(isas);
     for (int i = 0; i < ni; i++)
