@@ -20,6 +20,7 @@
 #include "internal.h"
 #include "gemm.h"
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -193,6 +194,8 @@ typedef struct conv_job {
     float *out, *scratch;
     int n, h, w, oh, ow, relu, split_n, wino;
     size_t M, K;
+    size_t chunk;      /* rows (or Winograd tiles) per chunk handed out */
+    atomic_size_t next; /* next chunk: threads take chunks as they finish (a stalled thread delays no one) */
 } conv_job;
 
 /* Row pointers, tile-major then tap (ptr[(tile*ntaps + t)*MR + i]), for rows [m0, m0 + rows). */
@@ -247,7 +250,7 @@ static void pack_block(const conv_job *j, const float *const *ptr, size_t rows_p
  * output transform with bias, residual and ReLU. */
 static void wino_task(void *arg, int tid, int nth)
 {
-    const conv_job *j = arg;
+    conv_job *j = arg;
     const fn_conv *c = j->c;
     const geom *q = &j->q;
     const fn_gemm_impl *g = j->g;
@@ -255,10 +258,6 @@ static void wino_task(void *arg, int tid, int nth)
     const size_t panels = (N + nr - 1) / nr, tc = q->tc, ty = (size_t)(j->oh + 1) / 2, tx = (size_t)(j->ow + 1) / 2;
     const size_t T = (size_t)j->n * ty * tx, xs = panels * nr * cin;
     const float *U = c->packed + panels * nr * j->K;
-    size_t units = (T + mr - 1) / mr;
-    size_t t_begin = units * (size_t)tid / (size_t)nth * mr, t_end = units * (size_t)(tid + 1) / (size_t)nth * mr;
-    if (t_end > T)
-        t_end = T;
     float *V = j->scratch + q->zeros + (size_t)tid * q->wino_thr, *Mb = V + 16 * tc * q->ldv;
     const float **pp = (const float **)(void *)(Mb + 16 * tc * q->ldm);
     const size_t vstride = tc * q->ldv, mstride = tc * q->ldm;
@@ -266,8 +265,11 @@ static void wino_task(void *arg, int tid, int nth)
     nsub = (cin + ksub - 1) / ksub;
     fn_ukargs u;
     u.ldc = q->ldm, u.ldr = 0, u.r = NULL, u.relu = 0, u.ntaps = 1, u.bias = j->zeros;
-    for (size_t t0 = t_begin; t0 < t_end; t0 += tc) {
-        size_t rows = t_end - t0 < tc ? t_end - t0 : tc, tiles = (rows + mr - 1) / mr;
+    for (;;) {
+        size_t t0 = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed) * tc;
+        if (t0 >= T)
+            break;
+        size_t rows = T - t0 < tc ? T - t0 : tc, tiles = (rows + mr - 1) / mr;
         for (size_t r = 0; r < tiles * mr; r++) {
             if (r >= rows) {
                 for (int xi = 0; xi < 16; xi++)
@@ -315,24 +317,18 @@ static void wino_task(void *arg, int tid, int nth)
 
 static void conv_task(void *arg, int tid, int nth)
 {
-    const conv_job *j = arg;
+    conv_job *j = arg;
     const fn_conv *c = j->c;
     const geom *q = &j->q;
     const size_t mr = (size_t)j->g->mr, nr = (size_t)j->g->nr, N = (size_t)c->cout;
     const size_t panels = (N + nr - 1) / nr, nt = (size_t)q->ntaps, tapk = q->tapk;
-    size_t m_begin = 0, m_end = j->M, p_begin = 0, p_end = panels;
-    if (j->split_n) {
+    size_t p_begin = 0, p_end = panels;
+    if (j->split_n) { /* small M: static split of the panels, every thread walks all rows */
         p_begin = panels * (size_t)tid / (size_t)nth;
         p_end = panels * (size_t)(tid + 1) / (size_t)nth;
-    } else {
-        size_t tiles = (j->M + mr - 1) / mr;
-        m_begin = tiles * (size_t)tid / (size_t)nth * mr;
-        m_end = tiles * (size_t)(tid + 1) / (size_t)nth * mr;
-        if (m_end > j->M)
-            m_end = j->M;
+        if (p_begin >= p_end)
+            return;
     }
-    if (m_begin >= m_end || p_begin >= p_end)
-        return;
     float *mine = j->scratch + q->zeros + (size_t)tid * q->per_thr;
     const float **ptr = (const float **)(void *)mine;
     const float **pptr = (const float **)(void *)(mine + q->ptr_floats);
@@ -344,8 +340,13 @@ static void conv_task(void *arg, int tid, int nth)
     fn_ukargs u;
     u.ldc = u.ldr = N;
     u.relu = j->relu;
-    for (size_t m0 = m_begin; m0 < m_end; m0 += q->mc) {
-        size_t rows = m_end - m0 < q->mc ? m_end - m0 : q->mc, tiles = (rows + mr - 1) / mr;
+    size_t split_next = 0;
+    for (;;) {
+        size_t m0 = (j->split_n ? split_next++ : atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) *
+                    j->chunk;
+        if (m0 >= j->M)
+            break;
+        size_t rows = j->M - m0 < j->chunk ? j->M - m0 : j->chunk, tiles = (rows + mr - 1) / mr;
         build_rows(j, m0, rows, ptr);
         for (size_t kb = 0; kb < q->nblocks; kb++) {
             size_t t0, k0, tn, kt;
@@ -404,5 +405,9 @@ void fn_conv_forward(const fn_conv *c, fn_pool *pool, const float *in, int n, in
     j.split_n = nth > 1 && tiles < 4 * (size_t)nth && panels >= (size_t)nth;
     size_t wtiles = (size_t)n * (size_t)((j.oh + 1) / 2) * (size_t)((j.ow + 1) / 2);
     j.wino = j.q.wino && wtiles >= (size_t)FN_WINO_MIN_TILES * j.q.tc * (size_t)nth;
+    /* chunks: at most MC rows, and at least 4 per thread when M allows (small tail imbalance) */
+    size_t ct = (tiles + 4 * (size_t)nth - 1) / (4 * (size_t)nth), ctmax = j.q.mc / (size_t)j.g->mr;
+    j.chunk = j.wino ? j.q.tc : (j.split_n ? ctmax : (ct < 1 ? 1 : ct > ctmax ? ctmax : ct)) * (size_t)j.g->mr;
+    atomic_init(&j.next, 0);
     fn_pool_run(pool, j.wino ? wino_task : conv_task, &j);
 }
