@@ -159,6 +159,11 @@ tests/interop/node_modules/.installed: tests/interop/package.json tests/interop/
 	cd tests/interop && npm install --silent --no-audit --no-fund
 	touch $@
 
+# The Parquet test alone, with the DuckDB/hyparquet interoperability check required (not skipped).
+interop: $(B)/tests/test_parquet interop-deps
+	FRUITNET_REQUIRE_DATA=1 $(B)/tests/test_parquet
+.PHONY: interop
+
 sanitize:
 	FRUITNET_SKIP_SLOW=1 $(MAKE) B=build-san OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" PY_TESTS= test
 
