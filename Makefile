@@ -80,7 +80,7 @@ deps:
 # ---------------------------------------------------------------- library
 lib: $(B)/libfruitnet.a $(B)/libfruitnet.so
 
-$(B)/obj/%.o: libfruitnet/%.c include/fruitnet.h libfruitnet/internal.h | $(B)/obj
+$(B)/obj/%.o: libfruitnet/%.c include/fruitnet.h $(wildcard libfruitnet/*.h) | $(B)/obj
 	$(CC) $(CPPFLAGS) $(ALLCFLAGS) $(if $(findstring _avx512bf16,$*),$(BF16_FLAGS),$(if $(findstring _avx512,$*),$(AVX512_FLAGS),$(if $(findstring _avx2,$*),$(AVX2_FLAGS)))) -c $< -o $@
 
 $(B)/libfruitnet.a: $(LIB_OBJ)
@@ -233,7 +233,7 @@ FUZZ_SRC     := $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZERS      := $(FUZZ_SRC:fuzz/%.c=$(FUZZ_B)/%)
 FUZZ_OBJ     := $(LIB_SRC:libfruitnet/%.c=$(FUZZ_B)/obj/%.o)
 
-$(FUZZ_B)/obj/%.o: libfruitnet/%.c include/fruitnet.h libfruitnet/internal.h
+$(FUZZ_B)/obj/%.o: libfruitnet/%.c include/fruitnet.h $(wildcard libfruitnet/*.h)
 	@mkdir -p $(FUZZ_B)/obj
 	$(FUZZ_CC) $(CPPFLAGS) -std=c11 -pthread $(FUZZ_FLAGS) $(if $(findstring _avx512,$*),$(AVX512_FLAGS),$(if $(findstring _avx2,$*),$(AVX2_FLAGS))) -c $< -o $@
 
