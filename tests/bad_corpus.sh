@@ -13,7 +13,7 @@ W=${FRUITNET_WEIGHTS:-$PWD/weights/resnet50.fnw}
 SAMPLE=${FRUITNET_SAMPLE:-../shared/data/fruits-360-sample}
 PY=/usr/bin/python3
 T=$(mktemp -d /tmp/fruitnet-bad-XXXXXX)
-trap 'chmod -R u+rwx "$T" 2>/dev/null; umount "$T/small" 2>/dev/null; rm -rf "$T"' EXIT
+trap 'chmod -R u+rwx "$T" 2>/dev/null; umount "$T/small" 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
 pass=0 fail=0
 ok() { pass=$((pass + 1)); echo "ok   $1"; }
 ko() { fail=$((fail + 1)); echo "FAIL $1"; }
@@ -108,6 +108,7 @@ for f in empty.jpg text.png zeros.jpg huge_60000.png huge_60000.jpg bomb_20000.p
   else ko "$f not reported"; fi
 done
 grep -q "loop" "$T/stderr" && ok "symlink loop reported" || ko "symlink loop not reported"
+grep -qF 'latin1_\xe9t\xe9.jpg' "$errs" && ok "non-UTF-8 file name reported (escaped)" || ko "non-UTF-8 file name not reported"
 if [ "$(id -u)" != 0 ]; then
   grep -q "unreadable.jpg" "$errs" && ok "unreadable file reported" || ko "unreadable file not reported"
 else

@@ -279,6 +279,34 @@ typedef struct pipe {
     int stop;
 } pipe_t;
 
+static int fn_fail_msg(fn_error *e, int code, const char *path, const char *why)
+{
+    e->code = code;
+    snprintf(e->msg, sizeof e->msg, "%s: %s", path, why);
+    return code;
+}
+
+/* Parquet strings are UTF-8: a path that is not cannot be written, so it is a failed input. */
+static int utf8_valid(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        int n = *p < 0x80 ? 0 : (*p & 0xE0) == 0xC0 ? 1 : (*p & 0xF0) == 0xE0 ? 2 : (*p & 0xF8) == 0xF0 ? 3 : -1;
+        if (n < 0 || (n == 1 && *p < 0xC2))
+            return 0;
+        unsigned cp = n == 0 ? *p : *p & (0x3F >> n);
+        for (int i = 1; i <= n; i++) {
+            if ((p[i] & 0xC0) != 0x80)
+                return 0;
+            cp = cp << 6 | (p[i] & 0x3F);
+        }
+        if ((n == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
+            return 0;
+        p += n + 1;
+    }
+    return 1;
+}
+
 static void *decoder_main(void *arg)
 {
     pipe_t *p = arg;
@@ -305,7 +333,9 @@ static void *decoder_main(void *arg)
         for (int i = 0; i < s->n; i++) {
             fn_error e = {0};
             const char *path = p->items[s->first + i].path;
-            int rc = fn_input_from_file(path, p->resize, s->input + (size_t)i * IN_FLOATS, &e);
+            int rc = utf8_valid(path)
+                         ? fn_input_from_file(path, p->resize, s->input + (size_t)i * IN_FLOATS, &e)
+                         : fn_fail_msg(&e, FN_EARG, path, "file name is not valid UTF-8 (Parquet strings must be)");
             s->ok[i] = rc == FN_OK;
             free(s->errmsg[i]);
             s->errmsg[i] = rc == FN_OK ? NULL : strdup(e.msg[0] ? e.msg : fn_status_name(rc));
@@ -429,11 +459,31 @@ static void sb_add(sbuf *b, const char *fmt, ...)
     }
 }
 
-/* Error text safe for a TSV line: tabs/newlines become spaces. */
+static int utf8_valid(const char *s);
+
+/* Text safe for a TSV line and for Parquet metadata: tabs/newlines become
+ * spaces, bytes that are not valid UTF-8 become \xNN. */
 static void sb_add_clean(sbuf *b, const char *s)
 {
-    for (; *s; s++)
-        sb_add(b, "%c", (*s == '\t' || *s == '\n' || *s == '\r') ? ' ' : *s);
+    for (; *s; s++) {
+        char one[5] = {0};
+        int n = (unsigned char)*s < 0x80 ? 1 : ((unsigned char)*s & 0xE0) == 0xC0 ? 2
+                : ((unsigned char)*s & 0xF0) == 0xE0 ? 3 : ((unsigned char)*s & 0xF8) == 0xF0 ? 4 : 0;
+        int ok = n > 0;
+        for (int i = 0; ok && i < n; i++)
+            ok = s[i] != 0 && (one[i] = s[i], 1);
+        if (ok && n > 1 && !utf8_valid(one))
+            ok = 0;
+        if (!ok) {
+            sb_add(b, "\\x%02x", (unsigned char)*s);
+            continue;
+        }
+        if (n == 1)
+            sb_add(b, "%c", (*s == '\t' || *s == '\n' || *s == '\r') ? ' ' : *s);
+        else
+            sb_add(b, "%s", one);
+        s += n - 1;
+    }
 }
 
 /* Remove temporary part files left by a killed earlier run of this shard
@@ -772,7 +822,8 @@ int main(int argc, char **argv)
             const item *it = &in.v[s->first + i];
             if (!s->ok[i]) {
                 fprintf(stderr, "%sfruitnet-extract: %s\n", show_progress ? "\r\033[K" : "", s->errmsg[i]);
-                sb_add(&part_errors, "%s\t", it->path);
+                sb_add_clean(&part_errors, it->path);
+                sb_add(&part_errors, "\t");
                 sb_add_clean(&part_errors, s->errmsg[i]);
                 sb_add(&part_errors, "\n");
                 n_failed++;
