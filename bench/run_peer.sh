@@ -2,34 +2,59 @@
 # run_peer.sh — ONNX Runtime figures for `make bench`, on the ONNX model built
 # from fruitnet's own weight file (bench/onnx/make_onnx.py). Installs what it
 # needs (Debian python3-onnx; onnxruntime-node with --ignore-scripts, whose CPU
-# binary is inside the npm package). Batch 1 and batch N run in separate
-# processes so that each peak RSS is its own.
-# usage: bench/run_peer.sh [--threads T] [--batch N]
+# binary is inside the npm package), builds build/resnet50.onnx (git-ignored)
+# when missing or older than the weights, then runs batch 1 and batch N in
+# separate processes so that each peak RSS is its own.
+#
+# usage: bench/run_peer.sh [--threads T] [--batch N] [--iters1 K] [--itersN K]
+# stdout (progress and install logs go to stderr):
+#   ort batch=1 threads=T ms_per_batch=.. best_ms=.. img_per_s=.. peak_rss_mb=.. base_rss_mb=.. iters=.. warmup=.. load1=.. input=golden version=..
+#   ort_check batch=1 images=1 max_abs=.. rel_l2=.. worst_rel_l2=.. ok=1
+#   ort batch=N ...
+#   ort_check batch=N images=min(N,8) ...
+# Exit status non-zero when anything fails, including ORT's features missing the
+# golden tolerance (then the figures of that run are still printed).
+# Environment: FRUITNET_WEIGHTS (default weights/resnet50.fnw),
+# FRUITNET_GOLDEN (default ../shared/golden), FRUITNET_BUILD (default build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-threads=2 batch=32
+threads=2 batch=32 iters1=30 itersN=5
 while [ $# -gt 0 ]; do
   case "$1" in
     --threads) threads=$2; shift 2 ;;
     --batch) batch=$2; shift 2 ;;
-    *) echo "usage: $0 [--threads T] [--batch N]" >&2; exit 2 ;;
+    --iters1) iters1=$2; shift 2 ;;
+    --itersN) itersN=$2; shift 2 ;;
+    *) echo "usage: $0 [--threads T] [--batch N] [--iters1 K] [--itersN K]" >&2; exit 2 ;;
   esac
 done
-if ! /usr/bin/python3 -c 'import onnx' 2>/dev/null; then
+weights=${FRUITNET_WEIGHTS:-weights/resnet50.fnw}
+golden=${FRUITNET_GOLDEN:-../shared/golden}
+builddir=${FRUITNET_BUILD:-build}
+[ -f "$weights" ] || { echo "run_peer: $weights not found (run: make weights)" >&2; exit 1; }
+command -v node >/dev/null || { echo "run_peer: node (>= 18) not found" >&2; exit 1; }
+[ -d "$golden/img8" ] || echo "run_peer: warning: $golden/img8 not found, synthetic inputs and no correctness check" >&2
+
+if ! /usr/bin/python3 -c 'import onnx, numpy' 2>/dev/null; then
   if [ "$(id -u)" = 0 ]; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-onnx >&2
+    echo "run_peer: installing python3-onnx" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq python3-onnx python3-numpy >&2 ||
+      { apt-get update -qq >&2 && apt-get install -y -qq python3-onnx python3-numpy >&2; }
   else
     echo "run_peer: needs Debian python3-onnx (sudo apt-get install python3-onnx)" >&2; exit 1
   fi
 fi
-if [ ! -d bench/onnx/node_modules/onnxruntime-node ]; then
-  (cd bench/onnx && npm install --ignore-scripts --no-audit --no-fund --silent) >&2
+if [ ! -f bench/onnx/node_modules/onnxruntime-node/package.json ]; then
+  echo "run_peer: npm install onnxruntime-node (--ignore-scripts)" >&2
+  (cd bench/onnx && npm ci --ignore-scripts --no-audit --no-fund --silent) >&2
 fi
-model=build/resnet50.onnx
-if [ ! -f "$model" ] || [ weights/resnet50.fnw -nt "$model" ]; then
-  /usr/bin/python3 bench/onnx/make_onnx.py weights/resnet50.fnw "$model" >&2
+
+mkdir -p "$builddir"
+model=$builddir/resnet50.onnx
+if [ ! -f "$model" ] || [ "$weights" -nt "$model" ] || [ bench/onnx/make_onnx.py -nt "$model" ]; then
+  /usr/bin/python3 bench/onnx/make_onnx.py "$weights" "$model" >&2
 fi
-golden=${FRUITNET_GOLDEN:-../shared/golden}
-node bench/onnx/ort_bench.mjs "$model" --batch 8 --threads "$threads" --iters 1 --golden "$golden" | grep ort_check || true
-node bench/onnx/ort_bench.mjs "$model" --batch 1 --threads "$threads" --iters 12 --golden "$golden"
-node bench/onnx/ort_bench.mjs "$model" --batch "$batch" --threads "$threads" --iters 3 --golden "$golden"
+
+node bench/onnx/ort_bench.mjs "$model" --batch 1 --threads "$threads" --iters "$iters1" --warmup 5 --golden "$golden"
+node bench/onnx/ort_bench.mjs "$model" --batch "$batch" --threads "$threads" --iters "$itersN" --warmup 1 --golden "$golden"
