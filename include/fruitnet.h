@@ -285,7 +285,7 @@ typedef struct fn_pca_stats {
     int64_t n;     /* rows seen */
     int dim;
     double *mean;  /* [dim] */
-    double *m2;    /* [dim*dim] centred co-moment sum (x-mean)(x-mean)^T, full symmetric */
+    double *m2;    /* [dim*dim] centred co-moment sum (x-mean)(x-mean)^T; only the upper triangle (i <= j) is kept */
 } fn_pca_stats;
 
 /* A fitted PCA: k components of dimension dim. */
@@ -310,6 +310,10 @@ int fn_pca_stats_load(fn_pca_stats *s, const char *path, fn_error *err);
 void fn_pca_stats_free(fn_pca_stats *s);
 /* Fit: k > 0 takes k components; k == 0 takes the fewest reaching `variance` (e.g. 0.80). */
 int fn_pca_fit(const fn_pca_stats *s, int k, double variance, fn_pca_model *out, fn_error *err);
+/* fn_pca_fit on `threads` threads (0 = all); if spectrum is not NULL it receives all dim eigenvalues,
+ * descending. Errors: FN_ENUMERIC for fewer than 2 rows or zero total variance (identical rows). */
+int fn_pca_fit_ex(const fn_pca_stats *s, int k, double variance, int threads, fn_pca_model *out, double *spectrum,
+                  fn_error *err);
 /* Project one row: out[k] = components * (x - mean). */
 void fn_pca_transform(const fn_pca_model *m, const float *x, float *out);
 /* Save/load a model (atomic write, CRC32-checked). */

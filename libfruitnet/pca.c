@@ -1,41 +1,121 @@
 /*
  * pca.c — streaming, mergeable PCA in double precision.
  *
- * Statistics: rows arrive in chunks; each chunk's mean and centred
- * co-moment (x - m_c)(x - m_c)^T are computed (a blocked SYRK over the upper
- * triangle, both cores), then merged into the running (n, mean, M2) with
- * Chan et al.'s update  M2 += M2_c + d d^T n n_c / (n + n_c),  d = m_c - m.
- * No raw sums of squares: numerically stable, memory dim^2 doubles whatever
- * the number of rows.
+ * Statistics (one pass, memory dim^2 doubles whatever the number of rows):
+ * rows arrive in chunks of CHUNK_ROWS; each chunk is centred on its own mean
+ * m_c (in double) and packed into 16-column panels; its co-moment
+ * sum (x - m_c)(x - m_c)^T is computed by a blocked SYRK over the upper
+ * triangle (8x16 register tiles, per-ISA kernels in pca_avx2.c /
+ * pca_avx512.c picked by fn_isa_resolve, work items taken from an atomic
+ * counter by every pool thread) and merged into the running (n, mean, M2)
+ * with Chan et al.'s update  M2 += M2_c + d d^T n n_c / (n + n_c),
+ * d = m_c - mean, in the same write-back of each tile. No raw sums of
+ * squares. Only the upper triangle (i <= j) of M2 is maintained.
  *
- * Eigen-decomposition: subspace iteration with Rayleigh-Ritz on the
- * covariance C = M2 / (n - 1). A block Q of p orthonormal columns is
- * iterated Z = C Q; H = Q^T Z is diagonalised by cyclic Jacobi (p x p);
- * the Ritz vectors Z U are re-orthonormalised (Gram-Schmidt, twice). It
- * stops when every wanted Ritz pair has residual ||C q - l q|| <=
- * 1e-12 * l_1 (eigenvalue error ~ residual^2 / gap). The block size p is
- * at least twice the number of wanted components (and >= 64); if the
- * variance target is not reached inside the block, p doubles.
+ * Eigen-decomposition of C = M2 / (n - 1) (fn_pca_fit_ex):
+ *  1. Householder tridiagonalisation Q^T C Q = T (LAPACK dsytd2 algebra:
+ *     p = tau A v, w = p - tau/2 (p.v) v, A -= v w^T + w v^T) on a full
+ *     symmetric copy, the rank-2 update of step j fused with the
+ *     matrix-vector product of step j+1 (each trailing row is read and
+ *     written once per step, rows split between threads). The Householder
+ *     vectors are kept in the rows of the copy.
+ *  2. All eigenvalues of T by implicit QL with Wilkinson shifts (tqli); an
+ *     off-diagonal e_m is deflated when |e_m| <= eps (|d_m| + |d_m+1|); at
+ *     most 60 iterations per eigenvalue (else FN_ENUMERIC). Backward stable:
+ *     absolute error ~ eps ||C||.
+ *  3. Eigenvectors of T for the wanted (largest) k eigenvalues by inverse
+ *     iteration (LU with partial pivoting of T - l I, 3 iterations from a
+ *     fixed pseudo-random start, modified Gram-Schmidt against the previous
+ *     vectors of the same cluster |l_i - l_i-1| <= 1e-3 ||T||, eigenvalues
+ *     closer than 10 eps ||T|| nudged apart as in LAPACK dstein), then back-
+ *     transformed by the Householder reflectors (columns split between
+ *     threads). Signs: largest-magnitude entry positive.
+ * Cost for dim 2048: ~dim^3 flops for step 1 (about 1 s on 2 cores), O(dim^2)
+ * for step 2, O(dim^2 k) for step 3.
  */
 #include "internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
-#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #define CHUNK_ROWS 256
-#define JB 64 /* SYRK column block */
+#define PW 16 /* panel width (columns) */
+#define IBLK 16 /* panels per L2 block of the SYRK (16 x 256 x 16 doubles = 512 KiB) */
+
+/* per-ISA kernels (pca_avx2.c, pca_avx512.c; the portable ones below) */
+void fn_pca_tile_avx2(const double *a, const double *b, int K, double *out);
+void fn_pca_tile_avx512(const double *a, const double *b, int K, double *out);
+double fn_pca_row_avx2(double *row, const double *pv, const double *pw, double vr, double wr, const double *v,
+                       int m);
+double fn_pca_row_avx512(double *row, const double *pv, const double *pw, double vr, double wr, const double *v,
+                         int m);
+
+typedef void (*tile_fn)(const double *a, const double *b, int K, double *out);
+typedef double (*row_fn)(double *row, const double *pv, const double *pw, double vr, double wr, const double *v,
+                         int m);
+
+/* out[i*16 + j] = sum_{r<K} a[r*16 + i] b[r*16 + j], i < 8, j < 16. */
+static void tile_portable(const double *a, const double *b, int K, double *out)
+{
+    double acc[8][16] = {{0}};
+    for (int r = 0; r < K; r++) {
+        const double *ar = a + (size_t)r * PW, *br = b + (size_t)r * PW;
+        for (int i = 0; i < 8; i++)
+            for (int j = 0; j < 16; j++)
+                acc[i][j] += ar[i] * br[j];
+    }
+    memcpy(out, acc, sizeof acc);
+}
+
+/* row[c] -= vr*pw[c] + wr*pv[c] (c < m); returns sum row[c] v[c] of the updated row. */
+static double row_portable(double *row, const double *pv, const double *pw, double vr, double wr, const double *v,
+                           int m)
+{
+    double s0 = 0, s1 = 0;
+    int c = 0;
+    for (; c + 2 <= m; c += 2) {
+        double x0 = row[c] - (vr * pw[c] + wr * pv[c]), x1 = row[c + 1] - (vr * pw[c + 1] + wr * pv[c + 1]);
+        row[c] = x0, row[c + 1] = x1;
+        s0 += x0 * v[c], s1 += x1 * v[c + 1];
+    }
+    for (; c < m; c++) {
+        double x = row[c] - (vr * pw[c] + wr * pv[c]);
+        row[c] = x;
+        s0 += x * v[c];
+    }
+    return s0 + s1;
+}
+
+static int pick_kernels(tile_fn *tile, row_fn *row, fn_error *err)
+{
+    fn_isa isa;
+    int rc = fn_isa_resolve(FN_ISA_AUTO, &isa, err);
+    if (rc)
+        return rc;
+    *tile = isa == FN_ISA_AVX512 ? fn_pca_tile_avx512 : isa == FN_ISA_AVX2 ? fn_pca_tile_avx2 : tile_portable;
+    *row = isa == FN_ISA_AVX512 ? fn_pca_row_avx512 : isa == FN_ISA_AVX2 ? fn_pca_row_avx2 : row_portable;
+    return FN_OK;
+}
+
+static int default_threads(int threads)
+{
+    if (threads > 0)
+        return threads > 64 ? 64 : threads;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)(n > 64 ? 64 : n) : 1;
+}
 
 int fn_pca_stats_init(fn_pca_stats *s, int dim, fn_error *err)
 {
     memset(s, 0, sizeof *s);
     if (dim < 1 || dim > 65536)
-        return fn_fail(err, FN_EARG, "pca: dimension %d out of range", dim);
+        return fn_fail(err, FN_EARG, "pca: dimension %d out of range [1, 65536]", dim);
     s->dim = dim;
     s->mean = calloc((size_t)dim, sizeof(double));
     s->m2 = fn_aalloc((size_t)dim * dim * sizeof(double));
@@ -58,155 +138,134 @@ void fn_pca_stats_free(fn_pca_stats *s)
 
 /* ---------------------------------------------------------------- SYRK */
 
-/* C[i][j] += sum_r X[r][i] X[r][j] for i in [i0,i0+4), j in [j0,j0+16); X row-major, ld = dim. */
-__attribute__((target_clones("avx512f", "avx2", "default"))) static void syrk_tile(const double *X, int rows, int ld,
-                                                                                   int i0, int j0, double *C)
+typedef struct syrk_ctx {
+    const double *P;     /* np panels of K x 16 (centred chunk, zero-padded columns) */
+    int K, np, d;
+    double *m2;          /* d x d, upper triangle */
+    const double *delta; /* chunk mean - running mean */
+    double f;            /* n n_c / (n + n_c) */
+    tile_fn tile;
+    int nitems;
+    atomic_int next;
+} syrk_ctx;
+
+/* Work item (block ib of IBLK panels, column panel J >= first panel of ib): every 8x16 tile of
+ * rows in ib, columns in J, on or above the diagonal; write-back adds the Chan rank-1 term. */
+static void syrk_item(syrk_ctx *c, int ib, int J)
 {
-    typedef double v8 __attribute__((vector_size(64), aligned(8)));
-    v8 a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0}, a30 = {0}, a31 = {0};
-    for (int r = 0; r < rows; r++) {
-        const double *x = X + (size_t)r * ld;
-        v8 b0, b1;
-        memcpy(&b0, x + j0, 64);
-        memcpy(&b1, x + j0 + 8, 64);
-        double x0 = x[i0], x1 = x[i0 + 1], x2 = x[i0 + 2], x3 = x[i0 + 3];
-        a00 += x0 * b0, a01 += x0 * b1;
-        a10 += x1 * b0, a11 += x1 * b1;
-        a20 += x2 * b0, a21 += x2 * b1;
-        a30 += x3 * b0, a31 += x3 * b1;
-    }
-    v8 acc[4][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}};
-    for (int i = 0; i < 4; i++)
-        for (int j = 0; j < 16; j++)
-            C[(size_t)(i0 + i) * ld + j0 + j] += acc[i][j / 8][j % 8];
-}
-
-typedef struct syrk_job {
-    const double *X;
-    int rows, dim, full, nthreads;
-    double *C;
-} syrk_job;
-
-typedef struct syrk_part {
-    syrk_job *job;
-    int tid;
-} syrk_part;
-
-/* Column blocks of JB go to threads in a zig-zag order, balancing the triangle's uneven work. */
-static void *syrk_worker(void *arg)
-{
-    syrk_part *p = arg;
-    syrk_job *j = p->job;
-    int nb = (j->full + JB - 1) / JB, T = j->nthreads;
-    for (int b = 0; b < nb; b++) {
-        int owner = (b / T) % 2 == 0 ? b % T : T - 1 - b % T;
-        if (owner != p->tid)
-            continue;
-        int jb1 = (b + 1) * JB < j->full ? (b + 1) * JB : j->full;
-        for (int j0 = b * JB; j0 < jb1; j0 += 16)
-            for (int i0 = 0; i0 < j0 + 16; i0 += 4)
-                syrk_tile(j->X, j->rows, j->dim, i0, j0, j->C);
-    }
-    return NULL;
-}
-
-/* C (upper triangle incl. diagonal) += X^T X. Columns below a multiple of 16 use the SIMD
- * tiles (which also fill a few entries below the diagonal, ignored); the rest plain loops. */
-static void syrk_upper(const double *X, int rows, int dim, double *C, int threads)
-{
-    int T = threads < 1 ? 1 : threads > 64 ? 64 : threads;
-    syrk_job job = {X, rows, dim, dim / 16 * 16, T, C};
-    pthread_t th[64];
-    syrk_part parts[64];
-    for (int t = 0; t < T; t++)
-        parts[t].job = &job, parts[t].tid = t;
-    for (int t = 1; t < T; t++)
-        if (pthread_create(&th[t], NULL, syrk_worker, &parts[t]) != 0)
-            parts[t].tid = -1 - t;
-    syrk_worker(&parts[0]);
-    for (int t = 1; t < T; t++) {
-        if (parts[t].tid >= 0) {
-            pthread_join(th[t], NULL);
-        } else { /* the thread could not start: do its share here */
-            parts[t].tid = t;
-            syrk_worker(&parts[t]);
+    const int d = c->d, K = c->K, j0 = J * PW;
+    const double *B = c->P + (size_t)J * K * PW;
+    double t[8 * 16];
+    int ilast = (ib + 1) * IBLK * PW; /* exclusive */
+    if (ilast > j0 + PW)
+        ilast = j0 + PW;
+    if (ilast > d)
+        ilast = d;
+    for (int i0 = ib * IBLK * PW; i0 < ilast; i0 += 8) {
+        const double *A = c->P + (size_t)(i0 / PW) * K * PW + i0 % PW;
+        c->tile(A, B, K, t);
+        for (int i = 0; i < 8 && i0 + i < d; i++) {
+            int gi = i0 + i, jstart = gi > j0 ? gi - j0 : 0, jend = d - j0 < PW ? d - j0 : PW;
+            double *row = c->m2 + (size_t)gi * d + j0;
+            double fdi = c->f * c->delta[gi];
+            const double *dj = c->delta + j0;
+            for (int j = jstart; j < jend; j++)
+                row[j] += t[i * 16 + j] + fdi * dj[j];
         }
     }
-    for (int j = job.full; j < dim; j++)
-        for (int i = 0; i <= j; i++) {
-            double s = 0;
-            for (int r = 0; r < rows; r++)
-                s += X[(size_t)r * dim + i] * X[(size_t)r * dim + j];
-            C[(size_t)i * dim + j] += s;
-        }
 }
 
-static int add_chunk(fn_pca_stats *s, const float *rows, int nr, double *X, double *Cc, int threads, int64_t row0,
-                     fn_error *err)
+static void syrk_task(void *arg, int tid, int nthreads)
 {
-    const int d = s->dim;
-    double *mc = calloc((size_t)d, sizeof(double));
-    if (!mc)
-        return fn_fail(err, FN_ENOMEM, "pca: out of memory");
-    for (int r = 0; r < nr; r++)
-        for (int i = 0; i < d; i++) {
-            float v = rows[(size_t)r * d + i];
-            if (!isfinite(v)) {
-                free(mc);
-                return fn_fail(err, FN_ENUMERIC, "pca: row %lld has a NaN or infinite value at index %d",
-                               (long long)(row0 + r), i);
-            }
-            mc[i] += v;
-        }
+    syrk_ctx *c = arg;
+    const int nb = (c->np + IBLK - 1) / IBLK;
+    for (;;) {
+        int it = atomic_fetch_add(&c->next, 1);
+        if (it >= c->nitems)
+            break;
+        /* map the item index to (ib, J): block ib has np - ib*IBLK items */
+        int ib = 0;
+        while (ib < nb && it >= c->np - ib * IBLK)
+            it -= c->np - ib * IBLK, ib++;
+        syrk_item(c, ib, ib * IBLK + it);
+    }
+}
+
+/* Add one chunk (rows already checked finite) to s. P has room for CHUNK_ROWS x np panels. */
+static void add_chunk(fn_pca_stats *s, const float *x, int nr, double *P, double *mc, fn_pool *pool, tile_fn tile)
+{
+    const int d = s->dim, np = (d + PW - 1) / PW;
     for (int i = 0; i < d; i++)
-        mc[i] /= nr;
+        mc[i] = 0;
     for (int r = 0; r < nr; r++)
         for (int i = 0; i < d; i++)
-            X[(size_t)r * d + i] = rows[(size_t)r * d + i] - mc[i];
-    memset(Cc, 0, (size_t)d * d * sizeof(double));
-    syrk_upper(X, nr, d, Cc, threads);
-    /* merge (upper triangle; mirrored when the statistics are used) */
-    double n = (double)s->n, nc = nr, f = n * nc / (n + nc);
-    for (int i = 0; i < d; i++) {
-        double di = mc[i] - s->mean[i];
-        double *row = s->m2 + (size_t)i * d;
-        const double *crow = Cc + (size_t)i * d;
-        for (int j = i; j < d; j++)
-            row[j] += crow[j] + di * (mc[j] - s->mean[j]) * f;
-    }
+            mc[i] += x[(size_t)r * d + i];
     for (int i = 0; i < d; i++)
-        s->mean[i] += (mc[i] - s->mean[i]) * nc / (n + nc);
+        mc[i] /= nr;
+    for (int J = 0; J < np; J++) {
+        double *pj = P + (size_t)J * nr * PW;
+        int w = d - J * PW < PW ? d - J * PW : PW;
+        for (int r = 0; r < nr; r++) {
+            const float *xr = x + (size_t)r * d + J * PW;
+            double *o = pj + (size_t)r * PW;
+            for (int j = 0; j < w; j++)
+                o[j] = (double)xr[j] - mc[J * PW + j];
+            for (int j = w; j < PW; j++)
+                o[j] = 0;
+        }
+    }
+    double n = (double)s->n, nc = nr;
+    for (int i = 0; i < d; i++) /* delta, kept in mc */
+        mc[i] -= s->mean[i];
+    syrk_ctx c = {.P = P, .K = nr, .np = np, .d = d, .m2 = s->m2, .delta = mc, .f = n * nc / (n + nc), .tile = tile};
+    int nb = (np + IBLK - 1) / IBLK;
+    for (int b = 0; b < nb; b++)
+        c.nitems += np - b * IBLK;
+    atomic_init(&c.next, 0);
+    fn_pool_run(pool, syrk_task, &c);
+    for (int i = 0; i < d; i++)
+        s->mean[i] += mc[i] * nc / (n + nc);
     s->n += nr;
-    free(mc);
-    return FN_OK;
 }
 
 int fn_pca_stats_add(fn_pca_stats *s, const float *rows, int nrows, int threads, fn_error *err)
 {
     if (!s || !s->m2 || nrows < 0 || (nrows > 0 && !rows))
         return fn_fail(err, FN_EARG, "fn_pca_stats_add: invalid arguments");
-    if (threads <= 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        threads = n > 0 ? (int)(n > 64 ? 64 : n) : 1;
-    }
     const int d = s->dim;
-    double *X = fn_aalloc((size_t)CHUNK_ROWS * d * sizeof(double));
-    double *Cc = fn_aalloc((size_t)d * d * sizeof(double));
-    int rc = FN_OK;
-    if (!X || !Cc)
+    /* every row is checked before any is added: a rejected call changes nothing */
+    for (int r = 0; r < nrows; r++)
+        for (int i = 0; i < d; i++)
+            if (!isfinite(rows[(size_t)r * d + i]))
+                return fn_fail(err, FN_ENUMERIC, "pca: row %lld has a NaN or infinite value at index %d",
+                               (long long)(s->n + r), i);
+    if (nrows == 0)
+        return FN_OK;
+    tile_fn tile;
+    row_fn row;
+    int rc = pick_kernels(&tile, &row, err);
+    if (rc)
+        return rc;
+    const int np = (d + PW - 1) / PW;
+    double *P = fn_aalloc((size_t)CHUNK_ROWS * np * PW * sizeof(double));
+    double *mc = malloc((size_t)d * sizeof(double));
+    fn_pool *pool = fn_pool_create(default_threads(threads));
+    if (!P || !mc || !pool)
         rc = fn_fail(err, FN_ENOMEM, "pca: out of memory");
     for (int r = 0; r < nrows && !rc; r += CHUNK_ROWS) {
         int nr = nrows - r < CHUNK_ROWS ? nrows - r : CHUNK_ROWS;
-        rc = add_chunk(s, rows + (size_t)r * d, nr, X, Cc, threads, s->n, err);
+        add_chunk(s, rows + (size_t)r * d, nr, P, mc, pool, tile);
     }
-    fn_afree(X);
-    fn_afree(Cc);
+    if (pool)
+        fn_pool_destroy(pool);
+    fn_afree(P);
+    free(mc);
     return rc;
 }
 
 int fn_pca_stats_merge(fn_pca_stats *dst, const fn_pca_stats *src, fn_error *err)
 {
-    if (!dst || !src || dst->dim != src->dim)
+    if (!dst || !src || !dst->m2 || !src->m2 || dst->dim != src->dim)
         return fn_fail(err, FN_EARG, "pca: cannot merge statistics of dimensions %d and %d", dst ? dst->dim : 0,
                        src ? src->dim : 0);
     if (src->n == 0)
@@ -458,188 +517,287 @@ void fn_pca_transform(const fn_pca_model *m, const float *x, float *out)
     }
 }
 
+
 /* ---------------------------------------------------------------- eigen */
 
-/* Cyclic Jacobi on a symmetric p x p matrix A (destroyed): eigenvalues w, eigenvectors in columns of V. */
-static void jacobi(double *A, int p, double *w, double *V)
+typedef struct tri_ctx {
+    double *A;              /* n x n full symmetric (trailing part current up to the pending update) */
+    int n, j;               /* step: sweep rows j+1..n-1, columns j+1..n-1 */
+    const double *pv, *pw;  /* pending rank-2 update (global indices) */
+    const double *v;        /* new Householder vector (global indices) */
+    double tau, *p;         /* p[r] = tau * A[r][j+1..] . v */
+    row_fn row;
+} tri_ctx;
+
+static void tri_sweep(void *arg, int tid, int nthreads)
 {
-    for (int i = 0; i < p; i++)
-        for (int j = 0; j < p; j++)
-            V[(size_t)i * p + j] = i == j;
-    for (int sweep = 0; sweep < 100; sweep++) {
-        double off = 0, tot = 0;
-        for (int i = 0; i < p; i++)
-            for (int j = 0; j < p; j++) {
-                double a = A[(size_t)i * p + j] * A[(size_t)i * p + j];
-                tot += a;
-                if (i != j)
-                    off += a;
+    tri_ctx *c = arg;
+    const int n = c->n, j = c->j, m = n - j - 1;
+    int r0 = j + 1 + (int)((int64_t)m * tid / nthreads), r1 = j + 1 + (int)((int64_t)m * (tid + 1) / nthreads);
+    for (int r = r0; r < r1; r++)
+        c->p[r] = c->tau *
+                  c->row(c->A + (size_t)r * n + j + 1, c->pv + j + 1, c->pw + j + 1, c->pv[r], c->pw[r], c->v + j + 1, m);
+}
+
+/* Householder tridiagonalisation of the symmetric A (n x n, destroyed): diagonal dg[n], off-diagonal
+ * e[n-1] (e[j] couples j, j+1), reflector j = I - tau[j] v v^T with v[j+1] = 1, v[j+2..] in A[j][j+2..]. */
+static int tridiagonalise(double *A, int n, double *dg, double *e, double *tau, fn_pool *pool, row_fn row)
+{
+    double *buf = calloc((size_t)4 * n, sizeof(double));
+    if (!buf)
+        return FN_ENOMEM;
+    double *pv = buf, *pw = buf + n, *v = buf + 2 * n, *w = buf + 3 * n; /* pending (pv, pw), new (v, w) */
+    for (int j = 0; j < n - 1; j++) {
+        double *aj = A + (size_t)j * n;
+        /* (a) row j gets the pending update of step j-1 */
+        row(aj + j, pv + j, pw + j, pv[j], pw[j], pv + j, n - j);
+        dg[j] = aj[j];
+        /* (b) reflector for x = A[j][j+1..n-1] (LAPACK dlarfg) */
+        const int m = n - j - 1;
+        double alpha = aj[j + 1], xn = 0;
+        for (int i = j + 2; i < n; i++)
+            xn += aj[i] * aj[i];
+        xn = sqrt(xn);
+        for (int i = 0; i <= j; i++)
+            v[i] = 0;
+        v[j + 1] = 1;
+        if (xn == 0) {
+            tau[j] = 0;
+            e[j] = alpha;
+            for (int i = j + 2; i < n; i++)
+                v[i] = 0;
+        } else {
+            double beta = -copysign(hypot(alpha, xn), alpha), sc = 1 / (alpha - beta);
+            tau[j] = (beta - alpha) / beta;
+            e[j] = beta;
+            for (int i = j + 2; i < n; i++)
+                v[i] = aj[i] *= sc;
+        }
+        aj[j + 1] = 1;
+        /* (c) rows j+1..n-1: pending update, then p = tau A v */
+        tri_ctx c = {A, n, j, pv, pw, v, tau[j], w, row};
+        if (m >= 192)
+            fn_pool_run(pool, tri_sweep, &c);
+        else
+            tri_sweep(&c, 0, 1);
+        /* (d) w = p - tau/2 (p.v) v becomes the pending update with v */
+        double pvd = 0;
+        for (int i = j + 1; i < n; i++)
+            pvd += w[i] * v[i];
+        double K = 0.5 * tau[j] * pvd;
+        for (int i = 0; i <= j; i++)
+            w[i] = 0;
+        for (int i = j + 1; i < n; i++)
+            w[i] -= K * v[i];
+        double *t = pv;
+        pv = v, v = t;
+        t = pw, pw = w, w = t;
+    }
+    double *last = A + (size_t)(n - 1) * n + n - 1;
+    dg[n - 1] = *last - 2 * pv[n - 1] * pw[n - 1];
+    free(buf);
+    return FN_OK;
+}
+
+/* All eigenvalues of the symmetric tridiagonal (d, e) by implicit QL (tqli); d is overwritten, e destroyed
+ * (e[n-1] is scratch). Returns 0, or -1 if an eigenvalue needs more than 60 iterations. */
+static int tql_values(double *d, double *e, int n)
+{
+    e[n - 1] = 0;
+    for (int l = 0; l < n; l++) {
+        int iter = 0, m;
+        do {
+            for (m = l; m < n - 1; m++) {
+                double dd = fabs(d[m]) + fabs(d[m + 1]);
+                if (fabs(e[m]) <= 2.2e-16 * dd)
+                    break;
             }
-        if (off <= 1e-30 * tot || off == 0)
-            break;
-        for (int i = 0; i < p - 1; i++)
-            for (int j = i + 1; j < p; j++) {
-                double aij = A[(size_t)i * p + j];
-                if (fabs(aij) < 1e-300)
+            if (m != l) {
+                if (iter++ == 60)
+                    return -1;
+                double g = (d[l + 1] - d[l]) / (2 * e[l]), r = hypot(g, 1.0);
+                g = d[m] - d[l] + e[l] / (g + copysign(r, g));
+                double s = 1, c = 1, p = 0;
+                int i;
+                for (i = m - 1; i >= l; i--) {
+                    double f = s * e[i], b = c * e[i];
+                    e[i + 1] = (r = hypot(f, g));
+                    if (r == 0) {
+                        d[i + 1] -= p;
+                        e[m] = 0;
+                        break;
+                    }
+                    s = f / r, c = g / r;
+                    g = d[i + 1] - p;
+                    r = (d[i] - g) * s + 2 * c * b;
+                    d[i + 1] = g + (p = s * r);
+                    g = c * r - b;
+                }
+                if (r == 0 && i >= l)
                     continue;
-                double aii = A[(size_t)i * p + i], ajj = A[(size_t)j * p + j];
-                double theta = (ajj - aii) / (2 * aij);
-                double t = (theta >= 0 ? 1 : -1) / (fabs(theta) + sqrt(theta * theta + 1));
-                double c = 1 / sqrt(t * t + 1), s = t * c;
-                for (int k = 0; k < p; k++) { /* columns i, j */
-                    double aki = A[(size_t)k * p + i], akj = A[(size_t)k * p + j];
-                    A[(size_t)k * p + i] = c * aki - s * akj;
-                    A[(size_t)k * p + j] = s * aki + c * akj;
-                }
-                for (int k = 0; k < p; k++) { /* rows i, j */
-                    double aik = A[(size_t)i * p + k], ajk = A[(size_t)j * p + k];
-                    A[(size_t)i * p + k] = c * aik - s * ajk;
-                    A[(size_t)j * p + k] = s * aik + c * ajk;
-                }
-                for (int k = 0; k < p; k++) {
-                    double vki = V[(size_t)k * p + i], vkj = V[(size_t)k * p + j];
-                    V[(size_t)k * p + i] = c * vki - s * vkj;
-                    V[(size_t)k * p + j] = s * vki + c * vkj;
-                }
+                d[l] -= p, e[l] = g, e[m] = 0;
             }
+        } while (m != l);
     }
-    for (int i = 0; i < p; i++)
-        w[i] = A[(size_t)i * p + i];
+    return 0;
 }
 
-typedef struct gemm_job {
-    const double *C; /* d x d symmetric, full */
-    const double *Q; /* p x d (rows = vectors) */
-    double *Z;       /* p x d: Z = Q C = (C Q^T)^T */
-    int d, p, nthreads;
-} gemm_job;
-
-#define GKB 256 /* k block: a 256 x 256 block of C (512 KiB) stays in L2 */
-#define GJB 256
-
-/* Z[r0..r0+4][j0..j0+16] += Q[r0..][k0..k1] C[k0..k1][j0..j0+16]; d % 16 == 0 */
-__attribute__((target_clones("avx512f", "avx2", "default"))) static void zq_tile(const double *C, const double *Q,
-                                                                                  double *Z, int d, int r0, int j0,
-                                                                                  int k0, int k1)
+static int desc(const void *a, const void *b)
 {
-    typedef double v8 __attribute__((vector_size(64), aligned(8)));
-    v8 a00, a01, a10, a11, a20, a21, a30, a31;
-    double *z0 = Z + (size_t)r0 * d + j0, *z1 = z0 + d, *z2 = z1 + d, *z3 = z2 + d;
-    memcpy(&a00, z0, 64), memcpy(&a01, z0 + 8, 64), memcpy(&a10, z1, 64), memcpy(&a11, z1 + 8, 64);
-    memcpy(&a20, z2, 64), memcpy(&a21, z2 + 8, 64), memcpy(&a30, z3, 64), memcpy(&a31, z3 + 8, 64);
-    const double *q0 = Q + (size_t)r0 * d, *q1 = q0 + d, *q2 = q1 + d, *q3 = q2 + d;
-    for (int k = k0; k < k1; k++) {
-        v8 b0, b1;
-        memcpy(&b0, C + (size_t)k * d + j0, 64);
-        memcpy(&b1, C + (size_t)k * d + j0 + 8, 64);
-        a00 += q0[k] * b0, a01 += q0[k] * b1;
-        a10 += q1[k] * b0, a11 += q1[k] * b1;
-        a20 += q2[k] * b0, a21 += q2[k] * b1;
-        a30 += q3[k] * b0, a31 += q3[k] * b1;
-    }
-    memcpy(z0, &a00, 64), memcpy(z0 + 8, &a01, 64), memcpy(z1, &a10, 64), memcpy(z1 + 8, &a11, 64);
-    memcpy(z2, &a20, 64), memcpy(z2 + 8, &a21, 64), memcpy(z3, &a30, 64), memcpy(z3 + 8, &a31, 64);
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
 }
 
-typedef struct cq_part {
-    gemm_job *j;
-    int tid;
-} cq_part;
-
-static void *cq_worker(void *arg)
+/* Solve (T - lam I) x = b in place (b -> x) for the tridiagonal (dg, e), Gaussian elimination with
+ * partial pivoting; zero pivots replaced by tiny (eps ||T||). u0,u1,u2,l: scratch [n]; sw: [n]. */
+static void tri_solve(const double *dg, const double *e, int n, double lam, double tiny, double *x, double *u0,
+                      double *u1, double *u2, double *l, unsigned char *sw)
 {
-    cq_part *pp = arg;
-    gemm_job *j = pp->j;
-    const int d = j->d, groups = j->p / 4;
-    int g0 = groups * pp->tid / j->nthreads, g1 = groups * (pp->tid + 1) / j->nthreads;
-    if (d % 16 == 0) {
-        for (int kb = 0; kb < d; kb += GKB)
-            for (int jb = 0; jb < d; jb += GJB)
-                for (int g = g0; g < g1; g++)
-                    for (int j0 = jb; j0 < jb + GJB && j0 < d; j0 += 16)
-                        zq_tile(j->C, j->Q, j->Z, d, g * 4, j0, kb, kb + GKB < d ? kb + GKB : d);
-    } else {
-        for (int r = g0 * 4; r < g1 * 4; r++)
-            for (int k = 0; k < d; k++) {
-                double q = j->Q[(size_t)r * d + k];
-                const double *c = j->C + (size_t)k * d;
-                double *z = j->Z + (size_t)r * d;
-                for (int i = 0; i < d; i++)
-                    z[i] += q * c[i];
-            }
-    }
-    if (pp->tid == 0) /* rows beyond the last group of 4 */
-        for (int r = groups * 4; r < j->p; r++)
-            for (int k = 0; k < d; k++) {
-                double q = j->Q[(size_t)r * d + k];
-                const double *c = j->C + (size_t)k * d;
-                double *z = j->Z + (size_t)r * d;
-                for (int i = 0; i < d; i++)
-                    z[i] += q * c[i];
-            }
-    return NULL;
-}
-
-static void mul_cq(const double *C, const double *Q, double *Z, int d, int p, int threads)
-{
-    gemm_job j = {C, Q, Z, d, p, threads < 1 ? 1 : threads > 64 ? 64 : threads};
-    memset(Z, 0, (size_t)p * d * sizeof(double));
-    pthread_t th[64];
-    cq_part parts[64];
-    for (int t = 0; t < j.nthreads; t++)
-        parts[t].j = &j, parts[t].tid = t;
-    for (int t = 1; t < j.nthreads; t++)
-        if (pthread_create(&th[t], NULL, cq_worker, &parts[t]) != 0)
-            parts[t].tid = -1 - t;
-    cq_worker(&parts[0]);
-    for (int t = 1; t < j.nthreads; t++) {
-        if (parts[t].tid >= 0)
-            pthread_join(th[t], NULL);
-        else {
-            parts[t].tid = t;
-            cq_worker(&parts[t]);
+    double p0 = dg[0] - lam, p1 = n > 1 ? e[0] : 0, p2 = 0;
+    for (int i = 0; i < n - 1; i++) {
+        double q0 = e[i], q1 = dg[i + 1] - lam, q2 = i + 1 < n - 1 ? e[i + 1] : 0;
+        if (fabs(p0) >= fabs(q0)) {
+            if (fabs(p0) < tiny)
+                p0 = copysign(tiny, p0);
+            l[i] = q0 / p0, sw[i] = 0;
+            u0[i] = p0, u1[i] = p1, u2[i] = p2;
+            p0 = q1 - l[i] * p1, p1 = q2 - l[i] * p2;
+        } else {
+            l[i] = p0 / q0, sw[i] = 1;
+            u0[i] = q0, u1[i] = q1, u2[i] = q2;
+            double np0 = p1 - l[i] * q1, np1 = p2 - l[i] * q2;
+            p0 = np0, p1 = np1;
         }
+        p2 = 0;
     }
+    u0[n - 1] = fabs(p0) < tiny ? copysign(tiny, p0) : p0;
+    for (int i = 0; i < n - 1; i++) {
+        if (sw[i]) {
+            double t = x[i];
+            x[i] = x[i + 1], x[i + 1] = t;
+        }
+        x[i + 1] -= l[i] * x[i];
+    }
+    x[n - 1] /= u0[n - 1];
+    if (n > 1)
+        x[n - 2] = (x[n - 2] - u1[n - 2] * x[n - 1]) / u0[n - 2];
+    for (int i = n - 3; i >= 0; i--)
+        x[i] = (x[i] - u1[i] * x[i + 1] - u2[i] * x[i + 2]) / u0[i];
 }
 
-/* Orthonormalise the p rows of Q (d-vectors) by Gram-Schmidt, twice; degenerate rows get fresh random ones. */
-static void orthonormalise(double *Q, int p, int d, uint64_t *seed)
+/* Eigenvectors of T for the k eigenvalues w[0..k-1] (descending): rows of Y (k x n). */
+static int tri_vectors(const double *dg, const double *e, int n, const double *w, int k, double *Y)
 {
-    for (int c = 0; c < p; c++) {
-        double *q = Q + (size_t)c * d;
-        for (int attempt = 0; attempt < 4; attempt++) {
-            double n0 = 0;
-            for (int i = 0; i < d; i++)
-                n0 += q[i] * q[i];
-            for (int pass = 0; pass < 2; pass++)
-                for (int o = 0; o < c; o++) {
-                    const double *v = Q + (size_t)o * d;
-                    double s = 0;
-                    for (int i = 0; i < d; i++)
-                        s += v[i] * q[i];
-                    for (int i = 0; i < d; i++)
-                        q[i] -= s * v[i];
-                }
+    double tnorm = 0;
+    for (int i = 0; i < n; i++) {
+        double r = fabs(dg[i]) + (i ? fabs(e[i - 1]) : 0) + (i < n - 1 ? fabs(e[i]) : 0);
+        tnorm = r > tnorm ? r : tnorm;
+    }
+    if (tnorm == 0)
+        tnorm = 1;
+    const double eps = 2.220446049250313e-16, tiny = eps * tnorm, ortol = 1e-3 * tnorm;
+    double *sc = malloc((size_t)4 * n * sizeof(double));
+    unsigned char *sw = malloc((size_t)n);
+    if (!sc || !sw) {
+        free(sc), free(sw);
+        return FN_ENOMEM;
+    }
+    uint64_t seed = 0x2545F4914F6CDD1Dull;
+    int c0 = 0;          /* first vector of the current cluster */
+    double lprev = 0;    /* eigenvalue used for the previous vector */
+    for (int q = 0; q < k; q++) {
+        double lam = w[q];
+        if (q > 0) {
+            if (fabs(w[q - 1] - w[q]) > ortol)
+                c0 = q;
+            else if (lprev - lam < 10 * tiny) /* nudge coincident eigenvalues apart (dstein) */
+                lam = lprev - 10 * tiny;
+        }
+        lprev = lam;
+        double *y = Y + (size_t)q * n;
+        for (int i = 0; i < n; i++) {
+            seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
+            y[i] = (double)(seed >> 11) / 9007199254740992.0 - 0.5;
+        }
+        for (int it = 0; it < 3; it++) {
+            tri_solve(dg, e, n, lam, tiny, y, sc, sc + n, sc + 2 * n, sc + 3 * n, sw);
             double nn = 0;
-            for (int i = 0; i < d; i++)
-                nn += q[i] * q[i];
-            if (nn > 1e-20 * (n0 > 0 ? n0 : 1) && nn > 0) {
-                double inv = 1 / sqrt(nn);
-                for (int i = 0; i < d; i++)
-                    q[i] *= inv;
-                break;
+            for (int i = 0; i < n; i++)
+                nn += y[i] * y[i];
+            double inv = 1 / sqrt(nn);
+            for (int i = 0; i < n; i++)
+                y[i] *= inv;
+            for (int o = c0; o < q; o++) { /* modified Gram-Schmidt within the cluster */
+                const double *z = Y + (size_t)o * n;
+                double s = 0;
+                for (int i = 0; i < n; i++)
+                    s += z[i] * y[i];
+                for (int i = 0; i < n; i++)
+                    y[i] -= s * z[i];
             }
-            for (int i = 0; i < d; i++) { /* replace by a random vector */
-                *seed ^= *seed << 13, *seed ^= *seed >> 7, *seed ^= *seed << 17;
-                q[i] = (double)(*seed >> 11) / 9007199254740992.0 - 0.5;
-            }
+            nn = 0;
+            for (int i = 0; i < n; i++)
+                nn += y[i] * y[i];
+            inv = 1 / sqrt(nn);
+            for (int i = 0; i < n; i++)
+                y[i] *= inv;
         }
     }
+    free(sc), free(sw);
+    return FN_OK;
+}
+
+typedef struct back_ctx {
+    const double *A, *tau; /* reflectors */
+    double *Y;             /* n x k, row-major (column q = vector q) */
+    int n, k;
+} back_ctx;
+
+/* y <- H_0 H_1 ... H_{n-2} y for this thread's columns of Y. */
+static void back_task(void *arg, int tid, int nthreads)
+{
+    back_ctx *c = arg;
+    const int n = c->n, k = c->k;
+    int q0 = (int)((int64_t)k * tid / nthreads), q1 = (int)((int64_t)k * (tid + 1) / nthreads), nq = q1 - q0;
+    if (nq <= 0)
+        return;
+    double *s = malloc((size_t)nq * sizeof(double));
+    if (!s)
+        return; /* cannot happen in practice; leaves the columns untransformed */
+    for (int j = n - 2; j >= 0; j--) {
+        double t = c->tau[j];
+        if (t == 0)
+            continue;
+        const double *v = c->A + (size_t)j * n; /* v[j+1] == 1 */
+        for (int q = 0; q < nq; q++)
+            s[q] = 0;
+        for (int r = j + 1; r < n; r++) {
+            const double *yr = c->Y + (size_t)r * k + q0;
+            double vr = v[r];
+            for (int q = 0; q < nq; q++)
+                s[q] += vr * yr[q];
+        }
+        for (int q = 0; q < nq; q++)
+            s[q] *= t;
+        for (int r = j + 1; r < n; r++) {
+            double *yr = c->Y + (size_t)r * k + q0;
+            double vr = v[r];
+            for (int q = 0; q < nq; q++)
+                yr[q] -= s[q] * vr;
+        }
+    }
+    free(s);
 }
 
 int fn_pca_fit(const fn_pca_stats *s, int k, double variance, fn_pca_model *out, fn_error *err)
 {
-    if (!s || !out || k < 0 || (k == 0 && !(variance > 0 && variance <= 1)))
+    return fn_pca_fit_ex(s, k, variance, 0, out, NULL, err);
+}
+
+int fn_pca_fit_ex(const fn_pca_stats *s, int k, double variance, int threads, fn_pca_model *out, double *spectrum,
+                  fn_error *err)
+{
+    if (!s || !out || !s->m2 || !s->mean || k < 0 || (k == 0 && !(variance > 0 && variance <= 1)))
         return fn_fail(err, FN_EARG, "fn_pca_fit: need k > 0 or a variance fraction in (0, 1]");
     memset(out, 0, sizeof *out);
     const int d = s->dim;
@@ -647,158 +805,110 @@ int fn_pca_fit(const fn_pca_stats *s, int k, double variance, fn_pca_model *out,
         return fn_fail(err, FN_ENUMERIC, "pca: need at least 2 rows, got %lld", (long long)s->n);
     if (k > d)
         return fn_fail(err, FN_EARG, "pca: k = %d exceeds the dimension %d", k, d);
-    /* covariance, full symmetric */
-    double *C = fn_aalloc((size_t)d * d * sizeof(double));
-    if (!C)
-        return fn_fail(err, FN_ENOMEM, "pca: out of memory");
+    tile_fn tile;
+    row_fn row;
+    int rc = pick_kernels(&tile, &row, err);
+    if (rc)
+        return rc;
+    /* covariance, full symmetric, from the upper triangle of M2 */
+    double *A = fn_aalloc((size_t)d * d * sizeof(double));
+    double *dg = malloc((size_t)d * sizeof(double)), *e = malloc((size_t)d * sizeof(double));
+    double *tau = malloc((size_t)d * sizeof(double)), *w = malloc((size_t)d * sizeof(double));
+    double *Y = NULL, *Yt = NULL;
+    fn_pool *pool = NULL;
+    if (!A || !dg || !e || !tau || !w) {
+        rc = fn_fail(err, FN_ENOMEM, "pca: out of memory for the %dx%d covariance", d, d);
+        goto done;
+    }
     double trace = 0, inv = 1.0 / (double)(s->n - 1);
     for (int i = 0; i < d; i++)
         for (int j = i; j < d; j++) {
             double v = s->m2[(size_t)i * d + j] * inv;
-            C[(size_t)i * d + j] = C[(size_t)j * d + i] = v;
+            A[(size_t)i * d + j] = A[(size_t)j * d + i] = v;
         }
     for (int i = 0; i < d; i++)
-        trace += C[(size_t)i * d + i];
-    if (!(trace > 0) || !isfinite(trace)) {
-        fn_afree(C);
-        return fn_fail(err, FN_ENUMERIC, "pca: total variance is %g (all rows identical?)", trace);
+        trace += A[(size_t)i * d + i];
+    if (!isfinite(trace)) {
+        rc = fn_fail(err, FN_ENUMERIC, "pca: total variance is not finite");
+        goto done;
     }
-    long nth = sysconf(_SC_NPROCESSORS_ONLN);
-    int threads = nth > 0 ? (int)(nth > 64 ? 64 : nth) : 1;
-    int want = k > 0 ? k : 8;
-    int rc = FN_OK;
-    uint64_t seed = 0x5DEECE66Dull;
-    double *Q = NULL, *Z = NULL, *H = NULL, *U = NULL, *w = NULL, *T = NULL;
-    for (;;) {
-        int p = 2 * want > want + 32 ? 2 * want : want + 32;
-        if (p < 64)
-            p = 64;
-        if (p > d)
-            p = d;
-        free(Q), free(Z), free(H), free(U), free(w), free(T);
-        Q = malloc((size_t)p * d * sizeof(double));
-        Z = malloc((size_t)p * d * sizeof(double));
-        T = malloc((size_t)p * d * sizeof(double));
-        H = malloc((size_t)p * p * sizeof(double));
-        U = malloc((size_t)p * p * sizeof(double));
-        w = malloc((size_t)p * sizeof(double));
-        if (!Q || !Z || !T || !H || !U || !w) {
-            rc = fn_fail(err, FN_ENOMEM, "pca: out of memory");
-            break;
-        }
-        for (size_t i = 0; i < (size_t)p * d; i++) {
-            seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
-            Q[i] = (double)(seed >> 11) / 9007199254740992.0 - 0.5;
-        }
-        orthonormalise(Q, p, d, &seed);
-        int converged = 0, nconv_need = want < p ? want : p;
-        for (int it = 0; it < 1000 && !converged; it++) {
-            mul_cq(C, Q, Z, d, p, threads);
-            for (int a = 0; a < p; a++) /* H = Q Z^T (p x p), symmetrised */
-                for (int b = a; b < p; b++) {
-                    double sum = 0;
-                    for (int i = 0; i < d; i++)
-                        sum += Q[(size_t)a * d + i] * Z[(size_t)b * d + i];
-                    H[(size_t)a * p + b] = H[(size_t)b * p + a] = sum;
-                }
-            jacobi(H, p, w, U);
-            /* sort Ritz values descending */
-            int *ord = malloc((size_t)p * sizeof(int));
-            for (int i = 0; i < p; i++)
-                ord[i] = i;
-            for (int i = 1; i < p; i++) {
-                int x = ord[i], j = i - 1;
-                while (j >= 0 && w[ord[j]] < w[x])
-                    ord[j + 1] = ord[j], j--;
-                ord[j + 1] = x;
-            }
-            /* Ritz vectors: Q' = U^T Q, C Q' = U^T Z; residuals of the wanted ones */
-            double worst = 0;
-            for (int r = 0; r < p; r++) {
-                int c = ord[r];
-                double *tq = T + (size_t)r * d;
-                memset(tq, 0, (size_t)d * sizeof(double));
-                for (int a = 0; a < p; a++) {
-                    double u = U[(size_t)a * p + c];
-                    const double *qa = Q + (size_t)a * d;
-                    for (int i = 0; i < d; i++)
-                        tq[i] += u * qa[i];
-                }
-                if (r < nconv_need) {
-                    double res = 0;
-                    /* residual ||C q - l q||: C q = sum_a u_a Z_a */
-                    for (int i = 0; i < d; i++) {
-                        double cq = 0;
-                        for (int a = 0; a < p; a++)
-                            cq += U[(size_t)a * p + c] * Z[(size_t)a * d + i];
-                        double rr = cq - w[c] * tq[i];
-                        res += rr * rr;
-                    }
-                    res = sqrt(res);
-                    if (res > worst)
-                        worst = res;
-                }
-            }
-            double l1 = w[ord[0]];
-            double *sorted = malloc((size_t)p * sizeof(double));
-            for (int r = 0; r < p; r++)
-                sorted[r] = w[ord[r]];
-            memcpy(w, sorted, (size_t)p * sizeof(double));
-            free(sorted);
-            free(ord);
-            if (worst <= 1e-12 * l1 || (p == d && worst <= 1e-9 * l1))
-                converged = 1;
-            else {
-                /* next basis: orthonormalised C Q' = rows of U^T Z */
-                for (int r = 0; r < p; r++)
-                    memcpy(Q + (size_t)r * d, T + (size_t)r * d, (size_t)d * sizeof(double));
-                mul_cq(C, Q, Z, d, p, threads);
-                memcpy(Q, Z, (size_t)p * d * sizeof(double));
-                orthonormalise(Q, p, d, &seed);
-            }
-        }
-        if (!converged) {
-            rc = fn_fail(err, FN_ENUMERIC, "pca: subspace iteration did not converge");
-            break;
-        }
-        int kk = k;
-        if (k == 0) {
-            double cum = 0;
-            kk = 0;
-            for (int r = 0; r < p && kk == 0; r++) {
-                cum += w[r];
-                if (cum >= variance * trace * (1 - 1e-12))
-                    kk = r + 1;
-            }
-            if (kk == 0 || kk > want) {
-                if (p == d && kk == 0)
-                    kk = d; /* every component */
-                else if (p < d) {
-                    want = kk ? kk : 2 * want;
-                    continue; /* grow the block */
-                }
-            }
-        }
-        if ((rc = model_alloc(out, d, kk, err)))
-            break;
-        out->n = s->n;
-        out->total_var = trace;
-        memcpy(out->mean, s->mean, (size_t)d * sizeof(double));
-        for (int r = 0; r < kk; r++) {
-            out->eigvals[r] = w[r];
-            double *v = out->components + (size_t)r * d;
-            memcpy(v, T + (size_t)r * d, (size_t)d * sizeof(double));
-            int im = 0;
-            for (int i = 1; i < d; i++)
-                if (fabs(v[i]) > fabs(v[im]))
-                    im = i;
-            if (v[im] < 0)
-                for (int i = 0; i < d; i++)
-                    v[i] = -v[i];
-        }
-        break;
+    if (!(trace > 0)) {
+        rc = fn_fail(err, FN_ENUMERIC, "pca: total variance is %g (all rows identical?)", trace);
+        goto done;
     }
-    free(Q), free(Z), free(H), free(U), free(w), free(T);
-    fn_afree(C);
+    if (!(pool = fn_pool_create(default_threads(threads)))) {
+        rc = fn_fail(err, FN_ENOMEM, "pca: cannot create threads");
+        goto done;
+    }
+    if (tridiagonalise(A, d, dg, e, tau, pool, row)) {
+        rc = fn_fail(err, FN_ENOMEM, "pca: out of memory");
+        goto done;
+    }
+    memcpy(w, dg, (size_t)d * sizeof(double));
+    double *e2 = malloc((size_t)d * sizeof(double));
+    if (!e2) {
+        rc = fn_fail(err, FN_ENOMEM, "pca: out of memory");
+        goto done;
+    }
+    memcpy(e2, e, (size_t)(d - 1) * sizeof(double));
+    int ql = tql_values(w, e2, d);
+    free(e2);
+    if (ql) {
+        rc = fn_fail(err, FN_ENUMERIC, "pca: QL iteration did not converge");
+        goto done;
+    }
+    qsort(w, (size_t)d, sizeof(double), desc);
+    if (spectrum)
+        memcpy(spectrum, w, (size_t)d * sizeof(double));
+    int kk = k;
+    if (k == 0) { /* fewest components whose cumulative share of the trace reaches `variance` */
+        double cum = 0;
+        kk = d;
+        for (int r = 0; r < d; r++) {
+            cum += w[r];
+            if (cum >= variance * trace * (1 - 1e-12)) {
+                kk = r + 1;
+                break;
+            }
+        }
+    }
+    Y = malloc((size_t)kk * d * sizeof(double));
+    Yt = malloc((size_t)kk * d * sizeof(double));
+    if (!Y || !Yt) {
+        rc = fn_fail(err, FN_ENOMEM, "pca: out of memory for %d components", kk);
+        goto done;
+    }
+    if (tri_vectors(dg, e, d, w, kk, Y)) {
+        rc = fn_fail(err, FN_ENOMEM, "pca: out of memory");
+        goto done;
+    }
+    for (int q = 0; q < kk; q++) /* Yt: d x kk, column q = vector q */
+        for (int i = 0; i < d; i++)
+            Yt[(size_t)i * kk + q] = Y[(size_t)q * d + i];
+    back_ctx bc = {A, tau, Yt, d, kk};
+    fn_pool_run(pool, back_task, &bc);
+    if ((rc = model_alloc(out, d, kk, err)))
+        goto done;
+    out->n = s->n;
+    out->total_var = trace;
+    memcpy(out->mean, s->mean, (size_t)d * sizeof(double));
+    for (int q = 0; q < kk; q++) {
+        out->eigvals[q] = w[q];
+        double *v = out->components + (size_t)q * d, nn = 0;
+        for (int i = 0; i < d; i++)
+            v[i] = Yt[(size_t)i * kk + q], nn += v[i] * v[i];
+        int im = 0;
+        for (int i = 1; i < d; i++)
+            if (fabs(v[i]) > fabs(v[im]))
+                im = i;
+        double sc = (v[im] < 0 ? -1 : 1) / sqrt(nn);
+        for (int i = 0; i < d; i++)
+            v[i] *= sc;
+    }
+done:
+    if (pool)
+        fn_pool_destroy(pool);
+    fn_afree(A);
+    free(dg), free(e), free(tau), free(w), free(Y), free(Yt);
     return rc;
 }
