@@ -104,19 +104,27 @@ static fn_model *open_model(fn_isa isa, int threads, int max_batch)
     return m;
 }
 
+/* FRUITNET_GOLDEN_QUICK=1 (used under valgrind) checks one ISA only: the best one. */
+static int quick(void)
+{
+    const char *q = getenv("FRUITNET_GOLDEN_QUICK");
+    return q && !strcmp(q, "1");
+}
+
 /* Features of the 8 golden inputs on one ISA, checked against Keras. */
 static void check_isa(fn_isa isa)
 {
     TU_REQUIRE(have_golden);
     TU_REQUIRE(tu_weights_path());
+    const int nimg = quick() ? 2 : NIMG; /* under valgrind: two images */
     fn_model *m = open_model(isa, 2, NIMG);
     float *feat = malloc(NIMG * 2048 * sizeof(float));
     float *probs = malloc(NIMG * 1000 * sizeof(float));
     fn_error e = {0};
-    assert_int_equal(fn_model_features(m, G.input, NIMG, feat, &e), FN_OK);
-    assert_int_equal(fn_model_classify(m, feat, NIMG, probs, &e), FN_OK);
+    assert_int_equal(fn_model_features(m, G.input, nimg, feat, &e), FN_OK);
+    assert_int_equal(fn_model_classify(m, feat, nimg, probs, &e), FN_OK);
     double worst_rel = 0, worst_abs = 0, worst_pabs = 0;
-    for (int i = 0; i < NIMG; i++) {
+    for (int i = 0; i < nimg; i++) {
         double rel = tu_rel_l2(feat + i * 2048, G.avgpool + i * 2048, 2048);
         double mx = tu_max_abs(feat + i * 2048, G.avgpool + i * 2048, 2048);
         double pm = tu_max_abs(probs + i * 1000, G.fc1000 + i * 1000, 1000);
@@ -140,20 +148,13 @@ static void check_isa(fn_isa isa)
                          idx[r], G.top5[i][r]);
         }
     }
-    double all_rel = tu_rel_l2(feat, G.avgpool, NIMG * 2048);
+    double all_rel = tu_rel_l2(feat, G.avgpool, (size_t)nimg * 2048);
     print_message("[ golden   ] %-8s features: max abs %.3g, rel-L2 all %.3g, worst image %.3g; probs max abs %.3g\n",
                   fn_isa_name(isa), worst_abs, all_rel, worst_rel, worst_pabs);
     assert_string_equal(fn_model_label(m, G.top5[0][0]), "banana");
     free(feat);
     free(probs);
     fn_model_close(m);
-}
-
-/* FRUITNET_GOLDEN_QUICK=1 (used under valgrind) checks one ISA only: the best one. */
-static int quick(void)
-{
-    const char *q = getenv("FRUITNET_GOLDEN_QUICK");
-    return q && !strcmp(q, "1");
 }
 
 static void test_golden_portable(void **s)
