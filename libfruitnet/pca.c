@@ -20,7 +20,7 @@
  *     written once per step, rows split between threads). The Householder
  *     vectors are kept in the rows of the copy.
  *  2. All eigenvalues of T by implicit QL with Wilkinson shifts (tqli); an
- *     off-diagonal e_m is deflated when |e_m| <= eps (|d_m| + |d_m+1|); at
+ *     off-diagonal e_m is deflated when |e_m| <= eps max(|d_m| + |d_m+1|, ||T||); at
  *     most 60 iterations per eigenvalue (else FN_ENUMERIC). Backward stable:
  *     absolute error ~ eps ||C||.
  *  3. Eigenvectors of T for the wanted (largest) k eigenvalues by inverse
@@ -56,9 +56,21 @@ double fn_pca_row_avx2(double *row, const double *pv, const double *pw, double v
 double fn_pca_row_avx512(double *row, const double *pv, const double *pw, double vr, double wr, const double *v,
                          int m);
 
+double fn_pca_rowsym_avx2(double *row, const double *pv, const double *pw, double vr, double wr, const double *v,
+                          double vn, double *acc, int m);
+double fn_pca_rowsym_avx512(double *row, const double *pv, const double *pw, double vr, double wr, const double *v,
+                            double vn, double *acc, int m);
+
 typedef void (*tile_fn)(const double *a, const double *b, int K, double *out);
 typedef double (*row_fn)(double *row, const double *pv, const double *pw, double vr, double wr, const double *v,
                          int m);
+typedef double (*rowsym_fn)(double *row, const double *pv, const double *pw, double vr, double wr, const double *v,
+                            double vn, double *acc, int m);
+typedef struct pca_kernels {
+    tile_fn tile;
+    row_fn row;
+    rowsym_fn rowsym;
+} pca_kernels;
 
 /* out[i*16 + j] = sum_{r<K} a[r*16 + i] b[r*16 + j], i < 8, j < 16. */
 static void tile_portable(const double *a, const double *b, int K, double *out)
@@ -92,14 +104,39 @@ static double row_portable(double *row, const double *pv, const double *pw, doub
     return s0 + s1;
 }
 
-static int pick_kernels(tile_fn *tile, row_fn *row, fn_error *err)
+/* As row_portable, and also acc[c] += vn * row[c] (updated) for c < m. */
+static double rowsym_portable(double *row, const double *pv, const double *pw, double vr, double wr, const double *v,
+                              double vn, double *acc, int m)
+{
+    double s0 = 0, s1 = 0;
+    int c = 0;
+    for (; c + 2 <= m; c += 2) {
+        double x0 = row[c] - (vr * pw[c] + wr * pv[c]), x1 = row[c + 1] - (vr * pw[c + 1] + wr * pv[c + 1]);
+        row[c] = x0, row[c + 1] = x1;
+        s0 += x0 * v[c], s1 += x1 * v[c + 1];
+        acc[c] += vn * x0, acc[c + 1] += vn * x1;
+    }
+    for (; c < m; c++) {
+        double x = row[c] - (vr * pw[c] + wr * pv[c]);
+        row[c] = x;
+        s0 += x * v[c];
+        acc[c] += vn * x;
+    }
+    return s0 + s1;
+}
+
+static int pick_kernels(pca_kernels *k, fn_error *err)
 {
     fn_isa isa;
     int rc = fn_isa_resolve(FN_ISA_AUTO, &isa, err);
     if (rc)
         return rc;
-    *tile = isa == FN_ISA_AVX512 ? fn_pca_tile_avx512 : isa == FN_ISA_AVX2 ? fn_pca_tile_avx2 : tile_portable;
-    *row = isa == FN_ISA_AVX512 ? fn_pca_row_avx512 : isa == FN_ISA_AVX2 ? fn_pca_row_avx2 : row_portable;
+    if (isa == FN_ISA_AVX512)
+        *k = (pca_kernels){fn_pca_tile_avx512, fn_pca_row_avx512, fn_pca_rowsym_avx512};
+    else if (isa == FN_ISA_AVX2)
+        *k = (pca_kernels){fn_pca_tile_avx2, fn_pca_row_avx2, fn_pca_rowsym_avx2};
+    else
+        *k = (pca_kernels){tile_portable, row_portable, rowsym_portable};
     return FN_OK;
 }
 
@@ -241,9 +278,8 @@ int fn_pca_stats_add(fn_pca_stats *s, const float *rows, int nrows, int threads,
                                (long long)(s->n + r), i);
     if (nrows == 0)
         return FN_OK;
-    tile_fn tile;
-    row_fn row;
-    int rc = pick_kernels(&tile, &row, err);
+    pca_kernels kern;
+    int rc = pick_kernels(&kern, err);
     if (rc)
         return rc;
     const int np = (d + PW - 1) / PW;
@@ -254,7 +290,7 @@ int fn_pca_stats_add(fn_pca_stats *s, const float *rows, int nrows, int threads,
         rc = fn_fail(err, FN_ENOMEM, "pca: out of memory");
     for (int r = 0; r < nrows && !rc; r += CHUNK_ROWS) {
         int nr = nrows - r < CHUNK_ROWS ? nrows - r : CHUNK_ROWS;
-        add_chunk(s, rows + (size_t)r * d, nr, P, mc, pool, tile);
+        add_chunk(s, rows + (size_t)r * d, nr, P, mc, pool, kern.tile);
     }
     if (pool)
         fn_pool_destroy(pool);
@@ -521,32 +557,43 @@ void fn_pca_transform(const fn_pca_model *m, const float *x, float *out)
 /* ---------------------------------------------------------------- eigen */
 
 typedef struct tri_ctx {
-    double *A;              /* n x n full symmetric (trailing part current up to the pending update) */
-    int n, j;               /* step: sweep rows j+1..n-1, columns j+1..n-1 */
+    double *A;              /* n x n, upper triangle (trailing part current up to the pending update) */
+    int n, j;               /* step: sweep rows j+1..n-1, columns r..n-1 of row r */
     const double *pv, *pw;  /* pending rank-2 update (global indices) */
     const double *v;        /* new Householder vector (global indices) */
-    double tau, *p;         /* p[r] = tau * A[r][j+1..] . v */
-    row_fn row;
+    double *dot;            /* dot[r] = A[r][r..] . v[r..] */
+    double *acc;            /* per thread [n]: acc[c] += v[r] A[r][c] for r < c (the lower triangle's part) */
+    rowsym_fn rowsym;
 } tri_ctx;
 
+/* Rows j+1..n-1 split so that each thread gets an equal share of the trailing triangle. */
 static void tri_sweep(void *arg, int tid, int nthreads)
 {
     tri_ctx *c = arg;
     const int n = c->n, j = c->j, m = n - j - 1;
-    int r0 = j + 1 + (int)((int64_t)m * tid / nthreads), r1 = j + 1 + (int)((int64_t)m * (tid + 1) / nthreads);
-    for (int r = r0; r < r1; r++)
-        c->p[r] = c->tau *
-                  c->row(c->A + (size_t)r * n + j + 1, c->pv + j + 1, c->pw + j + 1, c->pv[r], c->pw[r], c->v + j + 1, m);
+    int r0 = n - (int)lround(m * sqrt(1.0 - (double)tid / nthreads));
+    int r1 = n - (int)lround(m * sqrt(1.0 - (double)(tid + 1) / nthreads));
+    double *acc = c->acc + (size_t)tid * n;
+    for (int i = j + 1; i < n; i++)
+        acc[i] = 0;
+    for (int r = r0; r < r1; r++) {
+        double *a = c->A + (size_t)r * n + r;
+        c->dot[r] = c->rowsym(a, c->pv + r, c->pw + r, c->pv[r], c->pw[r], c->v + r, c->v[r], acc + r, n - r);
+        acc[r] -= c->v[r] * a[0]; /* the diagonal is counted once, in dot */
+    }
 }
 
 /* Householder tridiagonalisation of the symmetric A (n x n, destroyed): diagonal dg[n], off-diagonal
  * e[n-1] (e[j] couples j, j+1), reflector j = I - tau[j] v v^T with v[j+1] = 1, v[j+2..] in A[j][j+2..]. */
-static int tridiagonalise(double *A, int n, double *dg, double *e, double *tau, fn_pool *pool, row_fn row)
+static int tridiagonalise(double *A, int n, double *dg, double *e, double *tau, fn_pool *pool, const pca_kernels *k)
 {
-    double *buf = calloc((size_t)4 * n, sizeof(double));
+    const int T = fn_pool_threads(pool);
+    double *buf = calloc((size_t)(5 + T) * n, sizeof(double));
     if (!buf)
         return FN_ENOMEM;
     double *pv = buf, *pw = buf + n, *v = buf + 2 * n, *w = buf + 3 * n; /* pending (pv, pw), new (v, w) */
+    double *dot = buf + 4 * n, *acc = buf + 5 * n;
+    row_fn row = k->row;
     for (int j = 0; j < n - 1; j++) {
         double *aj = A + (size_t)j * n;
         /* (a) row j gets the pending update of step j-1 */
@@ -574,12 +621,19 @@ static int tridiagonalise(double *A, int n, double *dg, double *e, double *tau, 
                 v[i] = aj[i] *= sc;
         }
         aj[j + 1] = 1;
-        /* (c) rows j+1..n-1: pending update, then p = tau A v */
-        tri_ctx c = {A, n, j, pv, pw, v, tau[j], w, row};
-        if (m >= 192)
+        /* (c) rows j+1..n-1: pending update, then p = tau A v from the upper triangle */
+        tri_ctx c = {A, n, j, pv, pw, v, dot, acc, k->rowsym};
+        int nt = m >= 256 ? T : 1;
+        if (nt > 1)
             fn_pool_run(pool, tri_sweep, &c);
         else
             tri_sweep(&c, 0, 1);
+        for (int i = j + 1; i < n; i++) {
+            double p = dot[i];
+            for (int t = 0; t < nt; t++)
+                p += acc[(size_t)t * n + i];
+            w[i] = tau[j] * p;
+        }
         /* (d) w = p - tau/2 (p.v) v becomes the pending update with v */
         double pvd = 0;
         for (int i = j + 1; i < n; i++)
@@ -600,16 +654,21 @@ static int tridiagonalise(double *A, int n, double *dg, double *e, double *tau, 
 }
 
 /* All eigenvalues of the symmetric tridiagonal (d, e) by implicit QL (tqli); d is overwritten, e destroyed
- * (e[n-1] is scratch). Returns 0, or -1 if an eigenvalue needs more than 60 iterations. */
+ * (e[n-1] is scratch). e_m is deflated when |e_m| <= eps (|d_m| + |d_m+1|) or |e_m| <= eps ||T|| (the
+ * absolute error the tridiagonalisation already has; needed when rank-deficient data gives zero blocks). Returns 0, or -1 if an eigenvalue needs more than 60 iterations. */
 static int tql_values(double *d, double *e, int n)
 {
+    double tnorm = 0;
+    for (int i = 0; i < n; i++)
+        tnorm = fmax(tnorm, fabs(d[i]) + (i ? fabs(e[i - 1]) : 0) + (i < n - 1 ? fabs(e[i]) : 0));
+    const double eps = 2.220446049250313e-16, small = eps * tnorm;
     e[n - 1] = 0;
     for (int l = 0; l < n; l++) {
         int iter = 0, m;
         do {
             for (m = l; m < n - 1; m++) {
                 double dd = fabs(d[m]) + fabs(d[m + 1]);
-                if (fabs(e[m]) <= 2.2e-16 * dd)
+                if (fabs(e[m]) <= eps * dd || fabs(e[m]) <= small)
                     break;
             }
             if (m != l) {
@@ -805,12 +864,11 @@ int fn_pca_fit_ex(const fn_pca_stats *s, int k, double variance, int threads, fn
         return fn_fail(err, FN_ENUMERIC, "pca: need at least 2 rows, got %lld", (long long)s->n);
     if (k > d)
         return fn_fail(err, FN_EARG, "pca: k = %d exceeds the dimension %d", k, d);
-    tile_fn tile;
-    row_fn row;
-    int rc = pick_kernels(&tile, &row, err);
+    pca_kernels kern;
+    int rc = pick_kernels(&kern, err);
     if (rc)
         return rc;
-    /* covariance, full symmetric, from the upper triangle of M2 */
+    /* covariance (upper triangle; the lower one is never touched) */
     double *A = fn_aalloc((size_t)d * d * sizeof(double));
     double *dg = malloc((size_t)d * sizeof(double)), *e = malloc((size_t)d * sizeof(double));
     double *tau = malloc((size_t)d * sizeof(double)), *w = malloc((size_t)d * sizeof(double));
@@ -822,10 +880,8 @@ int fn_pca_fit_ex(const fn_pca_stats *s, int k, double variance, int threads, fn
     }
     double trace = 0, inv = 1.0 / (double)(s->n - 1);
     for (int i = 0; i < d; i++)
-        for (int j = i; j < d; j++) {
-            double v = s->m2[(size_t)i * d + j] * inv;
-            A[(size_t)i * d + j] = A[(size_t)j * d + i] = v;
-        }
+        for (int j = i; j < d; j++)
+            A[(size_t)i * d + j] = s->m2[(size_t)i * d + j] * inv;
     for (int i = 0; i < d; i++)
         trace += A[(size_t)i * d + i];
     if (!isfinite(trace)) {
@@ -840,7 +896,7 @@ int fn_pca_fit_ex(const fn_pca_stats *s, int k, double variance, int threads, fn
         rc = fn_fail(err, FN_ENOMEM, "pca: cannot create threads");
         goto done;
     }
-    if (tridiagonalise(A, d, dg, e, tau, pool, row)) {
+    if (tridiagonalise(A, d, dg, e, tau, pool, &kern)) {
         rc = fn_fail(err, FN_ENOMEM, "pca: out of memory");
         goto done;
     }

@@ -55,3 +55,36 @@ double fn_pca_row_avx2(double *row, const double *pv, const double *pw, double v
     }
     return s;
 }
+
+double fn_pca_rowsym_avx2(double *row, const double *pv, const double *pw, double vr, double wr, const double *v,
+                          double vn, double *acc, int m);
+
+double fn_pca_rowsym_avx2(double *row, const double *pv, const double *pw, double vr, double wr, const double *v,
+                          double vn, double *acc, int m)
+{
+    __m256d s0 = _mm256_setzero_pd(), s1 = s0, VR = _mm256_set1_pd(vr), WR = _mm256_set1_pd(wr),
+            VN = _mm256_set1_pd(vn);
+    int c = 0;
+    for (; c + 8 <= m; c += 8) {
+        __m256d x0 = _mm256_loadu_pd(row + c), x1 = _mm256_loadu_pd(row + c + 4);
+        x0 = _mm256_fnmadd_pd(VR, _mm256_loadu_pd(pw + c), x0);
+        x1 = _mm256_fnmadd_pd(VR, _mm256_loadu_pd(pw + c + 4), x1);
+        x0 = _mm256_fnmadd_pd(WR, _mm256_loadu_pd(pv + c), x0);
+        x1 = _mm256_fnmadd_pd(WR, _mm256_loadu_pd(pv + c + 4), x1);
+        _mm256_storeu_pd(row + c, x0), _mm256_storeu_pd(row + c + 4, x1);
+        s0 = _mm256_fmadd_pd(x0, _mm256_loadu_pd(v + c), s0);
+        s1 = _mm256_fmadd_pd(x1, _mm256_loadu_pd(v + c + 4), s1);
+        _mm256_storeu_pd(acc + c, _mm256_fmadd_pd(VN, x0, _mm256_loadu_pd(acc + c)));
+        _mm256_storeu_pd(acc + c + 4, _mm256_fmadd_pd(VN, x1, _mm256_loadu_pd(acc + c + 4)));
+    }
+    double t[4];
+    _mm256_storeu_pd(t, _mm256_add_pd(s0, s1));
+    double s = (t[0] + t[1]) + (t[2] + t[3]);
+    for (; c < m; c++) {
+        double x = row[c] - vr * pw[c] - wr * pv[c];
+        row[c] = x;
+        s += x * v[c];
+        acc[c] += vn * x;
+    }
+    return s;
+}

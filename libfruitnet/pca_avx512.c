@@ -64,3 +64,37 @@ double fn_pca_row_avx512(double *row, const double *pv, const double *pw, double
     }
     return _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
 }
+
+double fn_pca_rowsym_avx512(double *row, const double *pv, const double *pw, double vr, double wr, const double *v,
+                            double vn, double *acc, int m);
+
+/* As fn_pca_row_avx512, and also acc[c] += vn * row[c] (updated) for c < m. */
+double fn_pca_rowsym_avx512(double *row, const double *pv, const double *pw, double vr, double wr, const double *v,
+                            double vn, double *acc, int m)
+{
+    __m512d s0 = _mm512_setzero_pd(), s1 = s0, VR = _mm512_set1_pd(vr), WR = _mm512_set1_pd(wr),
+            VN = _mm512_set1_pd(vn);
+    int c = 0;
+    for (; c + 16 <= m; c += 16) {
+        __m512d x0 = _mm512_loadu_pd(row + c), x1 = _mm512_loadu_pd(row + c + 8);
+        x0 = _mm512_fnmadd_pd(VR, _mm512_loadu_pd(pw + c), x0);
+        x1 = _mm512_fnmadd_pd(VR, _mm512_loadu_pd(pw + c + 8), x1);
+        x0 = _mm512_fnmadd_pd(WR, _mm512_loadu_pd(pv + c), x0);
+        x1 = _mm512_fnmadd_pd(WR, _mm512_loadu_pd(pv + c + 8), x1);
+        _mm512_storeu_pd(row + c, x0), _mm512_storeu_pd(row + c + 8, x1);
+        s0 = _mm512_fmadd_pd(x0, _mm512_loadu_pd(v + c), s0);
+        s1 = _mm512_fmadd_pd(x1, _mm512_loadu_pd(v + c + 8), s1);
+        _mm512_storeu_pd(acc + c, _mm512_fmadd_pd(VN, x0, _mm512_loadu_pd(acc + c)));
+        _mm512_storeu_pd(acc + c + 8, _mm512_fmadd_pd(VN, x1, _mm512_loadu_pd(acc + c + 8)));
+    }
+    for (; c < m; c += 8) {
+        __mmask8 k = m - c >= 8 ? 0xff : (__mmask8)((1u << (m - c)) - 1);
+        __m512d x0 = _mm512_maskz_loadu_pd(k, row + c);
+        x0 = _mm512_fnmadd_pd(VR, _mm512_maskz_loadu_pd(k, pw + c), x0);
+        x0 = _mm512_fnmadd_pd(WR, _mm512_maskz_loadu_pd(k, pv + c), x0);
+        _mm512_mask_storeu_pd(row + c, k, x0);
+        s0 = _mm512_fmadd_pd(x0, _mm512_maskz_loadu_pd(k, v + c), s0);
+        _mm512_mask_storeu_pd(acc + c, k, _mm512_fmadd_pd(VN, x0, _mm512_maskz_loadu_pd(k, acc + c)));
+    }
+    return _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+}

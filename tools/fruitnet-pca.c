@@ -22,6 +22,7 @@ static void usage(FILE *f)
 "usage: fruitnet-pca -i FEATURES -o OUTDIR [--variance F | --k N]    (fit + transform + plots)\n"
 "       fruitnet-pca stats -i FEATURES -o PART.stats                   (partial statistics)\n"
 "       fruitnet-pca merge -o ALL.stats PART.stats...                  (combine partials)\n"
+"       fruitnet-pca merge -o OUTDIR/ PART.stats... [--variance F | --k N]  (combine + fit)\n"
 "       fruitnet-pca fit (-i FEATURES | --stats ALL.stats) -o OUTDIR [--variance F | --k N]\n"
 "       fruitnet-pca transform --model OUTDIR/model.fnpca -i FEATURES -o pcs.parquet\n"
 "\n"
@@ -32,8 +33,9 @@ static void usage(FILE *f)
 "\n"
 "Outputs of the one-shot form and of fit, in OUTDIR:\n"
 "  model.fnpca              mean, components, eigenvalues (for transform)\n"
-"  explained_variance.csv   component,eigenvalue,ratio,cumulative\n"
-"  scree.svg                explained variance per component, cumulative curve\n"
+"  explained_variance.csv   component,eigenvalue,ratio,cumulative (all components)\n"
+"  scree.svg                explained variance of the first max(2k,100) components,\n"
+"                           cumulative curve, threshold line, marker at k\n"
 "  pcs.parquet              path, label, pcs LIST<FLOAT> (one-shot form only)\n"
 "  scatter.svg              PC1 vs PC2, one colour per label (one-shot form only)\n"
 "\n"
@@ -41,7 +43,7 @@ static void usage(FILE *f)
 "  --variance F   keep the fewest components explaining at least F of the\n"
 "                 variance (default 0.80)\n"
 "  --k N          keep exactly N components instead\n"
-"  --threads N    threads for the statistics (default: all CPUs)\n"
+"  --threads N    threads for the statistics and the fit (default: all CPUs)\n"
 "  --codec C      gzip (default) or none, for pcs.parquet\n"
 "  -q, --quiet    no progress and no summary\n"
 "  -h, --help     this help;  -V, --version  version\n"
@@ -237,24 +239,26 @@ static const char *path_join(const char *dir, const char *name)
     return b;
 }
 
-/* explained_variance.csv and scree.svg from the eigenvalues of `rep` (>= k of them). */
-static void write_variance(const char *dir, const fn_pca_model *rep, int k, double variance)
+/* explained_variance.csv (every component) and scree.svg (the first max(2k, 100)) from the full
+ * spectrum ev[dim] (descending) and the total variance (trace). */
+static void write_variance(const char *dir, const double *ev, int dim, double total, int k, double variance)
 {
     sbuf c = {0};
     double cum = 0;
     sb(&c, "component,eigenvalue,ratio,cumulative\n");
-    for (int i = 0; i < rep->k; i++) {
-        cum += rep->eigvals[i];
-        sb(&c, "%d,%.17g,%.17g,%.17g\n", i + 1, rep->eigvals[i], rep->eigvals[i] / rep->total_var,
-           cum / rep->total_var);
+    for (int i = 0; i < dim; i++) {
+        cum += ev[i];
+        sb(&c, "%d,%.17g,%.17g,%.17g\n", i + 1, ev[i], ev[i] / total, cum / total);
     }
     write_text_atomic(path_join(dir, "explained_variance.csv"), c.s, c.n);
     free(c.s);
 
     /* scree: bars (ratio, left axis) and the cumulative curve (right axis) */
-    int n = rep->k;
+    int n = 2 * k > 100 ? 2 * k : 100;
+    if (n > dim)
+        n = dim;
     const double W = 900, H = 480, L = 70, R = 70, T = 50, B = 60, pw = W - L - R, ph = H - T - B;
-    double maxr = rep->eigvals[0] / rep->total_var;
+    double maxr = ev[0] / total;
     double ytop = ceil(maxr * 20) / 20;
     if (ytop <= 0)
         ytop = 0.05;
@@ -265,14 +269,14 @@ static void write_variance(const char *dir, const fn_pca_model *rep, int k, doub
            "component (%d components reach %.0f%%)</text>\n", W / 2, k, variance * 100);
     double bw = pw / n;
     for (int i = 0; i < n; i++) {
-        double r = rep->eigvals[i] / rep->total_var, h = r / ytop * ph;
+        double r = ev[i] / total, h = r / ytop * ph;
         sb(&s, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"%s\"/>\n", L + i * bw + bw * 0.1,
            T + ph - h, bw * 0.8, h, i < k ? "#4878cf" : "#a9bfe8");
     }
     cum = 0;
     sb(&s, "<polyline fill=\"none\" stroke=\"#d65f5f\" stroke-width=\"2\" points=\"");
     for (int i = 0; i < n; i++) {
-        cum += rep->eigvals[i] / rep->total_var;
+        cum += ev[i] / total;
         sb(&s, "%.2f,%.2f ", L + (i + 0.5) * bw, T + ph - cum * ph);
     }
     sb(&s, "\"/>\n");
@@ -468,18 +472,12 @@ static void do_fit(const opts *o, fn_pca_stats *st, fn_pca_model *m)
 {
     fn_error e;
     double t0 = now_s();
-    if (fn_pca_fit(st, o->k, o->variance, m, &e) != FN_OK)
+    double *ev = malloc((size_t)st->dim * sizeof(double));
+    if (!ev)
+        die("out of memory");
+    if (fn_pca_fit_ex(st, o->k, o->variance, o->threads, m, ev, &e) != FN_OK)
         die("%s", e.msg);
     int k = m->k;
-    /* eigenvalues for the report: at least the first 100 (or all) */
-    fn_pca_model rep;
-    int want = k >= 100 ? k : (st->dim < 100 ? st->dim : 100);
-    if (want > k) {
-        if (fn_pca_fit(st, want, 0, &rep, &e) != FN_OK)
-            die("%s", e.msg);
-    } else {
-        rep = *m;
-    }
     mkdir_out(o->out);
     if (fn_pca_model_save(m, path_join(o->out, "model.fnpca"), &e) != FN_OK)
         die("%s", e.msg);
@@ -490,9 +488,8 @@ static void do_fit(const opts *o, fn_pca_stats *st, fn_pca_model *m)
             cum += m->eigvals[i];
         v = cum / m->total_var;
     }
-    write_variance(o->out, &rep, k, v);
-    if (rep.eigvals != m->eigvals)
-        fn_pca_model_free(&rep);
+    write_variance(o->out, ev, st->dim, m->total_var, k, v);
+    free(ev);
     if (!o->quiet)
         fprintf(stderr, "fruitnet-pca: fitted %lld rows x %d dims in %.1f s\n", (long long)st->n, st->dim,
                 now_s() - t0);
@@ -619,10 +616,18 @@ int main(int argc, char **argv)
                 die("%s: %s", pos[i], e.msg);
             fn_pca_stats_free(&s);
         }
-        if (fn_pca_stats_save(&all, o.out, &e) != FN_OK)
-            die("%s", e.msg);
-        if (!o.quiet)
-            fprintf(stderr, "fruitnet-pca: merged %d files, %lld rows -> %s\n", npos, (long long)all.n, o.out);
+        struct stat sbuf_;
+        size_t ol = strlen(o.out);
+        if ((stat(o.out, &sbuf_) == 0 && S_ISDIR(sbuf_.st_mode)) || (ol && o.out[ol - 1] == '/')) {
+            fn_pca_model m; /* -o DIR: fit the merged statistics directly */
+            do_fit(&o, &all, &m);
+            fn_pca_model_free(&m);
+        } else {
+            if (fn_pca_stats_save(&all, o.out, &e) != FN_OK)
+                die("%s", e.msg);
+            if (!o.quiet)
+                fprintf(stderr, "fruitnet-pca: merged %d files, %lld rows -> %s\n", npos, (long long)all.n, o.out);
+        }
         fn_pca_stats_free(&all);
     } else if (!strcmp(cmd, "fit")) {
         if ((!o.in && !o.stats_in) || !o.out)
