@@ -7,8 +7,12 @@
  * computed from the float32 originals. Rounding to float16 moves the
  * eigenvalues by up to 2.3e-5 relative over the top 50 (measured: numpy on
  * the float16 data shows the same deviation), so the comparison with the
- * golden file uses 5e-5; the comparison with numpy on the *same* input,
- * when /usr/bin/python3 has numpy, uses 1e-9.
+ * golden file uses 5e-5 (top 50) and 2e-4 (top 100, where the eigenvalues
+ * are ~100x smaller than the first and the rounding weighs more: measured
+ * 3.3e-5). The comparison with numpy on the *same* input, when
+ * /usr/bin/python3 has numpy, uses 1e-9 (measured ~1e-14), far inside the
+ * 1e-6 the specification asks for. n80/n90/n95/n99 and the trace are read
+ * from pca_summary.json.
  */
 #include "testutil.h"
 
@@ -71,6 +75,15 @@ static int teardown(void **s)
     return 0;
 }
 
+static int tu_write_file(const char *path, const void *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return -1;
+    int ok = fwrite(data, 1, n, f) == n;
+    return fclose(f) == 0 && ok ? 0 : -1;
+}
+
 static double json_number(const char *path, const char *key)
 {
     size_t n;
@@ -107,6 +120,7 @@ static void test_golden_pca(void **s)
     free(mean);
     const char *summary = tu_path(g, "all2880/pca/pca_summary.json");
     int n80 = (int)json_number(summary, "n_components_80"), n90 = (int)json_number(summary, "n_components_90");
+    int n95 = (int)json_number(summary, "n_components_95"), n99 = (int)json_number(summary, "n_components_99");
     double trace = json_number(summary, "total_variance_trace");
     fn_pca_model m;
     assert_int_equal(fn_pca_fit(&st, 0, 0.80, &m, &e), FN_OK);
@@ -117,17 +131,66 @@ static void test_golden_pca(void **s)
     /* FRUITNET_SKIP_SLOW=1 (the sanitizer run) checks the 47 components of the 80% fit only */
     const char *sk = getenv("FRUITNET_SKIP_SLOW");
     int full = !(sk && !strcmp(sk, "1"));
-    fn_pca_model m90 = {0};
-    if (full) {
-        assert_int_equal(fn_pca_fit(&st, 0, 0.90, &m90, &e), FN_OK);
-        assert_int_equal(m90.k, n90);
-    }
-    /* eigenvalues: top 100 (or the 80% ones) vs golden */
+    /* eigenvalues: top 100 (or the 80% ones) vs golden, and the full spectrum */
     fn_pca_model m100;
-    if (full)
-        assert_int_equal(fn_pca_fit(&st, 100, 0, &m100, &e), FN_OK);
-    else
-        assert_int_equal(fn_pca_fit(&st, m.k, 0, &m100, &e), FN_OK);
+    double *spec = malloc(D * sizeof(double));
+    assert_int_equal(fn_pca_fit_ex(&st, full ? 100 : m.k, 0, 0, &m100, spec, &e), FN_OK);
+    {
+        /* n90/n95/n99 from the spectrum with the reference rule: fewest components whose cumulative
+         * share of the trace reaches the target; the spectrum sums to the trace */
+        int want[3] = {n90, n95, n99}, got[3] = {0, 0, 0};
+        double tgt[3] = {0.90, 0.95, 0.99}, cum = 0, sum = 0;
+        for (int r = 0; r < D; r++) {
+            cum += spec[r];
+            for (int t = 0; t < 3; t++)
+                if (!got[t] && cum / m100.total_var >= tgt[t])
+                    got[t] = r + 1;
+            assert_true(r == 0 || spec[r] <= spec[r - 1]);
+        }
+        for (int r = D - 1; r >= 0; r--)
+            sum += spec[r];
+        print_message("[ pca      ] n90 %d n95 %d n99 %d (golden %d %d %d); sum of eigenvalues / trace - 1 = %.1e\n",
+                      got[0], got[1], got[2], n90, n95, n99, sum / m100.total_var - 1);
+        for (int t = 0; t < 3; t++)
+            assert_int_equal(got[t], want[t]);
+        assert_true(fabs(sum / m100.total_var - 1) < 1e-12);
+        for (int r = 0; r < m100.k; r++)
+            assert_true(spec[r] == m100.eigvals[r]);
+    }
+    free(spec);
+    /* the components are orthonormal eigenvectors of the covariance: |C v - l v| <= 1e-10 l_1 */
+    {
+        const int kk = m100.k;
+        double worst_res = 0, worst_orth = 0, inv = 1.0 / (double)(st.n - 1);
+        double *cv = malloc(D * sizeof(double));
+        for (int q = 0; q < kk; q++) {
+            const double *v = m100.components + (size_t)q * D;
+            for (int i = 0; i < D; i++)
+                cv[i] = 0;
+            for (int i = 0; i < D; i++) /* C v from the upper triangle of M2 */
+                for (int j = i; j < D; j++) {
+                    double c = st.m2[(size_t)i * D + j] * inv;
+                    cv[i] += c * v[j];
+                    if (j != i)
+                        cv[j] += c * v[i];
+                }
+            double r2 = 0;
+            for (int i = 0; i < D; i++)
+                r2 += (cv[i] - m100.eigvals[q] * v[i]) * (cv[i] - m100.eigvals[q] * v[i]);
+            worst_res = fmax(worst_res, sqrt(r2) / m100.eigvals[0]);
+            for (int o = 0; o <= q; o++) {
+                double dot = 0;
+                for (int i = 0; i < D; i++)
+                    dot += v[i] * m100.components[(size_t)o * D + i];
+                worst_orth = fmax(worst_orth, fabs(dot - (o == q)));
+            }
+        }
+        free(cv);
+        print_message("[ pca      ] %d components: max residual |Cv - lv|/l1 %.1e, max |V V^T - I| %.1e\n", kk,
+                      worst_res, worst_orth);
+        assert_true(worst_res <= 1e-10);
+        assert_true(worst_orth <= 1e-10);
+    }
     FILE *f = fopen(tu_path(g, "all2880/pca/pca_eigenvalues_top100.txt"), "r");
     assert_non_null(f);
     char line[256];
@@ -200,8 +263,6 @@ static void test_golden_pca(void **s)
         print_message("[ pca      ] numpy not available: same-input comparison skipped\n");
     }
     fn_pca_model_free(&m), fn_pca_model_free(&m100);
-    if (full)
-        fn_pca_model_free(&m90);
     fn_pca_stats_free(&st);
 }
 
@@ -231,6 +292,27 @@ static void test_merge_shards(void **s)
         assert_int_equal(fn_pca_stats_save(&t, p, &e), FN_OK);
         fn_pca_stats_free(&t);
         assert_int_equal(fn_pca_stats_load(&part[k], p, &e), FN_OK);
+    }
+    { /* stats file corruption: a flipped byte -> FN_ECHECKSUM, truncation / bad magic -> FN_EFORMAT */
+        char p0[128];
+        snprintf(p0, sizeof p0, "%s/p1.stats", dir);
+        size_t len;
+        unsigned char *raw = tu_read_file(p0, &len);
+        assert_non_null(raw);
+        char pb[160];
+        snprintf(pb, sizeof pb, "%s/bad.stats", dir);
+        fn_pca_stats bad;
+        raw[len - 100] ^= 0x10;
+        assert_int_equal(tu_write_file(pb, raw, len), 0);
+        assert_int_equal(fn_pca_stats_load(&bad, pb, &e), FN_ECHECKSUM);
+        assert_non_null(strstr(e.msg, pb));
+        raw[len - 100] ^= 0x10;
+        assert_int_equal(tu_write_file(pb, raw, len - 9), 0);
+        assert_int_equal(fn_pca_stats_load(&bad, pb, &e), FN_EFORMAT);
+        raw[0] = 'X';
+        assert_int_equal(tu_write_file(pb, raw, len), 0);
+        assert_int_equal(fn_pca_stats_load(&bad, pb, &e), FN_EFORMAT);
+        free(raw);
     }
     all = part[0];
     assert_int_equal(fn_pca_stats_merge(&all, &part[1], &e), FN_OK);
@@ -317,12 +399,132 @@ static void test_degenerate(void **s)
     fn_pca_stats_free(&st);
 }
 
+/* Independent reference: covariance by a two-pass long double sum straight from the rows and cyclic
+ * Jacobi (no code shared with the library). 40 rows x 72 dims: rank 39, so 33 zero eigenvalues
+ * (the rank-deficient case, a tridiagonal with zero blocks). Every ISA the CPU has is checked. */
+static void jacobi_ref(long double *A, int n, double *w)
+{
+    for (int sweep = 0; sweep < 60; sweep++) {
+        long double off = 0;
+        for (int i = 0; i < n; i++)
+            for (int j = i + 1; j < n; j++)
+                off += A[i * n + j] * A[i * n + j];
+        if (off < 1e-40L)
+            break;
+        for (int p = 0; p < n - 1; p++)
+            for (int q = p + 1; q < n; q++) {
+                long double apq = A[p * n + q];
+                if (fabsl(apq) < 1e-300L)
+                    continue;
+                long double th = (A[q * n + q] - A[p * n + p]) / (2 * apq);
+                long double t = (th >= 0 ? 1 : -1) / (fabsl(th) + sqrtl(th * th + 1));
+                long double c = 1 / sqrtl(t * t + 1), sn = t * c;
+                for (int k = 0; k < n; k++) {
+                    long double akp = A[k * n + p], akq = A[k * n + q];
+                    A[k * n + p] = c * akp - sn * akq, A[k * n + q] = sn * akp + c * akq;
+                }
+                for (int k = 0; k < n; k++) {
+                    long double apk = A[p * n + k], aqk = A[q * n + k];
+                    A[p * n + k] = c * apk - sn * aqk, A[q * n + k] = sn * apk + c * aqk;
+                }
+            }
+    }
+    for (int i = 0; i < n; i++)
+        w[i] = (double)A[i * n + i];
+    for (int i = 1; i < n; i++) /* descending */
+        for (int j = i; j > 0 && w[j] > w[j - 1]; j--) {
+            double t = w[j];
+            w[j] = w[j - 1], w[j - 1] = t;
+        }
+}
+
+static void test_reference_small(void **s)
+{
+    (void)s;
+    const int n = 40, d = 72;
+    float *x = malloc((size_t)n * d * sizeof(float));
+    tu_fill_random(x, (size_t)n * d, 5, -1, 1);
+    for (int r = 0; r < n; r++)
+        for (int i = 0; i < d; i++)
+            x[r * d + i] = 3.0f + x[r * d + i] * (float)(1.0 / (1 + i)) + 0.5f * x[r * d + (i * 7) % d];
+    long double mean[72] = {0}, *C = calloc((size_t)d * d, sizeof(long double));
+    for (int r = 0; r < n; r++)
+        for (int i = 0; i < d; i++)
+            mean[i] += x[r * d + i];
+    for (int i = 0; i < d; i++)
+        mean[i] /= n;
+    for (int r = 0; r < n; r++)
+        for (int i = 0; i < d; i++)
+            for (int j = 0; j < d; j++)
+                C[i * d + j] += (x[r * d + i] - mean[i]) * (x[r * d + j] - mean[j]) / (n - 1);
+    long double tr = 0;
+    for (int i = 0; i < d; i++)
+        tr += C[i * d + i];
+    double w[72];
+    jacobi_ref(C, d, w);
+    const char *isas[3] = {"portable", "avx2", "avx512"};
+    fn_isa best = fn_isa_detect();
+    char *old = getenv("FRUITNET_ISA") ? strdup(getenv("FRUITNET_ISA")) : NULL;
+    for (int t = 0; t < 3 && t < (int)best; t++) {
+        setenv("FRUITNET_ISA", isas[t], 1);
+        fn_pca_stats st;
+        fn_error e;
+        assert_int_equal(fn_pca_stats_init(&st, d, &e), FN_OK);
+        assert_int_equal(fn_pca_stats_add(&st, x, 17, 2, &e), FN_OK); /* two calls, odd sizes */
+        assert_int_equal(fn_pca_stats_add(&st, x + 17 * d, n - 17, 1, &e), FN_OK);
+        fn_pca_model m;
+        double spec[72];
+        assert_int_equal(fn_pca_fit_ex(&st, d, 0, 2, &m, spec, &e), FN_OK);
+        double worst = 0, worst_res = 0;
+        for (int k = 0; k < d; k++)
+            worst = fmax(worst, fabs(spec[k] - w[k]) / w[0]);
+        for (int k = 0; k < 39; k++) { /* nonzero eigenvalues: residual with the long double covariance */
+            const double *v = m.components + (size_t)k * d;
+            double r2 = 0;
+            long double mx = 0;
+            int im = 0;
+            for (int i = 0; i < d; i++) {
+                long double cv = 0;
+                for (int j = 0; j < d; j++) { /* C was destroyed by Jacobi: recompute row i */
+                    long double c = 0;
+                    for (int r = 0; r < n; r++)
+                        c += (x[r * d + i] - mean[i]) * (x[r * d + j] - mean[j]);
+                    cv += c / (n - 1) * v[j];
+                }
+                r2 += (double)((cv - m.eigvals[k] * v[i]) * (cv - m.eigvals[k] * v[i]));
+                if (fabsl(v[i]) > mx)
+                    mx = fabsl(v[i]), im = i;
+            }
+            assert_true(v[im] > 0); /* sign convention */
+            worst_res = fmax(worst_res, sqrt(r2) / w[0]);
+        }
+        print_message("[ pca      ] %s: %dx%d vs long double Jacobi: eigenvalues max |dl|/l1 %.1e, residual %.1e, "
+                      "trace rel %.1e\n", isas[t], n, d, worst, worst_res, fabs(m.total_var - (double)tr) / (double)tr);
+        assert_true(worst <= 1e-12);
+        assert_true(worst_res <= 1e-12);
+        assert_true(fabs(m.total_var - (double)tr) <= 1e-13 * (double)tr);
+        for (int k = 39; k < d; k++) /* rank n-1: the rest is zero up to rounding */
+            assert_true(fabs(spec[k]) <= 1e-13 * w[0]);
+        fn_pca_model_free(&m);
+        fn_pca_stats_free(&st);
+    }
+    if (old) {
+        setenv("FRUITNET_ISA", old, 1);
+        free(old);
+    } else {
+        unsetenv("FRUITNET_ISA");
+    }
+    free(C);
+    free(x);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden_pca),
         cmocka_unit_test(test_merge_shards),
         cmocka_unit_test(test_degenerate),
+        cmocka_unit_test(test_reference_small),
     };
     return cmocka_run_group_tests_name("pca", tests, setup, teardown);
 }
