@@ -42,6 +42,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #define CHUNK_ROWS 256
@@ -72,17 +73,24 @@ typedef struct pca_kernels {
     rowsym_fn rowsym;
 } pca_kernels;
 
-/* out[i*16 + j] = sum_{r<K} a[r*16 + i] b[r*16 + j], i < 8, j < 16. */
+/* out[i*16 + j] = sum_{r<K} a[r*16 + i] b[r*16 + j], i < 8, j < 16; 2x8 blocks whose accumulators
+ * fit the 16 SSE2 registers of plain x86-64. */
 static void tile_portable(const double *a, const double *b, int K, double *out)
 {
-    double acc[8][16] = {{0}};
-    for (int r = 0; r < K; r++) {
-        const double *ar = a + (size_t)r * PW, *br = b + (size_t)r * PW;
-        for (int i = 0; i < 8; i++)
-            for (int j = 0; j < 16; j++)
-                acc[i][j] += ar[i] * br[j];
-    }
-    memcpy(out, acc, sizeof acc);
+    for (int i0 = 0; i0 < 8; i0 += 2)
+        for (int j0 = 0; j0 < 16; j0 += 8) {
+            double c0[8] = {0}, c1[8] = {0};
+            for (int r = 0; r < K; r++) {
+                const double *br = b + (size_t)r * PW + j0;
+                double a0 = a[(size_t)r * PW + i0], a1 = a[(size_t)r * PW + i0 + 1];
+                for (int j = 0; j < 8; j++) {
+                    c0[j] += a0 * br[j];
+                    c1[j] += a1 * br[j];
+                }
+            }
+            memcpy(out + i0 * 16 + j0, c0, sizeof c0);
+            memcpy(out + (i0 + 1) * 16 + j0, c1, sizeof c1);
+        }
 }
 
 /* row[c] -= vr*pw[c] + wr*pv[c] (c < m); returns sum row[c] v[c] of the updated row. */
@@ -138,6 +146,21 @@ static int pick_kernels(pca_kernels *k, fn_error *err)
     else
         *k = (pca_kernels){tile_portable, row_portable, rowsym_portable};
     return FN_OK;
+}
+
+/* Large scratch buffers are mapped and unmapped directly: handed back to the system at once (through
+ * malloc, repeated 4 MiB chunk buffers fragmented the heap and the RSS grew by 4 MiB per call), and only
+ * the pages touched count (the tridiagonalisation touches the upper triangle only). Page aligned. */
+static void *big_alloc(size_t bytes)
+{
+    void *p = mmap(NULL, bytes ? bytes : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static void big_free(void *p, size_t bytes)
+{
+    if (p)
+        munmap(p, bytes ? bytes : 1);
 }
 
 static int default_threads(int threads)
@@ -283,7 +306,8 @@ int fn_pca_stats_add(fn_pca_stats *s, const float *rows, int nrows, int threads,
     if (rc)
         return rc;
     const int np = (d + PW - 1) / PW;
-    double *P = fn_aalloc((size_t)CHUNK_ROWS * np * PW * sizeof(double));
+    const size_t psize = (size_t)CHUNK_ROWS * np * PW * sizeof(double);
+    double *P = big_alloc(psize);
     double *mc = malloc((size_t)d * sizeof(double));
     fn_pool *pool = fn_pool_create(default_threads(threads));
     if (!P || !mc || !pool)
@@ -294,7 +318,7 @@ int fn_pca_stats_add(fn_pca_stats *s, const float *rows, int nrows, int threads,
     }
     if (pool)
         fn_pool_destroy(pool);
-    fn_afree(P);
+    big_free(P, psize);
     free(mc);
     return rc;
 }
@@ -869,7 +893,8 @@ int fn_pca_fit_ex(const fn_pca_stats *s, int k, double variance, int threads, fn
     if (rc)
         return rc;
     /* covariance (upper triangle; the lower one is never touched) */
-    double *A = fn_aalloc((size_t)d * d * sizeof(double));
+    const size_t asize = (size_t)d * d * sizeof(double);
+    double *A = big_alloc(asize);
     double *dg = malloc((size_t)d * sizeof(double)), *e = malloc((size_t)d * sizeof(double));
     double *tau = malloc((size_t)d * sizeof(double)), *w = malloc((size_t)d * sizeof(double));
     double *Y = NULL, *Yt = NULL;
@@ -964,7 +989,7 @@ int fn_pca_fit_ex(const fn_pca_stats *s, int k, double variance, int threads, fn
 done:
     if (pool)
         fn_pool_destroy(pool);
-    fn_afree(A);
+    big_free(A, asize);
     free(dg), free(e), free(tau), free(w), free(Y), free(Yt);
     return rc;
 }
