@@ -53,7 +53,9 @@ static void usage(FILE *f)
 "Examples\n"
 "  fruitnet-pca -i out/features.parquet -o out/pca\n"
 "  fruitnet-pca stats -i part1.parquet -o p1.stats   # on each machine\n"
-"  fruitnet-pca merge -o all.stats p1.stats p2.stats && fruitnet-pca fit --stats all.stats -o pca\n");
+"  fruitnet-pca merge -o all.stats p1.stats p2.stats && fruitnet-pca fit --stats all.stats -o pca\n"
+"  fruitnet-pca merge -o pca/ p1.stats p2.stats --k 50   # merge and fit in one step\n"
+"  fruitnet-pca transform --model pca/model.fnpca -i features.parquet -o pcs.parquet\n");
 }
 
 static void die(const char *fmt, ...)
