@@ -223,6 +223,10 @@ static void syrk_item(syrk_ctx *c, int ib, int J)
         ilast = d;
     for (int i0 = ib * IBLK * PW; i0 < ilast; i0 += 8) {
         const double *A = c->P + (size_t)(i0 / PW) * K * PW + i0 % PW;
+        for (int i = 0; i < 8 && i0 + i < d; i++) { /* the M2 rows written below: fetched during the tile */
+            const double *mrow = c->m2 + (size_t)(i0 + i) * d + j0;
+            __builtin_prefetch(mrow, 1), __builtin_prefetch(mrow + 8, 1);
+        }
         c->tile(A, B, K, t);
         for (int i = 0; i < 8 && i0 + i < d; i++) {
             int gi = i0 + i, jstart = gi > j0 ? gi - j0 : 0, jend = d - j0 < PW ? d - j0 : PW;
