@@ -12,7 +12,9 @@ OPT      ?= -O3
 CFLAGS   ?= $(OPT) -g
 SAN      ?=
 WARN     := -Wall -Wextra -Wshadow -Wno-unused-parameter
-CPPFLAGS += -Iinclude -Ilibfruitnet -I/usr/include/stb -D_GNU_SOURCE
+STB_DIR  ?= /usr/include/stb
+# $(B)/gen/stb_image.h: Debian's stb_image.h with libfruitnet/stb_image.patch applied (see there)
+CPPFLAGS += -Iinclude -Ilibfruitnet -I$(B)/gen -I$(STB_DIR) -D_GNU_SOURCE
 ALLCFLAGS = -std=c11 -fPIC -pthread $(WARN) $(CFLAGS) $(SAN)
 LDLIBS   += -lz -lm -pthread
 # make JPEG=turbo: decode JPEGs with libjpeg-turbo like PIL (libjpeg62-turbo-dev), else stb_image
@@ -82,6 +84,14 @@ lib: $(B)/libfruitnet.a $(B)/libfruitnet.so
 
 $(B)/obj/%.o: libfruitnet/%.c include/fruitnet.h $(wildcard libfruitnet/*.h) | $(B)/obj
 	$(CC) $(CPPFLAGS) $(ALLCFLAGS) $(if $(findstring _avx512bf16,$*),$(BF16_FLAGS),$(if $(findstring _avx512,$*),$(AVX512_FLAGS),$(if $(findstring _avx2,$*),$(AVX2_FLAGS)))) -c $< -o $@
+
+# The patched copy of stb_image.h (bounded JPEG bit reader); the system header
+# unchanged, with a warning, when the patch does not apply to this version.
+$(B)/gen/stb_image.h: $(STB_DIR)/stb_image.h libfruitnet/stb_image.patch
+	@mkdir -p $(B)/gen
+	@if patch -s -f -r - -o $@.tmp $< libfruitnet/stb_image.patch >/dev/null 2>&1; then mv $@.tmp $@; \
+	else rm -f $@.tmp; cp $< $@; echo "fruitnet: warning: libfruitnet/stb_image.patch does not apply to $<; using it unpatched"; fi
+$(B)/obj/image.o: $(B)/gen/stb_image.h
 
 $(B)/libfruitnet.a: $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
@@ -240,6 +250,7 @@ $(FUZZ_B)/obj/%.o: libfruitnet/%.c include/fruitnet.h $(wildcard libfruitnet/*.h
 $(FUZZ_B)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_OBJ)
 	$(FUZZ_CC) $(CPPFLAGS) -std=c11 -pthread -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize=pointer-overflow,nonnull-attribute $< $(FUZZ_OBJ) -o $@ $(LDLIBS)
 
+$(FUZZ_B)/obj/image.o: $(B)/gen/stb_image.h
 fuzz-build: $(FUZZERS)
 
 fuzz: fuzz-build

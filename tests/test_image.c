@@ -207,6 +207,56 @@ static void test_truncated_real_jpeg(void **s)
     free(b);
 }
 
+/*
+ * Real JPEGs cut at every length inside the entropy-coded data, each followed
+ * by an EOI marker: stb_image's bit reader met the marker with fewer bits than
+ * the next code takes and shifted by >= 32 (undefined; fuzzer finding, fixed by
+ * libfruitnet/stb_image.patch). Under UBSan this test fails without the patch.
+ */
+static void test_truncated_scan_then_marker(void **s)
+{
+    (void)s;
+    const char *sample = tu_sample_dir();
+    TU_REQUIRE(sample);
+    static const char *names[] = {"Apple Braeburn/72_100.jpg", "Banana/108_100.jpg"};
+    int ok = 0, failed = 0;
+    for (size_t f = 0; f < sizeof names / sizeof names[0]; f++) {
+        size_t n;
+        unsigned char *b = tu_read_file(tu_path(sample, names[f]), &n);
+        assert_non_null(b);
+        size_t sos = 0;
+        for (size_t i = 0; i + 1 < n; i++)
+            if (b[i] == 0xFF && b[i + 1] == 0xDA) {
+                sos = i;
+                break;
+            }
+        assert_true(sos > 0);
+        unsigned char *cut = malloc(n + 2);
+        assert_non_null(cut);
+        for (size_t c = sos + 2; c < n; c++) {
+            memcpy(cut, b, c);
+            cut[c] = 0xFF, cut[c + 1] = 0xD9;
+            fn_image img;
+            fn_error e;
+            int rc = fn_image_decode(cut, c + 2, names[f], &img, &e);
+            if (rc == FN_OK) {
+                assert_int_equal(img.w, 100);
+                assert_int_equal(img.h, 100);
+                fn_image_free(&img);
+                ok++;
+            } else {
+                assert_true(rc == FN_EIMAGE || rc == FN_EUNSUPPORTED);
+                assert_non_null(strstr(e.msg, names[f]));
+                failed++;
+            }
+        }
+        free(cut);
+        free(b);
+    }
+    print_message("[ scan cut ] %s: %d cuts decoded, %d refused\n", fn_image_decoder_name(), ok, failed);
+    assert_true(ok + failed > 1000);
+}
+
 /* A PNG built by hand (zlib + crc32): signature, IHDR, optional PLTE/tRNS, one IDAT, IEND. */
 typedef struct {
     unsigned char *p;
@@ -569,6 +619,7 @@ int main(void)
         cmocka_unit_test(test_resize_golden_bit_exact),   cmocka_unit_test(test_preprocess_golden_bit_exact),
         cmocka_unit_test(test_jpeg_decode_close_to_pil),  cmocka_unit_test(test_resize_properties),
         cmocka_unit_test(test_formats_and_bad_inputs),    cmocka_unit_test(test_truncated_real_jpeg),
+        cmocka_unit_test(test_truncated_scan_then_marker),
         cmocka_unit_test(test_png_depths_and_palette),    cmocka_unit_test(test_resize_vs_reference_transcription),
     };
     return cmocka_run_group_tests_name("image", tests, NULL, NULL);
