@@ -178,10 +178,24 @@ sanitize:
 	FRUITNET_SKIP_SLOW=1 $(MAKE) B=build-san OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" PY_TESTS= test
 
 # ---------------------------------------------------------------- bench / demo
-bench: all weights $(BENCHES)
+bench: all weights bench-deps $(BENCHES)
 	@mkdir -p bench/results
 	$(B)/bench/bench_layers --weights $(WEIGHTS) --out bench/results
 	$(B)/bench/bench_pca --out bench/results
+
+# The PCA peer: scikit-learn on OpenBLAS (else numpy falls back to the reference BLAS).
+# (ONNX Runtime's own set-up is in bench/run_peer.sh.)
+BENCH_PKGS := python3-sklearn libopenblas0-pthread
+bench-deps:
+	@if ! $(PYTHON) -c 'import sklearn' 2>/dev/null || [ ! -d /usr/lib/x86_64-linux-gnu/openblas-pthread ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "fruitnet: installing $(BENCH_PKGS)"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BENCH_PKGS)) >/dev/null || exit 1; \
+	  else \
+	    echo "fruitnet: the PCA peer needs: sudo apt-get install $(BENCH_PKGS) (bench goes on without it)"; \
+	  fi; \
+	fi
+.PHONY: bench-deps
 
 $(B)/bench/%: bench/%.c $(B)/libfruitnet.a | $(B)/bench
 	$(CC) $(CPPFLAGS) $(ALLCFLAGS) $< -o $@ $(B)/libfruitnet.a $(LDLIBS)

@@ -339,7 +339,9 @@ int main(int argc, char **argv)
         else
             fprintf(f, "| batch %d throughput (img/s) | %.2f | n/a | |\n", batch, ims);
         if (p1.have)
-            fprintf(f, "| batch 1 latency (ms) | %.1f | %.1f | %.2fx faster |\n", lat1 * 1e3, p1.ms, p1.ms / (lat1 * 1e3));
+            fprintf(f, "| batch 1 latency (ms) | %.1f | %.1f | %.2fx %s |\n", lat1 * 1e3, p1.ms,
+                    p1.ms >= lat1 * 1e3 ? p1.ms / (lat1 * 1e3) : lat1 * 1e3 / p1.ms,
+                    p1.ms >= lat1 * 1e3 ? "faster" : "slower");
         else
             fprintf(f, "| batch 1 latency (ms) | %.1f | n/a | |\n", lat1 * 1e3);
         if (pb.have)

@@ -13,9 +13,13 @@
  * or, outside the image, a zero buffer — the im2col is never materialised.
  * Only when cin is tiny (conv1: 7x7x3) are patch rows gathered into a small
  * per-thread buffer, MC rows at a time. Blocking (BLIS style): MC rows of A
- * per chunk, K split in blocks of about KC floats so that a B sliver (KC x NR)
- * stays in L1 while the chunk's tiles stream past it, and panels grouped so
- * the partial C block stays in L2. Threads split M (or N when M is small).
+ * per chunk, K split in blocks of at most KC floats. With one K block (every
+ * 1x1 here) each MR-row tile is finished across all NR-wide panels before the
+ * next (its A rows stay in L1, its output rows are written once, in order);
+ * with several, panels are the outer loop so a B sliver is reused by all the
+ * chunk's tiles while their partial C stays in L2. Threads split M (or N when
+ * M is small). 3x3 stride-1 layers use Winograd F(2x2,3x3) or F(4x4,3x3)
+ * instead when the batch has enough tiles (wino_task).
  */
 #include "internal.h"
 #include "gemm.h"
@@ -25,16 +29,26 @@
 #include <string.h>
 
 #ifndef FN_CONV_KC
-#define FN_CONV_KC 512 /* floats of K per block (B sliver KC x NR in L1) */
+#define FN_CONV_KC 2048 /* floats of K per block: every 1x1 of ResNet50 in one block, so each output tile is
+                           finished at once (tile-outer loop); the B sliver (KC x NR) streams from L2 */
 #endif
 #ifndef FN_CONV_MC
 #define FN_CONV_MC 168 /* rows of A per chunk (a multiple of every MR keeps tiles full) */
 #endif
+#ifndef FN_CONV_NC_BYTES
+#define FN_CONV_NC_BYTES (256 << 10) /* B slivers of one panel group (tile-outer loop) */
+#endif
+#ifndef FN_CONV_TILE_OUTER
+#define FN_CONV_TILE_OUTER 1
+#endif
 #ifndef FN_WINO_TC
 #define FN_WINO_TC 56 /* Winograd tiles per chunk */
 #endif
+#ifndef FN_WINO4_TC
+#define FN_WINO4_TC 28 /* F(4x4,3x3) tiles per chunk */
+#endif
 #ifndef FN_WINO_MIN_TILES
-#define FN_WINO_MIN_TILES 2 /* use Winograd when each thread gets at least this many chunks of tiles */
+#define FN_WINO_MIN_TILES 2 /* Winograd chunks per thread below which threads split the output channels */
 #endif
 
 static int wino_ok(int kh, int kw, int stride, int pad) { return kh == 3 && kw == 3 && stride == 1 && pad == 1; }
@@ -49,19 +63,24 @@ static const fn_gemm_impl *impl_for(fn_isa isa)
 }
 
 int fn_conv_init(fn_conv *c, int kh, int kw, int stride, int pad, int cin, int cout, const float *w,
-                 const float *bias, fn_isa isa, fn_error *err)
+                 const float *bias, int wino, fn_isa isa, fn_error *err)
 {
     memset(c, 0, sizeof *c);
     if (kh < 1 || kw < 1 || stride < 1 || pad < 0 || pad >= kh || pad >= kw || cin < 1 || cout < 1 || kh > 64 ||
         kw > 64 || stride > 64 || cin > (1 << 20) || cout > (1 << 20) || !w || !bias)
         return fn_fail(err, FN_EARG, "conv: invalid shape %dx%d/%d pad %d, %d->%d", kh, kw, stride, pad, cin, cout);
+    if (wino & ~(FN_WINO_F2 | FN_WINO_F4))
+        return fn_fail(err, FN_EARG, "conv: Winograd set %d is not 0, 2 (F(2x2,3x3)), 4 (F(4x4,3x3)) or 6", wino);
     if (isa != FN_ISA_PORTABLE && isa != FN_ISA_AVX2 && isa != FN_ISA_AVX512)
         return fn_fail(err, FN_EARG, "conv: ISA %d is not resolved", (int)isa);
     const fn_gemm_impl *g = impl_for(isa);
     size_t K = (size_t)kh * kw * cin, NR = (size_t)g->nr;
     size_t panels = ((size_t)cout + NR - 1) / NR, len, bytes;
-    /* 3x3/1 pad 1: Winograd F(2x2,3x3) weights (16 x cin x cout) follow the direct ones */
-    size_t kw_len = wino_ok(kh, kw, stride, pad) ? 16 * (size_t)cin : 0;
+    /* 3x3/1 pad 1: Winograd F(2x2,3x3) then F(4x4,3x3) weights ((m+2)^2 x cin x cout each) follow the
+     * direct ones */
+    if (!wino_ok(kh, kw, stride, pad))
+        wino = 0;
+    size_t kw_len = (size_t)((wino & FN_WINO_F2 ? 16 : 0) + (wino & FN_WINO_F4 ? 36 : 0)) * (size_t)cin;
     if (K > INT32_MAX || !fn_mul_size(panels * NR, K + kw_len, &len) || !fn_mul_size(len, sizeof(float), &bytes) ||
         !(c->packed = fn_aalloc(bytes)))
         return fn_fail(err, FN_ENOMEM, "conv: out of memory packing %zux%d weights", K, cout);
@@ -83,27 +102,38 @@ int fn_conv_init(fn_conv *c, int kh, int kw, int stride, int pad, int cin, int c
                 dst[j] = 0.0f;
         }
     }
-    if (wino_ok(kh, kw, stride, pad)) { /* U[xi] = G g G^T per (ci, co), in double, panels like B */
-        static const double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
-        float *U = c->packed + panels * NR * K;
+    size_t uoff = panels * NR * K;
+    for (int wm = 2; wm <= 4; wm += 2) { /* U[xi] = G g G^T per (ci, co), in double, panels like B */
+        static const double G2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+        static const double G4[6][3] = {{1.0 / 4, 0, 0},           {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                        {-1.0 / 6, 1.0 / 6, -1.0 / 6}, {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                        {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};
+        if (!(wino & wm))
+            continue;
+        const double(*G)[3] = wm == 2 ? G2 : G4;
+        const int wa = wm + 2;
+        float *U = c->packed + uoff;
         size_t xs = panels * NR * (size_t)cin; /* floats per xi */
+        c->uoff[wm / 4] = uoff;
+        uoff += (size_t)(wa * wa) * xs;
         for (size_t ci = 0; ci < (size_t)cin; ci++)
             for (size_t co = 0; co < panels * NR; co++) {
-                double gk[3][3] = {{0}}, t[4][3], u;
+                double gk[3][3] = {{0}}, t[6][3], u;
                 if (co < (size_t)cout)
                     for (int ky = 0; ky < 3; ky++)
                         for (int kx = 0; kx < 3; kx++)
                             gk[ky][kx] = w[((size_t)(ky * 3 + kx) * cin + ci) * (size_t)cout + co];
-                for (int a = 0; a < 4; a++)
+                for (int a = 0; a < wa; a++)
                     for (int kx = 0; kx < 3; kx++)
                         t[a][kx] = G[a][0] * gk[0][kx] + G[a][1] * gk[1][kx] + G[a][2] * gk[2][kx];
-                for (int a = 0; a < 4; a++)
-                    for (int b2 = 0; b2 < 4; b2++) {
+                for (int a = 0; a < wa; a++)
+                    for (int b2 = 0; b2 < wa; b2++) {
                         u = t[a][0] * G[b2][0] + t[a][1] * G[b2][1] + t[a][2] * G[b2][2];
-                        U[(size_t)(a * 4 + b2) * xs + ((co / NR) * (size_t)cin + ci) * NR + co % NR] = (float)u;
+                        U[(size_t)(a * wa + b2) * xs + ((co / NR) * (size_t)cin + ci) * NR + co % NR] = (float)u;
                     }
             }
     }
+    c->wino = wino;
     c->packed_len = len;
     c->kh = kh, c->kw = kw, c->stride = stride, c->pad = pad, c->cin = cin, c->cout = cout, c->isa = isa;
     return FN_OK;
@@ -129,7 +159,8 @@ typedef struct geom {
     size_t ld;      /* packed row stride (floats) */
     size_t mc;      /* rows per chunk (multiple of MR) */
     size_t zeros;   /* floats of the zero row (also the zero bias of Winograd's GEMMs) */
-    int wino;       /* Winograd F(2x2,3x3) possible */
+    int wino;       /* Winograd F(m x m,3x3) possible: m (2 or 4), else 0 */
+    int wa, nxi;    /* input tile side m + 2, transformed components (m + 2)^2 */
     size_t tc, ldv, ldm, wino_thr; /* tiles per chunk, V/M row strides, scratch floats per thread */
     size_t ptr_floats, pptr_floats, per_thr; /* scratch per thread */
 } geom;
@@ -141,7 +172,7 @@ static size_t odd_lines(size_t ld) { return (ld / 16) % 2 ? ld : ld + 16; }
 
 #define PTR_FLOATS(n) round_up((n) * (sizeof(void *) / sizeof(float)), 16)
 
-static geom geometry(const fn_conv *c, const fn_gemm_impl *g)
+static geom geometry(const fn_conv *c, const fn_gemm_impl *g, int wm)
 {
     geom q;
     size_t mr = (size_t)g->mr, cin = (size_t)c->cin;
@@ -164,11 +195,12 @@ static geom geometry(const fn_conv *c, const fn_gemm_impl *g)
     q.ld = odd_lines(round_up(blk, 16));
     q.mc = round_up(FN_CONV_MC, mr);
     q.zeros = round_up(cin > 64 ? cin : 64, 16);
-    q.wino = wino_ok(c->kh, c->kw, c->stride, c->pad);
-    q.tc = round_up(FN_WINO_TC, mr);
+    q.wino = wino_ok(c->kh, c->kw, c->stride, c->pad) && (c->wino & wm) ? wm : 0;
+    q.wa = q.wino + 2, q.nxi = q.wino ? q.wa * q.wa : 0;
+    q.tc = round_up(q.wino == 4 ? FN_WINO4_TC : FN_WINO_TC, mr);
     q.ldv = odd_lines(round_up(cin, 16));
     q.ldm = odd_lines(round_up((size_t)c->cout, (size_t)g->nr));
-    q.wino_thr = q.wino ? 16 * q.tc * (q.ldv + q.ldm) + PTR_FLOATS(16 * q.tc) : 0;
+    q.wino_thr = q.wino ? (size_t)q.nxi * q.tc * (q.ldv + q.ldm) + PTR_FLOATS((size_t)q.nxi * q.tc) : 0;
     q.ptr_floats = PTR_FLOATS(q.mc * (size_t)q.ntaps);
     q.pptr_floats = q.pack ? PTR_FLOATS(q.mc) : 0;
     q.per_thr = q.ptr_floats + q.pptr_floats + (q.pack ? q.mc * q.ld : 0);
@@ -177,9 +209,14 @@ static geom geometry(const fn_conv *c, const fn_gemm_impl *g)
 
 size_t fn_conv_scratch_floats(const fn_conv *c, int n, int h, int w, int nthreads)
 {
-    geom q = geometry(c, impl_for(c->isa));
-    size_t t = (size_t)(nthreads > 0 ? nthreads : 1), s;
-    if (!fn_mul_size(t, q.per_thr > q.wino_thr ? q.per_thr : q.wino_thr, &s) || !fn_add_size(s, q.zeros, &s))
+    size_t t = (size_t)(nthreads > 0 ? nthreads : 1), per = 0, s;
+    geom q;
+    for (int wm = 0; wm <= 4; wm += 2) { /* direct, F(2x2), F(4x4): the largest */
+        q = geometry(c, impl_for(c->isa), wm);
+        per = q.per_thr > per ? q.per_thr : per;
+        per = q.wino_thr > per ? q.wino_thr : per;
+    }
+    if (!fn_mul_size(t, per, &s) || !fn_add_size(s, q.zeros, &s))
         return SIZE_MAX;
     return s;
 }
@@ -246,8 +283,8 @@ static void pack_block(const conv_job *j, const float *const *ptr, size_t rows_p
     }
 }
 
-/* Winograd F(2x2,3x3): per chunk of tiles, input transform -> 16 GEMMs (tiles x cin by cin x cout) ->
- * output transform with bias, residual and ReLU. */
+/* Winograd F(m x m,3x3): per chunk of tiles, input transform -> (m+2)^2 GEMMs (tiles x cin by cin x cout)
+ * -> output transform with bias, residual and ReLU. */
 static void wino_task(void *arg, int tid, int nth)
 {
     conv_job *j = arg;
@@ -255,46 +292,60 @@ static void wino_task(void *arg, int tid, int nth)
     const geom *q = &j->q;
     const fn_gemm_impl *g = j->g;
     const size_t mr = (size_t)g->mr, nr = (size_t)g->nr, N = (size_t)c->cout, cin = (size_t)c->cin;
-    const size_t panels = (N + nr - 1) / nr, tc = q->tc, ty = (size_t)(j->oh + 1) / 2, tx = (size_t)(j->ow + 1) / 2;
+    const int wm = q->wino, wa = q->wa, nxi = q->nxi;
+    const size_t panels = (N + nr - 1) / nr, tc = q->tc;
+    const size_t ty = (size_t)(j->oh + wm - 1) / (size_t)wm, tx = (size_t)(j->ow + wm - 1) / (size_t)wm;
+    const fn_wino_in win = wm == 2 ? g->wino_in : g->wino4_in;
+    const fn_wino_out wout = wm == 2 ? g->wino_out : g->wino4_out;
     const size_t T = (size_t)j->n * ty * tx, xs = panels * nr * cin;
-    const float *U = c->packed + panels * nr * j->K;
-    float *V = j->scratch + q->zeros + (size_t)tid * q->wino_thr, *Mb = V + 16 * tc * q->ldv;
-    const float **pp = (const float **)(void *)(Mb + 16 * tc * q->ldm);
-    const size_t vstride = tc * q->ldv, mstride = tc * q->ldm;
+    const float *U = c->packed + c->uoff[wm / 4];
+    float *V = j->scratch + q->zeros + (size_t)tid * q->wino_thr, *Mb = V + (size_t)nxi * tc * q->ldv;
+    const float **pp = (const float **)(void *)(Mb + (size_t)nxi * tc * q->ldm);
+    const size_t vstride = tc * q->ldv, mstride = tc * q->ldm, ck = j->chunk;
     size_t nsub = (cin + FN_CONV_KC - 1) / FN_CONV_KC, ksub = round_up((cin + nsub - 1) / nsub, 8);
     nsub = (cin + ksub - 1) / ksub;
+    size_t p_begin = 0, p_end = panels;
+    if (j->split_n) { /* few tiles: every thread transforms all of them and takes its share of the panels */
+        p_begin = panels * (size_t)tid / (size_t)nth;
+        p_end = panels * (size_t)(tid + 1) / (size_t)nth;
+        if (p_begin >= p_end)
+            return;
+    }
+    const size_t c0 = p_begin * nr, cn = (p_end * nr < N ? p_end * nr : N) - c0;
     fn_ukargs u;
     u.ldc = q->ldm, u.ldr = 0, u.r = NULL, u.relu = 0, u.ntaps = 1, u.bias = j->zeros;
+    size_t split_next = 0;
     for (;;) {
-        size_t t0 = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed) * tc;
+        size_t t0 = (j->split_n ? split_next++ : atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) * ck;
         if (t0 >= T)
             break;
-        size_t rows = T - t0 < tc ? T - t0 : tc, tiles = (rows + mr - 1) / mr;
+        size_t rows = T - t0 < ck ? T - t0 : ck, tiles = (rows + mr - 1) / mr;
         for (size_t r = 0; r < tiles * mr; r++) {
             if (r >= rows) {
-                for (int xi = 0; xi < 16; xi++)
+                for (int xi = 0; xi < nxi; xi++)
                     pp[(size_t)xi * tc + r] = j->zeros;
                 continue;
             }
             size_t t = t0 + r, img = t / (ty * tx), rem = t % (ty * tx);
-            int y0 = 2 * (int)(rem / tx) - 1, x0 = 2 * (int)(rem % tx) - 1;
-            const float *base = j->in + img * (size_t)j->h * j->w * cin, *d[16];
-            for (int a = 0; a < 4; a++)
-                for (int b2 = 0; b2 < 4; b2++) {
+            int y0 = wm * (int)(rem / tx) - 1, x0 = wm * (int)(rem % tx) - 1;
+            const float *base = j->in + img * (size_t)j->h * j->w * cin, *d[36];
+            for (int a = 0; a < wa; a++)
+                for (int b2 = 0; b2 < wa; b2++) {
                     int y = y0 + a, x = x0 + b2;
-                    d[a * 4 + b2] = y >= 0 && y < j->h && x >= 0 && x < j->w ? base + ((size_t)y * j->w + x) * cin
-                                                                             : j->zeros;
+                    d[a * wa + b2] = y >= 0 && y < j->h && x >= 0 && x < j->w
+                                         ? base + ((size_t)y * j->w + x) * cin
+                                         : j->zeros;
                 }
-            g->wino_in(d, cin, V + r * q->ldv, vstride);
-            for (int xi = 0; xi < 16; xi++)
+            win(d, cin, V + r * q->ldv, vstride);
+            for (int xi = 0; xi < nxi; xi++)
                 pp[(size_t)xi * tc + r] = V + (size_t)xi * vstride + r * q->ldv;
         }
-        for (int xi = 0; xi < 16; xi++)
+        for (int xi = 0; xi < nxi; xi++)
             for (size_t kb = 0; kb < nsub; kb++) {
                 size_t k0 = kb * ksub;
                 u.k0 = (int)k0, u.kt = (int)(cin - k0 < ksub ? cin - k0 : ksub);
                 u.first = kb == 0, u.last = kb + 1 == nsub;
-                for (size_t p = 0; p < panels; p++) {
+                for (size_t p = p_begin; p < p_end; p++) {
                     u.b = U + (size_t)xi * xs + (p * cin + k0) * nr;
                     u.nr = (int)(N - p * nr < nr ? N - p * nr : nr);
                     for (size_t ti = 0; ti < tiles; ti++) {
@@ -307,10 +358,10 @@ static void wino_task(void *arg, int tid, int nth)
             }
         for (size_t r = 0; r < rows; r++) {
             size_t t = t0 + r, img = t / (ty * tx), rem = t % (ty * tx);
-            int oy = 2 * (int)(rem / tx), ox = 2 * (int)(rem % tx);
-            size_t off = (((img * (size_t)j->oh) + (size_t)oy) * (size_t)j->ow + (size_t)ox) * N;
-            g->wino_out(Mb + r * q->ldm, mstride, N, c->bias, j->out + off, j->res ? j->res + off : NULL,
-                        (size_t)j->ow * N, N, j->oh - oy < 2 ? 1 : 2, j->ow - ox < 2 ? 1 : 2, j->relu);
+            int oy = wm * (int)(rem / tx), ox = wm * (int)(rem % tx);
+            size_t off = (((img * (size_t)j->oh) + (size_t)oy) * (size_t)j->ow + (size_t)ox) * N + c0;
+            wout(Mb + r * q->ldm + c0, mstride, cn, c->bias + c0, j->out + off, j->res ? j->res + off : NULL,
+                 (size_t)j->ow * N, N, j->oh - oy < wm ? j->oh - oy : wm, j->ow - ox < wm ? j->ow - ox : wm, j->relu);
         }
     }
 }
@@ -364,6 +415,30 @@ static void conv_task(void *arg, int tid, int nth)
                 u.ntaps = (int)tn, u.kt = (int)kt, u.k0 = (int)k0;
             }
             u.first = kb == 0, u.last = kb + 1 == q->nblocks;
+            if (FN_CONV_TILE_OUTER && q->nblocks == 1) {
+                /* one K block: a tile's rows are finished across a group of panels (whose B slivers
+                 * fit in FN_CONV_NC_BYTES of L2) before the next tile */
+                size_t group = FN_CONV_NC_BYTES / (j->K * nr * sizeof(float));
+                group = group < 1 ? 1 : group;
+                for (size_t pg = p_begin; pg < p_end; pg += group) {
+                    size_t pe = pg + group < p_end ? pg + group : p_end;
+                    for (size_t ti = 0; ti < tiles; ti++) {
+                        size_t r0 = ti * mr;
+                        u.a = q->pack ? pptr + r0 : ptr + (ti * nt + t0) * mr;
+                        u.mr = (int)(rows - r0 < mr ? rows - r0 : mr);
+                        for (size_t p = pg; p < pe; p++) {
+                            size_t off = (m0 + r0) * N + p * nr;
+                            u.b = c->packed + (p * j->K + t0 * tapk + k0) * nr;
+                            u.bias = c->bias + p * nr;
+                            u.nr = (int)(N - p * nr < nr ? N - p * nr : nr);
+                            u.c = j->out + off;
+                            u.r = j->res ? j->res + off : NULL;
+                            j->g->kernel(&u);
+                        }
+                    }
+                }
+                continue;
+            }
             for (size_t p = p_begin; p < p_end; p++) {
                 u.b = c->packed + (p * j->K + t0 * tapk + k0) * nr;
                 u.bias = c->bias + p * nr;
@@ -387,7 +462,7 @@ void fn_conv_forward(const fn_conv *c, fn_pool *pool, const float *in, int n, in
     conv_job j;
     j.c = c;
     j.g = impl_for(c->isa);
-    j.q = geometry(c, j.g);
+    j.q = geometry(c, j.g, 0);
     j.in = in, j.res = residual, j.out = out, j.scratch = scratch;
     j.n = n, j.h = h, j.w = w, j.relu = relu;
     j.oh = fn_conv_out_dim(h, c->kh, c->stride, c->pad);
@@ -403,11 +478,29 @@ void fn_conv_forward(const fn_conv *c, fn_pool *pool, const float *in, int n, in
     size_t panels = ((size_t)c->cout + (size_t)j.g->nr - 1) / (size_t)j.g->nr;
     /* few M tiles per thread: split the output channels instead */
     j.split_n = nth > 1 && tiles < 4 * (size_t)nth && panels >= (size_t)nth;
-    size_t wtiles = (size_t)n * (size_t)((j.oh + 1) / 2) * (size_t)((j.ow + 1) / 2);
-    j.wino = j.q.wino && wtiles >= (size_t)FN_WINO_MIN_TILES * j.q.tc * (size_t)nth;
     /* chunks: at most MC rows, and at least 4 per thread when M allows (small tail imbalance) */
     size_t ct = (tiles + 4 * (size_t)nth - 1) / (4 * (size_t)nth), ctmax = j.q.mc / (size_t)j.g->mr;
-    j.chunk = j.wino ? j.q.tc : (j.split_n ? ctmax : (ct < 1 ? 1 : ct > ctmax ? ctmax : ct)) * (size_t)j.g->mr;
+    j.chunk = (j.split_n ? ctmax : (ct < 1 ? 1 : ct > ctmax ? ctmax : ct)) * (size_t)j.g->mr;
+    /* Winograd (3x3/1 with transformed weights): F(4x4) when every thread gets >= FN_WINO_MIN_TILES
+     * chunks of its tiles, else F(2x2) (smaller chunks, a quarter of the transformed weights to stream)
+     * when there are at least 3 MR tiles, with the output channels split when there are few chunks; else
+     * F(4x4) if only it is there, else direct. */
+    j.wino = 0;
+    const int has2 = (c->wino & FN_WINO_F2) && wino_ok(c->kh, c->kw, c->stride, c->pad);
+    const int has4 = (c->wino & FN_WINO_F4) && wino_ok(c->kh, c->kw, c->stride, c->pad);
+    size_t t2 = (size_t)n * (((size_t)j.oh + 1) / 2) * (((size_t)j.ow + 1) / 2);
+    size_t t4 = (size_t)n * (((size_t)j.oh + 3) / 4) * (((size_t)j.ow + 3) / 4);
+    const size_t mr = (size_t)j.g->mr, many = (size_t)FN_WINO_MIN_TILES * (size_t)nth;
+    if (has4 && (t4 >= many * round_up(FN_WINO4_TC, mr) || (!has2 && t4 >= mr)))
+        j.wino = 4;
+    else if (has2 && t2 >= 3 * mr) /* fewer: direct is faster (measured, 7x7 at batch 1) */
+        j.wino = 2;
+    if (j.wino) {
+        j.q = geometry(c, j.g, j.wino);
+        size_t wt = j.wino == 4 ? t4 : t2;
+        j.split_n = nth > 1 && wt < many * j.q.tc && panels >= (size_t)nth;
+        j.chunk = j.q.tc;
+    }
     atomic_init(&j.next, 0);
     fn_pool_run(pool, j.wino ? wino_task : conv_task, &j);
 }

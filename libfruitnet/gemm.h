@@ -32,16 +32,17 @@ typedef struct fn_ukargs {
 
 typedef void (*fn_ukernel)(const fn_ukargs *a);
 
-/* Winograd F(2x2,3x3) transforms (winograd_impl.h), compiled per ISA. */
-typedef void (*fn_wino_in)(const float *const d[16], size_t c, float *v, size_t vstride);
+/* Winograd F(2x2,3x3) and F(4x4,3x3) transforms (winograd_impl.h), compiled per ISA: d has 16 or 36
+ * pixel pointers, the output up to 2x2 or 4x4 valid pixels. */
+typedef void (*fn_wino_in)(const float *const d[], size_t c, float *v, size_t vstride);
 typedef void (*fn_wino_out)(float *m, size_t mstride, size_t c, const float *bias, float *out, const float *res,
                             size_t ldo_row, size_t ldo_px, int ny, int nx, int relu);
 
 typedef struct fn_gemm_impl {
     int mr, nr;
     fn_ukernel kernel;
-    fn_wino_in wino_in;
-    fn_wino_out wino_out;
+    fn_wino_in wino_in, wino4_in;
+    fn_wino_out wino_out, wino4_out;
 } fn_gemm_impl;
 
 extern const fn_gemm_impl fn_gemm_portable;

@@ -1,5 +1,6 @@
 /* gemm_avx2.c — AVX2 + FMA micro-kernel, 6 x 16 (12 ymm accumulators, A broadcast through row pointers). */
 #include "gemm.h"
+#define WINO_VW 8
 #include "winograd_impl.h"
 
 #include <immintrin.h>
@@ -55,4 +56,4 @@ static void kernel_avx2(const fn_ukargs *u)
     }
 }
 
-const fn_gemm_impl fn_gemm_avx2 = {MR, NR, kernel_avx2, wino_input, wino_output};
+const fn_gemm_impl fn_gemm_avx2 = {MR, NR, kernel_avx2, wino_input, wino4_input, wino_output, wino4_output};

@@ -4,6 +4,7 @@
  * (embedded-broadcast FMA operands; no packing of A).
  */
 #include "gemm.h"
+#define WINO_VW 16
 #include "winograd_impl.h"
 
 #include <immintrin.h>
@@ -25,6 +26,17 @@ static void kernel_avx512(const fn_ukargs *u)
            c111 = z, c120 = z, c121 = z, c130 = z, c131 = z;
     const float *b = u->b;
     const int kt = u->kt, k0 = u->k0;
+    if (u->last) /* the epilogue's rows (written, maybe a residual read): fetched while the FMAs run */
+        for (int i = 0; i < u->mr; i++) {
+            const float *c = u->c + (size_t)i * u->ldc;
+            __builtin_prefetch(c, 1, 3);
+            __builtin_prefetch(c + 16, 1, 3);
+            if (u->first && u->r) {
+                const float *r = u->r + (size_t)i * u->ldr;
+                __builtin_prefetch(r, 0, 3);
+                __builtin_prefetch(r + 16, 0, 3);
+            }
+        }
     for (int t = 0; t < u->ntaps; t++) {
         const float *const *p = u->a + t * MR;
         PTR(0) PTR(1) PTR(2) PTR(3) PTR(4) PTR(5) PTR(6) PTR(7) PTR(8) PTR(9) PTR(10) PTR(11) PTR(12) PTR(13)
@@ -64,4 +76,4 @@ static void kernel_avx512(const fn_ukargs *u)
     }
 }
 
-const fn_gemm_impl fn_gemm_avx512 = {MR, NR, kernel_avx512, wino_input, wino_output};
+const fn_gemm_impl fn_gemm_avx512 = {MR, NR, kernel_avx512, wino_input, wino4_input, wino_output, wino4_output};

@@ -1,5 +1,6 @@
 /* gemm_portable.c — plain C micro-kernel (4 x 8), any CPU; auto-vectorisable (SSE2: 8 xmm accumulators). */
 #include "gemm.h"
+#define WINO_VW 4
 #include "winograd_impl.h"
 
 #define MR 4
@@ -40,4 +41,4 @@ static void kernel_portable(const fn_ukargs *u)
     }
 }
 
-const fn_gemm_impl fn_gemm_portable = {MR, NR, kernel_portable, wino_input, wino_output};
+const fn_gemm_impl fn_gemm_portable = {MR, NR, kernel_portable, wino_input, wino4_input, wino_output, wino4_output};

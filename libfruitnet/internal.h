@@ -64,11 +64,17 @@ typedef struct fn_conv {
     float *packed;     /* weights packed for the ISA's micro-kernel (owned) */
     size_t packed_len; /* floats in packed */
     float *bias;       /* [cout] (owned copy, padded as the kernel needs) */
+    int wino;          /* FN_WINO_F2 | FN_WINO_F4: Winograd weights that follow the direct ones */
+    size_t uoff[2];    /* float offsets in packed of the F(2x2,3x3) [0] and F(4x4,3x3) [1] weights */
 } fn_conv;
 
-/* Pack weights for isa (must be resolved, not AUTO). w is not kept. */
+#define FN_WINO_F2 2 /* Winograd F(2x2,3x3) */
+#define FN_WINO_F4 4 /* Winograd F(4x4,3x3) */
+/* Pack weights for isa (must be resolved, not AUTO). w is not kept. wino (FN_WINO_F2 and/or FN_WINO_F4)
+ * also transforms the weights for Winograd, used when the layer is 3x3/1 pad 1 and a batch has enough
+ * tiles (fn_conv_forward picks the variant per call); 0 = direct convolution only. */
 int fn_conv_init(fn_conv *c, int kh, int kw, int stride, int pad, int cin, int cout, const float *w,
-                 const float *bias, fn_isa isa, fn_error *err);
+                 const float *bias, int wino, fn_isa isa, fn_error *err);
 void fn_conv_free(fn_conv *c);
 static inline int fn_conv_out_dim(int in, int k, int stride, int pad)
 {

@@ -41,7 +41,7 @@ typedef struct conv_case {
     int n, h, w, cin, cout, k, stride, pad;
 } conv_case;
 
-static void run_conv_case(fn_isa isa, const conv_case *c, int with_res, int relu, int threads, int in_place)
+static void run_conv_case(fn_isa isa, const conv_case *c, int with_res, int relu, int threads, int in_place, int wino)
 {
     int oh = fn_conv_out_dim(c->h, c->k, c->stride, c->pad), ow = fn_conv_out_dim(c->w, c->k, c->stride, c->pad);
     size_t nin = (size_t)c->n * c->h * c->w * c->cin, nout = (size_t)c->n * oh * ow * c->cout;
@@ -57,7 +57,7 @@ static void run_conv_case(fn_isa isa, const conv_case *c, int with_res, int relu
              oh, ow);
     fn_conv conv;
     fn_error e;
-    assert_int_equal(fn_conv_init(&conv, c->k, c->k, c->stride, c->pad, c->cin, c->cout, W, b, isa, &e), FN_OK);
+    assert_int_equal(fn_conv_init(&conv, c->k, c->k, c->stride, c->pad, c->cin, c->cout, W, b, wino, isa, &e), FN_OK);
     fn_pool *pool = fn_pool_create(threads);
     float *scratch = fn_aalloc(fn_conv_scratch_floats(&conv, c->n, c->h, c->w, threads) * 4 + 64);
     if (in_place) { /* residual in the output buffer, as the model does */
@@ -70,15 +70,24 @@ static void run_conv_case(fn_isa isa, const conv_case *c, int with_res, int relu
      * of the K roundings <= eps/2 of that, random-walk total ~ 6e-8 * 0.2 * K; the bound 4e-6*(1+sqrt(K))
      * is ~10x that for K <= 5000 yet far below any indexing error (O(0.1)) */
     double K = (double)c->k * c->k * c->cin, tol = 1e-6 * (1 + sqrt(K)) * 4, worst = 0;
+    /* F(4x4,3x3)'s transforms (entries up to 5 in B^T, 8 in A^T, 1/24 in G) amplify the rounding of the
+     * transformed products: measured 10-17x the direct error on these cases, allowed 16x the bound (still
+     * 100x below an indexing error on outputs of magnitude ~10) */
+    if (conv.wino & FN_WINO_F4)
+        tol *= 16;
     for (size_t i = 0; i < nout; i++) {
         double d = fabs(out[i] - ref[i]);
         if (d > worst)
             worst = d;
     }
-    if (!(worst <= tol))
-        fail_msg("%s conv %dx%d/%d pad %d n%d %dx%dx%d->%d res %d relu %d thr %d: max err %.3g > %.3g",
+    if (getenv("FRUITNET_TEST_VERBOSE"))
+        print_message("%s conv %dx%d/%d pad %d n%d %dx%dx%d->%d res %d relu %d thr %d wino %d: max err %.3g (tol %.3g)\n",
                  fn_isa_name(isa), c->k, c->k, c->stride, c->pad, c->n, c->h, c->w, c->cin, c->cout, with_res, relu,
-                 threads, worst, tol);
+                 threads, conv.wino, worst, tol);
+    if (!(worst <= tol))
+        fail_msg("%s conv %dx%d/%d pad %d n%d %dx%dx%d->%d res %d relu %d thr %d wino %d: max err %.3g > %.3g",
+                 fn_isa_name(isa), c->k, c->k, c->stride, c->pad, c->n, c->h, c->w, c->cin, c->cout, with_res, relu,
+                 threads, conv.wino, worst, tol);
     fn_afree(scratch);
     fn_pool_destroy(pool);
     fn_conv_free(&conv);
@@ -100,13 +109,17 @@ static void test_conv_all_isas(void **s)
         {1, 13, 1, 33, 3, 3, 1, 1},
         /* enough 2x2 tiles for the Winograd F(2x2,3x3) path (odd sizes: partial tiles at the edges) */
         {2, 23, 21, 17, 33, 3, 1, 1},  {1, 30, 29, 70, 40, 3, 1, 1}, {4, 14, 14, 600, 20, 3, 1, 1},
+        /* enough 4x4 tiles for F(4x4,3x3) when both are there (>= 2 chunks per thread), partial edge tiles */
+        {2, 43, 38, 24, 35, 3, 1, 1},
     };
     fn_isa isas[3];
     int ni = tu_supported_isas(isas);
     for (int i = 0; i < ni; i++)
         for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
             for (int v = 0; v < 4; v++)
-                run_conv_case(isas[i], &cases[c], v & 1, (v >> 1) & 1, 1 + (int)(c % 2), 0);
+                for (int wino = 0; wino <= 6; wino += 2) /* direct, F(2x2,3x3), F(4x4,3x3), both (3x3/1 only) */
+                    if (wino == 0 || (cases[c].k == 3 && cases[c].stride == 1 && cases[c].pad == 1))
+                        run_conv_case(isas[i], &cases[c], v & 1, (v >> 1) & 1, 1 + (int)(c % 2), 0, wino);
     print_message("[ layers   ] conv: %zu shapes x 4 variants on %d ISA(s) match the naive reference\n",
                   sizeof cases / sizeof cases[0], ni);
 }
@@ -123,7 +136,8 @@ static void test_conv_inplace_residual(void **s)
     for (int i = 0; i < ni; i++)
         for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
             for (int t = 1; t <= 2; t++)
-                run_conv_case(isas[i], &cases[c], 1, 1, t, 1);
+                for (int wino = 0; wino <= 6; wino += 2)
+                    run_conv_case(isas[i], &cases[c], 1, 1, t, 1, wino);
 }
 
 static void test_conv_bad_args(void **s)
@@ -132,9 +146,10 @@ static void test_conv_bad_args(void **s)
     fn_conv c;
     fn_error e;
     float w[4] = {0}, b[1] = {0};
-    assert_int_equal(fn_conv_init(&c, 0, 1, 1, 0, 1, 1, w, b, FN_ISA_PORTABLE, &e), FN_EARG);
-    assert_int_equal(fn_conv_init(&c, 1, 1, 0, 0, 1, 1, w, b, FN_ISA_PORTABLE, &e), FN_EARG);
-    assert_int_equal(fn_conv_init(&c, 1, 1, 1, 0, 1, 1, NULL, b, FN_ISA_PORTABLE, &e), FN_EARG);
+    assert_int_equal(fn_conv_init(&c, 0, 1, 1, 0, 1, 1, w, b, 0, FN_ISA_PORTABLE, &e), FN_EARG);
+    assert_int_equal(fn_conv_init(&c, 1, 1, 0, 0, 1, 1, w, b, 0, FN_ISA_PORTABLE, &e), FN_EARG);
+    assert_int_equal(fn_conv_init(&c, 1, 1, 1, 0, 1, 1, NULL, b, 0, FN_ISA_PORTABLE, &e), FN_EARG);
+    assert_int_equal(fn_conv_init(&c, 3, 3, 1, 1, 1, 1, w, b, 8, FN_ISA_PORTABLE, &e), FN_EARG); /* no such variant */
 }
 
 static void test_maxpool(void **s)
