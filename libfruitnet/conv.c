@@ -150,8 +150,10 @@ void fn_conv_free(fn_conv *c)
 
 typedef struct geom {
     int pack;       /* copy each A block into padded rows (else read the input in place) */
-    int ntaps;      /* kh * kw */
-    size_t tapk;    /* floats per tap (cin) */
+    int rowtap;     /* small cin: a tap is one kernel row, kw pixels x cin contiguous floats (edge
+                     * windows copied, zero-filled, into a per-thread buffer) */
+    int ntaps;      /* kh * kw, or kh for row taps */
+    size_t tapk;    /* floats per tap (cin, or kw * cin) */
     size_t nsub;    /* tapk > KC: pieces per tap, of ksub floats */
     size_t ksub;
     size_t group;   /* else: taps per K block */
@@ -162,7 +164,7 @@ typedef struct geom {
     int wino;       /* Winograd F(m x m,3x3) possible: m (2 or 4), else 0 */
     int wa, nxi;    /* input tile side m + 2, transformed components (m + 2)^2 */
     size_t tc, ldv, ldm, wino_thr; /* tiles per chunk, V/M row strides, scratch floats per thread */
-    size_t ptr_floats, pptr_floats, per_thr; /* scratch per thread */
+    size_t ptr_floats, pptr_floats, edge_floats, per_thr; /* scratch per thread */
 } geom;
 
 static size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
@@ -176,25 +178,28 @@ static geom geometry(const fn_conv *c, const fn_gemm_impl *g, int wm)
 {
     geom q;
     size_t mr = (size_t)g->mr, cin = (size_t)c->cin;
-    q.ntaps = c->kh * c->kw;
-    q.tapk = cin;
-    q.nsub = 1, q.ksub = cin, q.group = 1;
-    if (cin > FN_CONV_KC) {
-        q.nsub = (cin + FN_CONV_KC - 1) / FN_CONV_KC;
-        q.ksub = round_up((cin + q.nsub - 1) / q.nsub, 8);
-        q.nsub = (cin + q.ksub - 1) / q.ksub;
+    /* Short taps (conv1: 7x7x3): one tap per kernel row, its kw pixels being contiguous in NHWC. */
+    q.rowtap = c->kw > 1 && cin < 16 && (size_t)c->kw * cin <= FN_CONV_KC;
+    q.ntaps = q.rowtap ? c->kh : c->kh * c->kw;
+    q.tapk = q.rowtap ? (size_t)c->kw * cin : cin;
+    const size_t tk = q.tapk;
+    q.nsub = 1, q.ksub = tk, q.group = 1;
+    if (tk > FN_CONV_KC) {
+        q.nsub = (tk + FN_CONV_KC - 1) / FN_CONV_KC;
+        q.ksub = round_up((tk + q.nsub - 1) / q.nsub, 8);
+        q.nsub = (tk + q.ksub - 1) / q.ksub;
         q.nblocks = (size_t)q.ntaps * q.nsub;
     } else {
-        q.group = FN_CONV_KC / cin;
+        q.group = FN_CONV_KC / tk;
         q.nblocks = ((size_t)q.ntaps + q.group - 1) / q.group;
     }
-    size_t blk = q.nsub > 1 ? q.ksub : (q.group < (size_t)q.ntaps ? q.group : (size_t)q.ntaps) * cin;
-    /* Pack when taps are short (conv1: 7x7x3) or when rows 2 KiB-multiples apart would
-     * crowd into few L1 sets (cin*stride % 512 == 0: 14 rows on one or two sets). */
-    q.pack = (q.ntaps > 1 && cin < 16) || (cin * (size_t)c->stride) % 512 == 0;
+    size_t blk = q.nsub > 1 ? q.ksub : (q.group < (size_t)q.ntaps ? q.group : (size_t)q.ntaps) * tk;
+    /* Pack when rows 2 KiB-multiples apart would crowd into few L1 sets (cin*stride % 512 == 0: 14 rows
+     * on one or two sets). */
+    q.pack = !q.rowtap && (cin * (size_t)c->stride) % 512 == 0;
     q.ld = odd_lines(round_up(blk, 16));
     q.mc = round_up(FN_CONV_MC, mr);
-    q.zeros = round_up(cin > 64 ? cin : 64, 16);
+    q.zeros = round_up(tk > 64 ? tk : 64, 16);
     q.wino = wino_ok(c->kh, c->kw, c->stride, c->pad) && (c->wino & wm) ? wm : 0;
     q.wa = q.wino + 2, q.nxi = q.wino ? q.wa * q.wa : 0;
     q.tc = round_up(q.wino == 4 ? FN_WINO4_TC : FN_WINO_TC, mr);
@@ -203,7 +208,8 @@ static geom geometry(const fn_conv *c, const fn_gemm_impl *g, int wm)
     q.wino_thr = q.wino ? (size_t)q.nxi * q.tc * (q.ldv + q.ldm) + PTR_FLOATS((size_t)q.nxi * q.tc) : 0;
     q.ptr_floats = PTR_FLOATS(q.mc * (size_t)q.ntaps);
     q.pptr_floats = q.pack ? PTR_FLOATS(q.mc) : 0;
-    q.per_thr = q.ptr_floats + q.pptr_floats + (q.pack ? q.mc * q.ld : 0);
+    q.edge_floats = q.rowtap ? q.mc * (size_t)q.ntaps * round_up(tk, 16) : 0;
+    q.per_thr = q.ptr_floats + q.pptr_floats + (q.pack ? q.mc * q.ld : 0) + q.edge_floats;
     return q;
 }
 
@@ -235,8 +241,9 @@ typedef struct conv_job {
     atomic_size_t next; /* next chunk: threads take chunks as they finish (a stalled thread delays no one) */
 } conv_job;
 
-/* Row pointers, tile-major then tap (ptr[(tile*ntaps + t)*MR + i]), for rows [m0, m0 + rows). */
-static void build_rows(const conv_job *j, size_t m0, size_t rows, const float **ptr)
+/* Row pointers, tile-major then tap (ptr[(tile*ntaps + t)*MR + i]), for rows [m0, m0 + rows). Row taps
+ * whose window crosses the left or right edge point at a zero-filled copy in edge (slot r*ntaps + t). */
+static void build_rows(const conv_job *j, size_t m0, size_t rows, const float **ptr, float *edge)
 {
     const fn_conv *c = j->c;
     const size_t mr = (size_t)j->g->mr, cin = (size_t)c->cin, ohw = (size_t)j->oh * j->ow, nt = (size_t)j->q.ntaps;
@@ -252,6 +259,29 @@ static void build_rows(const conv_job *j, size_t m0, size_t rows, const float **
         int oy = (int)(rem / (size_t)j->ow), ox = (int)(rem % (size_t)j->ow);
         const float *base = j->in + img * (size_t)j->h * j->w * cin;
         size_t t = 0;
+        if (j->q.rowtap) {
+            const size_t es = round_up(j->q.tapk, 16);
+            int x0 = ox * c->stride - c->pad;
+            for (int ky = 0; ky < c->kh; ky++, t++) {
+                int y = oy * c->stride - c->pad + ky;
+                if (y < 0 || y >= j->h) {
+                    dst[t * mr] = j->zeros;
+                } else if (x0 >= 0 && x0 + c->kw <= j->w) {
+                    dst[t * mr] = base + ((size_t)y * j->w + (size_t)x0) * cin;
+                } else {
+                    float *e = edge + (r * nt + t) * es;
+                    for (int kx = 0; kx < c->kw; kx++) {
+                        int x = x0 + kx;
+                        if (x >= 0 && x < j->w)
+                            memcpy(e + (size_t)kx * cin, base + ((size_t)y * j->w + (size_t)x) * cin, cin * 4);
+                        else
+                            memset(e + (size_t)kx * cin, 0, cin * 4);
+                    }
+                    dst[t * mr] = e;
+                }
+            }
+            continue;
+        }
         for (int ky = 0; ky < c->kh; ky++) {
             int y = oy * c->stride - c->pad + ky;
             for (int kx = 0; kx < c->kw; kx++, t++) {
@@ -384,6 +414,7 @@ static void conv_task(void *arg, int tid, int nth)
     const float **ptr = (const float **)(void *)mine;
     const float **pptr = (const float **)(void *)(mine + q->ptr_floats);
     float *packed = mine + q->ptr_floats + q->pptr_floats;
+    float *edge = packed + (q->pack ? q->mc * q->ld : 0);
     if (q->pack)
         for (size_t r = 0; r < q->mc; r++)
             pptr[r] = packed + r * q->ld;
@@ -398,7 +429,7 @@ static void conv_task(void *arg, int tid, int nth)
         if (m0 >= j->M)
             break;
         size_t rows = j->M - m0 < j->chunk ? j->M - m0 : j->chunk, tiles = (rows + mr - 1) / mr;
-        build_rows(j, m0, rows, ptr);
+        build_rows(j, m0, rows, ptr, edge);
         for (size_t kb = 0; kb < q->nblocks; kb++) {
             size_t t0, k0, tn, kt;
             if (q->nsub > 1) {

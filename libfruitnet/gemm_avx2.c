@@ -27,6 +27,12 @@ static void kernel_avx2(const fn_ukargs *u)
            c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     const float *b = u->b;
     const int kt = u->kt;
+    if (u->last) /* the epilogue's rows (written, maybe a residual read): fetched while the FMAs run */
+        for (int i = 0; i < u->mr; i++) {
+            __builtin_prefetch(u->c + (size_t)i * u->ldc, 1, 3);
+            if (u->first && u->r)
+                __builtin_prefetch(u->r + (size_t)i * u->ldr, 0, 3);
+        }
     for (int t = 0; t < u->ntaps; t++) {
         const float *const *p = u->a + t * MR;
         const float *a0 = p[0] + u->k0, *a1 = p[1] + u->k0, *a2 = p[2] + u->k0, *a3 = p[3] + u->k0,
