@@ -37,6 +37,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <float.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -45,9 +46,13 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#ifndef CHUNK_ROWS
 #define CHUNK_ROWS 256
+#endif
 #define PW 16 /* panel width (columns) */
+#ifndef IBLK
 #define IBLK 16 /* panels per L2 block of the SYRK (16 x 256 x 16 doubles = 512 KiB) */
+#endif
 
 /* per-ISA kernels (pca_avx2.c, pca_avx512.c; the portable ones below) */
 void fn_pca_tile_avx2(const double *a, const double *b, int K, double *out);
@@ -255,29 +260,47 @@ static void syrk_task(void *arg, int tid, int nthreads)
     }
 }
 
-/* Add one chunk (rows already checked finite) to s. P has room for CHUNK_ROWS x np panels. */
-static void add_chunk(fn_pca_stats *s, const float *x, int nr, double *P, double *mc, fn_pool *pool, tile_fn tile)
+typedef struct center_ctx {
+    const float *x;
+    int nr, d, np;
+    double *P, *mc;
+} center_ctx;
+
+/* The chunk's column means and its centred panels, panels split between the threads (each column's sum
+ * is in row order whatever the thread count). */
+static void center_task(void *arg, int tid, int nthreads)
 {
-    const int d = s->dim, np = (d + PW - 1) / PW;
-    for (int i = 0; i < d; i++)
-        mc[i] = 0;
-    for (int r = 0; r < nr; r++)
-        for (int i = 0; i < d; i++)
-            mc[i] += x[(size_t)r * d + i];
-    for (int i = 0; i < d; i++)
-        mc[i] /= nr;
-    for (int J = 0; J < np; J++) {
-        double *pj = P + (size_t)J * nr * PW;
-        int w = d - J * PW < PW ? d - J * PW : PW;
+    center_ctx *c = arg;
+    const int d = c->d, nr = c->nr;
+    for (int J = c->np * tid / nthreads; J < c->np * (tid + 1) / nthreads; J++) {
+        const int w = d - J * PW < PW ? d - J * PW : PW;
+        double *m = c->mc + J * PW, *pj = c->P + (size_t)J * nr * PW;
+        for (int j = 0; j < w; j++)
+            m[j] = 0;
         for (int r = 0; r < nr; r++) {
-            const float *xr = x + (size_t)r * d + J * PW;
+            const float *xr = c->x + (size_t)r * d + J * PW;
+            for (int j = 0; j < w; j++)
+                m[j] += xr[j];
+        }
+        for (int j = 0; j < w; j++)
+            m[j] /= nr;
+        for (int r = 0; r < nr; r++) {
+            const float *xr = c->x + (size_t)r * d + J * PW;
             double *o = pj + (size_t)r * PW;
             for (int j = 0; j < w; j++)
-                o[j] = (double)xr[j] - mc[J * PW + j];
+                o[j] = (double)xr[j] - m[j];
             for (int j = w; j < PW; j++)
                 o[j] = 0;
         }
     }
+}
+
+/* Add one chunk (rows already checked finite) to s. P has room for CHUNK_ROWS x np panels. */
+static void add_chunk(fn_pca_stats *s, const float *x, int nr, double *P, double *mc, fn_pool *pool, tile_fn tile)
+{
+    const int d = s->dim, np = (d + PW - 1) / PW;
+    center_ctx cc = {.x = x, .nr = nr, .d = d, .np = np, .P = P, .mc = mc};
+    fn_pool_run(pool, center_task, &cc);
     double n = (double)s->n, nc = nr;
     for (int i = 0; i < d; i++) /* delta, kept in mc */
         mc[i] -= s->mean[i];
@@ -297,12 +320,19 @@ int fn_pca_stats_add(fn_pca_stats *s, const float *rows, int nrows, int threads,
     if (!s || !s->m2 || nrows < 0 || (nrows > 0 && !rows))
         return fn_fail(err, FN_EARG, "fn_pca_stats_add: invalid arguments");
     const int d = s->dim;
-    /* every row is checked before any is added: a rejected call changes nothing */
-    for (int r = 0; r < nrows; r++)
+    /* every row is checked before any is added: a rejected call changes nothing (a branch-free pass
+     * that vectorises; the position is looked for only when there is a bad value) */
+    for (int r = 0; r < nrows; r++) {
+        const float *x = rows + (size_t)r * d;
+        int bad = 0;
         for (int i = 0; i < d; i++)
-            if (!isfinite(rows[(size_t)r * d + i]))
-                return fn_fail(err, FN_ENUMERIC, "pca: row %lld has a NaN or infinite value at index %d",
-                               (long long)(s->n + r), i);
+            bad |= !(fabsf(x[i]) <= FLT_MAX);
+        if (bad)
+            for (int i = 0; i < d; i++)
+                if (!isfinite(x[i]))
+                    return fn_fail(err, FN_ENUMERIC, "pca: row %lld has a NaN or infinite value at index %d",
+                                   (long long)(s->n + r), i);
+    }
     if (nrows == 0)
         return FN_OK;
     pca_kernels kern;
