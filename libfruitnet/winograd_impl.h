@@ -1,5 +1,5 @@
 /*
- * winograd_impl.h — Winograd F(2x2, 3x3) input and output transforms, written
+ * winograd_impl.h — Winograd F(2x2,3x3) and F(4x4,3x3) input and output transforms, written
  * once over a vector of WINO_VW channels (GCC vector extensions) and included
  * by each gemm_<isa>.c with its own width (16 for AVX-512, 8 for AVX2, 4 for
  * the portable SSE2 baseline), so every ISA gets its own compiled copy (static
@@ -43,8 +43,18 @@ static inline wino_v wino_maxv(wino_v a) /* relu as the scalar one: negative -> 
 }
 static inline wino_s wino_maxs(wino_s a) { return a < 0 ? 0 : a; }
 
+/* STEP over every channel ch: full vectors, then the tail one channel at a time. */
+#define WINO_CHANNELS(STEP)                                                                                          \
+    do {                                                                                                             \
+        size_t ch = 0;                                                                                               \
+        for (; ch + WINO_VW <= c; ch += WINO_VW)                                                                     \
+            STEP(wino_v, wino_ldv, wino_stv, wino_maxv);                                                             \
+        for (; ch < c; ch++)                                                                                         \
+            STEP(wino_s, wino_lds, wino_sts, wino_maxs);                                                             \
+    } while (0)
+
 /* 16 loads, 32 additions, 16 stores of type T at channel ch. */
-#define WINO_INPUT_STEP(T, LD, ST)                                                                                   \
+#define WINO_INPUT_STEP(T, LD, ST, MAX)                                                                            \
     do {                                                                                                             \
         T x[16], t[16];                                                                                              \
         for (int i = 0; i < 16; i++)                                                                                 \
@@ -66,12 +76,22 @@ static inline wino_s wino_maxs(wino_s a) { return a < 0 ? 0 : a; }
 
 static void wino_input(const float *const d[], size_t c, float *v, size_t vstride)
 {
-    size_t ch = 0;
-    for (; ch + WINO_VW <= c; ch += WINO_VW)
-        WINO_INPUT_STEP(wino_v, wino_ldv, wino_stv);
-    for (; ch < c; ch++)
-        WINO_INPUT_STEP(wino_s, wino_lds, wino_sts);
+    WINO_CHANNELS(WINO_INPUT_STEP);
 }
+
+/* The ny x nx valid outputs y[oy * side + ox] of channel ch: + bias (+ residual) (ReLU), stored. */
+#define WINO_STORE(T, LD, ST, MAX, y, side)                                                                          \
+    do {                                                                                                             \
+        const T bv = LD(bias + ch);                                                                                  \
+        for (int oy = 0; oy < ny; oy++)                                                                              \
+            for (int ox = 0; ox < nx; ox++) {                                                                        \
+                size_t off = (size_t)oy * ldo_row + (size_t)ox * ldo_px + ch;                                        \
+                T val = y[oy * (side) + ox] + bv;                                                                    \
+                if (res)                                                                                             \
+                    val = val + LD(res + off);                                                                       \
+                ST(out + off, relu ? MAX(val) : val);                                                                \
+            }                                                                                                        \
+    } while (0)
 
 /* Y = A^T M A for channel ch, then bias (+ residual) (+ ReLU) and the valid outputs stored. */
 #define WINO_OUTPUT_STEP(T, LD, ST, MAX)                                                                             \
@@ -87,25 +107,13 @@ static void wino_input(const float *const d[], size_t c, float *v, size_t vstrid
             y[row * 2 + 0] = t[row * 4 + 0] + t[row * 4 + 1] + t[row * 4 + 2];                                       \
             y[row * 2 + 1] = t[row * 4 + 1] - t[row * 4 + 2] - t[row * 4 + 3];                                       \
         }                                                                                                            \
-        const T bv = LD(bias + ch);                                                                                  \
-        for (int oy = 0; oy < ny; oy++)                                                                              \
-            for (int ox = 0; ox < nx; ox++) {                                                                        \
-                size_t off = (size_t)oy * ldo_row + (size_t)ox * ldo_px + ch;                                        \
-                T val = y[oy * 2 + ox] + bv;                                                                         \
-                if (res)                                                                                             \
-                    val = val + LD(res + off);                                                                       \
-                ST(out + off, relu ? MAX(val) : val);                                                                \
-            }                                                                                                        \
+        WINO_STORE(T, LD, ST, MAX, y, 2);                                                                            \
     } while (0)
 
 static void wino_output(float *m, size_t mstride, size_t c, const float *bias, float *out, const float *res,
                         size_t ldo_row, size_t ldo_px, int ny, int nx, int relu)
 {
-    size_t ch = 0;
-    for (; ch + WINO_VW <= c; ch += WINO_VW)
-        WINO_OUTPUT_STEP(wino_v, wino_ldv, wino_stv, wino_maxv);
-    for (; ch < c; ch++)
-        WINO_OUTPUT_STEP(wino_s, wino_lds, wino_sts, wino_maxs);
+    WINO_CHANNELS(WINO_OUTPUT_STEP);
 }
 
 /*
@@ -139,7 +147,7 @@ static void wino_output(float *m, size_t mstride, size_t c, const float *bias, f
         o[3 * (os)] = d12_ + d34_ * 8 + x[5 * (s)];                                                                  \
     } while (0)
 
-#define WINO4_INPUT_STEP(T, LD, ST)                                                                                  \
+#define WINO4_INPUT_STEP(T, LD, ST, MAX)                                                                            \
     do {                                                                                                             \
         T x[36], t[36], o[6];                                                                                        \
         for (int i = 0; i < 36; i++)                                                                                 \
@@ -155,11 +163,7 @@ static void wino_output(float *m, size_t mstride, size_t c, const float *bias, f
 
 static void wino4_input(const float *const d[], size_t c, float *v, size_t vstride)
 {
-    size_t ch = 0;
-    for (; ch + WINO_VW <= c; ch += WINO_VW)
-        WINO4_INPUT_STEP(wino_v, wino_ldv, wino_stv);
-    for (; ch < c; ch++)
-        WINO4_INPUT_STEP(wino_s, wino_lds, wino_sts);
+    WINO_CHANNELS(WINO4_INPUT_STEP);
 }
 
 #define WINO4_OUTPUT_STEP(T, LD, ST, MAX)                                                                            \
@@ -171,23 +175,11 @@ static void wino4_input(const float *const d[], size_t c, float *v, size_t vstri
             WINO4_AT(T, (x + col), 6, (t + col), 6);                                                                 \
         for (int row = 0; row < 4; row++) /* Y = t A (4 x 4) */                                                      \
             WINO4_AT(T, (t + row * 6), 1, (y + row * 4), 1);                                                         \
-        const T bv = LD(bias + ch);                                                                                  \
-        for (int oy = 0; oy < ny; oy++)                                                                              \
-            for (int ox = 0; ox < nx; ox++) {                                                                        \
-                size_t off = (size_t)oy * ldo_row + (size_t)ox * ldo_px + ch;                                        \
-                T val = y[oy * 4 + ox] + bv;                                                                         \
-                if (res)                                                                                             \
-                    val = val + LD(res + off);                                                                       \
-                ST(out + off, relu ? MAX(val) : val);                                                                \
-            }                                                                                                        \
+        WINO_STORE(T, LD, ST, MAX, y, 4);                                                                            \
     } while (0)
 
 static void wino4_output(float *m, size_t mstride, size_t c, const float *bias, float *out, const float *res,
                          size_t ldo_row, size_t ldo_px, int ny, int nx, int relu)
 {
-    size_t ch = 0;
-    for (; ch + WINO_VW <= c; ch += WINO_VW)
-        WINO4_OUTPUT_STEP(wino_v, wino_ldv, wino_stv, wino_maxv);
-    for (; ch < c; ch++)
-        WINO4_OUTPUT_STEP(wino_s, wino_lds, wino_sts, wino_maxs);
+    WINO_CHANNELS(WINO4_OUTPUT_STEP);
 }
