@@ -199,7 +199,8 @@ static double kernel_gflops(fn_isa isa, int K, int taps)
     for (int t = 0; t < taps; t++)
         for (int i = 0; i < g->mr; i++)
             ptr[t * g->mr + i] = A + (size_t)i * K + (size_t)t * (K / taps);
-    fn_ukargs u = {ptr, B, C, bias, NULL, (size_t)g->nr, 0, taps, K / taps, 0, g->mr, g->nr, 1, 1, 1};
+    fn_ukargs u = {.a = ptr, .b = B, .c = C, .bias = bias, .ldc = (size_t)g->nr, .ntaps = taps, .kt = K / taps,
+                   .mr = g->mr, .nr = g->nr, .first = 1, .last = 1, .relu = 1};
     long iters = 400000000L / ((long)K * g->mr * g->nr);
     double best = 0;
     for (int r = 0; r < 5; r++) {

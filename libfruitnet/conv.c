@@ -41,6 +41,9 @@
 #ifndef FN_CONV_TILE_OUTER
 #define FN_CONV_TILE_OUTER 1
 #endif
+#ifndef FN_CONV_PREFETCH
+#define FN_CONV_PREFETCH 1 /* prefetch the next B slivers into L2 while the current ones are reused */
+#endif
 #ifndef FN_WINO_TC
 #define FN_WINO_TC 56 /* Winograd tiles per chunk */
 #endif
@@ -343,7 +346,7 @@ static void wino_task(void *arg, int tid, int nth)
     }
     const size_t c0 = p_begin * nr, cn = (p_end * nr < N ? p_end * nr : N) - c0;
     fn_ukargs u;
-    u.ldc = q->ldm, u.ldr = 0, u.r = NULL, u.relu = 0, u.ntaps = 1, u.bias = j->zeros;
+    u.ldc = q->ldm, u.ldr = 0, u.r = NULL, u.relu = 0, u.ntaps = 1, u.bias = j->zeros, u.pf = NULL, u.pfn = 0;
     size_t split_next = 0;
     for (;;) {
         size_t t0 = (j->split_n ? split_next++ : atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) * ck;
@@ -422,6 +425,7 @@ static void conv_task(void *arg, int tid, int nth)
     fn_ukargs u;
     u.ldc = u.ldr = N;
     u.relu = j->relu;
+    u.pf = NULL, u.pfn = 0;
     size_t split_next = 0;
     for (;;) {
         size_t m0 = (j->split_n ? split_next++ : atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) *
@@ -453,11 +457,24 @@ static void conv_task(void *arg, int tid, int nth)
                 group = group < 1 ? 1 : group;
                 for (size_t pg = p_begin; pg < p_end; pg += group) {
                     size_t pe = pg + group < p_end ? pg + group : p_end;
+                    /* the next group's slivers (contiguous after this group's) are prefetched by the calls
+                     * after the first tile, which find this group's in L2 */
+                    size_t nx = (pe + group < p_end ? pe + group : p_end) - pe;
+                    const float *nb = c->packed + pe * j->K * nr;
+                    size_t lines = nx * j->K * nr / 16, calls = (tiles - 1) * (pe - pg);
+                    size_t per = FN_CONV_PREFETCH && calls ? (lines + calls - 1) / calls : 0;
                     for (size_t ti = 0; ti < tiles; ti++) {
                         size_t r0 = ti * mr;
                         u.a = q->pack ? pptr + r0 : ptr + (ti * nt + t0) * mr;
                         u.mr = (int)(rows - r0 < mr ? rows - r0 : mr);
                         for (size_t p = pg; p < pe; p++) {
+                            if (ti > 0 && per) {
+                                size_t done = ((ti - 1) * (pe - pg) + (p - pg)) * per;
+                                u.pf = nb + done * 16;
+                                u.pfn = done < lines ? (int)(lines - done < per ? lines - done : per) : 0;
+                            } else {
+                                u.pfn = 0;
+                            }
                             size_t off = (m0 + r0) * N + p * nr;
                             u.b = c->packed + (p * j->K + t0 * tapk + k0) * nr;
                             u.bias = c->bias + p * nr;
@@ -470,11 +487,28 @@ static void conv_task(void *arg, int tid, int nth)
                 }
                 continue;
             }
+            /* several K blocks: panel p's sliver is used by every tile; the calls after the first tile
+             * prefetch the next panel's (same K block; after the last panel, the next block's first) */
+            size_t lines = (size_t)u.ntaps * (size_t)u.kt * nr / 16, nx_lines = 0;
+            const float *nx_b = NULL;
+            if (kb + 1 < q->nblocks) {
+                size_t t1 = q->nsub > 1 ? (kb + 1) / q->nsub : (kb + 1) * q->group;
+                size_t k1 = q->nsub > 1 ? ((kb + 1) % q->nsub) * q->ksub : 0;
+                size_t w1 = q->nsub > 1 ? (tapk - k1 < q->ksub ? tapk - k1 : q->ksub)
+                                        : (nt - t1 < q->group ? nt - t1 : q->group) * tapk;
+                nx_b = c->packed + (p_begin * j->K + t1 * tapk + k1) * nr;
+                nx_lines = w1 * nr / 16;
+            }
+            const size_t per = FN_CONV_PREFETCH && tiles > 1 ? (lines + tiles - 2) / (tiles - 1) : 0;
             for (size_t p = p_begin; p < p_end; p++) {
                 u.b = c->packed + (p * j->K + t0 * tapk + k0) * nr;
                 u.bias = c->bias + p * nr;
                 u.nr = (int)(N - p * nr < nr ? N - p * nr : nr);
                 for (size_t ti = 0; ti < tiles; ti++) {
+                    const float *nb = p + 1 < p_end ? u.b + j->K * nr : nx_b;
+                    size_t nl = p + 1 < p_end ? lines : nx_lines, done = ti ? (ti - 1) * per : nl;
+                    u.pf = nb ? nb + done * 16 : NULL;
+                    u.pfn = nb && done < nl ? (int)(nl - done < per ? nl - done : per) : 0;
                     size_t r0 = ti * mr, off = (m0 + r0) * N + p * nr;
                     u.a = q->pack ? pptr + r0 : ptr + (ti * nt + t0) * mr;
                     u.mr = (int)(rows - r0 < mr ? rows - r0 : mr);

@@ -13,6 +13,8 @@
  *   first: v = acc + bias[j] (+ r[i][j])    else: v = acc + c[i][j]
  *   last && relu: v = max(v, 0);  c[i][j] = v   for i < mr, j < nr
  * r may alias c (each element is read before it is written).
+ * pf, pfn: pfn cache lines from pf (B the caller needs next) to prefetch into L2 while the FMAs run,
+ * at most 2 per k step; 0 for none.
  */
 #ifndef FRUITNET_GEMM_H
 #define FRUITNET_GEMM_H
@@ -25,8 +27,9 @@ typedef struct fn_ukargs {
     float *c;              /* tile's top-left output element */
     const float *bias;     /* NR floats (zero-padded past nr) */
     const float *r;        /* residual tile or NULL; used when first */
+    const float *pf;       /* prefetch hint (see above) */
     size_t ldc, ldr;
-    int ntaps, kt, k0, mr, nr;
+    int ntaps, kt, k0, mr, nr, pfn;
     int first, last, relu;
 } fn_ukargs;
 

@@ -33,12 +33,19 @@ static void kernel_avx2(const fn_ukargs *u)
             if (u->first && u->r)
                 __builtin_prefetch(u->r + (size_t)i * u->ldr, 0, 3);
         }
+    const char *pf = (const char *)u->pf;
+    int pfn = u->pfn;
     for (int t = 0; t < u->ntaps; t++) {
         const float *const *p = u->a + t * MR;
         const float *a0 = p[0] + u->k0, *a1 = p[1] + u->k0, *a2 = p[2] + u->k0, *a3 = p[3] + u->k0,
                     *a4 = p[4] + u->k0, *a5 = p[5] + u->k0;
         for (int k = 0; k < kt; k++, b += NR) {
             __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), s;
+            if (pfn > 0) {
+                __builtin_prefetch(pf, 0, 2);
+                __builtin_prefetch(pf + 64, 0, 2);
+                pf += 128, pfn -= 2;
+            }
             s = _mm256_broadcast_ss(a0 + k), c00 = _mm256_fmadd_ps(s, b0, c00), c01 = _mm256_fmadd_ps(s, b1, c01);
             s = _mm256_broadcast_ss(a1 + k), c10 = _mm256_fmadd_ps(s, b0, c10), c11 = _mm256_fmadd_ps(s, b1, c11);
             s = _mm256_broadcast_ss(a2 + k), c20 = _mm256_fmadd_ps(s, b0, c20), c21 = _mm256_fmadd_ps(s, b1, c21);
