@@ -381,7 +381,23 @@ static void wino_task(void *arg, int tid, int nth)
                 for (size_t p = p_begin; p < p_end; p++) {
                     u.b = U + (size_t)xi * xs + (p * cin + k0) * nr;
                     u.nr = (int)(N - p * nr < nr ? N - p * nr : nr);
+                    /* the sliver needed next (next panel, K block or component) is prefetched by the
+                     * tiles after the first, as in conv_task */
+                    const float *nb = NULL;
+                    size_t nk = 0;
+                    if (p + 1 < p_end)
+                        nb = u.b + cin * nr, nk = (size_t)u.kt;
+                    else if (kb + 1 < nsub)
+                        nb = U + (size_t)xi * xs + (p_begin * cin + k0 + ksub) * nr,
+                        nk = cin - k0 - ksub < ksub ? cin - k0 - ksub : ksub;
+                    else if (xi + 1 < nxi)
+                        nb = U + (size_t)(xi + 1) * xs + p_begin * cin * nr, nk = cin < ksub ? cin : ksub;
+                    const size_t nl = FN_CONV_PREFETCH && nb ? nk * nr / 16 : 0;
+                    const size_t per = tiles > 1 ? (nl + tiles - 2) / (tiles - 1) : 0;
                     for (size_t ti = 0; ti < tiles; ti++) {
+                        size_t done = ti ? (ti - 1) * per : nl;
+                        u.pf = nb ? nb + done * 16 : NULL;
+                        u.pfn = done < nl ? (int)(nl - done < per ? nl - done : per) : 0;
                         u.a = pp + (size_t)xi * tc + ti * mr;
                         u.mr = (int)(rows - ti * mr < mr ? rows - ti * mr : mr);
                         u.c = Mb + (size_t)xi * mstride + ti * mr * q->ldm + p * nr;
