@@ -3,8 +3,13 @@
  * pass, against this machine's measured FMA peak, and ONNX Runtime on the
  * same weights and inputs in the same run (bench/run_peer.sh).
  *
+ * The machine is shared and noisy, so the comparison is made in rounds: each
+ * round times fruitnet (batch N, then batch 1) and then ONNX Runtime (batch 1
+ * and N) back to back; the ratio reported is the median of the rounds'
+ * ratios, and every round's ratio is printed.
+ *
  * usage: bench_layers --weights W [--out DIR] [--threads N] [--batch N]
- *                     [--iters N] [--isa I] [--no-peer]
+ *                     [--iters N] [--rounds R] [--isa I] [--no-peer]
  */
 #include "fruitnet.h"
 
@@ -207,7 +212,7 @@ static void run_peer(peer *p1, peer *p32, int threads, int batch)
 int main(int argc, char **argv)
 {
     const char *weights = "weights/resnet50.fnw", *outdir = "bench/results";
-    int threads = 2, batch = 32, iters = 3, use_peer = 1;
+    int threads = 2, batch = 32, iters = 3, rounds = 3, use_peer = 1;
     fn_isa isa = FN_ISA_AUTO;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--weights") && i + 1 < argc)
@@ -220,6 +225,8 @@ int main(int argc, char **argv)
             batch = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--iters") && i + 1 < argc)
             iters = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
+            rounds = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--isa") && i + 1 < argc) {
             if (fn_isa_parse(argv[++i], &isa) != FN_OK) {
                 fprintf(stderr, "bench_layers: bad --isa\n");
@@ -229,12 +236,12 @@ int main(int argc, char **argv)
             use_peer = 0;
         else {
             fprintf(stderr, "usage: bench_layers --weights W [--out DIR] [--threads N] [--batch N] [--iters N] "
-                            "[--isa I] [--no-peer]\n");
+                            "[--rounds R] [--isa I] [--no-peer]\n");
             return 2;
         }
     }
-    if (threads < 1 || batch < 1 || iters < 1) {
-        fprintf(stderr, "bench_layers: threads, batch and iters must be >= 1\n");
+    if (threads < 1 || batch < 1 || iters < 1 || rounds < 1 || rounds > 64) {
+        fprintf(stderr, "bench_layers: threads, batch and iters must be >= 1, rounds 1..64\n");
         return 2;
     }
     fn_error err;
@@ -257,44 +264,76 @@ int main(int argc, char **argv)
     float *feat = malloc((size_t)batch * FN_FEATURE_DIM * sizeof(float));
     fill_inputs(in, batch);
 
-    /* batch N: one warm-up, then iters timed passes with per-layer profiling */
-    fn_model_features(m, in, batch, feat, &err);
+    /* rounds: batch N (iters timed passes, per-layer profiling accumulated over all rounds), batch 1
+     * (4 * iters passes), then the peer; each side's figure of a round is the median of its passes */
+    fn_model_features(m, in, batch, feat, &err); /* warm-up */
     fn_model_profile_enable(m, 1);
-    double *tb = calloc((size_t)iters, sizeof(double));
-    for (int it = 0; it < iters; it++) {
-        double t0 = now_s();
-        fn_model_features(m, in, batch, feat, &err);
-        tb[it] = now_s() - t0;
+    const int it1 = iters * 4;
+    double *tb = calloc((size_t)iters, sizeof(double)), *t1 = calloc((size_t)it1, sizeof(double));
+    double r_ims[64], r_lat[64], rss_batch = 0;
+    peer r_p1[64], r_pb[64];
+    fn_model_options o1 = o;
+    o1.max_batch = 1;
+    for (int r = 0; r < rounds; r++) {
+        for (int it = 0; it < iters; it++) {
+            double t0 = now_s();
+            fn_model_features(m, in, batch, feat, &err);
+            tb[it] = now_s() - t0;
+        }
+        if (r == 0)
+            rss_batch = peak_rss_mb(); /* before the batch-1 model exists */
+        qsort(tb, (size_t)iters, sizeof(double), cmp_d);
+        r_ims[r] = batch / tb[iters / 2];
+        fn_model *m1;
+        if (fn_model_open(weights, &o1, &m1, &err) != FN_OK) {
+            fprintf(stderr, "bench_layers: %s\n", err.msg);
+            return 1;
+        }
+        fn_model_features(m1, in, 1, feat, &err);
+        for (int it = 0; it < it1; it++) {
+            double t0 = now_s();
+            fn_model_features(m1, in, 1, feat, &err);
+            t1[it] = now_s() - t0;
+        }
+        qsort(t1, (size_t)it1, sizeof(double), cmp_d);
+        r_lat[r] = t1[it1 / 2];
+        fn_model_close(m1);
+        memset(&r_p1[r], 0, sizeof r_p1[r]);
+        memset(&r_pb[r], 0, sizeof r_pb[r]);
+        if (use_peer)
+            run_peer(&r_p1[r], &r_pb[r], threads, batch);
+        fprintf(stderr, "bench_layers: round %d/%d: fruitnet %.2f img/s, %.1f ms; ONNX Runtime %.2f img/s, %.1f ms\n",
+                r + 1, rounds, r_ims[r], r_lat[r] * 1e3, r_pb[r].img_s, r_p1[r].ms);
     }
     const fn_layer_stats *st;
     int nl = fn_model_profile(m, &st);
-    double rss_batch = peak_rss_mb();
-    qsort(tb, (size_t)iters, sizeof(double), cmp_d);
-    double t_batch = tb[iters / 2];
-
-    /* batch 1 latency */
-    fn_model_options o1 = o;
-    o1.max_batch = 1;
-    fn_model *m1;
-    if (fn_model_open(weights, &o1, &m1, &err) != FN_OK) {
-        fprintf(stderr, "bench_layers: %s\n", err.msg);
-        return 1;
-    }
-    int it1 = iters * 4;
-    double *t1 = calloc((size_t)it1, sizeof(double));
-    fn_model_features(m1, in, 1, feat, &err);
-    for (int it = 0; it < it1; it++) {
-        double t0 = now_s();
-        fn_model_features(m1, in, 1, feat, &err);
-        t1[it] = now_s() - t0;
-    }
-    qsort(t1, (size_t)it1, sizeof(double), cmp_d);
-    double lat1 = t1[it1 / 2];
-    fn_model_close(m1);
-
+    /* medians over the rounds: each side's figure, and the per-round ratios */
+    double v[64], q_ims[64], q_lat[64];
+    int nq = 0, nq1 = 0;
     peer p1 = {0}, pb = {0};
-    if (use_peer)
-        run_peer(&p1, &pb, threads, batch);
+    for (int r = 0; r < rounds; r++) {
+        if (r_pb[r].have)
+            q_ims[nq++] = r_ims[r] / r_pb[r].img_s;
+        if (r_p1[r].have)
+            q_lat[nq1++] = r_p1[r].ms / (r_lat[r] * 1e3);
+    }
+#define MEDIAN(arr, cnt) (memcpy(v, arr, sizeof(double) * (size_t)(cnt)), qsort(v, (size_t)(cnt), sizeof(double), cmp_d), \
+                          (cnt) % 2 ? v[(cnt) / 2] : 0.5 * (v[(cnt) / 2 - 1] + v[(cnt) / 2]))
+    const double ims_med = MEDIAN(r_ims, rounds), lat1 = MEDIAN(r_lat, rounds);
+    const double ratio_b = nq ? MEDIAN(q_ims, nq) : 0, ratio_1 = nq1 ? MEDIAN(q_lat, nq1) : 0;
+    if (nq == rounds) {
+        double a[64], rs[64];
+        for (int r = 0; r < rounds; r++)
+            a[r] = r_pb[r].img_s, rs[r] = r_pb[r].rss;
+        pb.have = 1, pb.img_s = MEDIAN(a, rounds), pb.rss = MEDIAN(rs, rounds);
+    }
+    if (nq1 == rounds) {
+        double a[64];
+        for (int r = 0; r < rounds; r++)
+            a[r] = r_p1[r].ms;
+        p1.have = 1, p1.ms = MEDIAN(a, rounds);
+    }
+#undef MEDIAN
 
     /* report */
     char path[4096];
@@ -318,8 +357,8 @@ int main(int argc, char **argv)
         if (!f)
             continue;
         fprintf(f, "# fruitnet bench — %s\n\n", date);
-        fprintf(f, "CPU: %s; fruitnet %s; ISA %s; %d threads; batch %d; median of %d passes\n\n", cpu,
-                FRUITNET_VERSION, fn_isa_name(used), threads, batch, iters);
+        fprintf(f, "CPU: %s; fruitnet %s; ISA %s; %d threads; batch %d; %d rounds of %d passes (layer times: "
+                   "mean over all passes)\n\n", cpu, FRUITNET_VERSION, fn_isa_name(used), threads, batch, rounds, iters);
         fprintf(f, "Measured FMA peak (%d threads): %.1f GFLOP/s\n\n", threads, peak);
         fprintf(f, "| layer | in (HxWxC) | out | k/s | GFLOP/img | ms/img | GFLOP/s | %% peak |\n");
         fprintf(f, "|---|---|---|---|---:|---:|---:|---:|\n");
@@ -342,21 +381,27 @@ int main(int argc, char **argv)
                 ndir, dir_flops / calls / 1e9, dir_s / calls * 1e3, dir_s > 0 ? dir_flops / dir_s / 1e9 : 0,
                 peak > 0 && dir_s > 0 ? 100 * dir_flops / dir_s / 1e9 / peak : 0);
         fprintf(f, "| | fruitnet | ONNX Runtime | ratio |\n|---|---:|---:|---:|\n");
-        double ims = batch / t_batch;
         if (pb.have)
-            fprintf(f, "| batch %d throughput (img/s) | %.2f | %.2f | %.2fx |\n", batch, ims, pb.img_s, ims / pb.img_s);
+            fprintf(f, "| batch %d throughput (img/s) | %.2f | %.2f | %.2fx |\n", batch, ims_med, pb.img_s, ratio_b);
         else
-            fprintf(f, "| batch %d throughput (img/s) | %.2f | n/a | |\n", batch, ims);
+            fprintf(f, "| batch %d throughput (img/s) | %.2f | n/a | |\n", batch, ims_med);
         if (p1.have)
             fprintf(f, "| batch 1 latency (ms) | %.1f | %.1f | %.2fx %s |\n", lat1 * 1e3, p1.ms,
-                    p1.ms >= lat1 * 1e3 ? p1.ms / (lat1 * 1e3) : lat1 * 1e3 / p1.ms,
-                    p1.ms >= lat1 * 1e3 ? "faster" : "slower");
+                    ratio_1 >= 1 ? ratio_1 : 1 / ratio_1, ratio_1 >= 1 ? "faster" : "slower");
         else
             fprintf(f, "| batch 1 latency (ms) | %.1f | n/a | |\n", lat1 * 1e3);
         if (pb.have)
             fprintf(f, "| peak RSS, batch %d (MB) | %.0f | %.0f | %.2f |\n", batch, rss_batch, pb.rss, rss_batch / pb.rss);
         else
             fprintf(f, "| peak RSS, batch %d (MB) | %.0f | n/a | |\n", batch, rss_batch);
+        if (pb.have && p1.have) {
+            fprintf(f, "\nMedians of %d rounds, each timing fruitnet then ONNX Runtime back to back; the ratios are the "
+                       "medians of the rounds' ratios. Rounds (batch %d img/s ratio; batch 1 speed-up):",
+                    rounds, batch);
+            for (int r = 0; r < rounds; r++)
+                fprintf(f, "%s %.2fx; %.2fx", r ? "," : "", r_ims[r] / r_pb[r].img_s, r_p1[r].ms / (r_lat[r] * 1e3));
+            fprintf(f, "\n");
+        }
         if (!use_peer || !pb.have)
             fprintf(f, "\n(ONNX Runtime not measured: %s)\n",
                     use_peer ? "bench/run_peer.sh failed, see bench/results/peer.log" : "--no-peer");
