@@ -43,7 +43,7 @@ typedef struct layer {
 
 #define MAX_LAYERS 64
 #ifndef FN_WINO4_MIN_SIDE
-#define FN_WINO4_MIN_SIDE 28
+#define FN_WINO4_MIN_SIDE 14
 #endif
 
 struct fn_model {
@@ -84,9 +84,10 @@ static int add_conv(fn_model *m, const char *name, int in, int out, int res, int
         return fn_fail(err, FN_EFORMAT, "weights: %s has an unexpected shape or type (expected [%d,%d,%d,cout])",
                        name, k, k, cin);
     int cout = (int)wk->shape[3];
-    /* 3x3 layers: Winograd F(2x2,3x3), and F(4x4,3x3) too on maps of at least FN_WINO4_MIN_SIDE (56, 28:
-     * 1.15x faster than F(2x2) at batch 32 when there are tiles enough; on 14x14 its 36 transformed weight
-     * sets per chunk cost more bandwidth than the multiplications saved); fn_conv picks per batch */
+    /* 3x3 layers: Winograd F(2x2,3x3), and F(4x4,3x3) too on maps of at least FN_WINO4_MIN_SIDE (56, 28,
+     * 14: 1.15x faster than F(2x2) at batch 32 on 56 and 28; on 14x14 its 36 transformed weight sets (9.4 MB
+     * a layer) cost about what the multiplications save until the next sliver is prefetched, then 0.2 ms/img
+     * less over stage 4 at batch 32; on 7x7, 37.7 MB a layer, no); fn_conv picks per batch (F(2x2) at batch 1) */
     int wino = k == 3 ? FN_WINO_F2 | (h >= FN_WINO4_MIN_SIDE ? FN_WINO_F4 : 0) : 0;
     int rc = fn_conv_init(&L->conv, k, k, stride, pad, cin, cout, wk->data, wb->data, wino, m->isa, err);
     if (rc != FN_OK)
