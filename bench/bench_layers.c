@@ -119,6 +119,15 @@ static int cmp_d(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* Median of x[0..n-1] (n <= 64, x left as it is). */
+static double median(const double *x, int n)
+{
+    double v[64];
+    memcpy(v, x, sizeof(double) * (size_t)n);
+    qsort(v, (size_t)n, sizeof(double), cmp_d);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
 static void cpu_model(char *buf, size_t n)
 {
     snprintf(buf, n, "unknown CPU");
@@ -308,7 +317,7 @@ int main(int argc, char **argv)
     const fn_layer_stats *st;
     int nl = fn_model_profile(m, &st);
     /* medians over the rounds: each side's figure, and the per-round ratios */
-    double v[64], q_ims[64], q_lat[64];
+    double q_ims[64], q_lat[64];
     int nq = 0, nq1 = 0;
     peer p1 = {0}, pb = {0};
     for (int r = 0; r < rounds; r++) {
@@ -317,23 +326,20 @@ int main(int argc, char **argv)
         if (r_p1[r].have)
             q_lat[nq1++] = r_p1[r].ms / (r_lat[r] * 1e3);
     }
-#define MEDIAN(arr, cnt) (memcpy(v, arr, sizeof(double) * (size_t)(cnt)), qsort(v, (size_t)(cnt), sizeof(double), cmp_d), \
-                          (cnt) % 2 ? v[(cnt) / 2] : 0.5 * (v[(cnt) / 2 - 1] + v[(cnt) / 2]))
-    const double ims_med = MEDIAN(r_ims, rounds), lat1 = MEDIAN(r_lat, rounds);
-    const double ratio_b = nq ? MEDIAN(q_ims, nq) : 0, ratio_1 = nq1 ? MEDIAN(q_lat, nq1) : 0;
+    const double ims_med = median(r_ims, rounds), lat1 = median(r_lat, rounds);
+    const double ratio_b = nq ? median(q_ims, nq) : 0, ratio_1 = nq1 ? median(q_lat, nq1) : 0;
     if (nq == rounds) {
         double a[64], rs[64];
         for (int r = 0; r < rounds; r++)
             a[r] = r_pb[r].img_s, rs[r] = r_pb[r].rss;
-        pb.have = 1, pb.img_s = MEDIAN(a, rounds), pb.rss = MEDIAN(rs, rounds);
+        pb.have = 1, pb.img_s = median(a, rounds), pb.rss = median(rs, rounds);
     }
     if (nq1 == rounds) {
         double a[64];
         for (int r = 0; r < rounds; r++)
             a[r] = r_p1[r].ms;
-        p1.have = 1, p1.ms = MEDIAN(a, rounds);
+        p1.have = 1, p1.ms = median(a, rounds);
     }
-#undef MEDIAN
 
     /* report */
     char path[4096];
@@ -399,7 +405,7 @@ int main(int argc, char **argv)
                        "medians of the rounds' ratios. Rounds (batch %d img/s ratio; batch 1 speed-up):",
                     rounds, batch);
             for (int r = 0; r < rounds; r++)
-                fprintf(f, "%s %.2fx; %.2fx", r ? "," : "", r_ims[r] / r_pb[r].img_s, r_p1[r].ms / (r_lat[r] * 1e3));
+                fprintf(f, "%s %.2fx; %.2fx", r ? "," : "", q_ims[r], q_lat[r]);
             fprintf(f, "\n");
         }
         if (!use_peer || !pb.have)

@@ -316,6 +316,33 @@ static void pack_block(const conv_job *j, const float *const *ptr, size_t rows_p
     }
 }
 
+/* K block kb: taps t0..t0+tn, floats k0..k0+kt of each. */
+static void k_block(const geom *q, size_t kb, size_t *t0, size_t *k0, size_t *tn, size_t *kt)
+{
+    if (q->nsub > 1) {
+        *t0 = kb / q->nsub, *k0 = (kb % q->nsub) * q->ksub;
+        *tn = 1, *kt = q->tapk - *k0 < q->ksub ? q->tapk - *k0 : q->ksub;
+    } else {
+        *t0 = kb * q->group, *k0 = 0;
+        *tn = (size_t)q->ntaps - *t0 < q->group ? (size_t)q->ntaps - *t0 : q->group, *kt = q->tapk;
+    }
+}
+
+/* Prefetch of the B sliver needed next: `lines` cache lines split over `calls` micro-kernel calls (those
+ * after a sliver's first tile, which find theirs in L2), per = lines per call. */
+static size_t prefetch_per(size_t lines, size_t calls)
+{
+    return FN_CONV_PREFETCH && calls ? (lines + calls - 1) / calls : 0;
+}
+
+/* Call number `call` of a sliver's: 0 (its first tile) prefetches nothing, call i > 0 share i - 1 of nb. */
+static void prefetch_share(fn_ukargs *u, const float *nb, size_t lines, size_t call, size_t per)
+{
+    size_t done = call ? (call - 1) * per : lines;
+    u->pf = nb ? nb + done * 16 : NULL;
+    u->pfn = nb && done < lines ? (int)(lines - done < per ? lines - done : per) : 0;
+}
+
 /* Winograd F(m x m,3x3): per chunk of tiles, input transform -> (m+2)^2 GEMMs (tiles x cin by cin x cout)
  * -> output transform with bias, residual and ReLU. */
 static void wino_task(void *arg, int tid, int nth)
@@ -392,12 +419,9 @@ static void wino_task(void *arg, int tid, int nth)
                         nk = cin - k0 - ksub < ksub ? cin - k0 - ksub : ksub;
                     else if (xi + 1 < nxi)
                         nb = U + (size_t)(xi + 1) * xs + p_begin * cin * nr, nk = cin < ksub ? cin : ksub;
-                    const size_t nl = FN_CONV_PREFETCH && nb ? nk * nr / 16 : 0;
-                    const size_t per = tiles > 1 ? (nl + tiles - 2) / (tiles - 1) : 0;
+                    const size_t nl = nk * nr / 16, per = prefetch_per(nl, tiles - 1);
                     for (size_t ti = 0; ti < tiles; ti++) {
-                        size_t done = ti ? (ti - 1) * per : nl;
-                        u.pf = nb ? nb + done * 16 : NULL;
-                        u.pfn = done < nl ? (int)(nl - done < per ? nl - done : per) : 0;
+                        prefetch_share(&u, nb, nl, ti, per);
                         u.a = pp + (size_t)xi * tc + ti * mr;
                         u.mr = (int)(rows - ti * mr < mr ? rows - ti * mr : mr);
                         u.c = Mb + (size_t)xi * mstride + ti * mr * q->ldm + p * nr;
@@ -452,13 +476,7 @@ static void conv_task(void *arg, int tid, int nth)
         build_rows(j, m0, rows, ptr, edge);
         for (size_t kb = 0; kb < q->nblocks; kb++) {
             size_t t0, k0, tn, kt;
-            if (q->nsub > 1) {
-                t0 = kb / q->nsub, k0 = (kb % q->nsub) * q->ksub;
-                tn = 1, kt = tapk - k0 < q->ksub ? tapk - k0 : q->ksub;
-            } else {
-                t0 = kb * q->group, k0 = 0;
-                tn = nt - t0 < q->group ? nt - t0 : q->group, kt = tapk;
-            }
+            k_block(q, kb, &t0, &k0, &tn, &kt);
             if (q->pack) {
                 pack_block(j, ptr, tiles * mr, t0, tn, k0, kt, packed);
                 u.ntaps = 1, u.kt = (int)(tn * kt), u.k0 = 0;
@@ -477,20 +495,14 @@ static void conv_task(void *arg, int tid, int nth)
                      * after the first tile, which find this group's in L2 */
                     size_t nx = (pe + group < p_end ? pe + group : p_end) - pe;
                     const float *nb = c->packed + pe * j->K * nr;
-                    size_t lines = nx * j->K * nr / 16, calls = (tiles - 1) * (pe - pg);
-                    size_t per = FN_CONV_PREFETCH && calls ? (lines + calls - 1) / calls : 0;
+                    const size_t lines = nx * j->K * nr / 16, per = prefetch_per(lines, (tiles - 1) * (pe - pg));
                     for (size_t ti = 0; ti < tiles; ti++) {
                         size_t r0 = ti * mr;
                         u.a = q->pack ? pptr + r0 : ptr + (ti * nt + t0) * mr;
                         u.mr = (int)(rows - r0 < mr ? rows - r0 : mr);
                         for (size_t p = pg; p < pe; p++) {
-                            if (ti > 0 && per) {
-                                size_t done = ((ti - 1) * (pe - pg) + (p - pg)) * per;
-                                u.pf = nb + done * 16;
-                                u.pfn = done < lines ? (int)(lines - done < per ? lines - done : per) : 0;
-                            } else {
-                                u.pfn = 0;
-                            }
+                            /* call 0: the first tile's; then one share per (tile, panel) */
+                            prefetch_share(&u, nb, lines, ti ? (ti - 1) * (pe - pg) + (p - pg) + 1 : 0, per);
                             size_t off = (m0 + r0) * N + p * nr;
                             u.b = c->packed + (p * j->K + t0 * tapk + k0) * nr;
                             u.bias = c->bias + p * nr;
@@ -505,26 +517,24 @@ static void conv_task(void *arg, int tid, int nth)
             }
             /* several K blocks: panel p's sliver is used by every tile; the calls after the first tile
              * prefetch the next panel's (same K block; after the last panel, the next block's first) */
-            size_t lines = (size_t)u.ntaps * (size_t)u.kt * nr / 16, nx_lines = 0;
+            const size_t lines = tn * kt * nr / 16, per = prefetch_per(lines, tiles - 1);
+            size_t nx_lines = 0;
             const float *nx_b = NULL;
             if (kb + 1 < q->nblocks) {
-                size_t t1 = q->nsub > 1 ? (kb + 1) / q->nsub : (kb + 1) * q->group;
-                size_t k1 = q->nsub > 1 ? ((kb + 1) % q->nsub) * q->ksub : 0;
-                size_t w1 = q->nsub > 1 ? (tapk - k1 < q->ksub ? tapk - k1 : q->ksub)
-                                        : (nt - t1 < q->group ? nt - t1 : q->group) * tapk;
+                size_t t1, k1, tn1, kt1;
+                k_block(q, kb + 1, &t1, &k1, &tn1, &kt1);
                 nx_b = c->packed + (p_begin * j->K + t1 * tapk + k1) * nr;
-                nx_lines = w1 * nr / 16;
+                nx_lines = tn1 * kt1 * nr / 16;
             }
-            const size_t per = FN_CONV_PREFETCH && tiles > 1 ? (lines + tiles - 2) / (tiles - 1) : 0;
             for (size_t p = p_begin; p < p_end; p++) {
                 u.b = c->packed + (p * j->K + t0 * tapk + k0) * nr;
                 u.bias = c->bias + p * nr;
                 u.nr = (int)(N - p * nr < nr ? N - p * nr : nr);
                 for (size_t ti = 0; ti < tiles; ti++) {
-                    const float *nb = p + 1 < p_end ? u.b + j->K * nr : nx_b;
-                    size_t nl = p + 1 < p_end ? lines : nx_lines, done = ti ? (ti - 1) * per : nl;
-                    u.pf = nb ? nb + done * 16 : NULL;
-                    u.pfn = nb && done < nl ? (int)(nl - done < per ? nl - done : per) : 0;
+                    if (p + 1 < p_end)
+                        prefetch_share(&u, u.b + j->K * nr, lines, ti, per);
+                    else
+                        prefetch_share(&u, nx_b, nx_lines, ti, per);
                     size_t r0 = ti * mr, off = (m0 + r0) * N + p * nr;
                     u.a = q->pack ? pptr + r0 : ptr + (ti * nt + t0) * mr;
                     u.mr = (int)(rows - r0 < mr ? rows - r0 : mr);

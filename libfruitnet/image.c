@@ -53,13 +53,19 @@ const char *fn_image_decoder_name(void)
 #endif
 }
 
+static const unsigned char png_sig[8] = {0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a};
+
+static uint32_t be32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
 /* Declared size from a PNG IHDR or a JPEG SOF marker, without decoding; 0 if not found. */
 static int sniff_dims(const unsigned char *b, size_t len, int64_t *w, int64_t *h)
 {
-    static const unsigned char png[8] = {0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a};
-    if (len >= 24 && !memcmp(b, png, 8) && !memcmp(b + 12, "IHDR", 4)) {
-        *w = (int64_t)b[16] << 24 | b[17] << 16 | b[18] << 8 | b[19];
-        *h = (int64_t)b[20] << 24 | b[21] << 16 | b[22] << 8 | b[23];
+    if (len >= 24 && !memcmp(b, png_sig, 8) && !memcmp(b + 12, "IHDR", 4)) {
+        *w = be32(b + 16);
+        *h = be32(b + 20);
         return 1;
     }
     if (len < 4 || b[0] != 0xFF || b[1] != 0xD8)
@@ -139,7 +145,7 @@ static int png_chunks_ok(const unsigned char *b, size_t len, char bad[5], uint32
 {
     size_t p = 8;
     while (p + 8 <= len) {
-        uint32_t n = (uint32_t)b[p] << 24 | (uint32_t)b[p + 1] << 16 | (uint32_t)b[p + 2] << 8 | b[p + 3];
+        uint32_t n = be32(b + p);
         const unsigned char *t = b + p + 4;
         if (n > len - p - 8 || len - p - 8 - n < 4) { /* data + CRC past the end */
             for (int i = 0; i < 4; i++)
@@ -178,7 +184,7 @@ int fn_image_decode(const void *bytes, size_t len, const char *name, fn_image *o
 #endif
     char ctype[5];
     uint32_t clen;
-    if (len >= 8 && !memcmp(bytes, "\x89PNG\r\n\x1a\n", 8) && !png_chunks_ok(bytes, len, ctype, &clen))
+    if (len >= 8 && !memcmp(bytes, png_sig, 8) && !png_chunks_ok(bytes, len, ctype, &clen))
         return fn_fail(err, FN_EIMAGE, "%s: truncated or corrupt PNG (chunk %s declares %lu bytes past the end)", name,
                        ctype, (unsigned long)clen);
     if (len >= 2 && ((const unsigned char *)bytes)[0] == 0xFF && !jpeg_tables_ok(bytes, len))

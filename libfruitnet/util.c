@@ -49,23 +49,24 @@ void *fn_aalloc(size_t bytes)
     rounded &= ~(size_t)63;
     if (rounded == 0)
         rounded = 64;
+    size_t align = 64;
 #ifdef MADV_HUGEPAGE
     /* Large buffers (activations at batch 32 are 100 MB, packed weights up to 38 MB): 2 MiB aligned and
      * backed by transparent huge pages where the kernel offers them only on request (THP "madvise"),
      * so that streaming them does not walk the page tables every 4 KiB. */
+    const size_t huge = (size_t)2 << 20;
     if (rounded >= FN_HUGE_MIN) {
-        size_t huge = (size_t)2 << 20;
         if (!fn_add_size(rounded, huge - 1, &rounded))
             return NULL;
-        rounded &= ~(huge - 1);
-        if (posix_memalign(&p, huge, rounded) != 0)
-            return NULL;
-        (void)madvise(p, rounded, MADV_HUGEPAGE); /* advice only: without it the buffer is still valid */
-        return p;
+        rounded &= ~(huge - 1), align = huge;
     }
 #endif
-    if (posix_memalign(&p, 64, rounded) != 0)
+    if (posix_memalign(&p, align, rounded) != 0)
         return NULL;
+#ifdef MADV_HUGEPAGE
+    if (align == huge)
+        (void)madvise(p, rounded, MADV_HUGEPAGE); /* advice only: without it the buffer is still valid */
+#endif
     return p;
 }
 
