@@ -15,9 +15,10 @@
  * (convert_tfjs.c), so every conv here is conv + bias.
  *
  * Activations live in four arena slots sized at open time for max_batch:
- * X/Y (block input/output, ping-pong) and T1/T2 (inside a block). The
- * projection shortcut is written into the output slot and branch2c adds
- * itself to it in place, so no fifth slot is needed.
+ * X/Y (block input/output) and T1/T2 (inside a block). A projection block
+ * goes from one of X/Y to the other: its shortcut is written into the
+ * output slot and branch2c adds itself to it in place. An identity block
+ * adds branch2c to its input in place. No fifth slot is needed.
  */
 #include "internal.h"
 
@@ -43,7 +44,13 @@ typedef struct layer {
 
 #define MAX_LAYERS 64
 #ifndef FN_WINO4_MIN_SIDE
-#define FN_WINO4_MIN_SIDE 14
+#define FN_WINO4_MIN_SIDE 7
+#endif
+#ifndef FN_WINO2_MIN_SIDE
+#define FN_WINO2_MIN_SIDE 14
+#endif
+#ifndef FN_WINO2_MAX_SIDE
+#define FN_WINO2_MAX_SIDE 28
 #endif
 
 struct fn_model {
@@ -84,11 +91,14 @@ static int add_conv(fn_model *m, const char *name, int in, int out, int res, int
         return fn_fail(err, FN_EFORMAT, "weights: %s has an unexpected shape or type (expected [%d,%d,%d,cout])",
                        name, k, k, cin);
     int cout = (int)wk->shape[3];
-    /* 3x3 layers: Winograd F(2x2,3x3), and F(4x4,3x3) too on maps of at least FN_WINO4_MIN_SIDE (56, 28,
-     * 14: 1.15x faster than F(2x2) at batch 32 on 56 and 28; on 14x14 its 36 transformed weight sets (9.4 MB
-     * a layer) cost about what the multiplications save until the next sliver is prefetched, then 0.2 ms/img
-     * less over stage 4 at batch 32; on 7x7, 37.7 MB a layer, no); fn_conv picks per batch (F(2x2) at batch 1) */
-    int wino = k == 3 ? FN_WINO_F2 | (h >= FN_WINO4_MIN_SIDE ? FN_WINO_F4 : 0) : 0;
+    /* 3x3 layers: Winograd F(4x4,3x3) on maps of at least FN_WINO4_MIN_SIDE (all four stages: 1.15x faster
+     * than F(2x2) at batch 32 on 56 and 28, and with the next weight sliver prefetched, on 14 and 7 too,
+     * where its 36 transformed weight sets are 9.4 and 37.7 MB a layer: stage 5 at batch 8 and 32 in
+     * 0.28-0.31 ms/img against 0.37-0.41 with F(2x2)), and F(2x2,3x3) on the maps where batch 1 has too few
+     * 4x4 tiles and F(2x2) is faster than direct (14 and 28); fn_conv picks per batch */
+    int wino = k != 3 ? 0
+                      : (h >= FN_WINO4_MIN_SIDE ? FN_WINO_F4 : 0) |
+                            (h >= FN_WINO2_MIN_SIDE && h <= FN_WINO2_MAX_SIDE ? FN_WINO_F2 : 0);
     int rc = fn_conv_init(&L->conv, k, k, stride, pad, cin, cout, wk->data, wb->data, wino, m->isa, err);
     if (rc != FN_OK)
         return rc;
@@ -117,19 +127,22 @@ static void add_pool(fn_model *m, int kind, const char *name, int in, int out, i
     L->ow = kind == L_MAXPOOL ? fn_conv_out_dim(w, k, stride, pad) : 1;
 }
 
-/* One bottleneck block; x is the slot holding the input, the result goes to the other of X/Y. */
+/* One bottleneck block; x is the slot holding the input. A projection block's result goes to the other of
+ * X/Y (branch1 there, then branch2c adds itself to it); an identity block's replaces its input in place
+ * (branch2c reads each residual element before it writes it), so each of X and Y is sized for the largest
+ * tensor of its own stages: Y for conv1 and stage 2, X for stage 3. */
 static int add_block(fn_model *m, int stage, char blk, int *x, int *h, int *w, int *c, int f, int stride,
                      int project, fn_error *err)
 {
     char n[32];
-    int out = *x == SLOT_X ? SLOT_Y : SLOT_X, rc;
+    int out = !project ? *x : *x == SLOT_X ? SLOT_Y : SLOT_X, rc;
     int oh = fn_conv_out_dim(*h, 1, stride, 0), ow = fn_conv_out_dim(*w, 1, stride, 0);
 #define NAME(br) (snprintf(n, sizeof n, "res%d%c_branch%s", stage, blk, br), n)
     if (project && (rc = add_conv(m, NAME("1"), *x, out, SLOT_NONE, 0, *h, *w, *c, 1, stride, 0, err)))
         return rc;
     if ((rc = add_conv(m, NAME("2a"), *x, SLOT_T1, SLOT_NONE, 1, *h, *w, *c, 1, stride, 0, err)) ||
         (rc = add_conv(m, NAME("2b"), SLOT_T1, SLOT_T2, SLOT_NONE, 1, oh, ow, f, 3, 1, 1, err)) ||
-        (rc = add_conv(m, NAME("2c"), SLOT_T2, out, project ? out : *x, 1, oh, ow, f, 1, 1, 0, err)))
+        (rc = add_conv(m, NAME("2c"), SLOT_T2, out, out, 1, oh, ow, f, 1, 1, 0, err)))
         return rc;
 #undef NAME
     *x = out, *h = oh, *w = ow, *c = 4 * f;

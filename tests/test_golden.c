@@ -176,7 +176,11 @@ static void test_golden_avx512(void **s)
     check_isa(FN_ISA_AVX512);
 }
 
-/* Batches larger than max_batch, odd sizes and 1 thread give the same features as one batch. */
+/* Batches larger than max_batch, odd sizes and 1 thread give the same features as one batch. The batch
+ * sizes may run different algorithms (stage 5 is Winograd F(4x4) at 8, direct at 3 and 1), each within the
+ * golden tolerance of Keras, so they agree to twice the worst error seen against Keras (1.3e-5), not to
+ * the last bit; a batching fault (an image's rows or offsets mixed up) is off by 0.1 or more. */
+#define BATCH_TOL 2.5e-5
 static void test_batching_consistent(void **s)
 {
     (void)s;
@@ -190,10 +194,10 @@ static void test_batching_consistent(void **s)
     assert_int_equal(fn_model_features(m3, G.input, NIMG, b, NULL), FN_OK);
     double d = tu_max_abs(a, b, NIMG * 2048);
     print_message("[ golden   ] batch 8/2 threads vs batch 3/1 thread: max abs %.3g\n", d);
-    assert_true(d <= 1e-5);
+    assert_true(d <= BATCH_TOL);
     /* one image alone */
     assert_int_equal(fn_model_features(m3, G.input + 5 * IN_FLOATS, 1, b, NULL), FN_OK);
-    assert_true(tu_max_abs(a + 5 * 2048, b, 2048) <= 1e-5);
+    assert_true(tu_max_abs(a + 5 * 2048, b, 2048) <= BATCH_TOL);
     /* n = 0 is a no-op, bad arguments are refused */
     assert_int_equal(fn_model_features(m3, G.input, 0, b, NULL), FN_OK);
     fn_error e = {0};
