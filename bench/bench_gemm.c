@@ -166,10 +166,9 @@ static double time_shape(const shape *s, fn_isa isa, fn_pool *pool, int nthreads
     memset(out, 0, nout * 4);
     fn_conv c;
     fn_error e;
-    /* Winograd weights as the model makes them (F(4x4) on every map, F(2x2) too on 28 and 14; fn_conv picks
-     * per batch), or FRUITNET_BENCH_WINO=0|2|4|6 */
+    /* Winograd weights as the model makes them (fn_conv picks per batch), or FRUITNET_BENCH_WINO=0|2|4|6 */
     const char *wv = getenv("FRUITNET_BENCH_WINO");
-    int wino = s->k != 3 ? 0 : wv ? atoi(wv) : s->h >= 14 && s->h <= 28 ? 6 : 4;
+    int wino = s->k != 3 ? 0 : wv ? atoi(wv) : fn_conv_wino_kinds(s->k, s->h);
     if (fn_conv_init(&c, s->k, s->k, s->stride, s->pad, s->cin, s->cout, W, b, wino, isa, &e) != FN_OK) {
         fprintf(stderr, "bench_gemm: %s\n", e.msg);
         exit(1);

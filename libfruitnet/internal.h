@@ -76,6 +76,9 @@ typedef struct fn_conv {
 int fn_conv_init(fn_conv *c, int kh, int kw, int stride, int pad, int cin, int cout, const float *w,
                  const float *bias, int wino, fn_isa isa, fn_error *err);
 void fn_conv_free(fn_conv *c);
+/* The Winograd weights (FN_WINO_F2 | FN_WINO_F4) worth making for a k x k layer on h x h maps: those that
+ * fn_conv_forward picks at some batch size and that beat the alternatives there (measured on ResNet50). */
+int fn_conv_wino_kinds(int k, int h);
 static inline int fn_conv_out_dim(int in, int k, int stride, int pad)
 {
     return (in + 2 * pad - k) / stride + 1;

@@ -43,15 +43,6 @@ typedef struct layer {
 } layer;
 
 #define MAX_LAYERS 64
-#ifndef FN_WINO4_MIN_SIDE
-#define FN_WINO4_MIN_SIDE 7
-#endif
-#ifndef FN_WINO2_MIN_SIDE
-#define FN_WINO2_MIN_SIDE 14
-#endif
-#ifndef FN_WINO2_MAX_SIDE
-#define FN_WINO2_MAX_SIDE 28
-#endif
 
 struct fn_model {
     fn_weights *weights;
@@ -91,14 +82,7 @@ static int add_conv(fn_model *m, const char *name, int in, int out, int res, int
         return fn_fail(err, FN_EFORMAT, "weights: %s has an unexpected shape or type (expected [%d,%d,%d,cout])",
                        name, k, k, cin);
     int cout = (int)wk->shape[3];
-    /* 3x3 layers: Winograd F(4x4,3x3) on maps of at least FN_WINO4_MIN_SIDE (all four stages: 1.15x faster
-     * than F(2x2) at batch 32 on 56 and 28, and with the next weight sliver prefetched, on 14 and 7 too,
-     * where its 36 transformed weight sets are 9.4 and 37.7 MB a layer: stage 5 at batch 8 and 32 in
-     * 0.28-0.31 ms/img against 0.37-0.41 with F(2x2)), and F(2x2,3x3) on the maps where batch 1 has too few
-     * 4x4 tiles and F(2x2) is faster than direct (14 and 28); fn_conv picks per batch */
-    int wino = k != 3 ? 0
-                      : (h >= FN_WINO4_MIN_SIDE ? FN_WINO_F4 : 0) |
-                            (h >= FN_WINO2_MIN_SIDE && h <= FN_WINO2_MAX_SIDE ? FN_WINO_F2 : 0);
+    int wino = fn_conv_wino_kinds(k, h); /* which Winograd weights; fn_conv picks per batch */
     int rc = fn_conv_init(&L->conv, k, k, stride, pad, cin, cout, wk->data, wb->data, wino, m->isa, err);
     if (rc != FN_OK)
         return rc;

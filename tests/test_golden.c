@@ -177,9 +177,10 @@ static void test_golden_avx512(void **s)
 }
 
 /* Batches larger than max_batch, odd sizes and 1 thread give the same features as one batch. The batch
- * sizes may run different algorithms (stage 5 is Winograd F(4x4) at 8, direct at 3 and 1), each within the
- * golden tolerance of Keras, so they agree to twice the worst error seen against Keras (1.3e-5), not to
- * the last bit; a batching fault (an image's rows or offsets mixed up) is off by 0.1 or more. */
+ * sizes may run different algorithms (stage 4 is Winograd F(4x4) at 8 and F(2x2) at 3 and 1, stage 5
+ * F(4x4) at 8 and direct at 3 and 1), each within the golden tolerance of Keras, so they agree to twice
+ * the worst error seen against Keras (1.3e-5), not to the last bit; a batching fault (an image's rows or
+ * offsets mixed up) is off by 0.1 or more. */
 #define BATCH_TOL 2.5e-5
 static void test_batching_consistent(void **s)
 {
