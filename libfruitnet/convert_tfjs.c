@@ -78,7 +78,7 @@ typedef struct conv_ctx {
 /* Append the whole file at `path` (at most `max` bytes) to *buf (length *len, capacity grown). */
 static int read_append(const char *path, size_t max, unsigned char **buf, size_t *len, fn_error *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* never blocks on a FIFO */
     if (fd < 0)
         return fn_fail(err, FN_EIO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;

@@ -216,7 +216,7 @@ int fn_image_load(const char *path, fn_image *out, fn_error *err)
         return fn_fail(err, FN_EARG, "fn_image_load: invalid arguments");
     out->w = out->h = 0;
     out->rgb = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* never blocks on a FIFO */
     if (fd < 0)
         return fn_fail(err, FN_EIO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;

@@ -345,7 +345,7 @@ int fn_parquet_reader_open(const char *path, fn_parquet_reader **out, fn_error *
         return fn_fail(err, FN_ENOMEM, "out of memory");
     }
     strcpy(r->path, path);
-    r->fd = open(path, O_RDONLY | O_CLOEXEC);
+    r->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* never blocks on a FIFO; regular files only */
     int rc;
     if (r->fd < 0) {
         rc = fn_fail(err, FN_EIO, "%s: cannot open: %s", path, strerror(errno));

@@ -192,7 +192,7 @@ int fn_weights_open(const char *path, fn_weights **out, fn_error *err)
     if (!out || !path)
         return fn_fail(err, FN_EARG, "fn_weights_open: invalid arguments");
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* never blocks on a FIFO */
     if (fd < 0)
         return fn_fail(err, FN_EIO, "%s: cannot open weight file: %s", path, strerror(errno));
     struct stat st;

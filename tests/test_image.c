@@ -6,6 +6,7 @@
 #include "testutil.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -627,13 +628,43 @@ static void test_formats_and_bad_inputs(void **s)
     assert_int_equal(system(cmd), 0);
 }
 
+/* A FIFO (or any non-regular file) named like an image is refused at once, by name: the open never blocks
+ * (without O_NONBLOCK it waited for a writer for ever; the alarm turns that hang into a failure). */
+static void on_alarm(int sig)
+{
+    (void)sig;
+    static const char m[] = "test_image: fn_image_load blocked on a FIFO\n";
+    if (write(2, m, sizeof m - 1) < 0) {}
+    _exit(1);
+}
+
+static void test_fifo_not_blocking(void **s)
+{
+    (void)s;
+    char dir[] = "/tmp/fruitnet-fifo-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    const char *fifo = tu_path(dir, "pipe.jpg");
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    signal(SIGALRM, on_alarm);
+    alarm(5);
+    fn_image img;
+    fn_error e = {0};
+    int rc = fn_image_load(fifo, &img, &e);
+    alarm(0);
+    assert_int_equal(rc, FN_EIO);
+    assert_non_null(strstr(e.msg, "pipe.jpg"));
+    assert_non_null(strstr(e.msg, "not a regular file"));
+    unlink(fifo);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_resize_golden_bit_exact),   cmocka_unit_test(test_preprocess_golden_bit_exact),
         cmocka_unit_test(test_jpeg_decode_close_to_pil),  cmocka_unit_test(test_resize_properties),
         cmocka_unit_test(test_formats_and_bad_inputs),    cmocka_unit_test(test_truncated_real_jpeg),
-        cmocka_unit_test(test_truncated_scan_then_marker),
+        cmocka_unit_test(test_truncated_scan_then_marker), cmocka_unit_test(test_fifo_not_blocking),
         cmocka_unit_test(test_png_depths_and_palette),    cmocka_unit_test(test_resize_vs_reference_transcription),
     };
     return cmocka_run_group_tests_name("image", tests, NULL, NULL);
