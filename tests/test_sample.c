@@ -45,6 +45,29 @@ static float half_to_float(uint16_t h)
     return f;
 }
 
+/* The golden features are stored as float16 (README: rounding alone gives rel-L2 up to 2.62e-4 per row), so
+ * parity is measured beyond that rounding: per value, the distance from ours to the float16 interval
+ * [ref - ulp/2, ref + ulp/2] that the exact float32 feature lies in; rel-L2 of those distances. */
+static double rel_l2_beyond_f16(const float *a, const float *ref, int n)
+{
+    double num = 0, den = 0;
+    for (int i = 0; i < n; i++) {
+        double r = ref[i], m = fabs(r), ulp;
+        if (m < 0x1p-14) {
+            ulp = 0x1p-24; /* float16 subnormals (and zero) */
+        } else {
+            int e;
+            frexp(m, &e);
+            ulp = ldexp(1.0, e - 11);
+        }
+        double d = fabs((double)a[i] - r) - ulp / 2;
+        if (d > 0)
+            num += d * d;
+        den += r * r;
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
 static void test_full_sample(void **state)
 {
     (void)state;
@@ -101,7 +124,7 @@ static void test_full_sample(void **state)
     assert_int_equal(fn_parquet_dataset_files(out, &files, &nf, &e), FN_OK);
     int *seen = calloc(N, sizeof(int));
     size_t slen = strlen(sample);
-    double worst = 1, sum_rel = 0, worst_rel = 0;
+    double worst = 1, sum_rel = 0, worst_rel = 0, worst_beyond = 0;
     int rows = 0, worst_row = -1;
     fn_pca_stats st;
     assert_int_equal(fn_pca_stats_init(&st, D, &e), FN_OK);
@@ -129,6 +152,9 @@ static void test_full_sample(void **state)
             sum_rel += rl;
             if (rl > worst_rel)
                 worst_rel = rl;
+            double rb = rel_l2_beyond_f16(row.vec, ref + (size_t)k * D, D);
+            if (rb > worst_beyond)
+                worst_beyond = rb;
             if (c < worst)
                 worst = c, worst_row = k;
             memcpy(buf + (size_t)nbuf * D, row.vec, D * sizeof(float));
@@ -146,8 +172,13 @@ static void test_full_sample(void **state)
     fn_free_list(files, nf);
     print_message("[ sample   ] %d rows; cosine to golden: worst %.6f (%s); rel-L2 mean %.2e worst %.2e\n", rows, worst,
                   worst_row >= 0 ? rel[worst_row] : "-", sum_rel / (rows ? rows : 1), worst_rel);
+    print_message("[ sample   ] %s: worst rel-L2 beyond the references' float16 rounding %.2e\n", fn_image_decoder_name(),
+                  worst_beyond);
     assert_int_equal(rows, N);
-    assert_true(worst >= 0.999);
+    if (strncmp(fn_image_decoder_name(), "libjpeg", 7) == 0)
+        assert_true(worst_beyond <= 1e-5); /* default decoder, as PIL's: parity with existing features */
+    else
+        assert_true(worst >= 0.999); /* make JPEG=stb */
 
     /* PCA of our features: same n80 as the golden PCA, top-10 eigenvalues within 1e-3 */
     fn_pca_model pm;
