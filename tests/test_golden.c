@@ -30,6 +30,20 @@ typedef struct golden {
 static golden G;
 static int have_golden;
 
+/* dst[NIMG][count] from dir/sub/<name>.<kind>.f32 of each golden image (float32 LE, exactly count values). */
+static void load_per_image(const char *dir, const char *sub, const char *kind, size_t count, float *dst)
+{
+    for (int i = 0; i < NIMG; i++) {
+        char rel[256];
+        snprintf(rel, sizeof rel, "%s/%s.%s.f32", sub, names[i], kind);
+        float *x = tu_read_f32(tu_path(dir, rel), count);
+        if (!x)
+            fail_msg("%s/%s: missing or not %zu float32 values", dir, rel, count);
+        memcpy(dst + i * count, x, count * sizeof(float));
+        free(x);
+    }
+}
+
 static int setup(void **state)
 {
     const char *dir = tu_golden_dir();
@@ -38,23 +52,11 @@ static int setup(void **state)
     G.input = malloc(NIMG * IN_FLOATS * sizeof(float));
     G.avgpool = malloc(NIMG * 2048 * sizeof(float));
     G.fc1000 = malloc(NIMG * 1000 * sizeof(float));
+    load_per_image(dir, "img8", "input", IN_FLOATS, G.input);
+    load_per_image(dir, "img8", "avgpool", 2048, G.avgpool);
+    load_per_image(dir, "img8", "fc1000", 1000, G.fc1000);
     for (int i = 0; i < NIMG; i++) {
         char rel[256];
-        snprintf(rel, sizeof rel, "img8/%s.input.f32", names[i]);
-        float *x = tu_read_f32(tu_path(dir, rel), IN_FLOATS);
-        assert_non_null(x);
-        memcpy(G.input + i * IN_FLOATS, x, IN_FLOATS * sizeof(float));
-        free(x);
-        snprintf(rel, sizeof rel, "img8/%s.avgpool.f32", names[i]);
-        x = tu_read_f32(tu_path(dir, rel), 2048);
-        assert_non_null(x);
-        memcpy(G.avgpool + i * 2048, x, 2048 * sizeof(float));
-        free(x);
-        snprintf(rel, sizeof rel, "img8/%s.fc1000.f32", names[i]);
-        x = tu_read_f32(tu_path(dir, rel), 1000);
-        assert_non_null(x);
-        memcpy(G.fc1000 + i * 1000, x, 1000 * sizeof(float));
-        free(x);
         snprintf(rel, sizeof rel, "img8/%s.top5.txt", names[i]);
         FILE *f = fopen(tu_path(dir, rel), "r");
         assert_non_null(f);
@@ -176,12 +178,8 @@ static void test_golden_avx512(void **s)
     check_isa(FN_ISA_AVX512);
 }
 
-/* Batches larger than max_batch, odd sizes and 1 thread give the same features as one batch. The batch
- * sizes may run different algorithms (stage 4 is Winograd F(4x4) at 8 and F(2x2) at 3 and 1, stage 5
- * F(4x4) at 8 and direct at 3 and 1), each within the golden tolerance of Keras, so they agree to twice
- * the worst error seen against Keras (1.3e-5), not to the last bit; a batching fault (an image's rows or
- * offsets mixed up) is off by 0.1 or more. */
-#define BATCH_TOL 2.5e-5
+/* Batches larger than max_batch, odd sizes and 1 thread give the same features as one batch, to
+ * TU_BATCH_TOL (testutil.h: why not to the last bit). */
 static void test_batching_consistent(void **s)
 {
     (void)s;
@@ -195,10 +193,10 @@ static void test_batching_consistent(void **s)
     assert_int_equal(fn_model_features(m3, G.input, NIMG, b, NULL), FN_OK);
     double d = tu_max_abs(a, b, NIMG * 2048);
     print_message("[ golden   ] batch 8/2 threads vs batch 3/1 thread: max abs %.3g\n", d);
-    assert_true(d <= BATCH_TOL);
+    assert_true(d <= TU_BATCH_TOL);
     /* one image alone */
     assert_int_equal(fn_model_features(m3, G.input + 5 * IN_FLOATS, 1, b, NULL), FN_OK);
-    assert_true(tu_max_abs(a + 5 * 2048, b, 2048) <= BATCH_TOL);
+    assert_true(tu_max_abs(a + 5 * 2048, b, 2048) <= TU_BATCH_TOL);
     /* n = 0 is a no-op, bad arguments are refused */
     assert_int_equal(fn_model_features(m3, G.input, 0, b, NULL), FN_OK);
     fn_error e = {0};
@@ -235,7 +233,7 @@ static void end_to_end(const char *imgdir_in, const float *ref, const char *what
         if (rl > worst_rel)
             worst_rel = rl;
     }
-    int turbo = strncmp(fn_image_decoder_name(), "libjpeg", 7) == 0;
+    int turbo = tu_decoder_is_pil();
     print_message("[ golden   ] JPEG end to end, %s (%s): worst cosine %.6f (%s), worst rel-L2 %.2e\n", what,
                   fn_image_decoder_name(), worst, names[worst_i], worst_rel);
     if (turbo)
@@ -267,15 +265,7 @@ static void test_end_to_end_bundled(void **s)
     TU_REQUIRE(tu_weights_path());
     const char *dir = "tests/data/fruits-360-mini";
     float *ref = malloc(NIMG * 2048 * sizeof(float));
-    for (int i = 0; i < NIMG; i++) {
-        char rel[128];
-        snprintf(rel, sizeof rel, "golden/%s.avgpool.f32", names[i]);
-        float *x = tu_read_f32(tu_path(dir, rel), 2048);
-        if (!x)
-            fail_msg("%s/%s: missing or not 2048 float32 values", dir, rel);
-        memcpy(ref + i * 2048, x, 2048 * sizeof(float));
-        free(x);
-    }
+    load_per_image(dir, "golden", "avgpool", 2048, ref);
     end_to_end(tu_path(dir, "images"), ref, "repository copy");
     free(ref);
 }

@@ -126,7 +126,7 @@ static void test_jpeg_decode_close_to_pil(void **s)
     double worst_frac = 0, worst_input = 0;
     float *x = malloc(224 * 224 * 3 * sizeof(float));
     assert_non_null(x);
-    int turbo = strncmp(fn_image_decoder_name(), "libjpeg", 7) == 0;
+    int turbo = tu_decoder_is_pil();
     for (int i = 0; i < 8; i++) {
         fn_image img;
         fn_error e;

@@ -112,6 +112,8 @@ void tu_fill_random(float *x, size_t n, uint64_t seed, float lo, float hi)
     }
 }
 
+int tu_decoder_is_pil(void) { return strncmp(fn_image_decoder_name(), "libjpeg", 7) == 0; }
+
 int tu_supported_isas(fn_isa out[3])
 {
     fn_isa best = fn_isa_detect();

@@ -41,6 +41,16 @@ double tu_cosine(const float *a, const float *b, size_t n);
 /* Deterministic pseudo-random floats in [lo, hi). */
 void tu_fill_random(float *x, size_t n, uint64_t seed, float lo, float hi);
 
+/* 1 when JPEGs are decoded by libjpeg(-turbo), PIL's decoder (the default build), 0 for make JPEG=stb. */
+int tu_decoder_is_pil(void);
+
+/* Features of the same images at different batch sizes (or batch compositions) agree to this max abs
+ * difference: the batch size picks the algorithm per stage (stage 4 Winograd F(4x4) at 8 and F(2x2) at 3
+ * and 1, stage 5 F(4x4) at 8 and direct at 3 and 1), each within the golden tolerance of Keras, so they
+ * agree to twice the worst error seen against Keras (1.3e-5), not to the last bit; a batching fault (an
+ * image's rows or offsets mixed up) is off by 0.1 or more. */
+#define TU_BATCH_TOL 2.5e-5
+
 /* The ISAs this CPU supports, portable first; returns how many (<= 3). */
 int tu_supported_isas(fn_isa out[3]);
 
