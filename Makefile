@@ -145,7 +145,11 @@ $(B)/tests/%: tests/%.c $(TEST_UTIL) tests/testutil.h $(B)/libfruitnet.a | $(B)/
 # Runs every test binary; each prints its own cmocka summary. A final line
 # "N passed, N failed" counts test programs.
 PY_TESTS := $(sort $(wildcard python/tests/test_*.py))
-PYTHON   ?= /usr/bin/python3
+# The Python tests run in a virtual environment made with the machine's python3
+# (`make venv`: .venv/, packages pinned in python/requirements-test.txt from PyPI).
+PYTHON3  ?= python3
+VENV     ?= $(abspath .venv)
+PYTHON   ?= $(VENV)/bin/python
 
 test: all tests weights interop-deps pydeps
 	@pass=0; fail=0; failed=""; \
@@ -157,17 +161,16 @@ test: all tests weights interop-deps pydeps
 	echo "test programs: $$pass passed, $$fail failed"; \
 	[ $$fail = 0 ] || { echo "FAILED:$$failed"; exit 1; }
 
-# Python binding tests need numpy, the Dask test python3-dask + python3-distributed (Debian).
-PY_PKGS := python3-numpy python3-dask python3-distributed
-pydeps:
-	@if ! $(PYTHON) -c 'import numpy, dask, distributed' 2>/dev/null; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "fruitnet: installing $(PY_PKGS)"; \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(PY_PKGS)) >/dev/null || exit 1; \
-	  else \
-	    echo "fruitnet: the Python tests need: sudo apt-get install $(PY_PKGS)"; exit 1; \
-	  fi; \
-	fi
+# The virtual environment of the Python tests (rebuilt when the requirements change).
+venv: $(VENV)/.installed
+$(VENV)/.installed: python/requirements-test.txt
+	@command -v $(PYTHON3) >/dev/null || { echo "fruitnet: the Python tests need python3 (with venv and pip)"; exit 1; }
+	@echo "fruitnet: creating $(VENV) (python/requirements-test.txt)"
+	rm -rf $(VENV) && $(PYTHON3) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r python/requirements-test.txt
+	touch $@
+pydeps: $(VENV)/.installed
+.PHONY: venv
 
 # Independent Parquet readers (DuckDB, hyparquet) for the interoperability test.
 interop-deps: tests/interop/node_modules/.installed
