@@ -16,6 +16,8 @@ STB_DIR  ?= /usr/include/stb
 # $(B)/gen/stb_image.h: Debian's stb_image.h with libfruitnet/stb_image.patch applied (see there)
 CPPFLAGS += -Iinclude -Ilibfruitnet -I$(B)/gen -I$(STB_DIR) -D_GNU_SOURCE
 ALLCFLAGS = -std=c11 -fPIC -pthread $(WARN) $(CFLAGS) $(SAN)
+# the library exports only what include/fruitnet.h declares (its visibility pragma)
+LIBCFLAGS = $(ALLCFLAGS) -fvisibility=hidden -MMD -MP
 LDLIBS   += -lz -lm -pthread
 # JPEG decoder. Default: libjpeg-turbo (Debian libjpeg62-turbo-dev), the library and settings PIL uses,
 # so decoded pixels equal PIL's convert('RGB'). make JPEG=stb: stb_image, for systems without it
@@ -31,6 +33,8 @@ endif
 AVX2_FLAGS   := -mavx2 -mfma -mf16c
 AVX512_FLAGS := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx2 -mfma -mf16c
 BF16_FLAGS   := $(AVX512_FLAGS) -mavx512bf16
+# the ISA flags of a source named *_avx2.c, *_avx512.c or *_avx512bf16.c (the rest is plain x86-64)
+isa_flags = $(if $(findstring _avx512bf16,$(1)),$(BF16_FLAGS),$(if $(findstring _avx512,$(1)),$(AVX512_FLAGS),$(if $(findstring _avx2,$(1)),$(AVX2_FLAGS))))
 
 B := build
 VERSION := $(shell sed -n 's/^#define FRUITNET_VERSION "\(.*\)"/\1/p' include/fruitnet.h)
@@ -56,7 +60,8 @@ export FRUITNET_LIB     := $(abspath $(B))/libfruitnet.so
 
 .PHONY: pydeps interop-deps all lib tools tests test check-deps deps weights bench demo install uninstall clean help sanitize test-stb
 
-all: deps lib tools
+# deps (apt-get) is not part of a plain build: test, demo and bench ask for it
+all: lib tools
 
 help:
 	@echo "make            build build/libfruitnet.{a,so} and the tools"
@@ -90,7 +95,8 @@ deps:
 lib: $(B)/libfruitnet.a $(B)/libfruitnet.so
 
 $(B)/obj/%.o: libfruitnet/%.c include/fruitnet.h $(wildcard libfruitnet/*.h) | $(B)/obj
-	$(CC) $(CPPFLAGS) $(ALLCFLAGS) $(if $(findstring _avx512bf16,$*),$(BF16_FLAGS),$(if $(findstring _avx512,$*),$(AVX512_FLAGS),$(if $(findstring _avx2,$*),$(AVX2_FLAGS)))) -c $< -o $@
+	$(CC) $(CPPFLAGS) $(LIBCFLAGS) $(call isa_flags,$*) -c $< -o $@
+-include $(LIB_OBJ:.o=.d)
 
 # The patched copy of stb_image.h (bounded JPEG bit reader); the system header
 # unchanged, with a warning, when the patch does not apply to this version.
@@ -145,17 +151,18 @@ $(B)/tests/%: tests/%.c $(TEST_UTIL) tests/testutil.h $(B)/libfruitnet.a | $(B)/
 # Runs every test binary; each prints its own cmocka summary. A final line
 # "N passed, N failed" counts test programs.
 PY_TESTS := $(sort $(wildcard python/tests/test_*.py))
+SH_TESTS := tests/check_abi.sh
 # The Python tests run in a virtual environment made with the machine's python3
 # (`make venv`: .venv/, packages pinned in python/requirements-test.txt from PyPI).
 PYTHON3  ?= python3
 VENV     ?= $(abspath .venv)
 PYTHON   ?= $(VENV)/bin/python
 
-test: all tests weights interop-deps pydeps
+test: deps all tests weights interop-deps pydeps
 	@pass=0; fail=0; failed=""; \
-	for t in $(TESTS) $(PY_TESTS); do \
+	for t in $(TESTS) $(SH_TESTS) $(PY_TESTS); do \
 	  echo "== $$t"; \
-	  case $$t in *.py) cmd="$(PYTHON) $$t";; *) cmd=$$t;; esac; \
+	  case $$t in *.py) cmd="$(PYTHON) $$t";; *.sh) cmd="bash $$t $(B)";; *) cmd=$$t;; esac; \
 	  if $$cmd; then pass=$$((pass+1)); else fail=$$((fail+1)); failed="$$failed $$t"; fi; \
 	done; \
 	echo "test programs: $$pass passed, $$fail failed"; \
@@ -191,7 +198,7 @@ sanitize:
 	FRUITNET_SKIP_SLOW=1 $(MAKE) B=build-san OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" PY_TESTS= test
 
 # ---------------------------------------------------------------- bench / demo
-bench: all weights bench-deps $(BENCHES)
+bench: deps all weights bench-deps $(BENCHES)
 	@mkdir -p bench/results
 	$(B)/bench/bench_layers --weights $(WEIGHTS) --out bench/results
 	$(B)/bench/bench_pca --out bench/results
@@ -217,7 +224,7 @@ $(B)/bench/%: bench/%.c $(B)/libfruitnet.a | $(B)/bench
 MINI     := tests/data/fruits-360-mini/images
 DEMO_IN  ?= $(if $(wildcard $(SAMPLE)),$(SAMPLE),$(MINI))
 DEMO_OUT ?= demo/out
-demo: all weights
+demo: deps all weights
 	@if [ "$(DEMO_IN)" = "$(MINI)" ]; then echo "fruitnet: $(SAMPLE) not found; using the repository's $(MINI)"; fi
 	@if [ ! -d "$(DEMO_IN)" ]; then echo "fruitnet: $(DEMO_IN): no such folder"; exit 1; fi
 	@banana=$$(ls "$(DEMO_IN)"/Banana/*.jpg "$(DEMO_IN)"/Banana/*.png 2>/dev/null | head -1); \
@@ -274,7 +281,7 @@ FUZZ_OBJ     := $(LIB_SRC:libfruitnet/%.c=$(FUZZ_B)/obj/%.o)
 
 $(FUZZ_B)/obj/%.o: libfruitnet/%.c include/fruitnet.h $(wildcard libfruitnet/*.h)
 	@mkdir -p $(FUZZ_B)/obj
-	$(FUZZ_CC) $(CPPFLAGS) -std=c11 -pthread $(FUZZ_FLAGS) $(if $(findstring _avx512,$*),$(AVX512_FLAGS),$(if $(findstring _avx2,$*),$(AVX2_FLAGS))) -c $< -o $@
+	$(FUZZ_CC) $(CPPFLAGS) -std=c11 -pthread $(FUZZ_FLAGS) $(call isa_flags,$*) -c $< -o $@
 
 $(FUZZ_B)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_OBJ)
 	$(FUZZ_CC) $(CPPFLAGS) -std=c11 -pthread -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize=pointer-overflow,nonnull-attribute $< $(FUZZ_OBJ) -o $@ $(LDLIBS)

@@ -35,6 +35,17 @@ extern "C" {
 
 #define FRUITNET_VERSION "0.1.0"
 
+/* Symbol visibility: libfruitnet is built with -fvisibility=hidden, and what
+ * this header declares between the push and the pop below is exported; no
+ * other symbol of the library is (tests/check_abi.sh checks it). */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
+/* The library's version, FRUITNET_VERSION of the build ("0.1.0"): compare with
+ * the header's to detect a mismatched shared library. */
+const char *fn_version(void);
+
 /* ------------------------------------------------------------------ */
 /* Errors                                                              */
 /* ------------------------------------------------------------------ */
@@ -320,6 +331,10 @@ void fn_pca_transform(const fn_pca_model *m, const float *x, float *out);
 int fn_pca_model_save(const fn_pca_model *m, const char *path, fn_error *err);
 int fn_pca_model_load(fn_pca_model *m, const char *path, fn_error *err);
 void fn_pca_model_free(fn_pca_model *m);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

@@ -19,6 +19,8 @@ int fn_fail(fn_error *err, int code, const char *fmt, ...)
     return code;
 }
 
+const char *fn_version(void) { return FRUITNET_VERSION; }
+
 const char *fn_status_name(int code)
 {
     switch (code) {
