@@ -5,7 +5,7 @@
  *   kernels  : gemm_*.c (one micro-kernel file per ISA), pool.c, threadpool.c
  *   layers   : conv.c (im2col/1x1 GEMM + fused bias/residual/ReLU), pool, dense
  *   model    : model.c (ResNet50 as a readable list of layers)
- *   I/O      : weights.c, image.c, resize.c, parquet*.c, pca.c (beside the model)
+ *   I/O      : weights.c, image.c, resize.c, parquet*.c, pca_*.c (beside the model)
  * No kernel knows about files.
  */
 #ifndef FRUITNET_INTERNAL_H

@@ -518,6 +518,54 @@ static void test_reference_small(void **s)
     free(x);
 }
 
+/* The AVX2 and AVX-512 kernels come from one source (pca_kernels_impl.h) with the same FMA chains and
+ * 16 fixed partial-sum lanes: the fitted spectrum and components agree bit for bit. d = 203 is not a
+ * multiple of 16 (panel padding and the row kernels' tails), n = 300 spans two chunks. */
+static void test_isas_bit_identical(void **s)
+{
+    (void)s;
+    if (fn_isa_detect() < FN_ISA_AVX512) {
+        print_message("[ pca      ] this CPU has no AVX-512: AVX2 vs AVX-512 not compared\n");
+        return;
+    }
+    const int n = 300, d = 203, k = 12;
+    float *x = malloc((size_t)n * d * sizeof(float));
+    tu_fill_random(x, (size_t)n * d, 11, -2, 2);
+    for (int r = 0; r < n; r++)
+        for (int i = 0; i < d; i++)
+            x[r * d + i] += 0.7f * x[r * d + (i * 5 + 1) % d] * (float)(1.0 / (1 + i % 9));
+    const char *isas[2] = {"avx2", "avx512"};
+    double spec[2][203], comp[2][12 * 203];
+    char *old = getenv("FRUITNET_ISA") ? strdup(getenv("FRUITNET_ISA")) : NULL;
+    for (int t = 0; t < 2; t++) {
+        setenv("FRUITNET_ISA", isas[t], 1);
+        fn_pca_stats st;
+        fn_pca_model m;
+        fn_error e;
+        assert_int_equal(fn_pca_stats_init(&st, d, &e), FN_OK);
+        assert_int_equal(fn_pca_stats_add(&st, x, n, 2, &e), FN_OK);
+        assert_int_equal(fn_pca_fit_ex(&st, k, 0, 2, &m, spec[t], &e), FN_OK);
+        memcpy(comp[t], m.components, sizeof comp[t]);
+        fn_pca_model_free(&m);
+        fn_pca_stats_free(&st);
+    }
+    if (old) {
+        setenv("FRUITNET_ISA", old, 1);
+        free(old);
+    } else {
+        unsetenv("FRUITNET_ISA");
+    }
+    int diff = 0;
+    for (int i = 0; i < d; i++)
+        diff += memcmp(&spec[0][i], &spec[1][i], sizeof(double)) != 0;
+    for (int i = 0; i < k * d; i++)
+        diff += memcmp(&comp[0][i], &comp[1][i], sizeof(double)) != 0;
+    print_message("[ pca      ] AVX2 vs AVX-512, %dx%d: %d of %d eigenvalues and component values differ\n", n, d,
+                  diff, d + k * d);
+    assert_int_equal(diff, 0);
+    free(x);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -525,6 +573,7 @@ int main(void)
         cmocka_unit_test(test_merge_shards),
         cmocka_unit_test(test_degenerate),
         cmocka_unit_test(test_reference_small),
+        cmocka_unit_test(test_isas_bit_identical),
     };
     return cmocka_run_group_tests_name("pca", tests, setup, teardown);
 }

@@ -1,0 +1,248 @@
+/*
+ * pca_io.c — PCA statistics and model files (CRC32-checked, atomic writes) and the projection.
+ */
+#include "pca_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <float.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- files */
+
+static void put(unsigned char **p, const void *v, size_t n)
+{
+    memcpy(*p, v, n);
+    *p += n;
+}
+
+static int write_file_atomic(const char *path, const void *data, size_t n, fn_error *err)
+{
+    size_t tl = strlen(path) + 32;
+    char *tmp = malloc(tl);
+    if (!tmp)
+        return fn_fail(err, FN_ENOMEM, "out of memory");
+    snprintf(tmp, tl, "%s.tmp.%d", path, (int)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        int e = errno;
+        free(tmp);
+        return fn_fail(err, FN_EIO, "%s: cannot create: %s", path, strerror(e));
+    }
+    const unsigned char *p = data;
+    size_t left = n;
+    while (left) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            int e = w < 0 ? errno : ENOSPC;
+            close(fd);
+            unlink(tmp);
+            free(tmp);
+            return fn_fail(err, FN_EIO, "%s: write failed: %s", path, strerror(e));
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    if (fsync(fd) != 0 || close(fd) != 0 || rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        free(tmp);
+        return fn_fail(err, FN_EIO, "%s: cannot finish writing: %s", path, strerror(e));
+    }
+    free(tmp);
+    return FN_OK;
+}
+
+static int read_file(const char *path, unsigned char **buf, size_t *len, size_t max, fn_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return fn_fail(err, FN_EIO, "%s: cannot open: %s", path, strerror(errno));
+    if (fseek(f, 0, SEEK_END) != 0) {
+        fclose(f);
+        return fn_fail(err, FN_EIO, "%s: cannot seek", path);
+    }
+    long sz = ftell(f);
+    rewind(f);
+    if (sz < 0 || (size_t)sz > max) {
+        fclose(f);
+        return fn_fail(err, FN_ELIMIT, "%s: unexpected size %ld", path, sz);
+    }
+    unsigned char *b = malloc((size_t)sz + 1);
+    if (!b || fread(b, 1, (size_t)sz, f) != (size_t)sz) {
+        free(b);
+        fclose(f);
+        return fn_fail(err, FN_EIO, "%s: read error", path);
+    }
+    fclose(f);
+    *buf = b;
+    *len = (size_t)sz;
+    return FN_OK;
+}
+
+/* stats file: "FNPCASTA" u32 version u32 dim i64 n, mean[dim], upper(M2) row-major, u32 crc of all before */
+int fn_pca_stats_save(const fn_pca_stats *s, const char *path, fn_error *err)
+{
+    if (!s || !path)
+        return fn_fail(err, FN_EARG, "fn_pca_stats_save: invalid arguments");
+    size_t d = (size_t)s->dim, tri = d * (d + 1) / 2;
+    size_t n = 8 + 4 + 4 + 8 + d * 8 + tri * 8 + 4;
+    unsigned char *b = malloc(n), *p = b;
+    if (!b)
+        return fn_fail(err, FN_ENOMEM, "out of memory");
+    uint32_t ver = 1, dim = (uint32_t)d;
+    put(&p, "FNPCASTA", 8);
+    put(&p, &ver, 4);
+    put(&p, &dim, 4);
+    put(&p, &s->n, 8);
+    put(&p, s->mean, d * 8);
+    for (size_t i = 0; i < d; i++)
+        put(&p, s->m2 + i * d + i, (d - i) * 8);
+    uint32_t crc = fn_crc32(0, b, n - 4);
+    put(&p, &crc, 4);
+    int rc = write_file_atomic(path, b, n, err);
+    free(b);
+    return rc;
+}
+
+int fn_pca_stats_load(fn_pca_stats *s, const char *path, fn_error *err)
+{
+    unsigned char *b;
+    size_t n;
+    memset(s, 0, sizeof *s);
+    int rc = read_file(path, &b, &n, (size_t)1 << 34, err);
+    if (rc)
+        return rc;
+    uint32_t ver, dim, crc;
+    int64_t rows;
+    if (n < 28 || memcmp(b, "FNPCASTA", 8)) {
+        free(b);
+        return fn_fail(err, FN_EFORMAT, "%s: not a fruitnet PCA statistics file", path);
+    }
+    memcpy(&ver, b + 8, 4), memcpy(&dim, b + 12, 4), memcpy(&rows, b + 16, 8);
+    size_t d = dim, need = 24 + d * 8 + d * (d + 1) / 2 * 8 + 4;
+    if (ver != 1 || dim < 1 || dim > 65536 || n != need || rows < 0) {
+        free(b);
+        return fn_fail(err, FN_EFORMAT, "%s: bad header or size (version %u, dim %u, %zu bytes)", path, ver, dim, n);
+    }
+    memcpy(&crc, b + n - 4, 4);
+    if (fn_crc32(0, b, n - 4) != crc) {
+        free(b);
+        return fn_fail(err, FN_ECHECKSUM, "%s: checksum mismatch (corrupt file)", path);
+    }
+    if ((rc = fn_pca_stats_init(s, (int)dim, err))) {
+        free(b);
+        return rc;
+    }
+    s->n = rows;
+    const unsigned char *p = b + 24;
+    memcpy(s->mean, p, d * 8);
+    p += d * 8;
+    for (size_t i = 0; i < d; i++) {
+        memcpy(s->m2 + i * d + i, p, (d - i) * 8);
+        p += (d - i) * 8;
+    }
+    free(b);
+    return FN_OK;
+}
+
+/* model file: "FNPCAMOD" u32 ver u32 dim u32 k u32 pad i64 n f64 total_var, mean[dim], eigvals[k], comps[k*dim], crc */
+int fn_pca_model_save(const fn_pca_model *m, const char *path, fn_error *err)
+{
+    if (!m || !path)
+        return fn_fail(err, FN_EARG, "fn_pca_model_save: invalid arguments");
+    size_t d = (size_t)m->dim, k = (size_t)m->k;
+    size_t n = 8 + 16 + 16 + d * 8 + k * 8 + k * d * 8 + 4;
+    unsigned char *b = malloc(n), *p = b;
+    if (!b)
+        return fn_fail(err, FN_ENOMEM, "out of memory");
+    uint32_t ver = 1, dim = (uint32_t)d, kk = (uint32_t)k, pad = 0;
+    put(&p, "FNPCAMOD", 8);
+    put(&p, &ver, 4), put(&p, &dim, 4), put(&p, &kk, 4), put(&p, &pad, 4);
+    put(&p, &m->n, 8), put(&p, &m->total_var, 8);
+    put(&p, m->mean, d * 8);
+    put(&p, m->eigvals, k * 8);
+    put(&p, m->components, k * d * 8);
+    uint32_t crc = fn_crc32(0, b, n - 4);
+    put(&p, &crc, 4);
+    int rc = write_file_atomic(path, b, n, err);
+    free(b);
+    return rc;
+}
+
+void fn_pca_model_free(fn_pca_model *m)
+{
+    if (!m)
+        return;
+    free(m->mean), free(m->eigvals), free(m->components);
+    m->mean = m->eigvals = m->components = NULL;
+}
+
+int pca_model_alloc(fn_pca_model *m, int dim, int k, fn_error *err)
+{
+    m->dim = dim, m->k = k;
+    m->mean = calloc((size_t)dim, sizeof(double));
+    m->eigvals = calloc((size_t)(k ? k : 1), sizeof(double));
+    m->components = calloc((size_t)(k ? k : 1) * (size_t)dim, sizeof(double));
+    if (!m->mean || !m->eigvals || !m->components) {
+        fn_pca_model_free(m);
+        return fn_fail(err, FN_ENOMEM, "pca: out of memory");
+    }
+    return FN_OK;
+}
+
+int fn_pca_model_load(fn_pca_model *m, const char *path, fn_error *err)
+{
+    unsigned char *b;
+    size_t n;
+    memset(m, 0, sizeof *m);
+    int rc = read_file(path, &b, &n, (size_t)1 << 34, err);
+    if (rc)
+        return rc;
+    uint32_t ver, dim, k, crc;
+    if (n < 44 || memcmp(b, "FNPCAMOD", 8)) {
+        free(b);
+        return fn_fail(err, FN_EFORMAT, "%s: not a fruitnet PCA model file", path);
+    }
+    memcpy(&ver, b + 8, 4), memcpy(&dim, b + 12, 4), memcpy(&k, b + 16, 4);
+    size_t d = dim, kk = k;
+    if (ver != 1 || dim < 1 || dim > 65536 || k > dim || n != 40 + d * 8 + kk * 8 + kk * d * 8 + 4) {
+        free(b);
+        return fn_fail(err, FN_EFORMAT, "%s: bad header or size", path);
+    }
+    memcpy(&crc, b + n - 4, 4);
+    if (fn_crc32(0, b, n - 4) != crc) {
+        free(b);
+        return fn_fail(err, FN_ECHECKSUM, "%s: checksum mismatch (corrupt file)", path);
+    }
+    if ((rc = pca_model_alloc(m, (int)dim, (int)k, err))) {
+        free(b);
+        return rc;
+    }
+    memcpy(&m->n, b + 24, 8);
+    memcpy(&m->total_var, b + 32, 8);
+    const unsigned char *p = b + 40;
+    memcpy(m->mean, p, d * 8), p += d * 8;
+    memcpy(m->eigvals, p, kk * 8), p += kk * 8;
+    memcpy(m->components, p, kk * d * 8);
+    free(b);
+    return FN_OK;
+}
+
+void fn_pca_transform(const fn_pca_model *m, const float *x, float *out)
+{
+    for (int c = 0; c < m->k; c++) {
+        const double *v = m->components + (size_t)c * m->dim;
+        double s = 0;
+        for (int i = 0; i < m->dim; i++)
+            s += v[i] * ((double)x[i] - m->mean[i]);
+        out[c] = (float)s;
+    }
+}
+
