@@ -897,6 +897,31 @@ static void test_png_memory_bounded(void **s)
     assert_true(ru.ru_maxrss < 256 * 1024);
 }
 
+/* The second line of defence against many scans: libjpeg's progress monitor, when the marker count of
+ * image.c is bypassed (the internal decoder called directly; weak: absent with make JPEG=stb). */
+int fn_jpeg_turbo_decode(const void *bytes, size_t len, const char *name, fn_image *out, fn_error *err)
+    __attribute__((weak));
+
+static void test_jpeg_scan_monitor(void **s)
+{
+    (void)s;
+    if (!fn_jpeg_turbo_decode)
+        skip();
+    size_t n;
+    unsigned char *b = tu_read_file(CASES "hostile/jpeg_1000_scans.jpg", &n);
+    assert_non_null(b);
+    fn_image img;
+    fn_error e;
+    signal(SIGALRM, on_case_alarm);
+    alarm(5);
+    int rc = fn_jpeg_turbo_decode(b, n, "scans.jpg", &img, &e);
+    alarm(0);
+    assert_int_equal(rc, FN_ELIMIT);
+    /* 8192 x 8192: the pixels x scans bound stops it after 32 scans */
+    assert_non_null(strstr(e.msg, "scans.jpg: progressive JPEG with more than 32 scans: refused"));
+    free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -907,7 +932,7 @@ int main(void)
         cmocka_unit_test(test_png_depths_and_palette),    cmocka_unit_test(test_resize_vs_reference_transcription),
         cmocka_unit_test(test_png_modes_equal_pil),       cmocka_unit_test(test_hostile_cases),
         cmocka_unit_test(test_fuzz_ffffd8_not_a_jpeg),    cmocka_unit_test(test_png_every_cut),
-        cmocka_unit_test(test_png_memory_bounded),
+        cmocka_unit_test(test_png_memory_bounded),        cmocka_unit_test(test_jpeg_scan_monitor),
     };
     return cmocka_run_group_tests_name("image", tests, NULL, NULL);
 }
