@@ -134,10 +134,10 @@ uint32_t fn_crc32(uint32_t crc, const void *data, size_t len);
 #define FN_IMAGE_MAX_SIDE 16384
 #define FN_IMAGE_MAX_PIXELS (64 * 1024 * 1024)
 /* A JPEG's scans (each a pass over all its coefficients, e.g. 10 in a usual progressive file): at most
- * FN_JPEG_MAX_SCANS, and scans x pixels at most FN_JPEG_MAX_PIXEL_SCANS (32 scans of the largest image),
+ * FN_JPEG_MAX_SCANS, and scans x pixels at most FN_JPEG_MAX_PIXEL_SCANS (16 scans of the largest image),
  * counted from the markers before decoding and again as the decoder reads them; else FN_ELIMIT. */
 #define FN_JPEG_MAX_SCANS 256
-#define FN_JPEG_MAX_PIXEL_SCANS ((int64_t)32 * FN_IMAGE_MAX_PIXELS)
+#define FN_JPEG_MAX_PIXEL_SCANS ((int64_t)16 * FN_IMAGE_MAX_PIXELS)
 
 /* An 8-bit RGB image, rows packed (stride = 3*w). */
 typedef struct fn_image {
