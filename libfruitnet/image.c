@@ -122,8 +122,10 @@ static const char *other_format(const unsigned char *b, size_t len)
         if (!memcmp(br, "avif", 4) || !memcmp(br, "avis", 4))
             return "AVIF image";
         if (!memcmp(br, "heic", 4) || !memcmp(br, "heix", 4) || !memcmp(br, "hevc", 4) || !memcmp(br, "hevx", 4) ||
-            !memcmp(br, "heim", 4) || !memcmp(br, "heis", 4) || !memcmp(br, "mif1", 4) || !memcmp(br, "msf1", 4))
+            !memcmp(br, "heim", 4) || !memcmp(br, "heis", 4))
             return "HEIC image";
+        if (!memcmp(br, "mif1", 4) || !memcmp(br, "msf1", 4))
+            return "HEIF image";
     }
     if ((len >= 12 && !memcmp(b, "\0\0\0\x0cjP  \r\n\x87\n", 12)) || (len >= 4 && !memcmp(b, "\xff\x4f\xff\x51", 4)))
         return "JPEG 2000 image";

@@ -607,6 +607,10 @@ static void test_formats_and_bad_inputs(void **s)
     assert_non_null(strstr(e.msg, "empty.jpg: empty file"));
     assert_int_equal(fn_image_load(tmpfile_with("junk.png", "GIF89a not really", 17), &img, &e), FN_EUNSUPPORTED);
     assert_non_null(strstr(e.msg, "junk.png: GIF image: not supported"));
+    assert_int_equal(fn_image_load(tmpfile_with("a.jpg", "\0\0\0\x1c" "ftypavif\0\0\0\0", 16), &img, &e), FN_EUNSUPPORTED);
+    assert_non_null(strstr(e.msg, "a.jpg: AVIF image: not supported"));
+    assert_int_equal(fn_image_load(tmpfile_with("h.jpg", "\0\0\0\x18" "ftypheic\0\0\0\0", 16), &img, &e), FN_EUNSUPPORTED);
+    assert_non_null(strstr(e.msg, "h.jpg: HEIC image: not supported"));
     assert_int_equal(fn_image_load(tmpfile_with("junk.jpg", "hello, not a picture", 20), &img, &e), FN_EIMAGE);
     assert_non_null(strstr(e.msg, "junk.jpg: unknown image format"));
     assert_int_equal(fn_image_load("/nonexistent/x.jpg", &img, &e), FN_EIO);
@@ -819,7 +823,7 @@ static void test_fuzz_slow_scans(void **s)
     fn_error e;
     signal(SIGALRM, on_case_alarm);
     alarm(5);
-    int rc = fn_image_load("fuzz/corpus/image/regress-slow-24-scans-8192.jpg", &img, &e);
+    int rc = fn_image_load("tests/regress/jpeg-slow-24-scans-8192.jpg", &img, &e);
     alarm(0);
     assert_int_equal(rc, FN_ELIMIT);
     assert_non_null(strstr(e.msg, "progressive JPEG with more than 16 scans of 8192x8192 pixels: refused (24;"));
