@@ -241,6 +241,11 @@ int fn_png_decode(const void *bytes, size_t len, const char *name, fn_image *out
             return fn_fail(err, FN_EIMAGE, "%s: truncated PNG (chunk %s declares %lu bytes, %zu left in the file)",
                            name, t, (unsigned long)n, len - p - 8);
         uint32_t crc = (uint32_t)crc32(crc32(0, ty, 4), d, n), stored = be32(d + n);
+        if (crc != stored && !memcmp(ty, "IHDR", 4) && n >= 13) /* the declared size, for the record */
+            return fn_fail(err, FN_EIMAGE,
+                           "%s: broken PNG file (bad CRC in chunk IHDR declaring %lux%lu: stored %08lx, computed %08lx)",
+                           name, (unsigned long)be32(d), (unsigned long)be32(d + 4), (unsigned long)stored,
+                           (unsigned long)crc);
         if (crc != stored)
             return fn_fail(err, FN_EIMAGE, "%s: broken PNG file (bad CRC in chunk %s: stored %08lx, computed %08lx)",
                            name, t, (unsigned long)stored, (unsigned long)crc);
