@@ -141,9 +141,14 @@ uint32_t fn_crc32(uint32_t crc, const void *data, size_t len);
 #define FN_INPUT_SIZE 224
 #define FN_FEATURE_DIM 2048
 #define FN_NUM_CLASSES 1000
-/* Images whose declared size exceeds either limit are refused before decoding. */
+/* Images whose declared size exceeds either limit are refused before decoding (FN_ELIMIT). */
 #define FN_IMAGE_MAX_SIDE 16384
 #define FN_IMAGE_MAX_PIXELS (64 * 1024 * 1024)
+/* A JPEG's scans (each a pass over all its coefficients, e.g. 10 in a usual progressive file): at most
+ * FN_JPEG_MAX_SCANS, and scans x pixels at most FN_JPEG_MAX_PIXEL_SCANS (16 scans of the largest image),
+ * counted from the markers before decoding and again as the decoder reads them; else FN_ELIMIT. */
+#define FN_JPEG_MAX_SCANS 256
+#define FN_JPEG_MAX_PIXEL_SCANS ((int64_t)16 * FN_IMAGE_MAX_PIXELS)
 
 /* An 8-bit RGB image, rows packed (stride = 3*w). */
 typedef struct fn_image {
@@ -156,14 +161,15 @@ typedef enum fn_resize_mode {
     FN_RESIZE_STB = 1  /* stb_image_resize Catmull-Rom (not PIL-exact) */
 } fn_resize_mode;
 
-/* Decode JPEG/PNG bytes to RGB (grey/RGBA converted). `name` is used in errors (may be NULL). */
+/* Decode JPEG/PNG bytes to RGB, the pixels of PIL's Image.open(f).convert('RGB') (README "Decoders and
+ * parity"). Other formats are named in the error ("GIF image: not supported"). `name` is for errors (may be NULL). */
 int fn_image_decode(const void *bytes, size_t len, const char *name, fn_image *out, fn_error *err);
 /* Read and decode a file. */
 int fn_image_load(const char *path, fn_image *out, fn_error *err);
 /* Free the pixels; the struct may be reused. */
 void fn_image_free(fn_image *img);
-/* The JPEG decoder compiled in: "stb_image", or "libjpeg-turbo 2.1.5" (make JPEG=turbo: PIL-identical
- * pixels with the same libjpeg-turbo). PNG is always decoded by stb_image. */
+/* The JPEG decoder compiled in: "libjpeg-turbo 2.1.5" (default: PIL-identical pixels with the same
+ * libjpeg-turbo) or "stb_image" (make JPEG=stb). PNG is always fruitnet's own decoder (png.c, on zlib). */
 const char *fn_image_decoder_name(void);
 /* PIL-exact bicubic resize of an RGB image (src sw x sh -> dst dw x dh). */
 int fn_resize_pil_bicubic(const uint8_t *src, int sw, int sh, uint8_t *dst, int dw, int dh, fn_error *err);

@@ -1,6 +1,7 @@
 /*
- * image.c — decoding (stb_image: JPEG and PNG), size limits, the stb
- * resize option and the Keras "caffe" preprocessing.
+ * image.c — the decoding entry points (format sniffing, limits, routing:
+ * PNG to png.c, JPEG to jpeg_turbo.c or with make JPEG=stb to stb_image),
+ * the stb resize option and the Keras "caffe" preprocessing.
  */
 #include "internal.h"
 
@@ -22,15 +23,16 @@
 #if defined(__clang__)
 #pragma GCC diagnostic ignored "-Wunknown-warning-option"
 #endif
+#ifndef FN_HAVE_TURBOJPEG /* make JPEG=stb: stb_image decodes JPEG (only JPEG: PNG is png.c's) */
 #define STB_IMAGE_STATIC
 #define STB_IMAGE_IMPLEMENTATION
 #define STBI_ONLY_JPEG
-#define STBI_ONLY_PNG
 #define STBI_NO_STDIO
 #define STBI_NO_LINEAR
 #define STBI_NO_HDR
 #define STBI_MAX_DIMENSIONS (1 << 24) /* our own, tighter limits are checked before decoding */
 #include <stb_image.h>
+#endif
 #define STB_IMAGE_RESIZE_STATIC
 #define STB_IMAGE_RESIZE_IMPLEMENTATION
 #include <stb_image_resize.h>
@@ -38,6 +40,8 @@
 
 #define MAX_FILE_BYTES ((size_t)256 << 20)
 
+/* png.c: every PNG, in every build. */
+int fn_png_decode(const void *bytes, size_t len, const char *name, fn_image *out, fn_error *err);
 #ifdef FN_HAVE_TURBOJPEG
 /* jpeg_turbo.c (make JPEG=turbo): JPEG decoding as PIL does it. */
 const char *fn_jpeg_turbo_name(void);
@@ -55,45 +59,86 @@ const char *fn_image_decoder_name(void)
 
 static const unsigned char png_sig[8] = {0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a};
 
-static uint32_t be32(const unsigned char *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
+/* What a JPEG's markers declare, read before any decoder sees the data. */
+typedef struct {
+    int sof;        /* the SOFn marker (0xC0..0xCF), 0 if none */
+    int precision;  /* sample bits of the frame */
+    int64_t w, h;
+    int scans;      /* SOS markers up to EOI */
+} jpeg_info;
 
-/* Declared size from a PNG IHDR or a JPEG SOF marker, without decoding; 0 if not found. */
-static int sniff_dims(const unsigned char *b, size_t len, int64_t *w, int64_t *h)
+/*
+ * Walk a JPEG's markers as libjpeg does (garbage between markers skipped, as
+ * its next_marker; entropy-coded data after each SOS skipped up to the next
+ * marker that is not a restart), recording the first SOF and counting scans.
+ */
+static void jpeg_sniff(const unsigned char *b, size_t len, jpeg_info *ji)
 {
-    if (len >= 24 && !memcmp(b, png_sig, 8) && !memcmp(b + 12, "IHDR", 4)) {
-        *w = be32(b + 16);
-        *h = be32(b + 20);
-        return 1;
-    }
-    if (len < 4 || b[0] != 0xFF || b[1] != 0xD8)
-        return 0;
+    memset(ji, 0, sizeof *ji);
     size_t i = 2;
-    while (i + 4 <= len) {
-        if (b[i] != 0xFF)
-            return 0;
-        unsigned m = b[i + 1];
-        if (m == 0xFF) {
+    for (;;) {
+        while (i < len && b[i] != 0xFF) /* extraneous bytes */
             i++;
+        while (i < len && b[i] == 0xFF) /* fill bytes */
+            i++;
+        if (i >= len)
+            return;
+        unsigned m = b[i++];
+        if (m == 0x00 || m == 0x01 || (m >= 0xD0 && m <= 0xD8))
             continue;
+        if (m == 0xD9 || i + 2 > len)
+            return;
+        size_t seg = (size_t)b[i] << 8 | b[i + 1];
+        if (m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC && !ji->sof && i + 7 <= len) {
+            ji->sof = (int)m;
+            ji->precision = b[i + 2];
+            ji->h = b[i + 3] << 8 | b[i + 4];
+            ji->w = b[i + 5] << 8 | b[i + 6];
         }
-        size_t seg = (size_t)b[i + 2] << 8 | b[i + 3];
-        if (m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC) {
-            if (i + 9 > len)
-                return 0;
-            *h = b[i + 5] << 8 | b[i + 6];
-            *w = b[i + 7] << 8 | b[i + 8];
-            return 1;
+        i += seg < 2 ? 2 : seg;
+        if (m == 0xDA) { /* a scan: its entropy-coded data runs to the next marker other than RSTn */
+            ji->scans++;
+            while (i + 1 < len && !(b[i] == 0xFF && b[i + 1] != 0x00 && b[i + 1] != 0xFF &&
+                                    !(b[i + 1] >= 0xD0 && b[i + 1] <= 0xD7)))
+                i++;
         }
-        if (seg < 2)
-            return 0;
-        i += 2 + seg;
     }
-    return 0;
 }
 
+/* The format of data that is neither JPEG nor PNG, by its signature; NULL if unknown. */
+static const char *other_format(const unsigned char *b, size_t len)
+{
+    if (len >= 6 && (!memcmp(b, "GIF87a", 6) || !memcmp(b, "GIF89a", 6)))
+        return "GIF image";
+    if (len >= 12 && !memcmp(b, "RIFF", 4) && !memcmp(b + 8, "WEBP", 4))
+        return "WebP image";
+    if (len >= 2 && !memcmp(b, "BM", 2))
+        return "BMP image";
+    if (len >= 4 && (!memcmp(b, "II*\0", 4) || !memcmp(b, "MM\0*", 4) || !memcmp(b, "II+\0", 4) ||
+                     !memcmp(b, "MM\0+", 4)))
+        return "TIFF image";
+    if (len >= 12 && !memcmp(b + 4, "ftyp", 4)) {
+        const unsigned char *br = b + 8;
+        if (!memcmp(br, "avif", 4) || !memcmp(br, "avis", 4))
+            return "AVIF image";
+        if (!memcmp(br, "heic", 4) || !memcmp(br, "heix", 4) || !memcmp(br, "hevc", 4) || !memcmp(br, "hevx", 4) ||
+            !memcmp(br, "heim", 4) || !memcmp(br, "heis", 4))
+            return "HEIC image";
+        if (!memcmp(br, "mif1", 4) || !memcmp(br, "msf1", 4))
+            return "HEIF image";
+    }
+    if ((len >= 12 && !memcmp(b, "\0\0\0\x0cjP  \r\n\x87\n", 12)) || (len >= 4 && !memcmp(b, "\xff\x4f\xff\x51", 4)))
+        return "JPEG 2000 image";
+    if (len >= 4 && (!memcmp(b, "\0\0\1\0", 4) || !memcmp(b, "\0\0\2\0", 4)))
+        return "ICO image";
+    if (len >= 4 && !memcmp(b, "8BPS", 4))
+        return "Photoshop image";
+    if (len >= 4 && !memcmp(b, "qoif", 4))
+        return "QOI image";
+    return NULL;
+}
+
+#ifndef FN_HAVE_TURBOJPEG
 /*
  * Walk a JPEG's markers (skipping entropy-coded data after each SOS) and check
  * every Huffman table: the 16 code counts must add up to at most 256 symbols.
@@ -136,63 +181,14 @@ static int jpeg_tables_ok(const unsigned char *b, size_t len)
     return 1;
 }
 
-/*
- * Walk a PNG's chunks up to IEND: a chunk whose declared length runs past the end of the data is refused
- * (returns its type in bad[5]). stb_image reallocates its IDAT buffer to the declared length before it finds
- * the bytes missing: a 90-byte file asked for 2 GiB (found by fuzz/fuzz_image.c).
- */
-static int png_chunks_ok(const unsigned char *b, size_t len, char bad[5], uint32_t *blen)
+static int stb_jpeg_decode(const unsigned char *bytes, size_t len, const char *name, fn_image *out, fn_error *err)
 {
-    size_t p = 8;
-    while (p + 8 <= len) {
-        uint32_t n = be32(b + p);
-        const unsigned char *t = b + p + 4;
-        if (n > len - p - 8 || len - p - 8 - n < 4) { /* data + CRC past the end */
-            for (int i = 0; i < 4; i++)
-                bad[i] = t[i] >= 0x20 && t[i] < 0x7f ? (char)t[i] : '?';
-            bad[4] = 0;
-            *blen = n;
-            return 0;
-        }
-        if (!memcmp(t, "IEND", 4))
-            return 1;
-        p += 12 + (size_t)n;
-    }
-    return 1; /* no IEND: left to the decoder */
-}
-
-int fn_image_decode(const void *bytes, size_t len, const char *name, fn_image *out, fn_error *err)
-{
-    if (!name)
-        name = "<memory>";
-    if (!out)
-        return fn_fail(err, FN_EARG, "%s: no output image", name);
-    out->w = out->h = 0;
-    out->rgb = NULL;
-    if (!bytes || len == 0)
-        return fn_fail(err, FN_EIMAGE, "%s: empty file", name);
-    if (len > (size_t)INT32_MAX)
-        return fn_fail(err, FN_ELIMIT, "%s: %zu bytes is too large", name, len);
-    int64_t sw, sh;
-    if (sniff_dims(bytes, len, &sw, &sh) &&
-        (sw > FN_IMAGE_MAX_SIDE || sh > FN_IMAGE_MAX_SIDE || sw * sh > (int64_t)FN_IMAGE_MAX_PIXELS))
-        return fn_fail(err, FN_ELIMIT, "%s: declared size %lldx%lld exceeds the limits (%d per side, %d pixels)",
-                       name, (long long)sw, (long long)sh, FN_IMAGE_MAX_SIDE, FN_IMAGE_MAX_PIXELS);
-#ifdef FN_HAVE_TURBOJPEG
-    if (len >= 2 && ((const unsigned char *)bytes)[0] == 0xFF && ((const unsigned char *)bytes)[1] == 0xD8)
-        return fn_jpeg_turbo_decode(bytes, len, name, out, err);
-#endif
-    char ctype[5];
-    uint32_t clen;
-    if (len >= 8 && !memcmp(bytes, png_sig, 8) && !png_chunks_ok(bytes, len, ctype, &clen))
-        return fn_fail(err, FN_EIMAGE, "%s: truncated or corrupt PNG (chunk %s declares %lu bytes past the end)", name,
-                       ctype, (unsigned long)clen);
-    if (len >= 2 && ((const unsigned char *)bytes)[0] == 0xFF && !jpeg_tables_ok(bytes, len))
+    if (!jpeg_tables_ok(bytes, len))
         return fn_fail(err, FN_EIMAGE, "%s: corrupt JPEG (Huffman table with more than 256 codes)", name);
     int w, h, comp;
     if (!stbi_info_from_memory(bytes, (int)len, &w, &h, &comp)) {
         const char *why = stbi_failure_reason();
-        return fn_fail(err, FN_EIMAGE, "%s: not a readable JPEG or PNG (%s)", name, why ? why : "unknown format");
+        return fn_fail(err, FN_EIMAGE, "%s: cannot decode JPEG (%s)", name, why ? why : "corrupt data");
     }
     if (w < 1 || h < 1 || w > FN_IMAGE_MAX_SIDE || h > FN_IMAGE_MAX_SIDE ||
         (int64_t)w * h > (int64_t)FN_IMAGE_MAX_PIXELS)
@@ -202,12 +198,76 @@ int fn_image_decode(const void *bytes, size_t len, const char *name, fn_image *o
     unsigned char *px = stbi_load_from_memory(bytes, (int)len, &dw, &dh, &dc, 3);
     if (!px) {
         const char *why = stbi_failure_reason();
-        return fn_fail(err, FN_EIMAGE, "%s: cannot decode (%s)", name, why ? why : "corrupt data");
+        return fn_fail(err, FN_EIMAGE, "%s: cannot decode JPEG (%s)", name, why ? why : "corrupt data");
     }
     out->w = dw;
     out->h = dh;
     out->rgb = px;
     return FN_OK;
+}
+#endif
+
+int fn_image_decode(const void *bytes, size_t len, const char *name, fn_image *out, fn_error *err)
+{
+    if (!name)
+        name = "<memory>";
+    if (!out)
+        return fn_fail(err, FN_EARG, "%s: no output image", name);
+    out->w = out->h = 0;
+    out->rgb = NULL;
+    const unsigned char *b = bytes;
+    if (!bytes || len == 0)
+        return fn_fail(err, FN_EIMAGE, "%s: empty file", name);
+    if (len > (size_t)INT32_MAX)
+        return fn_fail(err, FN_ELIMIT, "%s: %zu bytes is too large", name, len);
+    if (len >= 8 && !memcmp(b, png_sig, 8))
+        return fn_png_decode(b, len, name, out, err);
+    if (len < 8 && !memcmp(b, png_sig, len))
+        return fn_fail(err, FN_EIMAGE, "%s: truncated PNG (%zu bytes of its signature)", name, len);
+    if (len < 3 && !memcmp(b, "\xff\xd8", len))
+        return fn_fail(err, FN_EIMAGE, "%s: truncated JPEG (%zu bytes)", name, len);
+    if (len < 3 || b[0] != 0xFF || b[1] != 0xD8 || b[2] != 0xFF) { /* PIL's JPEG signature, FF D8 FF */
+        const char *what = other_format(b, len);
+        if (what)
+            return fn_fail(err, FN_EUNSUPPORTED, "%s: %s: not supported (fruitnet reads JPEG and PNG)", name, what);
+        return fn_fail(err, FN_EIMAGE, "%s: unknown image format (not a JPEG or PNG file)", name);
+    }
+    jpeg_info ji;
+    jpeg_sniff(b, len, &ji);
+    int sof = ji.sof;
+#ifdef FN_HAVE_TURBOJPEG
+    int arith_ok = 1; /* libjpeg-turbo decodes arithmetic coding, as in PIL */
+#else
+    int arith_ok = 0;
+#endif
+    if (sof == 0xC3 || sof == 0xC7 || sof == 0xCB || sof == 0xCF)
+        return fn_fail(err, FN_EUNSUPPORTED, "%s: lossless JPEG: not supported", name);
+    if (sof == 0xC5 || sof == 0xC6 || sof == 0xCD || sof == 0xCE)
+        return fn_fail(err, FN_EUNSUPPORTED, "%s: hierarchical JPEG: not supported", name);
+    if (sof && ji.precision != 8)
+        return fn_fail(err, FN_EUNSUPPORTED, "%s: %d-bit JPEG: not supported (8-bit samples only)", name,
+                       ji.precision);
+    if ((sof == 0xC9 || sof == 0xCA) && !arith_ok)
+        return fn_fail(err, FN_EUNSUPPORTED, "%s: arithmetic-coded JPEG: not supported (by stb_image: make JPEG=turbo)",
+                       name);
+    if (sof && (ji.w > FN_IMAGE_MAX_SIDE || ji.h > FN_IMAGE_MAX_SIDE || ji.w * ji.h > (int64_t)FN_IMAGE_MAX_PIXELS))
+        return fn_fail(err, FN_ELIMIT, "%s: declared size %lldx%lld exceeds the limits (%d per side, %d pixels)", name,
+                       (long long)ji.w, (long long)ji.h, FN_IMAGE_MAX_SIDE, FN_IMAGE_MAX_PIXELS);
+    /* every scan is a pass over the whole coefficient buffer: bound their number, and pixels x scans */
+    int progressive = sof == 0xC2 || sof == 0xCA;
+    if (ji.scans > FN_JPEG_MAX_SCANS)
+        return fn_fail(err, FN_ELIMIT, "%s: %s with more than %d scans: refused (%d)", name,
+                       progressive ? "progressive JPEG" : "JPEG", FN_JPEG_MAX_SCANS, ji.scans);
+    if (sof && (int64_t)ji.scans * ji.w * ji.h > FN_JPEG_MAX_PIXEL_SCANS)
+        return fn_fail(err, FN_ELIMIT, "%s: %s with more than %lld scans of %lldx%lld pixels: refused (%d; limit %lld "
+                       "pixels x scans)", name, progressive ? "progressive JPEG" : "JPEG",
+                       (long long)(FN_JPEG_MAX_PIXEL_SCANS / (ji.w * ji.h)), (long long)ji.w, (long long)ji.h, ji.scans,
+                       (long long)FN_JPEG_MAX_PIXEL_SCANS);
+#ifdef FN_HAVE_TURBOJPEG
+    return fn_jpeg_turbo_decode(b, len, name, out, err);
+#else
+    return stb_jpeg_decode(b, len, name, out, err);
+#endif
 }
 
 int fn_image_load(const char *path, fn_image *out, fn_error *err)
@@ -266,7 +326,7 @@ void fn_image_free(fn_image *img)
 {
     if (!img)
         return;
-    stbi_image_free(img->rgb);
+    free(img->rgb);
     img->rgb = NULL;
     img->w = img->h = 0;
 }

@@ -5,8 +5,8 @@
  * the decoded pixels equal PIL's Image.open(f).convert('RGB') bit for bit
  * (with the same libjpeg-turbo version; tests/test_image.c checks it).
  *
- * Compiled in only with `make JPEG=turbo` (-DFN_HAVE_TURBOJPEG, -ljpeg);
- * image.c then routes JPEG data here and PNG data to stb_image.
+ * Compiled in by default (make JPEG=turbo: -DFN_HAVE_TURBOJPEG, -ljpeg);
+ * image.c routes JPEG data (FF D8 FF) here, PNG data to png.c.
  *
  * As in PIL: grey JPEGs are replicated to RGB; CMYK/YCCK JPEGs are decoded to
  * CMYK, inverted when an Adobe marker is present ("CMYK;I") and converted with
@@ -29,8 +29,9 @@
 #define FN_STR(x) FN_STR2(x)
 
 /* A progressive file may declare any number of scans; each costs a full pass
- * over the coefficients. Pathological files are refused past this many. */
-#define MAX_SCANS 1000
+ * over the coefficients. image.c counts them from the markers before calling
+ * us; the progress monitor checks the scans libjpeg really reads against the
+ * same limits (FN_JPEG_MAX_SCANS, FN_JPEG_MAX_PIXEL_SCANS in fruitnet.h). */
 
 typedef struct {
     struct jpeg_error_mgr pub;
@@ -63,9 +64,15 @@ static void on_progress(j_common_ptr cinfo)
 {
     j_decompress_ptr d = (j_decompress_ptr)cinfo;
     err_mgr *e = (err_mgr *)cinfo->err;
-    if (d->input_scan_number > MAX_SCANS) {
+    int64_t px = (int64_t)d->image_width * d->image_height;
+    if (d->input_scan_number > FN_JPEG_MAX_SCANS ||
+        (px > 0 && (int64_t)d->input_scan_number * px > FN_JPEG_MAX_PIXEL_SCANS)) {
         e->too_many_scans = 1;
-        bail(e, "more than " FN_STR(MAX_SCANS) " scans");
+        snprintf(e->msg, sizeof e->msg, "%s JPEG with more than %lld scans: refused",
+                 d->progressive_mode ? "progressive" : "multi-scan",
+                 (long long)(d->input_scan_number > FN_JPEG_MAX_SCANS ? FN_JPEG_MAX_SCANS
+                                                                       : FN_JPEG_MAX_PIXEL_SCANS / px));
+        longjmp(e->jb, 1);
     }
 }
 
@@ -106,7 +113,9 @@ int fn_jpeg_turbo_decode(const void *bytes, size_t len, const char *name, fn_ima
         jpeg_destroy_decompress(&ci);
         free(px);
         free(row);
-        return fn_fail(err, em.too_many_scans ? FN_ELIMIT : FN_EIMAGE, "%s: cannot decode JPEG (%s)", name, em.msg);
+        if (em.too_many_scans)
+            return fn_fail(err, FN_ELIMIT, "%s: %s", name, em.msg);
+        return fn_fail(err, FN_EIMAGE, "%s: cannot decode JPEG (%s)", name, em.msg);
     }
     jpeg_create_decompress(&ci);
     prog.progress_monitor = on_progress;

@@ -86,6 +86,17 @@ else
   echo "note: python3-pil not installed; progressive and CMYK cases skipped"
 fi
 
+# the hostile image cases of tests/data/image-cases (manifest.tsv: what fruitnet must do with each);
+# those decoded as PIL decodes them are named ok_* and must give rows
+if [ "$(basename "$B")" = build-stb ]; then stb=1; else stb=0; fi
+while IFS=$'\t' read -r f w h pil expect; do
+  case "$f" in hostile/*) ;; *) continue;; esac
+  case "$expect" in "ok turbo"*) [ $stb = 1 ] && expect=${expect#*refused stb: } || expect=ok;; esac
+  n=$(basename "$f")
+  if [ "$expect" = ok ]; then cp "tests/data/image-cases/$f" "$C/ok_hostile_$n"
+  else cp "tests/data/image-cases/$f" "$C/hostile_$n"; printf '%s\t%s\n' "hostile_$n" "$expect" >>"$T/hostile.expect"; fi
+done <tests/data/image-cases/manifest.tsv
+
 # file-system oddities
 mkdir "$C/dir_named.jpg"
 ln -s "$T/corpus" "$C/loop"                          # a symlink loop back to the root
@@ -107,6 +118,12 @@ for f in empty.jpg text.png zeros.jpg huge_60000.png huge_60000.jpg bomb_20000.p
   if grep -q "/$f	" "$errs" 2>/dev/null && grep -q "$f" "$T/stderr"; then ok "$f reported with a reason";
   else ko "$f not reported"; fi
 done
+nh=0; hbad=""
+while IFS=$'\t' read -r n why; do
+  nh=$((nh + 1))
+  grep -F "/$n	" "$errs" 2>/dev/null | grep -qF "$why" || hbad="$hbad $n"
+done <"$T/hostile.expect"
+[ -z "$hbad" ] && ok "$nh hostile image files reported with their reason" || ko "hostile files not reported as expected:$hbad"
 grep -q "loop" "$T/stderr" && ok "symlink loop reported" || ko "symlink loop not reported"
 grep -qF 'latin1_\xe9t\xe9.jpg' "$errs" && ok "non-UTF-8 file name reported (escaped)" || ko "non-UTF-8 file name not reported"
 if [ "$(id -u)" != 0 ]; then
