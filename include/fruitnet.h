@@ -375,6 +375,8 @@ int fn_inputs_add_list(fn_inputs *in, const char *list_path, fn_skip_fn skip, vo
 /* The same from a buffer (e.g. stdin read by the caller); `name` is used in messages. */
 int fn_inputs_add_list_memory(fn_inputs *in, const char *text, size_t len, const char *name, fn_skip_fn skip,
                               void *ctx, fn_error *err);
+/* The same from an open descriptor read to its end (e.g. 0 for stdin; a pipe is fine here). */
+int fn_inputs_add_list_fd(fn_inputs *in, int fd, const char *name, fn_skip_fn skip, void *ctx, fn_error *err);
 /* Sort by path (byte order), keep one spelling per file (st_dev/st_ino; the first in byte order; the others
  * go to skip with is_error = 0), then keep shard k of n (1 <= k <= n; FNV-1a of the path mod n == k-1). */
 int fn_inputs_finish(fn_inputs *in, int shard_k, int shard_n, fn_skip_fn skip, void *ctx, fn_error *err);

@@ -509,6 +509,37 @@ int fn_inputs_add_list(fn_inputs *in, const char *list_path, fn_skip_fn skip, vo
     return rc;
 }
 
+int fn_inputs_add_list_fd(fn_inputs *in, int fd, const char *name, fn_skip_fn skip, void *ctx, fn_error *err)
+{
+    if (!in || fd < 0)
+        return fn_fail(err, FN_EARG, "fn_inputs_add_list_fd: invalid arguments");
+    size_t n = 0, cap = 1 << 16;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (!buf)
+            return fn_fail(err, FN_ENOMEM, "%s: out of memory reading the list", name ? name : "list");
+        ssize_t r = read(fd, buf + n, cap - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int e = errno;
+            free(buf);
+            return fn_fail(err, FN_EIO, "%s: cannot read the list: %s", name ? name : "list", strerror(e));
+        }
+        if (r == 0)
+            break;
+        if ((n += (size_t)r) == cap) {
+            char *b = realloc(buf, cap *= 2);
+            if (!b)
+                free(buf);
+            buf = b;
+        }
+    }
+    int rc = fn_inputs_add_list_memory(in, buf, n, name, skip, ctx, err);
+    free(buf);
+    return rc;
+}
+
 static int cmp_identity(const void *a, const void *b)
 {
     const fn_input_entry *x = a, *y = b;

@@ -1,10 +1,6 @@
-/*
- * fruitnet-extract — images in, ResNet50 avg_pool features out as a Parquet
- * dataset (path, label, features LIST<FLOAT>), like the PySpark pipeline it
- * replaces. See --help. Options, progress and messages only: the listing,
- * pipeline, resume and commit protocol are the library's (fn_inputs_*,
- * fn_extract_run, fn_dataset_write; README "Datasets").
- */
+/* fruitnet-extract — images in, ResNet50 features out as a Parquet dataset. See --help. Options, progress and
+ * messages only: listing, pipeline, resume and commit are the library's (fn_inputs_*, fn_extract_run,
+ * fn_dataset_write; README "Datasets"). */
 #include "fruitnet.h"
 
 #include <errno.h>
@@ -23,15 +19,14 @@ enum { EXIT_OK = 0, EXIT_SOME_FAILED = 1, EXIT_FATAL = 2 };
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-"usage: fruitnet-extract [options] INPUT...\n\n"
+    fputs("usage: fruitnet-extract [options] INPUT...\n\n"
 "Compute Keras-ResNet50 (ImageNet) 2048-d avg_pool features of images and\n"
 "write them as Parquet (path STRING, label STRING, features LIST<FLOAT>).\n\n"
 "INPUT is an image file (JPEG or PNG), a folder (searched recursively for\n"
 "*.jpg, *.jpeg, *.png; label = the image's parent folder name), or @LIST: a\n"
 "file with one path per line (@- reads the list from stdin). One file named\n"
 "several ways is read once. Paths and labels are written with invalid UTF-8,\n"
-"%%, \\ and control bytes escaped as %%XX (README \"Datasets\").\n\n"
+"%, \\ and control bytes escaped as %XX (README \"Datasets\").\n\n"
 "Output\n"
 "  -o, --output PATH     dataset directory like Spark writes (part-*.parquet\n"
 "                        files, then _SUCCESS); default features.parquet\n"
@@ -58,8 +53,7 @@ static void usage(FILE *f)
 "Display\n"
 "      --progress        show the progress bar even when stderr is not a TTY\n"
 "  -q, --quiet           no progress bar and no summary (errors still shown)\n"
-"  -h, --help            this help\n"
-"  -V, --version         version\n\n"
+"  -h, --help            this help;  -V, --version  version\n\n"
 "A run that was interrupted (even by SIGKILL) resumes when run again: finished\n"
 "parts whose images (path, size, mtime) and options are unchanged are kept,\n"
 "everything else of the shard is redone; _SUCCESS appears when every shard is\n"
@@ -70,35 +64,39 @@ static void usage(FILE *f)
 "Examples\n"
 "  fruitnet-extract -o out/features.parquet ../shared/data/fruits-360-sample\n"
 "  find /data -name '*.jpg' | fruitnet-extract -o f.parquet --shard 2/4 @-\n"
-"  fruitnet-extract --top5 Banana/108_100.jpg\n");
+"  fruitnet-extract --top5 Banana/108_100.jpg\n", f);
 }
 
 static void die(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs("fruitnet-extract: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    fputs("fruitnet-extract: ", stderr), vfprintf(stderr, fmt, ap), fputc('\n', stderr);
     va_end(ap);
     exit(EXIT_FATAL);
+}
+
+/* v must be a or b (returns 0 or 1). */
+static int pick(const char *v, const char *a, const char *b, const char *what)
+{
+    if (strcmp(v, a) && strcmp(v, b))
+        die("%s: '%s' is not %s or %s", what, v, a, b);
+    return strcmp(v, a) != 0;
 }
 
 static int parse_int(const char *s, int lo, int hi, const char *what)
 {
     char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
+    long v = (errno = 0, strtol(s, &end, 10));
     if (errno || *end || end == s || v < lo || v > hi)
         die("%s: '%s' is not a number in %d..%d", what, s, lo, hi);
     return (int)v;
 }
 
-/* ---------------------------------------------------------------- display */
-
 typedef struct ui {
     int bar, quiet, top5;
     fn_model *model;
+    const fn_inputs *in;
     size_t list_errors, duplicates, failed;
     double t0, t_bar;
 } ui;
@@ -122,24 +120,15 @@ static void say(const ui *u, const char *a, const char *b)
 static void on_skip(void *ctx, const char *path, const char *reason, int is_error)
 {
     ui *u = ctx;
-    if (is_error)
-        u->list_errors++, say(u, path, reason);
-    else
-        u->duplicates++;
+    is_error ? (void)u->list_errors++, say(u, path, reason) : (void)u->duplicates++;
 }
 
 static void on_failure(void *ctx, const char *path, const char *reason)
 {
-    ui *u = ctx;
-    u->failed++;
-    say(u, reason ? reason : path, NULL);
+    ((ui *)ctx)->failed++, say(ctx, reason ? reason : path, NULL); /* the reason names the file */
 }
 
-static void on_note(void *ctx, const char *msg)
-{
-    if (!((ui *)ctx)->quiet)
-        say(ctx, msg, NULL);
-}
+static void on_note(void *ctx, const char *msg) { ((ui *)ctx)->quiet ? (void)0 : say(ctx, msg, NULL); }
 
 static void on_progress(void *ctx, size_t done, size_t total, size_t failed)
 {
@@ -149,10 +138,9 @@ static void on_progress(void *ctx, size_t done, size_t total, size_t failed)
         return;
     u->t_bar = t;
     double el = t - u->t0, rate = el > 0 ? done / el : 0, eta = rate > 0 ? (total - done) / rate : 0;
-    char bar[31];
+    char bar[31] = {0};
     for (int i = 0; i < 30; i++)
         bar[i] = i < (total ? (int)(30.0 * done / total) : 30) ? '#' : '.';
-    bar[30] = 0;
     fprintf(stderr, "\r[%s] %zu/%zu %3.0f%%  %.1f img/s  ETA %d:%02d  failed %zu ", bar, done, total,
             total ? 100.0 * done / total : 100.0, rate, (int)eta / 60, (int)eta % 60, failed);
 }
@@ -162,36 +150,26 @@ static int print_top5(void *ctx, size_t i, const char *path, const float *feat)
     ui *u = ctx;
     float probs[FN_NUM_CLASSES], val[5];
     int idx[5];
-    fn_error e;
-    (void)i;
-    if (fn_model_classify(u->model, feat, 1, probs, &e) != FN_OK)
-        die("%s", e.msg);
-    fn_topk(probs, FN_NUM_CLASSES, 5, idx, val);
     char ep[4096];
+    fn_error e;
+    if (fn_model_classify(u->model, feat, 1, probs, &e) != FN_OK)
+        die("input %zu: %s", i, e.msg);
+    fn_topk(probs, FN_NUM_CLASSES, 5, idx, val);
     fn_escape_path(path, ep, sizeof ep);
-    if (u->bar)
-        fputs("\r\033[K", stderr);
-    printf("%s", ep);
+    fputs(u->bar ? "\r\033[K" : "", stderr), printf("%s", ep);
     for (int r = 0; r < 5; r++)
         printf("\t%s (%.4f)", fn_model_label(u->model, idx[r]), val[r]);
-    printf("\n");
-    return FN_OK;
+    return printf("\n") < 0 ? FN_EIO : FN_OK;
 }
 
 /* --top5 without -o: the pipeline alone. */
 static int top5_row(void *ctx, size_t i, const float *feat, const char *error, fn_error *err)
 {
-    const fn_inputs *in = ((void **)ctx)[1];
-    (void)err;
-    if (!feat)
-        on_failure(((void **)ctx)[0], fn_inputs_path(in, i), error);
-    else
-        print_top5(((void **)ctx)[0], i, fn_inputs_path(in, i), feat);
-    on_progress(((void **)ctx)[0], i + 1, fn_inputs_count(in), ((ui *)((void **)ctx)[0])->failed);
+    ui *u = ((void)err, ctx);
+    feat ? (void)print_top5(u, i, fn_inputs_path(u->in, i), feat) : on_failure(u, fn_inputs_path(u->in, i), error);
+    on_progress(u, i + 1, fn_inputs_count(u->in), u->failed);
     return FN_OK;
 }
-
-/* ---------------------------------------------------------------- main */
 
 int main(int argc, char **argv)
 {
@@ -199,6 +177,7 @@ int main(int argc, char **argv)
                             .extract = {.batch = 8, .decoders = 1, .resize = FN_RESIZE_PIL}};
     fn_model_options mo;
     fn_model_options_default(&mo);
+    fn_error err = {0};
     const char *output = NULL, *weights = NULL;
     int progress = 0, ninputs = 0;
     ui u = {0};
@@ -207,13 +186,11 @@ int main(int argc, char **argv)
         const char *a = argv[i];
 #define NEXT() (i + 1 < argc ? argv[++i] : (die("%s needs a value", a), ""))
 #define IS(s) (!strcmp(a, s))
-        if (IS("-h") || IS("--help")) {
-            usage(stdout);
-            return EXIT_OK;
-        } else if (IS("-V") || IS("--version")) {
-            printf("fruitnet-extract %s\n", FRUITNET_VERSION);
-            return EXIT_OK;
-        } else if (IS("-o") || IS("--output")) output = NEXT();
+        if (IS("-h") || IS("--help"))
+            return usage(stdout), EXIT_OK;
+        else if (IS("-V") || IS("--version"))
+            return printf("fruitnet-extract %s\n", FRUITNET_VERSION), EXIT_OK;
+        else if (IS("-o") || IS("--output")) output = NEXT();
         else if (IS("--weights")) weights = NEXT();
         else if (IS("--errors")) o.errors_path = NEXT();
         else if (IS("--single-file")) o.single_file = 1;
@@ -224,20 +201,13 @@ int main(int argc, char **argv)
         else if (IS("--batch")) o.extract.batch = parse_int(NEXT(), 1, 1024, "--batch");
         else if (IS("--decoders")) o.extract.decoders = parse_int(NEXT(), 1, 64, "--decoders");
         else if (IS("--part-size")) o.part_size = parse_int(NEXT(), 1, 100000000, "--part-size");
-        else if (IS("--codec")) {
-            const char *c = NEXT();
-            if (strcmp(c, "gzip") && strcmp(c, "none") && strcmp(c, "uncompressed"))
-                die("--codec: '%s' is not gzip or none", c);
-            o.codec = strcmp(c, "gzip") ? FN_CODEC_UNCOMPRESSED : FN_CODEC_GZIP;
-        } else if (IS("--resize")) {
-            const char *c = NEXT();
-            if (strcmp(c, "pil") && strcmp(c, "stb"))
-                die("--resize: '%s' is not pil or stb", c);
-            o.extract.resize = strcmp(c, "pil") ? FN_RESIZE_STB : FN_RESIZE_PIL;
-        } else if (IS("--isa")) {
-            const char *c = NEXT();
-            if (fn_isa_parse(c, &mo.isa) != FN_OK)
-                die("--isa: '%s' is not auto, portable, avx2 or avx512", c);
+        else if (IS("--codec"))
+            o.codec = pick(NEXT(), "gzip", "none", a) ? FN_CODEC_UNCOMPRESSED : FN_CODEC_GZIP;
+        else if (IS("--resize"))
+            o.extract.resize = pick(NEXT(), "pil", "stb", a) ? FN_RESIZE_STB : FN_RESIZE_PIL;
+        else if (IS("--isa")) {
+            if (fn_isa_parse(NEXT(), &mo.isa) != FN_OK)
+                die("--isa: '%s' is not auto, portable, avx2 or avx512", argv[i]);
         } else if (IS("--shard")) {
             const char *c = NEXT();
             char tail;
@@ -247,29 +217,21 @@ int main(int argc, char **argv)
         } else if (IS("--")) {
             while (++i < argc)
                 inputs[ninputs++] = argv[i];
-        } else if (a[0] == '-' && a[1]) {
+        } else if (a[0] == '-' && a[1])
             die("unknown option %s (see --help)", a);
-        } else {
+        else
             inputs[ninputs++] = a;
-        }
-#undef NEXT
-#undef IS
     }
-    if (ninputs == 0) {
-        usage(stderr);
-        return EXIT_FATAL;
-    }
+    if (ninputs == 0)
+        return usage(stderr), EXIT_FATAL;
     if (o.single_file && o.shard_n > 1)
         die("--single-file cannot be combined with --shard %d/%d: shards write into one dataset folder, which "
             "commits when every shard is complete", o.shard_k, o.shard_n);
     if (!output && !u.top5)
         output = "features.parquet";
-    if (!weights) {
-        const char *env = getenv("FRUITNET_WEIGHTS");
-        weights = env && *env ? env : access("weights/resnet50.fnw", R_OK) == 0 ? "weights/resnet50.fnw"
-                                                                              : FN_DEFAULT_WEIGHTS;
-    }
-    fn_error err = {0};
+    const char *env = getenv("FRUITNET_WEIGHTS");
+    if (!weights)
+        weights = env && *env ? env : access("weights/resnet50.fnw", R_OK) == 0 ? "weights/resnet50.fnw" : FN_DEFAULT_WEIGHTS;
     if (o.errors_path && fn_atomic_check(o.errors_path, 0, &err) != FN_OK)
         die("--errors %s", err.msg);
     u.bar = !u.quiet && (progress || isatty(2));
@@ -279,22 +241,10 @@ int main(int argc, char **argv)
     if (fn_inputs_new(&in, &err) != FN_OK)
         die("%s", err.msg);
     for (int i = 0; i < ninputs; i++) {
-        int rc;
-        if (!strcmp(inputs[i], "@-")) { /* the list from stdin */
-            size_t n = 0, cap = 1 << 16, r;
-            char *buf = malloc(cap);
-            while (buf && (r = fread(buf + n, 1, cap - n, stdin)) > 0)
-                if ((n += r) == cap && !(buf = realloc(buf, cap *= 2)))
-                    die("out of memory reading the list from stdin");
-            if (!buf || ferror(stdin))
-                die("-: cannot read the list from stdin");
-            rc = fn_inputs_add_list_memory(in, buf, n, "stdin", on_skip, &u, &err);
-            free(buf);
-        } else if (inputs[i][0] == '@') {
-            rc = fn_inputs_add_list(in, inputs[i] + 1, on_skip, &u, &err);
-        } else {
-            rc = fn_inputs_add(in, inputs[i], on_skip, &u, &err);
-        }
+        const char *a = inputs[i];
+        int rc = !strcmp(a, "@-") ? fn_inputs_add_list_fd(in, 0, "stdin", on_skip, &u, &err) /* @-: stdin */
+                 : a[0] == '@'    ? fn_inputs_add_list(in, a + 1, on_skip, &u, &err)
+                                  : fn_inputs_add(in, a, on_skip, &u, &err);
         if (rc != FN_OK)
             die("%s", err.msg);
     }
@@ -303,8 +253,7 @@ int main(int argc, char **argv)
         die("%s", err.msg);
 
     /* 2. model */
-    mo.max_batch = o.extract.batch;
-    mo.classifier = u.top5;
+    mo.max_batch = o.extract.batch, mo.classifier = u.top5;
     if (fn_model_open(weights, &mo, &u.model, &err) != FN_OK)
         die("%s (run `make weights`, or pass --weights FILE)", err.msg);
 
@@ -312,23 +261,20 @@ int main(int argc, char **argv)
     fn_dataset_report rep = {0};
     fn_dataset_callbacks cb = {&u, on_failure, on_progress, u.top5 ? print_top5 : NULL, on_note};
     u.t0 = u.t_bar = now_s();
-    int rc;
-    if (output) {
-        rc = fn_dataset_write(output, u.model, in, &o, &cb, &rep, &err);
-    } else {
+    int rc = output ? fn_dataset_write(output, u.model, in, &o, &cb, &rep, &err) : FN_OK;
+    if (!output) {
         size_t n = fn_inputs_count(in);
         const char **paths = malloc((n + 1) * sizeof *paths);
         for (size_t i = 0; paths && i < n; i++)
             paths[i] = fn_inputs_path(in, i);
-        void *ctx[2] = {&u, in};
-        rc = paths ? fn_extract_run(u.model, &o.extract, n, paths, NULL, NULL, top5_row, ctx, &rep.net_seconds, &err)
+        u.in = in;
+        rc = paths ? fn_extract_run(u.model, &o.extract, n, paths, NULL, NULL, top5_row, &u, &rep.net_seconds, &err)
                    : FN_ENOMEM;
         rep.inputs = n, rep.failed = u.failed + u.list_errors, rep.ok = n - u.failed;
         free(paths);
     }
     double secs = now_s() - u.t0;
-    if (u.bar)
-        fputc('\n', stderr);
+    fputs(u.bar ? "\n" : "", stderr);
     if (rc != FN_OK)
         say(&u, err.msg, NULL);
     size_t computed = rep.inputs - rep.resumed_inputs; /* images decoded in this run */
@@ -341,14 +287,12 @@ int main(int argc, char **argv)
             fprintf(stderr, "; resumed %zu finished part(s) with %zu images", rep.resumed_parts, rep.resumed_inputs);
         if (u.duplicates)
             fprintf(stderr, "; %zu second spelling(s) of a file read once", u.duplicates);
-        if (output)
-            fprintf(stderr, " -> %s%s", output, o.single_file || rep.committed ? "" : " (not committed yet)");
-        if (rep.errors_path[0] && rep.failed)
-            fprintf(stderr, " (failures listed in %s)", rep.errors_path);
-        fputc('\n', stderr);
+        fprintf(stderr, "%s%s%s%s%s%s\n", output ? " -> " : "", output ? output : "",
+                !output || o.single_file || rep.committed ? "" : " (not committed yet)",
+                rep.errors_path[0] && rep.failed ? " (failures listed in " : "",
+                rep.errors_path[0] && rep.failed ? rep.errors_path : "", rep.errors_path[0] && rep.failed ? ")" : "");
     }
-    fn_model_close(u.model);
-    fn_inputs_free(in);
+    fn_model_close(u.model), fn_inputs_free(in);
     if (fflush(stdout) != 0)
         rc = FN_EIO;
     return rc != FN_OK ? EXIT_FATAL : (rep.failed || u.list_errors || u.failed) ? EXIT_SOME_FAILED : EXIT_OK;
