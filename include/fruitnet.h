@@ -321,6 +321,20 @@ int fn_pca_model_save(const fn_pca_model *m, const char *path, fn_error *err);
 int fn_pca_model_load(fn_pca_model *m, const char *path, fn_error *err);
 void fn_pca_model_free(fn_pca_model *m);
 
+/* PCA over a features dataset (pca_dataset.c). flags: 0, or FN_DATASET_UNCOMMITTED (see fn_dataset_files). */
+typedef void (*fn_pca_progress_fn)(void *ctx, int64_t rows_done, int64_t rows_total);
+/* Statistics of every row of a committed dataset or file (one streaming pass; progress may be NULL). */
+int fn_pca_stats_from_dataset(const char *path, int flags, int threads, fn_pca_stats *out,
+                              fn_pca_progress_fn progress, void *ctx, fn_error *err);
+/* Project every row into out_parquet (path, label, pcs LIST<FLOAT>); scatter_dir (may be NULL) also gets
+ * scatter.svg (PC1 vs PC2, one colour per label). */
+int fn_pca_transform_dataset(const fn_pca_model *m, const char *in, int flags, const char *out_parquet, fn_codec codec,
+                             const char *scatter_dir, fn_pca_progress_fn progress, void *ctx, fn_error *err);
+/* dir/explained_variance.csv (every component) and dir/scree.svg (the first max(2k, 100)) from the spectrum
+ * ev[dim] (descending), the total variance, the k kept and the variance they reach. */
+int fn_pca_write_variance(const char *dir, const double *ev, int dim, double total, int k, double variance,
+                          fn_error *err);
+
 /* ------------------------------------------------------------------ */
 /* Atomic files (atomic.c): the one way every writer puts a file in place */
 /* ------------------------------------------------------------------ */
