@@ -454,8 +454,6 @@ static int start_run(run *r)
             if (planned)
                 continue;
         }
-        if (n == N && !strncmp(nm, "_errors", 7) && r->o.errors_path)
-            continue; /* the user put the errors elsewhere: leave this one alone */
         char *p = path_join(r->dir, nm);
         fn_error e2;
         if (p && fn_unlink_regular(p, &e2) == FN_OK && nm[0] != '.' && strncmp(nm, "_", 1))
