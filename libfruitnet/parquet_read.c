@@ -11,7 +11,6 @@
 #include "parquet.h"
 #include "thrift.h"
 
-
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
