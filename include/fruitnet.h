@@ -287,8 +287,8 @@ const char *fn_parquet_reader_meta(const fn_parquet_reader *r, const char *key);
 int fn_parquet_reader_next(fn_parquet_reader *r, fn_parquet_row *row, fn_error *err);
 /* Close; NULL is allowed. */
 void fn_parquet_reader_close(fn_parquet_reader *r);
-/* List the .parquet files of a path: a file itself, or a dataset directory's
- * part files sorted by name (hidden and _-prefixed files skipped). Free with fn_free_list. */
+/* List the .parquet files of a path: a file itself, or a committed dataset directory's part files
+ * sorted by name: fn_dataset_files(path, 0, ...) (an uncommitted folder is refused). Free with fn_free_list. */
 int fn_parquet_dataset_files(const char *path, char ***files, int *nfiles, fn_error *err);
 /* Free a list returned by the library. */
 void fn_free_list(char **list, int n);
@@ -337,6 +337,148 @@ void fn_pca_transform(const fn_pca_model *m, const float *x, float *out);
 int fn_pca_model_save(const fn_pca_model *m, const char *path, fn_error *err);
 int fn_pca_model_load(fn_pca_model *m, const char *path, fn_error *err);
 void fn_pca_model_free(fn_pca_model *m);
+
+/* PCA over a features dataset (pca_dataset.c). flags: 0, or FN_DATASET_UNCOMMITTED (see fn_dataset_files). */
+typedef void (*fn_pca_progress_fn)(void *ctx, int64_t rows_done, int64_t rows_total);
+/* Statistics of every row of a committed dataset or file (one streaming pass; progress may be NULL). */
+int fn_pca_stats_from_dataset(const char *path, int flags, int threads, fn_pca_stats *out,
+                              fn_pca_progress_fn progress, void *ctx, fn_error *err);
+/* Project every row into out_parquet (path, label, pcs LIST<FLOAT>); scatter_dir (may be NULL) also gets
+ * scatter.svg (PC1 vs PC2, one colour per label). */
+int fn_pca_transform_dataset(const fn_pca_model *m, const char *in, int flags, const char *out_parquet, fn_codec codec,
+                             const char *scatter_dir, fn_pca_progress_fn progress, void *ctx, fn_error *err);
+/* dir/explained_variance.csv (every component) and dir/scree.svg (the first max(2k, 100)) from the spectrum
+ * ev[dim] (descending), the total variance, the k kept and the variance they reach. */
+int fn_pca_write_variance(const char *dir, const double *ev, int dim, double total, int k, double variance,
+                          fn_error *err);
+
+/* ------------------------------------------------------------------ */
+/* Atomic files (atomic.c): the one way every writer puts a file in place */
+/* ------------------------------------------------------------------ */
+
+/* Policy: a hidden temporary ".<name>.tmp.<pid>.XXXXXX" in the target's folder, fsync, rename over the
+ * target, fsync the folder. A target that exists and is not a regular file (device, FIFO, socket, folder;
+ * a symlink unless FN_ATOMIC_REPLACE_SYMLINK) is refused (FN_EARG) and never renamed over or unlinked. */
+#define FN_ATOMIC_REPLACE_SYMLINK 1 /* allow replacing a symlink (the link itself) */
+typedef struct fn_atomic fn_atomic;
+/* FN_OK when `path` could be replaced under this policy (absent or a regular file). */
+int fn_atomic_check(const char *path, int flags, fn_error *err);
+/* Create the temporary file for `path`; write to fn_atomic_fd() or with fn_atomic_write(). */
+int fn_atomic_begin(const char *path, int flags, fn_atomic **out, fn_error *err);
+/* The temporary file's descriptor (-1 for NULL). */
+int fn_atomic_fd(const fn_atomic *a);
+/* Append bytes to the temporary file. */
+int fn_atomic_write(fn_atomic *a, const void *data, size_t n, fn_error *err);
+/* fsync, check the target again, rename into place, fsync the folder; frees a in all cases. */
+int fn_atomic_commit(fn_atomic *a, fn_error *err);
+/* Remove the temporary file and free a (NULL allowed). */
+void fn_atomic_abort(fn_atomic *a);
+/* The whole sequence for a buffer. */
+int fn_atomic_write_file(const char *path, const void *data, size_t n, int flags, fn_error *err);
+
+/* ------------------------------------------------------------------ */
+/* Datasets (inputs.c, extract.c, dataset.c; layout in README "Datasets") */
+/* ------------------------------------------------------------------ */
+
+/* Path escaping for the `path`/`label` columns, _errors.tsv and messages: every byte that is not part of
+ * valid UTF-8, '%', '\\', and the control bytes 0x01-0x1F and 0x7F (tab, newline, CR...) become %XX
+ * (two upper-case hex digits); everything else is kept. Reversible by fn_unescape_path.
+ * Both write at most cap bytes (NUL included, when cap > 0) and return the length the full result needs
+ * (excluding the NUL), as snprintf does. */
+size_t fn_escape_path(const char *raw, char *out, size_t cap);
+/* %XX -> byte (either hex case); a '%' not followed by two hex digits is kept as is. */
+size_t fn_unescape_path(const char *escaped, char *out, size_t cap);
+
+/* Reported for every entry left out while listing inputs (raw path bytes, readable reason);
+ * is_error = 0 for an entry that is not a failure (a second spelling of a file already listed). */
+typedef void (*fn_skip_fn)(void *ctx, const char *path, const char *reason, int is_error);
+
+/* A list of image inputs: normalised paths, labels, file identities, sizes and mtimes. */
+typedef struct fn_inputs fn_inputs;
+int fn_inputs_new(fn_inputs **out, fn_error *err);
+/* Add a file or a folder (walked recursively for *.jpg, *.jpeg, *.png, any case; hidden entries skipped;
+ * symlinks followed, loops reported). Only regular files are listed; paths longer than PATH_MAX work.
+ * The path is normalised ("a//b", "./", trailing "/"); label = the parent folder's name (the real name
+ * when the path says "." or ".."). Entries that cannot be listed go to skip (may be NULL). */
+int fn_inputs_add(fn_inputs *in, const char *path, fn_skip_fn skip, void *ctx, fn_error *err);
+/* Add every line of a list file (one path per line; empty lines and lines starting with '#' ignored). */
+int fn_inputs_add_list(fn_inputs *in, const char *list_path, fn_skip_fn skip, void *ctx, fn_error *err);
+/* The same from a buffer (e.g. stdin read by the caller); `name` is used in messages. */
+int fn_inputs_add_list_memory(fn_inputs *in, const char *text, size_t len, const char *name, fn_skip_fn skip,
+                              void *ctx, fn_error *err);
+/* The same from an open descriptor read to its end (e.g. 0 for stdin; a pipe is fine here). */
+int fn_inputs_add_list_fd(fn_inputs *in, int fd, const char *name, fn_skip_fn skip, void *ctx, fn_error *err);
+/* Sort by path (byte order), keep one spelling per file (st_dev/st_ino; the first in byte order; the others
+ * go to skip with is_error = 0), then keep shard k of n (1 <= k <= n; FNV-1a of the path mod n == k-1). */
+int fn_inputs_finish(fn_inputs *in, int shard_k, int shard_n, fn_skip_fn skip, void *ctx, fn_error *err);
+size_t fn_inputs_count(const fn_inputs *in);
+/* Raw bytes of the i-th path / label (NULL when out of range). */
+const char *fn_inputs_path(const fn_inputs *in, size_t i);
+const char *fn_inputs_label(const fn_inputs *in, size_t i);
+/* Size in bytes and modification time (ns since the epoch) seen when listed. */
+int64_t fn_inputs_size(const fn_inputs *in, size_t i);
+int64_t fn_inputs_mtime_ns(const fn_inputs *in, size_t i);
+void fn_inputs_free(fn_inputs *in);
+
+/* The extraction pipeline: decoder threads decode and resize the next batches while the model runs. */
+typedef struct fn_extract_options {
+    int batch;             /* images per network batch; 0 = 8 */
+    int decoders;          /* decoding threads; 0 = 1 */
+    fn_resize_mode resize; /* FN_RESIZE_PIL (default) */
+} fn_extract_options;
+/* Called in input order on the calling thread: features [FN_FEATURE_DIM] of input i, or NULL and the
+ * reason when it failed. Return FN_OK to go on; anything else stops the run (fill err). */
+typedef int (*fn_row_fn)(void *ctx, size_t i, const float *features, const char *error, fn_error *err);
+/* Features of n inputs: files paths[i] (opened without blocking, regular files only, any length), or, when
+ * bufs is not NULL, the bytes bufs[i][0..lens[i]) (paths[i], may be NULL, then names them in errors).
+ * One bad input never stops the run. `net_seconds` (may be NULL) receives the time spent in the network. */
+int fn_extract_run(fn_model *m, const fn_extract_options *opt, size_t n, const char *const *paths,
+                   const void *const *bufs, const size_t *lens, fn_row_fn row, void *ctx, double *net_seconds,
+                   fn_error *err);
+
+/* Writing a dataset folder (or one file) with its commit protocol (README "Datasets"). */
+typedef struct fn_dataset_options {
+    int part_size;           /* inputs per part file; 0 = 1024 */
+    int shard_k, shard_n;    /* this run is shard k of n; 0, 0 = 1 of 1 */
+    fn_codec codec;          /* FN_CODEC_GZIP is recommended */
+    int single_file;         /* write `path` as one Parquet file (refused with n > 1 shards) */
+    const char *errors_path; /* NULL: <dir>/_errors.tsv (_errors-sKKKKKofNNNNN.tsv per shard), or PATH.errors.tsv */
+    fn_extract_options extract;
+} fn_dataset_options;
+
+typedef struct fn_dataset_callbacks {
+    void *ctx;
+    /* a failed input: raw path and reason (may be NULL) */
+    void (*failure)(void *ctx, const char *path, const char *reason);
+    /* after every input: done/total of the inputs computed in this run (may be NULL) */
+    void (*progress)(void *ctx, size_t done, size_t total, size_t failed);
+    /* every computed row, in input order (may be NULL); a non-FN_OK return stops the run */
+    int (*row)(void *ctx, size_t input_index, const char *path, const float *features);
+    /* a notice worth showing: resuming, starting clean and why, committed or waiting for shards */
+    void (*note)(void *ctx, const char *msg);
+} fn_dataset_callbacks;
+
+typedef struct fn_dataset_report {
+    size_t inputs, ok, failed;           /* inputs of this shard; rows written or kept; failed inputs */
+    size_t parts, resumed_parts, resumed_inputs;
+    int committed;                       /* 1 when _SUCCESS was written (every shard complete) */
+    double net_seconds;                  /* time in the network */
+    char errors_path[4096];              /* the errors file written ("" when none) */
+} fn_dataset_report;
+
+/* Extract the features of `in` (after fn_inputs_finish with the same shard) into the dataset at `path`:
+ * takes the shard's lock (a second writer is refused), removes _SUCCESS, writes the shard manifest, keeps
+ * the finished parts whose inputs (path, label, size, mtime) and options are unchanged, removes every other
+ * file of this shard and those of other shard counts, writes the rest, the errors file, and, when every
+ * shard is complete and they agree, _SUCCESS. Failed inputs are reported, never fatal. */
+int fn_dataset_write(const char *path, fn_model *m, const fn_inputs *in, const fn_dataset_options *opt,
+                     const fn_dataset_callbacks *cb, fn_dataset_report *report, fn_error *err);
+
+#define FN_DATASET_UNCOMMITTED 1 /* also read a dataset folder without _SUCCESS (all complete parts) */
+/* The Parquet files of a committed dataset: a file itself, or the parts listed in _SUCCESS (each must exist
+ * with its recorded size; a part-*.parquet not listed is refused); an empty _SUCCESS (Spark) means every
+ * part file. Without _SUCCESS: FN_EFORMAT unless flags has FN_DATASET_UNCOMMITTED. Free with fn_free_list. */
+int fn_dataset_files(const char *path, int flags, char ***files, int *nfiles, fn_error *err);
 
 #if defined(__GNUC__)
 #pragma GCC visibility pop

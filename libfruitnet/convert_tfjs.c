@@ -638,7 +638,7 @@ static int write_all(int fd, const void *p, size_t n)
 
 static const unsigned char zeros[64];
 
-/* Header + table + 64-aligned tensors, written to out_path.tmp.<pid>, fsync'd and renamed into place. */
+/* Header + table + 64-aligned tensors, put in place by fn_atomic_* (hidden temporary, fsync, rename). */
 static int write_fnw(conv_ctx *c, const char *out_path)
 {
     size_t tbytes = 0, dbytes = 0;
@@ -686,16 +686,13 @@ static int write_fnw(conv_ctx *c, const char *out_path)
     wr32(head + 52, fn_crc32(0, head + FNW_HEADER_SIZE, tbytes));
     wr32(head + 56, fn_crc32(0, head, 56));
 
-    char tmp[4200];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", out_path, (int)getpid()) >= (int)sizeof tmp) {
+    fn_atomic *at;
+    int rc = fn_atomic_begin(out_path, 0, &at, c->err);
+    if (rc) {
         free(head);
-        return fn_fail(c->err, FN_ELIMIT, "%s: output path too long", out_path);
+        return rc;
     }
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        free(head);
-        return fn_fail(c->err, FN_EIO, "%s: cannot create: %s", tmp, strerror(errno));
-    }
+    int fd = fn_atomic_fd(at);
     int bad = write_all(fd, head, doff);
     free(head);
     off = 0;
@@ -706,26 +703,12 @@ static int write_fnw(conv_ctx *c, const char *out_path)
     }
     if (!bad)
         bad = write_all(fd, zeros, tail);
-    if (bad || fsync(fd) != 0) {
+    if (bad) {
         int e = errno;
-        close(fd);
-        unlink(tmp);
-        return fn_fail(c->err, FN_EIO, "%s: write failed: %s", tmp, strerror(e));
+        fn_atomic_abort(at);
+        return fn_fail(c->err, FN_EIO, "%s: write failed: %s", out_path, strerror(e));
     }
-    if (close(fd) != 0 || rename(tmp, out_path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return fn_fail(c->err, FN_EIO, "%s: cannot finish writing: %s", out_path, strerror(e));
-    }
-    /* make the rename durable */
-    char dcopy[4200];
-    snprintf(dcopy, sizeof dcopy, "%s", out_path);
-    int dfd = open(dirname(dcopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        (void)fsync(dfd);
-        close(dfd);
-    }
-    return FN_OK;
+    return fn_atomic_commit(at, c->err); /* fsync, rename, fsync the folder */
 }
 
 /* ------------------------------------------------------------------ entry point */

@@ -37,6 +37,26 @@ static inline int fn_add_size(size_t a, size_t b, size_t *out)
     return !__builtin_add_overflow(a, b, out);
 }
 
+/* ---------------- files (atomic.c, inputs.c) ---------------- */
+
+/* fsync the folder holding path (EINVAL, a filesystem that cannot, is not an error). */
+int fn_sync_parent(const char *path, fn_error *err);
+/* Remove path if it is a regular file (absent: FN_OK); anything else is refused and left. */
+int fn_unlink_regular(const char *path, fn_error *err);
+/* open(2) that also works for paths longer than PATH_MAX (component by component with openat). */
+int fn_open_long(const char *path, int flags);
+/* Read a whole regular file (opened O_NONBLOCK: never blocks on a FIFO; at most max bytes). */
+int fn_read_regular(const char *path, size_t max, unsigned char **buf, size_t *len, fn_error *err);
+/* 64-bit FNV-1a, continuing from h (start with FN_FNV_INIT). */
+#define FN_FNV_INIT 0xcbf29ce484222325ull
+static inline uint64_t fn_fnv1a(const void *data, size_t n, uint64_t h)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
 /* ---------------- thread pool (threadpool.c) ---------------- */
 
 typedef struct fn_pool fn_pool;

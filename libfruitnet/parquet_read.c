@@ -11,7 +11,6 @@
 #include "parquet.h"
 #include "thrift.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -764,65 +763,7 @@ int fn_parquet_reader_next(fn_parquet_reader *r, fn_parquet_row *row, fn_error *
 
 /* ---------------------------------------------------------------- datasets */
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
 int fn_parquet_dataset_files(const char *path, char ***files, int *nfiles, fn_error *err)
 {
-    if (!path || !files || !nfiles)
-        return fn_fail(err, FN_EARG, "fn_parquet_dataset_files: invalid arguments");
-    *files = NULL;
-    *nfiles = 0;
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return fn_fail(err, FN_EIO, "%s: %s", path, strerror(errno));
-    if (!S_ISDIR(st.st_mode)) {
-        char **l = malloc(sizeof(char *));
-        char *p = l ? malloc(strlen(path) + 1) : NULL;
-        if (!p) {
-            free(l);
-            return fn_fail(err, FN_ENOMEM, "out of memory");
-        }
-        strcpy(p, path);
-        l[0] = p;
-        *files = l;
-        *nfiles = 1;
-        return FN_OK;
-    }
-    DIR *d = opendir(path);
-    if (!d)
-        return fn_fail(err, FN_EIO, "%s: cannot open folder: %s", path, strerror(errno));
-    char **l = NULL;
-    int n = 0, cap = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        const char *nm = e->d_name;
-        size_t len = strlen(nm);
-        if (nm[0] == '.' || nm[0] == '_' || len < 8 || strcmp(nm + len - 8, ".parquet") || strstr(nm, ".tmp."))
-            continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 64;
-            char **t = realloc(l, (size_t)cap * sizeof(char *));
-            if (!t) {
-                closedir(d);
-                fn_free_list(l, n);
-                return fn_fail(err, FN_ENOMEM, "out of memory");
-            }
-            l = t;
-        }
-        size_t pl = strlen(path) + len + 2;
-        l[n] = malloc(pl);
-        if (!l[n]) {
-            closedir(d);
-            fn_free_list(l, n);
-            return fn_fail(err, FN_ENOMEM, "out of memory");
-        }
-        snprintf(l[n], pl, "%s/%s", path, nm);
-        n++;
-    }
-    closedir(d);
-    if (n)
-        qsort(l, (size_t)n, sizeof(char *), cmp_str);
-    *files = l;
-    *nfiles = n;
-    return FN_OK;
+    return fn_dataset_files(path, 0, files, nfiles, err); /* dataset.c: committed datasets only */
 }

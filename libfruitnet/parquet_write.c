@@ -17,8 +17,9 @@
  * UNCOMPRESSED or GZIP, page CRC32, chunk statistics (null_count; exact
  * min/max of short strings with TYPE_ORDER column orders). Rows are buffered
  * up to rows_per_group, then one row group is written: memory stays flat.
- * The file is written as <dir>/.<name>.tmp.<pid>.XXXXXX (hidden: dataset
- * readers skip it), fsynced and renamed on close, then the folder is fsynced.
+ * The file is put in place by fn_atomic_* (atomic.c): a hidden temporary
+ * file in the same folder, fsynced, renamed on close, the folder fsynced; a
+ * target that is not a regular file is refused.
  */
 #include "internal.h"
 #include "parquet.h"
@@ -65,7 +66,8 @@ typedef struct group_meta {
 } group_meta;
 
 struct fn_parquet_writer {
-    char *path, *tmp;
+    char *path;
+    fn_atomic *at; /* the temporary file until close */
     int fd;
     int64_t offset;
     char *list_column;
@@ -177,10 +179,8 @@ int fn_parquet_writer_open(const char *path, const fn_parquet_options *opt, fn_p
     w->rows_per_group = opt->rows_per_group ? opt->rows_per_group : 1024;
     w->path = dupstr(path);
     w->list_column = dupstr(opt->list_column);
-    size_t tl = strlen(path) + 48;
-    w->tmp = malloc(tl);
     w->meta = calloc((size_t)opt->nmeta + 1, sizeof(fn_kv));
-    if (!w->path || !w->list_column || !w->tmp || !w->meta) {
+    if (!w->path || !w->list_column || !w->meta) {
         fn_parquet_writer_abort(w);
         return fn_fail(err, FN_ENOMEM, "%s: out of memory", path);
     }
@@ -194,22 +194,12 @@ int fn_parquet_writer_open(const char *path, const fn_parquet_options *opt, fn_p
         }
     }
     /* hidden, unique temporary name in the same folder (rename stays atomic; readers of the folder skip it) */
-    const char *slash = strrchr(path, '/');
-    int dirlen = slash ? (int)(slash - path + 1) : 0;
-    snprintf(w->tmp, tl, "%.*s.%s.tmp.%d.XXXXXX", dirlen, path, slash ? slash + 1 : path, (int)getpid());
-    w->fd = mkostemp(w->tmp, O_CLOEXEC);
-    if (w->fd < 0) {
-        int e = errno;
-        free(w->tmp);
-        w->tmp = NULL; /* nothing was created */
+    int arc = fn_atomic_begin(path, 0, &w->at, err);
+    if (arc) {
         fn_parquet_writer_abort(w);
-        return fn_fail(err, FN_EIO, "%s: cannot create the file: %s", path, strerror(e));
+        return arc;
     }
-    if (fchmod(w->fd, 0644) != 0) {
-        int rc = wfail(w, err, FN_EIO, "cannot set the file mode");
-        fn_parquet_writer_abort(w);
-        return rc;
-    }
+    w->fd = fn_atomic_fd(w->at);
     int rc = write_all(w, "PAR1", 4, err);
     if (rc) {
         fn_parquet_writer_abort(w);
@@ -646,29 +636,6 @@ static int write_footer(fn_parquet_writer *w, fn_error *err)
     return rc;
 }
 
-/* fsync the folder holding path so that the rename itself is durable. */
-static int sync_dir(fn_parquet_writer *w, fn_error *err)
-{
-    const char *slash = strrchr(w->path, '/');
-    char *dir = slash ? malloc((size_t)(slash - w->path) + 2) : dupstr(".");
-    if (!dir)
-        return wfail(w, err, FN_ENOMEM, "out of memory");
-    if (slash) {
-        size_t n = slash == w->path ? 1 : (size_t)(slash - w->path);
-        memcpy(dir, w->path, n);
-        dir[n] = 0;
-    }
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    free(dir);
-    int rc = FN_OK;
-    if (fd < 0)
-        return wfail(w, err, FN_EIO, "cannot open the folder to sync it");
-    if (fsync(fd) != 0 && errno != EINVAL) /* EINVAL: the filesystem does not sync folders */
-        rc = wfail(w, err, FN_EIO, "folder fsync failed");
-    close(fd);
-    return rc;
-}
-
 int fn_parquet_writer_close(fn_parquet_writer *w, fn_error *err)
 {
     if (!w)
@@ -677,20 +644,10 @@ int fn_parquet_writer_close(fn_parquet_writer *w, fn_error *err)
                        : flush_group(w, err);
     if (!rc)
         rc = write_footer(w, err);
-    if (!rc && fsync(w->fd) != 0)
-        rc = wfail(w, err, FN_EIO, "fsync failed");
     if (!rc) {
-        int fd = w->fd;
-        w->fd = -1;
-        if (close(fd) != 0)
-            rc = wfail(w, err, FN_EIO, "close failed");
-    }
-    if (!rc && rename(w->tmp, w->path) != 0)
-        rc = wfail(w, err, FN_EIO, "cannot rename the temporary file into place");
-    if (!rc) {
-        free(w->tmp);
-        w->tmp = NULL; /* in place: nothing to remove */
-        rc = sync_dir(w, err);
+        fn_atomic *at = w->at;
+        w->at = NULL, w->fd = -1;
+        rc = fn_atomic_commit(at, err); /* fsync, rename into place, fsync the folder */
     }
     fn_parquet_writer_abort(w);
     return rc;
@@ -700,10 +657,7 @@ void fn_parquet_writer_abort(fn_parquet_writer *w)
 {
     if (!w)
         return;
-    if (w->fd >= 0)
-        close(w->fd);
-    if (w->tmp)
-        unlink(w->tmp);
+    fn_atomic_abort(w->at); /* closes and removes the temporary file */
     free_rows(w);
     for (int i = 0; i < w->nmeta; i++)
         free((char *)w->meta[i].key), free((char *)w->meta[i].value);
@@ -713,7 +667,6 @@ void fn_parquet_writer_abort(fn_parquet_writer *w)
     free(w->meta);
     free(w->paths), free(w->labels), free(w->vecs), free(w->lens);
     free(w->groups);
-    free(w->tmp);
     free(w->path);
     free(w->list_column);
     free(w);

@@ -20,43 +20,10 @@ static void put(unsigned char **p, const void *v, size_t n)
     *p += n;
 }
 
+/* the library's one atomic writer (atomic.c): a regular file or nothing is replaced */
 static int write_file_atomic(const char *path, const void *data, size_t n, fn_error *err)
 {
-    size_t tl = strlen(path) + 32;
-    char *tmp = malloc(tl);
-    if (!tmp)
-        return fn_fail(err, FN_ENOMEM, "out of memory");
-    snprintf(tmp, tl, "%s.tmp.%d", path, (int)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        int e = errno;
-        free(tmp);
-        return fn_fail(err, FN_EIO, "%s: cannot create: %s", path, strerror(e));
-    }
-    const unsigned char *p = data;
-    size_t left = n;
-    while (left) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            int e = w < 0 ? errno : ENOSPC;
-            close(fd);
-            unlink(tmp);
-            free(tmp);
-            return fn_fail(err, FN_EIO, "%s: write failed: %s", path, strerror(e));
-        }
-        p += w;
-        left -= (size_t)w;
-    }
-    if (fsync(fd) != 0 || close(fd) != 0 || rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        free(tmp);
-        return fn_fail(err, FN_EIO, "%s: cannot finish writing: %s", path, strerror(e));
-    }
-    free(tmp);
-    return FN_OK;
+    return fn_atomic_write_file(path, data, n, 0, err);
 }
 
 static int read_file(const char *path, unsigned char **buf, size_t *len, size_t max, fn_error *err)

@@ -13,13 +13,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdarg.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <limits.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-static char tool[4096];
+static char tool[4096], pca_tool[4096];
 static char tmp[256];
+static char mini[4096];           /* the repository's 24 real images, 8 classes x 3 */
+static const char *spawn_cwd;     /* working folder of the next spawned tool (NULL: ours) */
 
 static const char *golden_rel[8] = {"Banana/108_100.jpg",     "Apple Braeburn/321_100.jpg", "Lemon/321_100.jpg",
                                     "Pineapple/15_100.jpg",   "Strawberry/321_100.jpg",     "Cocos/0_100.jpg",
@@ -30,6 +35,14 @@ static int setup(void **s)
     (void)s;
     const char *b = getenv("FRUITNET_BUILD");
     snprintf(tool, sizeof tool, "%s/fruitnet-extract", b && *b ? b : "build");
+    snprintf(pca_tool, sizeof pca_tool, "%s/fruitnet-pca", b && *b ? b : "build");
+    char abs_[4096];
+    if (realpath(tool, abs_)) /* spawned from other folders too */
+        snprintf(tool, sizeof tool, "%s", abs_);
+    if (realpath(pca_tool, abs_))
+        snprintf(pca_tool, sizeof pca_tool, "%s", abs_);
+    if (!realpath("tests/data/fruits-360-mini/images", mini))
+        return -1; /* part of the repository: must exist */
     snprintf(tmp, sizeof tmp, "/tmp/fruitnet-test-extract-XXXXXX");
     if (!mkdtemp(tmp))
         return -1;
@@ -49,8 +62,8 @@ static pid_t spawn(const char *tag, const char **args)
 {
     const char *argv[64];
     int n = 0;
-    argv[n++] = tool;
-    for (int i = 0; args[i]; i++)
+    argv[n++] = args[0] && !strcmp(args[0], "@pca") ? pca_tool : tool;
+    for (int i = argv[0] == pca_tool; args[i]; i++)
         argv[n++] = args[i];
     argv[n] = NULL;
     pid_t pid = fork();
@@ -62,7 +75,9 @@ static pid_t spawn(const char *tag, const char **args)
         snprintf(p, sizeof p, "%s/%s.err", tmp, tag);
         int fe = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         dup2(fe, 2);
-        execv(tool, (char *const *)argv);
+        if (spawn_cwd && chdir(spawn_cwd) != 0)
+            _exit(126);
+        execv(argv[0], (char *const *)argv);
         _exit(127);
     }
     return pid;
@@ -97,13 +112,14 @@ typedef struct rows {
     float *vec[512];
 } rows;
 
-static void read_rows(const char *path, rows *r)
+/* flags: FN_DATASET_UNCOMMITTED to read a dataset without _SUCCESS */
+static void read_rows_ex(const char *path, int flags, rows *r)
 {
     char **files = NULL;
     int nf = 0;
     fn_error e = {0};
     memset(r, 0, sizeof *r);
-    if (fn_parquet_dataset_files(path, &files, &nf, &e) != FN_OK)
+    if (fn_dataset_files(path, flags, &files, &nf, &e) != FN_OK)
         fail_msg("%s", e.msg);
     for (int f = 0; f < nf; f++) {
         fn_parquet_reader *rd = NULL;
@@ -126,6 +142,8 @@ static void read_rows(const char *path, rows *r)
     }
     fn_free_list(files, nf);
 }
+
+static void read_rows(const char *path, rows *r) { read_rows_ex(path, 0, r); }
 
 static void free_rows(rows *r)
 {
@@ -399,9 +417,9 @@ static void test_kill_and_resume(void **s)
     print_message("[ extract  ] killed with %d finished part(s) and %d temporary file(s) on disk\n", parts, tmpf);
     assert_true(parts >= 2);
     assert_true(parts < 8); /* it really was killed half way */
-    /* every part on disk is complete and readable */
+    /* every part on disk is complete and readable; the dataset is not committed */
     rows r;
-    read_rows(out, &r);
+    read_rows_ex(out, FN_DATASET_UNCOMMITTED, &r);
     assert_int_equal(r.n, 3 * parts);
     free_rows(&r);
     char succ[600];
@@ -421,6 +439,410 @@ static void test_kill_and_resume(void **s)
     assert_int_equal(count_parts(out, &tmpf), 8);
     assert_int_equal(tmpf, 0); /* stale temporary files of the killed run are gone */
     assert_int_equal(access(succ, F_OK), 0);
+}
+
+/* ---------------------------------------------------------------- dataset protocol (issue 13) */
+
+static void copy_file(const char *src, const char *dst)
+{
+    size_t n;
+    unsigned char *b = tu_read_file(src, &n);
+    assert_non_null(b);
+    write_bytes(dst, b, n);
+    free(b);
+}
+
+static void sh(const char *fmt, ...)
+{
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* n images (copies of the repository's real ones, each its own file) under dir/<Class>/, 8 classes. */
+static void make_set(const char *dir, int n)
+{
+    static const char *cls[8] = {"Apple Braeburn", "Banana", "Cocos", "Kiwi", "Lemon", "Pineapple", "Strawberry",
+                                 "Tomato 1"};
+    for (int i = 0; i < n; i++) {
+        char src[4600], d[1024], dst[1200];
+        DIR *dd = opendir(tu_path(mini, cls[i % 8]));
+        assert_non_null(dd);
+        struct dirent *e;
+        int k = 0;
+        while ((e = readdir(dd)))
+            if (strstr(e->d_name, ".jpg") && k++ == (i / 8) % 3)
+                break;
+        assert_non_null(e);
+        snprintf(src, sizeof src, "%s/%s/%s", mini, cls[i % 8], e->d_name);
+        closedir(dd);
+        snprintf(d, sizeof d, "%s/%s", dir, cls[i % 8]);
+        mkdir(dir, 0777);
+        mkdir(d, 0777);
+        snprintf(dst, sizeof dst, "%s/%03d.jpg", d, i);
+        copy_file(src, dst);
+    }
+}
+
+static int count_distinct(const rows *r)
+{
+    int d = 0;
+    for (int i = 0; i < r->n; i++) {
+        int seen = 0;
+        for (int j = 0; j < i && !seen; j++)
+            seen = !strcmp(r->path[i], r->path[j]);
+        d += !seen;
+    }
+    return d;
+}
+
+static int exists(const char *dir, const char *name) { return access(tu_path(dir, name), F_OK) == 0; }
+
+/* --part-size 3 then --part-size 10 on the same 13 images: 13 rows, 13 distinct (was 20 rows). */
+static void test_part_size_rerun(void **s)
+{
+    (void)s;
+    const char *w = tu_weights_path();
+    TU_REQUIRE(w);
+    char in[512], out[512];
+    snprintf(in, sizeof in, "%s/ps-in", tmp);
+    snprintf(out, sizeof out, "%s/ps.parquet", tmp);
+    make_set(in, 13);
+    const char *a1[] = {"--weights", w, "-o", out, "--part-size", "3", in, NULL};
+    assert_int_equal(run("ps1", a1), 0);
+    const char *a2[] = {"--weights", w, "-o", out, "--part-size", "10", in, NULL};
+    assert_int_equal(run("ps2", a2), 0);
+    rows r;
+    read_rows(out, &r);
+    assert_int_equal(r.n, 13);
+    assert_int_equal(count_distinct(&r), 13);
+    free_rows(&r);
+    char *err = slurp("ps2", "err");
+    assert_non_null(strstr(err, "part_size 3 -> 10")); /* and the tool says why it started clean */
+    free(err);
+    assert_false(exists(out, "part-00002.parquet"));
+    /* removing a class folder between runs: no stale rows (was 13 rows, 9 distinct) */
+    sh("rm -rf '%s/Banana'", in);
+    assert_int_equal(run("ps3", a2), 0);
+    read_rows(out, &r);
+    assert_int_equal(r.n, 11);
+    assert_int_equal(count_distinct(&r), 11);
+    for (int i = 0; i < r.n; i++)
+        assert_null(strstr(r.path[i], "/Banana/"));
+    free_rows(&r);
+}
+
+/* --shard 1/2, 2/2, then a plain run: 40 rows, 40 distinct (was 80); single-file shards refused. */
+static void test_shards_then_plain(void **s)
+{
+    (void)s;
+    const char *w = tu_weights_path();
+    TU_REQUIRE(w);
+    char in[512], out[512], one[512];
+    snprintf(in, sizeof in, "%s/sh-in", tmp);
+    snprintf(out, sizeof out, "%s/sh.parquet", tmp);
+    snprintf(one, sizeof one, "%s/one.parquet", tmp);
+    make_set(in, 40);
+    const char *a1[] = {"--weights", w, "-o", out, "--shard", "1/2", "--part-size", "8", in, NULL};
+    assert_int_equal(run("sh1", a1), 0);
+    assert_false(exists(out, "_SUCCESS"));
+    /* not committed: the reader refuses, fruitnet-pca too */
+    char **files;
+    int nf;
+    fn_error e;
+    assert_int_equal(fn_dataset_files(out, 0, &files, &nf, &e), FN_EFORMAT);
+    assert_non_null(strstr(e.msg, "_SUCCESS"));
+    const char *p1[] = {"@pca", "stats", "-i", out, "-o", tu_path(tmp, "x.stats"), NULL};
+    assert_int_equal(run("pca1", p1), 2);
+    char *err = slurp("pca1", "err");
+    assert_non_null(strstr(err, "not committed"));
+    free(err);
+    const char *a2[] = {"--weights", w, "-o", out, "--shard", "2/2", "--part-size", "8", in, NULL};
+    assert_int_equal(run("sh2", a2), 0);
+    assert_true(exists(out, "_SUCCESS"));
+    rows r;
+    read_rows(out, &r);
+    assert_int_equal(r.n, 40);
+    assert_int_equal(count_distinct(&r), 40);
+    free_rows(&r);
+    const char *a3[] = {"--weights", w, "-o", out, "--part-size", "16", in, NULL};
+    assert_int_equal(run("sh3", a3), 0);
+    read_rows(out, &r);
+    assert_int_equal(r.n, 40);
+    assert_int_equal(count_distinct(&r), 40);
+    free_rows(&r);
+    assert_false(exists(out, "part-00000-s00001of00002.parquet"));
+    /* a part removed after the commit: the reader and fruitnet-pca say so */
+    assert_int_equal(unlink(tu_path(out, "part-00001.parquet")), 0);
+    assert_int_equal(fn_dataset_files(out, 0, &files, &nf, &e), FN_EFORMAT);
+    assert_non_null(strstr(e.msg, "part-00001.parquet"));
+    assert_non_null(strstr(e.msg, "missing"));
+    const char *p2[] = {"@pca", "-i", out, "-o", tu_path(tmp, "pca-out"), NULL};
+    assert_int_equal(run("pca2", p2), 2);
+    err = slurp("pca2", "err");
+    assert_non_null(strstr(err, "missing"));
+    free(err);
+    /* --single-file with shards: refused, nothing written (was: 24 of 40 rows, exit 0) */
+    const char *a4[] = {"--weights", w, "-o", one, "--single-file", "--shard", "1/2", in, NULL};
+    assert_int_equal(run("sf", a4), 2);
+    err = slurp("sf", "err");
+    assert_non_null(strstr(err, "--single-file"));
+    free(err);
+    assert_int_not_equal(access(one, F_OK), 0);
+}
+
+/* _SUCCESS is removed when a run starts; a changed image is noticed on resume. */
+static void test_success_cleared_and_changed_image(void **s)
+{
+    (void)s;
+    const char *w = tu_weights_path();
+    TU_REQUIRE(w);
+    char in[512], out[512];
+    snprintf(in, sizeof in, "%s/ch-in", tmp);
+    snprintf(out, sizeof out, "%s/ch.parquet", tmp);
+    make_set(in, 16);
+    const char *a1[] = {"--weights", w, "-o", out, "--part-size", "2", "--batch", "2", "--threads", "1", in, NULL};
+    assert_int_equal(run("ch1", a1), 0);
+    rows before;
+    read_rows(out, &before);
+    assert_int_equal(before.n, 16);
+    /* a.jpg gets b.jpg's bytes (another size, a later mtime) */
+    char a[700], b[700];
+    snprintf(a, sizeof a, "%s/Banana/001.jpg", in);
+    snprintf(b, sizeof b, "%s/Kiwi/003.jpg", in);
+    struct timespec ts = {0, 20 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    copy_file(b, a);
+    /* the re-run: killed once it has started, _SUCCESS must already be gone */
+    pid_t pid = spawn("ch2", a1);
+    int gone = 0;
+    for (int i = 0; i < 3000 && !gone; i++) {
+        nanosleep(&ts, NULL);
+        gone = !exists(out, "_SUCCESS");
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    assert_true(gone);
+    assert_false(exists(out, "_SUCCESS"));
+    assert_int_equal(run("ch3", a1), 0);
+    char *err = slurp("ch3", "err");
+    assert_non_null(strstr(err, "resum"));
+    free(err);
+    rows after;
+    read_rows(out, &after);
+    assert_int_equal(after.n, 16);
+    int ka = find_row(&after, a), kb = find_row(&after, b), k0 = find_row(&before, a);
+    assert_true(ka >= 0 && kb >= 0 && k0 >= 0);
+    assert_true(tu_max_abs(after.vec[ka], after.vec[kb], 2048) <= TU_BATCH_TOL); /* the new content */
+    assert_true(tu_max_abs(after.vec[ka], before.vec[k0], 2048) > 0.01);           /* not the old one */
+    free_rows(&before);
+    free_rows(&after);
+}
+
+/* --errors naming a device node or a FIFO: refused, left intact (as root the old code deleted it). */
+static void test_errors_device_refused(void **s)
+{
+    (void)s;
+    const char *w = tu_weights_path();
+    TU_REQUIRE(w);
+    char dev[512], fifo[512], out[512], img[4200];
+    snprintf(dev, sizeof dev, "%s/null-dev", tmp);
+    snprintf(fifo, sizeof fifo, "%s/errors-fifo", tmp);
+    snprintf(out, sizeof out, "%s/dev.parquet", tmp);
+    snprintf(img, sizeof img, "%s/Banana/108_100.jpg", mini);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    int have_dev = mknod(dev, S_IFCHR | 0666, makedev(1, 3)) == 0;
+    if (!have_dev)
+        print_message("[ extract  ] mknod needs root (%s): the device case runs as root in CI\n", strerror(errno));
+    const char *targets[2] = {fifo, dev};
+    for (int t = 0; t < 1 + have_dev; t++) {
+        const char *args[] = {"--weights", w, "-o", out, "--errors", targets[t], img, NULL};
+        assert_int_equal(run("dev", args), 2);
+        char *err = slurp("dev", "err");
+        assert_non_null(strstr(err, targets[t]));
+        assert_non_null(strstr(err, "not a regular file"));
+        free(err);
+        struct stat st;
+        assert_int_equal(lstat(targets[t], &st), 0);
+        assert_true(t == 0 ? S_ISFIFO(st.st_mode) : S_ISCHR(st.st_mode));
+    }
+    /* a single-file output that is a FIFO: refused too */
+    const char *a2[] = {"--weights", w, "--single-file", "-o", fifo, img, NULL};
+    assert_int_equal(run("dev2", a2), 2);
+    struct stat st;
+    assert_int_equal(lstat(fifo, &st), 0);
+    assert_true(S_ISFIFO(st.st_mode));
+}
+
+/* Paths longer than PATH_MAX, "." and "//" labels, one file by six spellings, a non-UTF-8 name. */
+static void test_paths_and_labels(void **s)
+{
+    (void)s;
+    const char *w = tu_weights_path();
+    TU_REQUIRE(w);
+    char root[512], out[512], img[4200];
+    snprintf(root, sizeof root, "%s/names", tmp);
+    snprintf(out, sizeof out, "%s/names.parquet", tmp);
+    snprintf(img, sizeof img, "%s/Banana/108_100.jpg", mini);
+    mkdir(root, 0777);
+    /* a folder chain of 24 x 200-byte names (> 4800 bytes), the image at the bottom */
+    int fd = open(root, O_RDONLY | O_DIRECTORY);
+    char name[201];
+    memset(name, 'd', 200);
+    name[200] = 0;
+    for (int i = 0; i < 24; i++) {
+        name[0] = (char)('A' + i);
+        assert_int_equal(mkdirat(fd, name, 0777), 0);
+        int nfd = openat(fd, name, O_RDONLY | O_DIRECTORY);
+        close(fd);
+        fd = nfd;
+        assert_true(fd >= 0);
+    }
+    size_t n;
+    unsigned char *jpg = tu_read_file(img, &n);
+    int ffd = openat(fd, "deep.jpg", O_WRONLY | O_CREAT, 0644);
+    assert_int_equal(write(ffd, jpg, n), (ssize_t)n);
+    close(ffd);
+    close(fd);
+    /* a Latin-1 name with a tab and a percent sign */
+    char odd[700];
+    snprintf(odd, sizeof odd, "%s/Caf\xe9/\xe9t\xe9\t100%%.jpg", root);
+    char oddd[600];
+    snprintf(oddd, sizeof oddd, "%s/Caf\xe9", root);
+    mkdir(oddd, 0777);
+    write_bytes(odd, jpg, n);
+    /* one file, six spellings: a//b, ./a, a/./b, absolute, a symlink, a hard link */
+    char cls[600], f[700], link_[700], hard[700];
+    snprintf(cls, sizeof cls, "%s/Six", root);
+    mkdir(cls, 0777);
+    snprintf(f, sizeof f, "%s/six.jpg", cls);
+    write_bytes(f, jpg, n);
+    free(jpg);
+    snprintf(link_, sizeof link_, "%s/link.jpg", tmp);
+    snprintf(hard, sizeof hard, "%s/hard.jpg", tmp);
+    assert_int_equal(symlink(f, link_), 0);
+    assert_int_equal(link(f, hard), 0);
+    const char *args[] = {"--weights", w, "-o", out, "names//Six//six.jpg", "./names/Six/six.jpg",
+                          "names/./Six/six.jpg", f, "link.jpg", "hard.jpg", "names", NULL};
+    spawn_cwd = tmp;
+    int rc = run("names", args);
+    spawn_cwd = NULL;
+    char *err = slurp("names", "err");
+    if (rc != 0)
+        fail_msg("exit %d: %s", rc, err);
+    assert_non_null(strstr(err, "second spelling"));
+    free(err);
+    rows r;
+    read_rows(out, &r);
+    assert_int_equal(r.n, 3); /* deep, odd, six */
+    int deep = -1, six = -1, oddk = -1;
+    for (int i = 0; i < r.n; i++) {
+        if (strstr(r.path[i], "deep.jpg"))
+            deep = i;
+        else if (strstr(r.path[i], "six.jpg"))
+            six = i;
+        else
+            oddk = i;
+    }
+    assert_true(deep >= 0 && six >= 0 && oddk >= 0);
+    assert_true(strlen(r.path[deep]) > 4096);
+    assert_int_equal(r.label[deep][0], 'X');
+    assert_string_equal(r.path[six], f); /* the first spelling in byte order: the absolute one */
+    assert_string_equal(r.label[six], "Six");
+    /* the odd name: escaped, and unescaped it is the real bytes */
+    assert_string_equal(r.path[oddk], "names/Caf%E9/%E9t%E9%09100%25.jpg");
+    assert_string_equal(r.label[oddk], "Caf%E9");
+    char raw[600];
+    fn_unescape_path(r.path[oddk], raw, sizeof raw);
+    assert_string_equal(raw, "names/Caf\xe9/\xe9t\xe9\t100%.jpg");
+    free_rows(&r);
+    /* "." inside a class folder: the label is the folder's real name, not "." (nor "" for a//b) */
+    char out2[512];
+    snprintf(out2, sizeof out2, "%s/dot.parquet", tmp);
+    const char *a2[] = {"--weights", w, "-o", out2, ".", NULL};
+    spawn_cwd = cls;
+    rc = run("dot", a2);
+    spawn_cwd = NULL;
+    assert_int_equal(rc, 0);
+    read_rows(out2, &r);
+    assert_int_equal(r.n, 1);
+    assert_string_equal(r.path[0], "six.jpg");
+    assert_string_equal(r.label[0], "Six");
+    free_rows(&r);
+}
+
+/* A second writer of the same dataset at the same time is refused; the first one completes. */
+static void test_concurrent_writer(void **s)
+{
+    (void)s;
+    const char *w = tu_weights_path();
+    TU_REQUIRE(w);
+    char out[512];
+    snprintf(out, sizeof out, "%s/conc.parquet", tmp);
+    const char *a1[] = {"--weights", w, "-o", out, "--part-size", "4", "--threads", "1", mini, NULL};
+    pid_t pid = spawn("conc1", a1);
+    int started = 0;
+    for (int i = 0; i < 3000 && !started; i++) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        int tmpf = 0;
+        started = count_parts(out, &tmpf) > 0 || tmpf > 0; /* the first writer is working */
+    }
+    assert_true(started);
+    const char *a2[] = {"--weights", w, "-o", out, "--part-size", "6", mini, NULL};
+    assert_int_equal(run("conc2", a2), 2);
+    char *err = slurp("conc2", "err");
+    assert_non_null(strstr(err, "another run is writing"));
+    free(err);
+    int st;
+    waitpid(pid, &st, 0);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    rows r;
+    read_rows(out, &r);
+    assert_int_equal(r.n, 24);
+    assert_int_equal(count_distinct(&r), 24);
+    free_rows(&r);
+}
+
+/* SIGKILL at random points (listing, mid-part, commit), then a re-run: exactly one row per input. */
+static void test_kill_random(void **s)
+{
+    (void)s;
+    const char *w = tu_weights_path();
+    TU_REQUIRE(w);
+    char in[512], out[512];
+    snprintf(in, sizeof in, "%s/kr-in", tmp);
+    snprintf(out, sizeof out, "%s/kr.parquet", tmp);
+    make_set(in, 12);
+    const char *a[] = {"--weights", w, "-o", out, "--part-size", "2", "--batch", "3", "--threads", "1", in, NULL};
+    srand((unsigned)time(NULL));
+    for (int k = 0; k < 4; k++) {
+        pid_t pid = spawn("kr", a);
+        struct timespec ts = {0, (long)(rand() % 1000) * 1000 * 1000 * (k + 1) / 2};
+        nanosleep(&ts, NULL);
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        print_message("[ extract  ] SIGKILL after %ld ms\n", ts.tv_nsec / 1000000 + ts.tv_sec * 1000);
+        rows r;
+        char **files;
+        int nf;
+        fn_error e;
+        if (fn_dataset_files(out, FN_DATASET_UNCOMMITTED, &files, &nf, &e) == FN_OK) {
+            fn_free_list(files, nf);
+            read_rows_ex(out, FN_DATASET_UNCOMMITTED, &r); /* whatever is on disk is readable */
+            assert_int_equal(count_distinct(&r), r.n);
+            free_rows(&r);
+        }
+    }
+    assert_int_equal(run("kr2", a), 0);
+    rows r;
+    read_rows(out, &r);
+    assert_int_equal(r.n, 12);
+    assert_int_equal(count_distinct(&r), 12);
+    free_rows(&r);
 }
 
 static void test_usage_errors(void **s)
@@ -449,6 +871,10 @@ int main(void)
         cmocka_unit_test(test_usage_errors),   cmocka_unit_test(test_golden_dataset),
         cmocka_unit_test(test_bad_inputs),     cmocka_unit_test(test_sharding),
         cmocka_unit_test(test_kill_and_resume),
+        cmocka_unit_test(test_part_size_rerun), cmocka_unit_test(test_shards_then_plain),
+        cmocka_unit_test(test_success_cleared_and_changed_image), cmocka_unit_test(test_errors_device_refused),
+        cmocka_unit_test(test_paths_and_labels), cmocka_unit_test(test_concurrent_writer),
+        cmocka_unit_test(test_kill_random),
     };
     return cmocka_run_group_tests_name("extract", tests, setup, teardown);
 }
