@@ -57,6 +57,8 @@ export FRUITNET_GOLDEN  ?= $(GOLDEN)
 export FRUITNET_SAMPLE  ?= $(SAMPLE)
 export FRUITNET_BUILD   := $(abspath $(B))
 export FRUITNET_LIB     := $(abspath $(B))/libfruitnet.so
+# the Python the C tests call for numpy/Pillow cross-checks: the test venv's (make venv)
+export FRUITNET_PYTHON  ?= $(abspath .venv)/bin/python
 
 .PHONY: pydeps interop-deps all lib tools tests test check-deps deps weights bench demo install uninstall clean help sanitize test-stb
 

@@ -11,7 +11,7 @@ B=${1:-build}
 X="$PWD/$B/fruitnet-extract"
 W=${FRUITNET_WEIGHTS:-$PWD/weights/resnet50.fnw}
 SAMPLE=${FRUITNET_SAMPLE:-../shared/data/fruits-360-sample}
-PY=/usr/bin/python3
+PY=${FRUITNET_PYTHON:-python3}  # the test venv's python (make test sets it), with Pillow
 T=$(mktemp -d /tmp/fruitnet-bad-XXXXXX)
 trap 'chmod -R u+rwx "$T" 2>/dev/null; umount "$T/small" 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
 pass=0 fail=0
@@ -72,7 +72,7 @@ put("text.png", b"hello, I am not a picture\n")
 put("zeros.jpg", b"\0" * 4096)
 PY
 
-# progressive and CMYK JPEGs (Debian python3-pil when available)
+# progressive and CMYK JPEGs (Pillow, from the test venv)
 if "$PY" -c 'import PIL' 2>/dev/null; then
   "$PY" - "$C" <<'PY'
 import sys
@@ -83,7 +83,8 @@ im.save(f"{C}/ok_progressive.jpg", progressive=True, quality=90)
 Image.new("CMYK", (40, 30), (10, 200, 30, 5)).save(f"{C}/cmyk.jpg", quality=90)
 PY
 else
-  echo "note: python3-pil not installed; progressive and CMYK cases skipped"
+  [ "${FRUITNET_REQUIRE_DATA:-}" != 1 ] || { echo "FAIL $PY has no Pillow (FRUITNET_REQUIRE_DATA=1): run make venv"; exit 1; }
+  echo "note: $PY has no Pillow; progressive and CMYK cases skipped"
 fi
 
 # the hostile image cases of tests/data/image-cases (manifest.tsv: what fruitnet must do with each);
