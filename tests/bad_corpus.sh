@@ -11,7 +11,7 @@ B=${1:-build}
 X="$PWD/$B/fruitnet-extract"
 W=${FRUITNET_WEIGHTS:-$PWD/weights/resnet50.fnw}
 SAMPLE=${FRUITNET_SAMPLE:-../shared/data/fruits-360-sample}
-PY=${FRUITNET_PYTHON:-python3}  # the test venv's python (make test sets it), with Pillow
+PY=${FRUITNET_PYTHON:-$PWD/.venv/bin/python}  # the test venv's python (make venv), with Pillow
 T=$(mktemp -d /tmp/fruitnet-bad-XXXXXX)
 trap 'chmod -R u+rwx "$T" 2>/dev/null; umount "$T/small" 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
 pass=0 fail=0
