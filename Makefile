@@ -274,7 +274,7 @@ FUZZ_OBJ     := $(LIB_SRC:libfruitnet/%.c=$(FUZZ_B)/obj/%.o)
 
 $(FUZZ_B)/obj/%.o: libfruitnet/%.c include/fruitnet.h $(wildcard libfruitnet/*.h)
 	@mkdir -p $(FUZZ_B)/obj
-	$(FUZZ_CC) $(CPPFLAGS) -std=c11 -pthread $(FUZZ_FLAGS) $(if $(findstring _avx512,$*),$(AVX512_FLAGS),$(if $(findstring _avx2,$*),$(AVX2_FLAGS))) -c $< -o $@
+	$(FUZZ_CC) $(CPPFLAGS) -std=c11 -pthread $(FUZZ_FLAGS) $(if $(findstring _avx512bf16,$*),$(BF16_FLAGS),$(if $(findstring _avx512,$*),$(AVX512_FLAGS),$(if $(findstring _avx2,$*),$(AVX2_FLAGS)))) -c $< -o $@
 
 $(FUZZ_B)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_OBJ)
 	$(FUZZ_CC) $(CPPFLAGS) -std=c11 -pthread -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize=pointer-overflow,nonnull-attribute $< $(FUZZ_OBJ) -o $@ $(LDLIBS)
