@@ -188,6 +188,22 @@ ENGINES = [("fruitnet", "fp32", make_fruitnet), ("fruitnet", "bf16", make_fruitn
            ("openvino", "bf16", make_openvino), ("onnxruntime", "fp32", make_onnxruntime)]
 
 
+def cpu_text():
+    model, flags = "unknown CPU", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                if k.strip() == "model name" and model == "unknown CPU":
+                    model = v.strip()
+                elif k.strip() == "flags" and not flags:
+                    flags = set(v.split())
+    except OSError:
+        pass
+    feats = [f for f in ("avx512f", "avx512_bf16", "avx512_vnni", "avx512_fp16", "amx_bf16", "amx_int8") if f in flags]
+    return f"{model} ({os.cpu_count()} CPUs; {' '.join(feats) or 'no AVX-512'})"
+
+
 def time_it(run, x, iters, warmup):
     for _ in range(warmup):
         run(x)
@@ -246,6 +262,7 @@ def main():
                   f"batch1_ms={t1 * 1e3:.2f}", flush=True)
     # table
     lines = [f"# peers — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "",
+             f"CPU: {cpu_text()}", "",
              f"{a.threads} threads; batch {a.batch} and 1; {a.rounds} rounds, each timing every engine back to "
              f"back (medians of {a.iters} batch-{a.batch} and {a.iters1} batch-1 passes per round). Shared, noisy "
              "machine: compare within rounds (ratios below), not across runs.", "",
@@ -266,6 +283,14 @@ def main():
                 best[p] = (e, ims)
         lines.append(f"| {e} | {p} | {ims:.2f} | {ms:.1f} | {rb} | {r1} | {engines[key][1]} |")
     lines.append("")
+    if "fruitnet:fp32" in res and "fruitnet:bf16" in res:
+        f32, f16 = res["fruitnet:fp32"], res["fruitnet:bf16"]
+        qb = [h / f for h, f in zip(f16["b"], f32["b"])]
+        q1 = [f / h for h, f in zip(f16["one"], f32["one"])]
+        lines.append(f"fruitnet bf16 / fp32 speed: batch {a.batch} {statistics.median(qb):.2f}x "
+                     f"(rounds {', '.join(f'{q:.2f}' for q in qb)}), batch 1 {statistics.median(q1):.2f}x "
+                     f"(rounds {', '.join(f'{q:.2f}' for q in q1)}).")
+        lines.append("")
     lines.append("Ratios: fruitnet's throughput / the peer's (batch N), the peer's latency / fruitnet's (batch 1), "
                  "against fruitnet in the same precision; > 1 means fruitnet is faster.")
     for p, (e, ims) in sorted(best.items()):

@@ -2,6 +2,7 @@
  * gemm.h — the GEMM micro-kernel interface (private), one implementation per
  * instruction set: gemm_portable.c, gemm_avx2.c, gemm_avx512.c. Nothing in
  * this header is ISA-specific, so no vector code leaks into other files.
+ * gemm_avx512bf16.c is the bf16 table (AVX512_BF16; see the end of this comment).
  *
  * A micro-kernel computes one MR x NR tile of C = A x B over one K block.
  * A is NOT packed: it is read through row pointers ("indirect GEMM"). The K

@@ -5,7 +5,8 @@
  *   (Keras's features through fc1000) on >= 99% of them, and the PCA's 80% component count of that
  *   subset within 1 of the float32 features' count.
  * On a CPU without AVX512_BF16 the accuracy tests are skipped with a message and the refusal
- * (FN_EUNSUPPORTED naming the feature) is tested instead.
+ * (FN_EUNSUPPORTED naming the feature) is tested instead. The sample part takes about a minute of CPU
+ * (skipped when FRUITNET_SKIP_SLOW=1, as test_sample).
  */
 #include "testutil.h"
 
@@ -187,6 +188,11 @@ static int argmax(const float *p, int n)
 static void test_bf16_sample(void **s)
 {
     (void)s;
+    const char *slow = getenv("FRUITNET_SKIP_SLOW");
+    if (slow && !strcmp(slow, "1")) { /* the sanitizer and stb runs: the 8 golden images only */
+        print_message("[  SKIPPED ] bf16 on the sample: FRUITNET_SKIP_SLOW=1\n");
+        skip();
+    }
     if (!have_bf16())
         skip();
     const char *g = tu_golden_dir(), *sample = tu_sample_dir();
