@@ -1,12 +1,14 @@
 /*
  * test_precision.c — reduced precision (fn_model_options.precision) against the Keras references:
- *   bf16 (AVX512_BF16): cosine >= 0.9995 per image to the Keras features on the 8 golden inputs and on a
- *   subset of the 2,880 sample images (every 4th: 6 per class), ImageNet top-1 equal to float32's
- *   (Keras's features through fc1000) on >= 99% of them, and the PCA's 80% component count of that
- *   subset within 1 of the float32 features' count.
+ *   bf16 (AVX512_BF16): cosine >= 0.9995 per image to the Keras features on the 8 golden inputs and on
+ *   the 2,880 sample images, ImageNet top-1 equal to float32's (Keras's features through fc1000) on
+ *   >= 99% of them, and the PCA's 80% component count within 1 of the float32 features' count.
+ *   (Measured: worst cosine 0.99972, top-1 equal on 2,855 = 99.13%, every one of the 25 others a near-tie
+ *   within 0.016 of probability in float32, PCA 47 = 47. On every 4th image only, top-1 agreed on 713 of
+ *   720, exactly the 99% bound: hence the whole sample.)
  * On a CPU without AVX512_BF16 the accuracy tests are skipped with a message and the refusal
- * (FN_EUNSUPPORTED naming the feature) is tested instead. The sample part takes about a minute of CPU
- * (skipped when FRUITNET_SKIP_SLOW=1, as test_sample).
+ * (FN_EUNSUPPORTED naming the feature) is tested instead. The sample part takes about 4 minutes of CPU
+ * (2 on 2 cores; skipped when FRUITNET_SKIP_SLOW=1, as test_sample).
  */
 #include "testutil.h"
 
@@ -20,7 +22,7 @@
 #define IN_FLOATS ((size_t)224 * 224 * 3)
 #define D 2048
 #define N2880 2880
-#define STEP 4 /* every 4th sample image */
+#define STEP 1 /* every sample image (4: every 4th, 6 per class) */
 
 static const char *names[NIMG] = {"g0_banana",     "g1_apple_braeburn", "g2_lemon", "g3_pineapple",
                                   "g4_strawberry", "g5_cocos",          "g6_kiwi",  "g7_tomato_1"};
@@ -238,7 +240,7 @@ static void test_bf16_sample(void **s)
                 fail_msg("%s: %s", paths[r0 + i], e.msg);
         assert_int_equal(fn_model_features(m, in, b, feat + (size_t)r0 * D, &e), FN_OK);
     }
-    double worst = 1;
+    double worst = 1, widest = 0; /* widest: the largest float32 top-1/top-2 gap among the flips */
     int worst_row = 0, agree = 0;
     float *p1 = malloc(1000 * sizeof(float)), *p2 = malloc(1000 * sizeof(float));
     for (int r = 0; r < n; r++) {
@@ -247,12 +249,15 @@ static void test_bf16_sample(void **s)
             worst = c, worst_row = r;
         assert_int_equal(fn_model_classify(m, feat + (size_t)r * D, 1, p1, &e), FN_OK);
         assert_int_equal(fn_model_classify(m, ref + (size_t)r * D, 1, p2, &e), FN_OK);
-        agree += argmax(p1, 1000) == argmax(p2, 1000);
+        int a16 = argmax(p1, 1000), a32 = argmax(p2, 1000);
+        agree += a16 == a32;
+        if (a16 != a32 && p2[a32] - p2[a16] > widest)
+            widest = p2[a32] - p2[a16];
     }
     int k16 = n80(feat, n), k32 = n80(ref, n);
     print_message("[ bf16     ] %d sample images: worst cosine to Keras %.6f (%s), top-1 equal to fp32 on %d "
-                  "(%.2f%%), PCA 80%%: %d components (fp32 %d)\n",
-                  n, worst, paths[worst_row], agree, 100.0 * agree / n, k16, k32);
+                  "(%.2f%%; the others within %.4f of probability in fp32), PCA 80%%: %d components (fp32 %d)\n",
+                  n, worst, paths[worst_row], agree, 100.0 * agree / n, widest, k16, k32);
     if (worst < 0.9995)
         fail_msg("bf16 %s: cosine to Keras %.6f < 0.9995", paths[worst_row], worst);
     assert_true(agree >= 0.99 * n);
