@@ -196,6 +196,7 @@ bench: all weights bench-deps $(BENCHES) bench-peers-deps
 	$(B)/bench/bench_layers --weights $(WEIGHTS) --out bench/results
 	$(B)/bench/bench_pca --out bench/results
 	$(B)/bench/bench_ukernel | tee bench/results/ukernel.txt
+	$(B)/bench/bench_precision --weights $(WEIGHTS) --out bench/results/precision.md
 	$(PYTHON) bench/peers.py --weights $(WEIGHTS) --out bench/results/peers.md
 
 # The engines users would pick (bench/peers.py: TensorFlow, OpenVINO, ONNX Runtime), pinned in
