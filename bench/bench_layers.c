@@ -9,7 +9,7 @@
  * ratios, and every round's ratio is printed.
  *
  * usage: bench_layers --weights W [--out DIR] [--threads N] [--batch N]
- *                     [--iters N] [--rounds R] [--isa I] [--no-peer]
+ *                     [--iters N] [--rounds R] [--isa I] [--precision fp32|bf16] [--no-peer]
  */
 #include "fruitnet.h"
 
@@ -223,6 +223,7 @@ int main(int argc, char **argv)
     const char *weights = "weights/resnet50.fnw", *outdir = "bench/results";
     int threads = 2, batch = 32, iters = 3, rounds = 3, use_peer = 1;
     fn_isa isa = FN_ISA_AUTO;
+    fn_precision prec = FN_PRECISION_FP32;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--weights") && i + 1 < argc)
             weights = argv[++i];
@@ -241,11 +242,16 @@ int main(int argc, char **argv)
                 fprintf(stderr, "bench_layers: bad --isa\n");
                 return 2;
             }
+        } else if (!strcmp(argv[i], "--precision") && i + 1 < argc) {
+            if (fn_precision_parse(argv[++i], &prec) != FN_OK) {
+                fprintf(stderr, "bench_layers: --precision: expected fp32 or bf16\n");
+                return 2;
+            }
         } else if (!strcmp(argv[i], "--no-peer"))
             use_peer = 0;
         else {
             fprintf(stderr, "usage: bench_layers --weights W [--out DIR] [--threads N] [--batch N] [--iters N] "
-                            "[--rounds R] [--isa I] [--no-peer]\n");
+                            "[--rounds R] [--isa I] [--precision fp32|bf16] [--no-peer]\n");
             return 2;
         }
     }
@@ -259,6 +265,7 @@ int main(int argc, char **argv)
     o.threads = threads;
     o.max_batch = batch;
     o.isa = isa;
+    o.precision = prec;
     fn_model *m;
     if (fn_model_open(weights, &o, &m, &err) != FN_OK) {
         fprintf(stderr, "bench_layers: %s\n", err.msg);
@@ -363,8 +370,9 @@ int main(int argc, char **argv)
         if (!f)
             continue;
         fprintf(f, "# fruitnet bench — %s\n\n", date);
-        fprintf(f, "CPU: %s; fruitnet %s; ISA %s; %d threads; batch %d; %d rounds of %d passes (layer times: "
-                   "mean over all passes)\n\n", cpu, FRUITNET_VERSION, fn_isa_name(used), threads, batch, rounds, iters);
+        fprintf(f, "CPU: %s; fruitnet %s; ISA %s; precision %s; %d threads; batch %d; %d rounds of %d passes (layer "
+                   "times: mean over all passes)\n\n", cpu, FRUITNET_VERSION, fn_isa_name(used),
+                fn_precision_name(fn_model_precision(m)), threads, batch, rounds, iters);
         fprintf(f, "Measured FMA peak (%d threads): %.1f GFLOP/s\n\n", threads, peak);
         fprintf(f, "| layer | in (HxWxC) | out | k/s | GFLOP/img | ms/img | GFLOP/s | %% peak |\n");
         fprintf(f, "|---|---|---|---|---:|---:|---:|---:|\n");

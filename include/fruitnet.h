@@ -93,6 +93,20 @@ const char *fn_isa_name(fn_isa isa);
 /* Parse a name as above; returns FN_OK or FN_EARG. */
 int fn_isa_parse(const char *name, fn_isa *out);
 
+/* Arithmetic of the network's convolutions (fn_model_options.precision). */
+typedef enum fn_precision {
+    FN_PRECISION_FP32 = 0, /* float32 everywhere (the default) */
+    FN_PRECISION_BF16 = 1  /* direct convolutions on bf16 inputs and weights with float32 sums
+                              (AVX512_BF16 vdpbf16ps); conv1, Winograd layers and the rest stay float32 */
+} fn_precision;
+
+/* "fp32" or "bf16". */
+const char *fn_precision_name(fn_precision p);
+/* Parse "fp32" or "bf16"; returns FN_OK or FN_EARG. */
+int fn_precision_parse(const char *name, fn_precision *out);
+/* FN_OK if this CPU can run precision p, else FN_EUNSUPPORTED with the missing CPU feature named in err. */
+int fn_precision_check(fn_precision p, fn_error *err);
+
 /* ------------------------------------------------------------------ */
 /* Weight file (format documented in weights/README.md)                */
 /* ------------------------------------------------------------------ */
@@ -196,6 +210,7 @@ typedef struct fn_model_options {
     int max_batch;  /* largest n passed to fn_model_features; 0 = 8 */
     fn_isa isa;     /* FN_ISA_AUTO by default */
     int classifier; /* nonzero: also load fc1000 for fn_model_classify */
+    fn_precision precision; /* FN_PRECISION_FP32 by default; bf16 needs AVX512_BF16 (fn_precision_check) */
 } fn_model_options;
 
 /* Per-layer timing record (see fn_model_profile). */
@@ -214,6 +229,8 @@ void fn_model_options_default(fn_model_options *opt);
 int fn_model_open(const char *weights_path, const fn_model_options *opt, fn_model **out, fn_error *err);
 /* The instruction set the model runs with. */
 fn_isa fn_model_isa(const fn_model *m);
+/* The precision the model runs with (for the extraction metadata: fn_precision_name). */
+fn_precision fn_model_precision(const fn_model *m);
 /* The weight file of this model (for its CRC and metadata). */
 const fn_weights *fn_model_weights(const fn_model *m);
 /* n preprocessed inputs [n,224,224,3] -> n avg_pool features [n,2048]. n may exceed max_batch. */

@@ -169,7 +169,61 @@ void fn_conv_free(fn_conv *c)
 {
     fn_afree(c->packed);
     fn_afree(c->bias);
-    c->packed = c->bias = NULL;
+    fn_afree(c->packed16);
+    c->packed = c->bias = c->packed16 = NULL;
+}
+
+/* float -> bf16, round to nearest even (as vcvtne2ps2bf16; NaN stays a quiet NaN) */
+static uint16_t bf16_rne(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)((u >> 16) | 0x40);
+    u += 0x7fffu + ((u >> 16) & 1);
+    return (uint16_t)(u >> 16);
+}
+
+static int bf16_ok(const fn_conv *c)
+{
+    return c->isa == FN_ISA_AVX512 && c->cin % 2 == 0 && !(c->kw > 1 && c->cin < 16);
+}
+
+int fn_conv_enable_bf16(fn_conv *c, const float *w, fn_error *err)
+{
+    if (!bf16_ok(c))
+        return fn_fail(err, FN_EUNSUPPORTED, "conv: bf16 needs an AVX-512 layer with an even cin >= 16 (%dx%d, cin %d)",
+                       c->kh, c->kw, c->cin);
+    const fn_gemm_impl *g = &fn_gemm_avx512bf16;
+    const size_t K2 = (size_t)c->kh * c->kw * c->cin / 2, NR = (size_t)g->nr, cout = (size_t)c->cout;
+    const size_t panels = (cout + NR - 1) / NR;
+    uint32_t *d = fn_aalloc(panels * NR * K2 * sizeof(uint32_t));
+    if (!d)
+        return fn_fail(err, FN_ENOMEM, "conv: out of memory packing %zux%d bf16 weights", 2 * K2, c->cout);
+    /* panel p: K/2 rows of NR words, word j of row kk = (bf16 w[2kk][j], bf16 w[2kk+1][j]); K is tap-major
+     * and cin even, so a pair never straddles two taps */
+    for (size_t p = 0; p < panels; p++)
+        for (size_t kk = 0; kk < K2; kk++)
+            for (size_t j = 0; j < NR; j++) {
+                size_t co = p * NR + j;
+                uint32_t lo = 0, hi = 0;
+                if (co < cout)
+                    lo = bf16_rne(w[(2 * kk) * cout + co]), hi = bf16_rne(w[(2 * kk + 1) * cout + co]);
+                d[(p * K2 + kk) * NR + j] = lo | hi << 16;
+            }
+    fn_afree(c->packed16);
+    c->packed16 = (float *)(void *)d;
+    c->bf16 = 1;
+    return FN_OK;
+}
+
+/* The bf16 view of a conv for the direct path: the same shape in words (a word = two channels), its
+ * bf16 weights, no Winograd. */
+static fn_conv bf16_view(const fn_conv *c)
+{
+    fn_conv v = *c;
+    v.cin = c->cin / 2, v.packed = c->packed16, v.wino = 0, v.bf16 = 0;
+    return v;
 }
 
 /* ---------------------------------------------------------------- geometry */
@@ -248,7 +302,16 @@ size_t fn_conv_scratch_floats(const fn_conv *c, int n, int h, int w, int nthread
         per = q.per_thr > per ? q.per_thr : per;
         per = q.wino_thr > per ? q.wino_thr : per;
     }
-    if (!fn_mul_size(t, per, &s) || !fn_add_size(s, q.zeros, &s))
+    size_t in16 = 0;
+    if (c->bf16) { /* the bf16 copy of the input first, then the bf16 view's own scratch */
+        fn_conv v = bf16_view(c);
+        geom q16 = geometry(&v, &fn_gemm_avx512bf16, 0);
+        per = q16.per_thr > per ? q16.per_thr : per;
+        if (!fn_mul_size((size_t)(n > 0 ? n : 0) * (size_t)h, (size_t)w * (size_t)(c->cin / 2), &in16))
+            return SIZE_MAX;
+        in16 = round_up(in16, 16);
+    }
+    if (!fn_mul_size(t, per, &s) || !fn_add_size(s, q.zeros, &s) || !fn_add_size(s, in16, &s))
         return SIZE_MAX;
     return s;
 }
@@ -570,9 +633,26 @@ static void conv_task(void *arg, int tid, int nth)
     }
 }
 
+typedef struct cvt_job {
+    const float *src;
+    size_t n; /* floats, even */
+    void *dst;
+    void (*to_bf16)(const float *src, size_t n, void *dst);
+} cvt_job;
+
+static void cvt_task(void *arg, int tid, int nth)
+{
+    const cvt_job *cj = arg;
+    size_t a = round_up(cj->n * (size_t)tid / (size_t)nth, 32), b = round_up(cj->n * (size_t)(tid + 1) / (size_t)nth, 32);
+    b = b < cj->n ? b : cj->n;
+    if (a < b)
+        cj->to_bf16(cj->src + a, b - a, (uint16_t *)cj->dst + a);
+}
+
 void fn_conv_forward(const fn_conv *c, fn_pool *pool, const float *in, int n, int h, int w, float *out,
                      const float *residual, int relu, float *scratch)
 {
+    fn_conv view;
     conv_job j;
     j.c = c;
     j.g = impl_for(c->isa);
@@ -614,6 +694,18 @@ void fn_conv_forward(const fn_conv *c, fn_pool *pool, const float *in, int n, in
         size_t wt = j.wino == 4 ? t4 : t2;
         j.split_n = nth > 1 && wt < many * j.q.tc && panels >= (size_t)nth;
         j.chunk = j.q.tc;
+    } else if (c->bf16) {
+        /* direct on bf16: the input converted once (in parallel) into the front of scratch, then the
+         * bf16 view of the layer (a word = two channels) on the bf16 kernel; same tiles and panels */
+        view = bf16_view(c);
+        cvt_job cj = {in, (size_t)n * h * w * c->cin, scratch, fn_gemm_avx512bf16.to_bf16};
+        fn_pool_run(pool, cvt_task, &cj);
+        float *rest = scratch + round_up(cj.n / 2, 16);
+        j.c = &view, j.g = &fn_gemm_avx512bf16;
+        j.q = geometry(&view, j.g, 0);
+        j.in = scratch, j.scratch = rest, j.K /= 2;
+        memset(rest, 0, j.q.zeros * sizeof(float));
+        j.zeros = rest;
     }
     atomic_init(&j.next, 0);
     fn_pool_run(pool, j.wino ? wino_task : conv_task, &j);

@@ -2,6 +2,7 @@
  * gemm.h — the GEMM micro-kernel interface (private), one implementation per
  * instruction set: gemm_portable.c, gemm_avx2.c, gemm_avx512.c. Nothing in
  * this header is ISA-specific, so no vector code leaks into other files.
+ * gemm_avx512bf16.c is the bf16 table (AVX512_BF16; see the end of this comment).
  *
  * A micro-kernel computes one MR x NR tile of C = A x B over one K block.
  * A is NOT packed: it is read through row pointers ("indirect GEMM"). The K
@@ -15,6 +16,12 @@
  * r may alias c (each element is read before it is written).
  * pf, pfn: pfn cache lines from pf (B the caller needs next) to prefetch into L2 while the FMAs run,
  * at most 2 per k step; 0 for none.
+ *
+ * bf16 tables (gemm_avx512bf16.c) keep this contract with one change of unit: a "float" of A and B is a
+ * 32-bit word holding two bf16 values that are consecutive along K (the lower half the even k). So kt,
+ * k0 and the row pointers count K pairs, a B row is NR such words (column j's pair), and a tap of cin
+ * channels is cin/2 words; the accumulation, bias, residual and output stay float32. to_bf16 converts
+ * n floats (n even) to bf16, round to nearest even, two per word: how activations reach such a kernel.
  */
 #ifndef FRUITNET_GEMM_H
 #define FRUITNET_GEMM_H
@@ -46,10 +53,12 @@ typedef struct fn_gemm_impl {
     fn_ukernel kernel;
     fn_wino_in wino_in, wino4_in;
     fn_wino_out wino_out, wino4_out;
+    void (*to_bf16)(const float *src, size_t n, void *dst); /* bf16 tables only (else NULL) */
 } fn_gemm_impl;
 
 extern const fn_gemm_impl fn_gemm_portable;
 extern const fn_gemm_impl fn_gemm_avx2;
 extern const fn_gemm_impl fn_gemm_avx512;
+extern const fn_gemm_impl fn_gemm_avx512bf16; /* vdpbf16ps on bf16 pairs (see above); no Winograd */
 
 #endif

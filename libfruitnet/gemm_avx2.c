@@ -69,4 +69,4 @@ static void kernel_avx2(const fn_ukargs *u)
     }
 }
 
-const fn_gemm_impl fn_gemm_avx2 = {MR, NR, kernel_avx2, wino_input, wino4_input, wino_output, wino4_output};
+const fn_gemm_impl fn_gemm_avx2 = {MR, NR, kernel_avx2, wino_input, wino4_input, wino_output, wino4_output, NULL};

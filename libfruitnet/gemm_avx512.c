@@ -83,4 +83,4 @@ static void kernel_avx512(const fn_ukargs *u)
     }
 }
 
-const fn_gemm_impl fn_gemm_avx512 = {MR, NR, kernel_avx512, wino_input, wino4_input, wino_output, wino4_output};
+const fn_gemm_impl fn_gemm_avx512 = {MR, NR, kernel_avx512, wino_input, wino4_input, wino_output, wino4_output, NULL};

@@ -41,4 +41,4 @@ static void kernel_portable(const fn_ukargs *u)
     }
 }
 
-const fn_gemm_impl fn_gemm_portable = {MR, NR, kernel_portable, wino_input, wino4_input, wino_output, wino4_output};
+const fn_gemm_impl fn_gemm_portable = {MR, NR, kernel_portable, wino_input, wino4_input, wino_output, wino4_output, NULL};

@@ -86,6 +86,8 @@ typedef struct fn_conv {
     float *bias;       /* [cout] (owned copy, padded as the kernel needs) */
     int wino;          /* FN_WINO_F2 | FN_WINO_F4: Winograd weights that follow the direct ones */
     size_t uoff[2];    /* float offsets in packed of the F(2x2,3x3) [0] and F(4x4,3x3) [1] weights */
+    int bf16;          /* direct convolutions run on bf16 (fn_conv_enable_bf16); Winograd stays float32 */
+    float *packed16;   /* bf16 weights, two per word along K (gemm.h), panels like packed (owned) */
 } fn_conv;
 
 #define FN_WINO_F2 2 /* Winograd F(2x2,3x3) */
@@ -96,6 +98,10 @@ typedef struct fn_conv {
 int fn_conv_init(fn_conv *c, int kh, int kw, int stride, int pad, int cin, int cout, const float *w,
                  const float *bias, int wino, fn_isa isa, fn_error *err);
 void fn_conv_free(fn_conv *c);
+/* Also pack the weights w (as given to fn_conv_init) as bf16 pairs, so that the direct convolution runs
+ * on AVX512_BF16 (gemm_avx512bf16.c; the input converted to bf16 once per call); needs an AVX-512 conv,
+ * an even cin and no row taps (cin >= 16). Winograd, when picked, stays float32. */
+int fn_conv_enable_bf16(fn_conv *c, const float *w, fn_error *err);
 /* The Winograd weights (FN_WINO_F2 | FN_WINO_F4) worth making for a k x k layer on h x h maps: those that
  * fn_conv_forward picks at some batch size and that beat the alternatives there (measured on ResNet50). */
 int fn_conv_wino_kinds(int k, int h);

@@ -37,9 +37,56 @@ fn_isa fn_isa_detect(void)
         return FN_ISA_AVX2;
     return FN_ISA_PORTABLE;
 }
+
+/* AVX512_BF16: CPUID.(EAX=7,ECX=1):EAX bit 5, with the AVX-512 ISA usable (which checks the OS's
+ * ZMM state) */
+static int has_avx512bf16(void)
+{
+    unsigned int a, b, c, d;
+    if (fn_isa_detect() < FN_ISA_AVX512 || __get_cpuid_max(0, NULL) < 7)
+        return 0;
+    __cpuid_count(7, 0, a, b, c, d);
+    if (a < 1) /* no subleaf 1 */
+        return 0;
+    __cpuid_count(7, 1, a, b, c, d);
+    return (a >> 5) & 1;
+}
 #else
 fn_isa fn_isa_detect(void) { return FN_ISA_PORTABLE; }
+static int has_avx512bf16(void) { return 0; }
 #endif
+
+const char *fn_precision_name(fn_precision p)
+{
+    switch (p) {
+    case FN_PRECISION_FP32: return "fp32";
+    case FN_PRECISION_BF16: return "bf16";
+    default: return "unknown";
+    }
+}
+
+int fn_precision_parse(const char *name, fn_precision *out)
+{
+    if (name && (!strcmp(name, "fp32") || !strcmp(name, "float32")))
+        return *out = FN_PRECISION_FP32, FN_OK;
+    if (name && (!strcmp(name, "bf16") || !strcmp(name, "bfloat16")))
+        return *out = FN_PRECISION_BF16, FN_OK;
+    return FN_EARG;
+}
+
+int fn_precision_check(fn_precision p, fn_error *err)
+{
+    switch (p) {
+    case FN_PRECISION_FP32: return FN_OK;
+    case FN_PRECISION_BF16:
+        if (!has_avx512bf16())
+            return fn_fail(err, FN_EUNSUPPORTED,
+                           "precision bf16 needs the AVX512_BF16 CPU feature (with AVX-512), which this CPU does "
+                           "not report");
+        return FN_OK;
+    default: return fn_fail(err, FN_EARG, "unknown precision %d", (int)p);
+    }
+}
 
 const char *fn_isa_name(fn_isa isa)
 {

@@ -47,6 +47,7 @@ typedef struct layer {
 struct fn_model {
     fn_weights *weights;
     fn_isa isa;
+    fn_precision precision;
     int threads, max_batch;
     fn_pool *pool;
     int nlayers;
@@ -86,6 +87,12 @@ static int add_conv(fn_model *m, const char *name, int in, int out, int res, int
     int rc = fn_conv_init(&L->conv, k, k, stride, pad, cin, cout, wk->data, wb->data, wino, m->isa, err);
     if (rc != FN_OK)
         return rc;
+    /* bf16: every conv but conv1 (cin 3: its taps are 7 pixels x 3 channels, odd) */
+    if (m->precision == FN_PRECISION_BF16 && cin % 2 == 0 && cin >= 16 &&
+        (rc = fn_conv_enable_bf16(&L->conv, wk->data, err)) != FN_OK) {
+        fn_conv_free(&L->conv);
+        return rc;
+    }
     L->kind = L_CONV;
     L->in = in, L->out = out, L->res = res, L->relu = relu;
     L->h = h, L->w = w, L->cin = cin;
@@ -200,6 +207,14 @@ int fn_model_open(const char *weights_path, const fn_model_options *opt_in, fn_m
         return fn_fail(err, FN_ENOMEM, "out of memory");
     if ((rc = fn_isa_resolve(opt.isa, &m->isa, err)) != FN_OK)
         goto fail;
+    if ((rc = fn_precision_check(opt.precision, err)) != FN_OK)
+        goto fail;
+    if (opt.precision == FN_PRECISION_BF16 && m->isa != FN_ISA_AVX512) {
+        rc = fn_fail(err, FN_EUNSUPPORTED, "precision bf16 runs on the avx512 instruction set, not %s",
+                     fn_isa_name(m->isa));
+        goto fail;
+    }
+    m->precision = opt.precision;
     if (opt.threads == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         opt.threads = n > 0 ? (int)(n > 256 ? 256 : n) : 1;
@@ -283,6 +298,7 @@ void fn_model_close(fn_model *m)
 }
 
 fn_isa fn_model_isa(const fn_model *m) { return m->isa; }
+fn_precision fn_model_precision(const fn_model *m) { return m->precision; }
 const fn_weights *fn_model_weights(const fn_model *m) { return m->weights; }
 
 const char *fn_model_label(const fn_model *m, int i)

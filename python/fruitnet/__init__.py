@@ -55,7 +55,7 @@ class _Error(ctypes.Structure):
 
 
 class _ModelOptions(ctypes.Structure):
-    _fields_ = [("threads", _c_int), ("max_batch", _c_int), ("isa", _c_int), ("classifier", _c_int)]
+    _fields_ = [("threads", _c_int), ("max_batch", _c_int), ("isa", _c_int), ("classifier", _c_int), ("precision", _c_int)]
 
 
 class _KV(ctypes.Structure):
