@@ -511,6 +511,7 @@ static int open_part(run *r, part *pt)
         {"fruitnet.weights_crc32", r->crc_hex},
         {"fruitnet.preprocessing", preproc},
         {"fruitnet.isa", kv_isa},
+        {"fruitnet.precision", fn_precision_name(fn_model_precision(r->m))},
         {"fruitnet.part_hash", kv_hash},
         {"fruitnet.shard", kv_shard},
         {"fruitnet.path_escaping", "%XX for invalid UTF-8, %, \\, control bytes (fn_unescape_path)"},
@@ -711,8 +712,9 @@ int fn_dataset_write(const char *path, fn_model *m, const fn_inputs *in, const f
     if (in->shard_n > 1)
         snprintf(r.tag, sizeof r.tag, "-s%05dof%05d", in->shard_k, in->shard_n);
     snprintf(r.mtag, sizeof r.mtag, "-s%05dof%05d", in->shard_k, in->shard_n);
-    snprintf(r.identity, sizeof r.identity, "fruitnet=%s;weights=%s;decoder=%s;resize=%d", FRUITNET_VERSION,
-             r.crc_hex, fn_image_decoder_name(), (int)r.o.extract.resize);
+    snprintf(r.identity, sizeof r.identity, "fruitnet=%s;weights=%s;decoder=%s;resize=%d;precision=%s",
+             FRUITNET_VERSION, r.crc_hex, fn_image_decoder_name(), (int)r.o.extract.resize,
+             fn_precision_name(fn_model_precision(m)));
     char idn[640];
     snprintf(idn, sizeof idn, "%s;all_inputs=%016" PRIx64 ";shards=%d", r.identity, in->all_hash, in->shard_n);
     r.identity_hash = fn_fnv1a(idn, strlen(idn), FN_FNV_INIT);

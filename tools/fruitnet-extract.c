@@ -48,6 +48,7 @@ static void usage(FILE *f)
 "      --resize M        pil (default: bit-exact PIL bicubic, parity with\n"
 "                        Keras/PIL features) or stb (stb_image_resize)\n"
 "      --isa I           auto (default), portable, avx2 or avx512\n"
+"      --precision P     fp32 (default) or bf16 (AVX512_BF16 CPUs; README)\n"
 "      --weights FILE    weight file (default $FRUITNET_WEIGHTS, else\n"
 "                        weights/resnet50.fnw, else " FN_DEFAULT_WEIGHTS ")\n"
 "Display\n"
@@ -208,6 +209,9 @@ int main(int argc, char **argv)
         else if (IS("--isa")) {
             if (fn_isa_parse(NEXT(), &mo.isa) != FN_OK)
                 die("--isa: '%s' is not auto, portable, avx2 or avx512", argv[i]);
+        } else if (IS("--precision")) {
+            if (fn_precision_parse(NEXT(), &mo.precision) != FN_OK)
+                die("--precision: '%s' is not fp32 or bf16", argv[i]);
         } else if (IS("--shard")) {
             const char *c = NEXT();
             char tail;
