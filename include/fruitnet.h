@@ -321,6 +321,15 @@ int fn_pca_model_save(const fn_pca_model *m, const char *path, fn_error *err);
 int fn_pca_model_load(fn_pca_model *m, const char *path, fn_error *err);
 void fn_pca_model_free(fn_pca_model *m);
 
+/* ------------------------------------------------------------------ */
+/* Bindings                                                            */
+/* ------------------------------------------------------------------ */
+
+/* Append nrows rows in one call (as nrows fn_parquet_writer_add): row i is paths[i], labels[i]
+ * (NULL reads as "") and the dim floats at vecs + i*dim. Stops at the first failing row. */
+int fn_parquet_writer_add_rows(fn_parquet_writer *w, int nrows, const char *const *paths, const char *const *labels,
+                               const float *vecs, int dim, fn_error *err);
+
 #ifdef __cplusplus
 }
 #endif

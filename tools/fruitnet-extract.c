@@ -52,6 +52,22 @@ typedef struct opts {
 #define FN_DEFAULT_WEIGHTS "/usr/local/share/fruitnet/resnet50.fnw"
 #endif
 
+/* The weights of the tool's own install prefix: <dir of the executable>/../share/fruitnet/resnet50.fnw
+ * (make install PREFIX=... puts them there), or NULL when that file does not exist. */
+static const char *prefix_weights(void)
+{
+    static char buf[PATH_MAX + 64];
+    ssize_t n = readlink("/proc/self/exe", buf, PATH_MAX);
+    if (n <= 0 || n >= PATH_MAX)
+        return NULL;
+    buf[n] = 0;
+    char *slash = strrchr(buf, '/');
+    if (!slash)
+        return NULL;
+    strcpy(slash, "/../share/fruitnet/resnet50.fnw");
+    return access(buf, R_OK) == 0 ? buf : NULL;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -85,7 +101,8 @@ static void usage(FILE *f)
 "                        Keras/PIL features) or stb (stb_image_resize)\n"
 "      --isa I           auto (default), portable, avx2 or avx512\n"
 "      --weights FILE    weight file (default $FRUITNET_WEIGHTS, else\n"
-"                        weights/resnet50.fnw, else " FN_DEFAULT_WEIGHTS ")\n"
+"                        weights/resnet50.fnw, else PREFIX/share/fruitnet/\n"
+"                        of the tool's prefix, else " FN_DEFAULT_WEIGHTS ")\n"
 "Display\n"
 "      --progress        show the progress bar even when stderr is not a TTY\n"
 "  -q, --quiet           no progress bar and no summary (errors still shown)\n"
@@ -623,7 +640,7 @@ int main(int argc, char **argv)
             o.weights = env;
         else if (access("weights/resnet50.fnw", R_OK) == 0)
             o.weights = "weights/resnet50.fnw";
-        else
+        else if (!(o.weights = prefix_weights()))
             o.weights = FN_DEFAULT_WEIGHTS;
     }
     int show_progress = !o.quiet && (o.progress || isatty(2));
