@@ -389,6 +389,11 @@ class PCA(*_Bases):  # type: ignore[misc]
         else:
             self.noise_variance_ = 0.0
 
+    @property
+    def _n_features_out(self) -> int:
+        """Number of output features (for get_feature_names_out)."""
+        return int(self.components_.shape[0])
+
     def transform(self, X: Any) -> np.ndarray:
         """Project X onto the components: (n_samples, n_components_), X's float dtype."""
         _fitted(self)
