@@ -151,8 +151,8 @@ tests: $(TESTS)
 $(B)/tests/%: tests/%.c $(TEST_UTIL) tests/testutil.h $(B)/libfruitnet.a | $(B)/tests
 	$(CC) $(CPPFLAGS) -Itests $(ALLCFLAGS) $< $(TEST_UTIL) -o $@ $(B)/libfruitnet.a -lcmocka $(LDLIBS)
 
-# Runs every test binary; each prints its own cmocka summary. A final line
-# "N passed, N failed" counts test programs.
+# Runs every test binary and every Python test file (pytest, one run per file); each prints
+# its own summary. A final line "N passed, N failed" counts test programs and files.
 PY_TESTS := $(sort $(wildcard python/tests/test_*.py))
 # The Python tests run in a virtual environment made with the machine's python3
 # (`make venv`: .venv/, packages pinned in python/requirements-test.txt from PyPI).
@@ -164,7 +164,7 @@ test: all tests weights interop-deps pydeps
 	@pass=0; fail=0; failed=""; \
 	for t in $(TESTS) $(PY_TESTS); do \
 	  echo "== $$t"; \
-	  case $$t in *.py) cmd="$(PYTHON) $$t";; *) cmd=$$t;; esac; \
+	  case $$t in *.py) cmd="$(PYTHON) -m pytest -q -p no:cacheprovider $$t";; *) cmd=$$t;; esac; \
 	  if $$cmd; then pass=$$((pass+1)); else fail=$$((fail+1)); failed="$$failed $$t"; fi; \
 	done; \
 	echo "test programs: $$pass passed, $$fail failed"; \
