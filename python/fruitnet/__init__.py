@@ -32,7 +32,7 @@ Weights: ``$FRUITNET_WEIGHTS``, the package's data folder, the install prefix
 from __future__ import annotations
 
 from ._lib import FEATURE_DIM, INPUT_SIZE, NUM_CLASSES, FruitnetError
-from . import _lib as _lib_mod
+from . import _lib
 from .data import (IMAGE_EXTENSIONS, ParquetWriter, dataset_files, extract, feature_matrix, list_images,
                    read_dataset, read_parquet, to_arrow, write_dataset)
 from .model import FeatureResult, ImageInput, Model
@@ -55,8 +55,8 @@ def version() -> str:
 
 def library_info() -> dict:
     """Which libfruitnet is loaded, its JPEG decoder, and the weight file found (or None)."""
-    return {"version": __version__, "library": _lib_mod.lib._name,
-            "jpeg_decoder": _lib_mod.lib.fn_image_decoder_name().decode(),
+    return {"version": __version__, "library": _lib.lib._name,
+            "jpeg_decoder": _lib.lib.fn_image_decoder_name().decode(),
             "weights": find_weights(required=False)}
 
 
