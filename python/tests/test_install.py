@@ -145,3 +145,23 @@ def test_make_install_prefix(sample, tmp_path):
     left = [p for p in glob.glob(str(pfx / "**"), recursive=True) if "fruitnet" in os.path.basename(p)]
     assert left == []
     assert not os.path.exists(os.path.join(site, "fruitnet"))
+
+
+def test_pip_install_clone(sample, tmp_path):
+    """`pip install <clone>` (numpy only, no extras) and the binding used from another folder."""
+    env = clean_env(tmp_path)
+    venv = tmp_path / "venv"
+    run([base_python(), "-m", "venv", str(venv)], env=env)
+    py = str(venv / "bin" / "python")
+    run([py, "-m", "pip", "install", "-q", "-c", constraints(tmp_path), REPO], env=env, cwd=str(tmp_path))
+    img = os.path.join(sample, "Banana", sorted(os.listdir(os.path.join(sample, "Banana")))[0])
+    code = ("import fruitnet, sys; print(fruitnet.__file__); "
+            "m = fruitnet.Model(classifier=True); print(m.classify(sys.argv[1], k=1)[0][0][0]); "
+            "import importlib.util; print(importlib.util.find_spec('pandas') is None)")
+    r = run([py, "-c", code, img], env=dict(env, FRUITNET_WEIGHTS=WEIGHTS), cwd=str(tmp_path))
+    where, top1, no_pandas = r.stdout.split("\n")[:3]
+    assert where.startswith(str(venv)) and top1 == "banana" and no_pandas == "True"
+    # without pandas the DataFrame functions say what to install
+    r = subprocess.run([py, "-c", "import fruitnet; fruitnet.read_dataset('x')"], capture_output=True, text=True,
+                       env=env, cwd=str(tmp_path))
+    assert "pip install 'fruitnet[pandas]'" in r.stderr
