@@ -19,10 +19,10 @@ CPPFLAGS += -Iinclude -Ilibfruitnet -I$(B)/gen -I$(STB_DIR) -D_GNU_SOURCE
 CPPFLAGS += -include libfruitnet/glibc_compat.h
 ALLCFLAGS = -std=c11 -fPIC -pthread $(WARN) $(CFLAGS) $(SAN)
 LDLIBS   += -lz -lm -pthread
-# glibc < 2.34 has pthread_* in libpthread.so.0 (an empty stub since): needed explicitly
+# glibc < 2.34 has pthread_* in libpthread.so.0 (an empty stub since): libfruitnet.so needs it explicitly
 LIBPTHREAD_SO := $(shell $(CC) -print-file-name=libpthread.so.0)
 ifneq ($(LIBPTHREAD_SO),libpthread.so.0)
-LDLIBS   += -Wl,--push-state,--no-as-needed $(LIBPTHREAD_SO) -Wl,--pop-state
+SO_LDLIBS := -Wl,--push-state,--no-as-needed $(LIBPTHREAD_SO) -Wl,--pop-state
 endif
 # JPEG decoder. Default: libjpeg-turbo (Debian libjpeg62-turbo-dev), the library and settings PIL uses,
 # so decoded pixels equal PIL's convert('RGB'). make JPEG=stb: stb_image, for systems without it
@@ -113,7 +113,7 @@ $(B)/libfruitnet.a: $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
 $(B)/libfruitnet.so: $(LIB_OBJ)
-	$(CC) -shared $(ALLCFLAGS) -Wl,-soname,libfruitnet.so.0 -o $@ $^ $(LDLIBS)
+	$(CC) -shared $(ALLCFLAGS) -Wl,-soname,libfruitnet.so.0 -o $@ $^ $(LDLIBS) $(SO_LDLIBS)
 
 $(B)/obj $(B)/tests $(B)/bench:
 	mkdir -p $@
