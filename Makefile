@@ -16,7 +16,7 @@ STB_DIR  ?= /usr/include/stb
 # $(B)/gen/stb_image.h: Debian's stb_image.h with libfruitnet/stb_image.patch applied (see there)
 CPPFLAGS += -Iinclude -Ilibfruitnet -I$(B)/gen -I$(STB_DIR) -D_GNU_SOURCE
 # glibc floor 2.17 on x86-64 (symbols bound to old versions; see the header)
-CPPFLAGS += -include libfruitnet/glibc_compat.h
+CPPFLAGS += -include libfruitnet/glibc_compat.h $(if $(SAN),-DFN_NO_GLIBC_COMPAT)
 ALLCFLAGS = -std=c11 -fPIC -pthread $(WARN) $(CFLAGS) $(SAN)
 LDLIBS   += -lz -lm -pthread
 # glibc < 2.34 has pthread_* in libpthread.so.0 (an empty stub since): libfruitnet.so needs it explicitly

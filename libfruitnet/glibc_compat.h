@@ -12,10 +12,22 @@
  *                                       stat() of glibc < 2.33 called)
  *
  * The floor is checked by python/tests/test_glibc_floor.py (objdump -T). Other
- * C libraries and architectures are left alone.
+ * C libraries and architectures are left alone, and so are sanitizer builds
+ * (make sanitize, fuzz: ld 2.40 then emits an R_X86_64_NONE PLT slot for __xstat
+ * that ld.so refuses, "unexpected PLT reloc type 0x00"); FN_NO_GLIBC_COMPAT
+ * turns it off (the Makefile defines it when SAN is set).
  */
 #ifndef FN_GLIBC_COMPAT_H
 #define FN_GLIBC_COMPAT_H
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define FN_NO_GLIBC_COMPAT 1
+#endif
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
+#define FN_NO_GLIBC_COMPAT 1
+#endif
+#endif
 
 #if defined(__x86_64__) && defined(__linux__) && !defined(FN_NO_GLIBC_COMPAT)
 #include <features.h>
