@@ -161,6 +161,13 @@ def test_pip_install_clone(sample, tmp_path):
     r = run([py, "-c", code, img], env=dict(env, FRUITNET_WEIGHTS=WEIGHTS), cwd=str(tmp_path))
     where, top1, no_pandas = r.stdout.split("\n")[:3]
     assert where.startswith(str(venv)) and top1 == "banana" and no_pandas == "True"
+    # without scikit-learn PCA is a plain class with the same API
+    code = ("import fruitnet, numpy as np; x = np.random.default_rng(0).standard_normal((50, 6)); "
+            "p = fruitnet.PCA(0.5).fit(x); w = np.linalg.eigvalsh(np.cov(x, rowvar=False))[::-1]; "
+            "assert np.allclose(p.explained_variance_, w[:p.n_components_], rtol=1e-9); "
+            "assert p.inverse_transform(p.transform(x)).shape == x.shape; "
+            "import sys; print('sklearn' in sys.modules)")
+    assert run([py, "-c", code], env=env, cwd=str(tmp_path)).stdout.strip() == "False"
     # without pandas the DataFrame functions say what to install
     r = subprocess.run([py, "-c", "import fruitnet; fruitnet.read_dataset('x')"], capture_output=True, text=True,
                        env=env, cwd=str(tmp_path))
