@@ -422,12 +422,6 @@ class PCA(*_Bases):  # type: ignore[misc]
             comps = np.sqrt(np.maximum(self.explained_variance_, 0.0))[:, None] * comps
         return (np.asarray(X, dtype=np.float64) @ comps + self.mean_).astype(X.dtype, copy=False)
 
-    def score_samples(self, X: Any) -> np.ndarray:  # pragma: no cover - convenience
-        """Reconstruction error per row (squared L2), not sklearn's log-likelihood."""
-        Z = self.transform(X)
-        R = self.inverse_transform(Z)
-        return np.sum((np.asarray(X, dtype=np.float64) - R) ** 2, axis=1)
-
     # -- files ------------------------------------------------------------------
     def save(self, path: PathArg) -> None:
         """Write the fitted model to a ``model.fnpca`` file (as ``fruitnet-pca`` does; whiten is not stored)."""
