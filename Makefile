@@ -15,10 +15,17 @@ WARN     := -Wall -Wextra -Wshadow -Wno-unused-parameter
 STB_DIR  ?= /usr/include/stb
 # $(B)/gen/stb_image.h: Debian's stb_image.h with libfruitnet/stb_image.patch applied (see there)
 CPPFLAGS += -Iinclude -Ilibfruitnet -I$(B)/gen -I$(STB_DIR) -D_GNU_SOURCE
+# glibc floor 2.17 on x86-64 (symbols bound to old versions; see the header)
+CPPFLAGS += -include libfruitnet/glibc_compat.h $(if $(SAN),-DFN_NO_GLIBC_COMPAT)
 ALLCFLAGS = -std=c11 -fPIC -pthread $(WARN) $(CFLAGS) $(SAN)
 # the library exports only what include/fruitnet.h declares (its visibility pragma)
 LIBCFLAGS = $(ALLCFLAGS) -fvisibility=hidden -MMD -MP
 LDLIBS   += -lz -lm -pthread
+# glibc < 2.34 has pthread_* in libpthread.so.0 (an empty stub since): libfruitnet.so needs it explicitly
+LIBPTHREAD_SO := $(shell $(CC) -print-file-name=libpthread.so.0)
+ifneq ($(LIBPTHREAD_SO),libpthread.so.0)
+SO_LDLIBS := -Wl,--push-state,--no-as-needed $(LIBPTHREAD_SO) -Wl,--pop-state
+endif
 # JPEG decoder. Default: libjpeg-turbo (Debian libjpeg62-turbo-dev), the library and settings PIL uses,
 # so decoded pixels equal PIL's convert('RGB'). make JPEG=stb: stb_image, for systems without it
 # (features within cosine 0.999 of Keras instead of rel-L2 1e-5; README "Decoders").
@@ -72,7 +79,9 @@ help:
 	@echo "make sanitize   run the test suite under ASan+UBSan (build-san/)"
 	@echo "make bench      per-layer benchmark and the peers (bench/peers.py), results in bench/results/"
 	@echo "make demo       weights + extraction + PCA on the sample images"
-	@echo "make install PREFIX=/usr/local   library, header, tools, fruitnet.pc"
+	@echo "make install PREFIX=/usr/local   library, header, tools, fruitnet.pc, Python package, weights"
+	@echo "make uninstall PREFIX=/usr/local removes them"
+	@echo "pip install .   the Python package (builds the library; python -m build: a wheel)"
 
 # ---------------------------------------------------------------- deps
 # Installs the Debian packages when missing (needs root), else says what to run.
@@ -112,7 +121,7 @@ $(B)/libfruitnet.a: $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
 $(B)/libfruitnet.so: $(LIB_OBJ)
-	$(CC) -shared $(ALLCFLAGS) -Wl,-soname,libfruitnet.so.0 -o $@ $^ $(LDLIBS)
+	$(CC) -shared $(ALLCFLAGS) -Wl,-soname,libfruitnet.so.0 -o $@ $^ $(LDLIBS) $(SO_LDLIBS)
 
 $(B)/obj $(B)/tests $(B)/bench:
 	mkdir -p $@
@@ -150,8 +159,8 @@ tests: $(TESTS)
 $(B)/tests/%: tests/%.c $(TEST_UTIL) tests/testutil.h $(B)/libfruitnet.a | $(B)/tests
 	$(CC) $(CPPFLAGS) -Itests $(ALLCFLAGS) $< $(TEST_UTIL) -o $@ $(B)/libfruitnet.a -lcmocka $(LDLIBS)
 
-# Runs every test binary; each prints its own cmocka summary. A final line
-# "N passed, N failed" counts test programs.
+# Runs every test binary and every Python test file (pytest, one run per file); each prints
+# its own summary. A final line "N passed, N failed" counts test programs and files.
 PY_TESTS := $(sort $(wildcard python/tests/test_*.py))
 SH_TESTS := tests/check_abi.sh
 # The Python tests run in a virtual environment made with the machine's python3
@@ -164,7 +173,7 @@ test: deps all tests weights interop-deps pydeps
 	@pass=0; fail=0; failed=""; \
 	for t in $(TESTS) $(SH_TESTS) $(PY_TESTS); do \
 	  echo "== $$t"; \
-	  case $$t in *.py) cmd="$(PYTHON) $$t";; *.sh) cmd="bash $$t $(B)";; *) cmd=$$t;; esac; \
+	  case $$t in *.py) cmd="$(PYTHON) -m pytest -q -p no:cacheprovider $$t";; *.sh) cmd="bash $$t $(B)";; *) cmd=$$t;; esac; \
 	  if $$cmd; then pass=$$((pass+1)); else fail=$$((fail+1)); failed="$$failed $$t"; fi; \
 	done; \
 	echo "test programs: $$pass passed, $$fail failed"; \
@@ -251,6 +260,18 @@ demo: deps all weights
 	$(B)/fruitnet-pca -i $(DEMO_OUT)/features.parquet -o $(DEMO_OUT)/pca --variance 0.8
 
 # ---------------------------------------------------------------- install
+# The Python package goes where $(PREFIX)'s python3 finds it: the sys.path entry under $(PREFIX) of
+# $(PREFIX)/bin/python3, python3 or /usr/bin/python3 (e.g. /usr/local/lib/python3.11/dist-packages on
+# Debian, a venv's site-packages), else sysconfig's posix_prefix purelib of $(PREFIX) (then it needs
+# PYTHONPATH; install says so). Its generated _prefix.py names $(PREFIX): the package loads
+# $(PREFIX)/lib/libfruitnet.so.0 and the weights of $(PREFIX)/share/fruitnet, as the tools do.
+PY_SITE_PY := import sys; p = sys.argv[1].rstrip("/"); c = [d for d in sys.path if d.startswith(p + "/") and d.endswith(("site-packages", "dist-packages"))]; print(c[0] if c else "")
+PY_FALLBACK_PY := import sys, sysconfig; p = sys.argv[1]; print(sysconfig.get_path("purelib", "posix_prefix", vars={"base": p, "platbase": p}))
+PYSITE ?= $(shell for py in $(PREFIX)/bin/python3 $(PYTHON3) /usr/bin/python3; do command -v $$py >/dev/null 2>&1 || continue; \
+  d=$$($$py -c '$(PY_SITE_PY)' '$(PREFIX)' 2>/dev/null); [ -n "$$d" ] && { echo "$$d"; exit 0; }; done; \
+  $(PYTHON3) -c '$(PY_FALLBACK_PY)' '$(PREFIX)')
+INSTALLED_TOOLS := $(notdir $(filter $(B)/fruitnet-%,$(TOOLS)))
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 644 include/fruitnet.h $(DESTDIR)$(PREFIX)/include/
@@ -258,11 +279,27 @@ install: all
 	install -m 755 $(B)/libfruitnet.so $(DESTDIR)$(PREFIX)/lib/libfruitnet.so.$(VERSION)
 	ln -sf libfruitnet.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libfruitnet.so.0
 	ln -sf libfruitnet.so.0 $(DESTDIR)$(PREFIX)/lib/libfruitnet.so
-	for t in $(filter $(B)/fruitnet-%,$(TOOLS)); do install -m 755 $$t $(DESTDIR)$(PREFIX)/bin/; done
+	for t in $(INSTALLED_TOOLS); do install -m 755 $(B)/$$t $(DESTDIR)$(PREFIX)/bin/; done
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' -e 's|@LIBS_PRIVATE@|$(strip $(LDLIBS))|g' fruitnet.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/fruitnet.pc
-	install -d $(DESTDIR)$(PREFIX)/lib/python3/dist-packages/fruitnet $(DESTDIR)$(PREFIX)/share/fruitnet
-	install -m 644 python/fruitnet/*.py $(DESTDIR)$(PREFIX)/lib/python3/dist-packages/fruitnet/
-	if [ -f $(WEIGHTS) ]; then install -m 644 $(WEIGHTS) $(DESTDIR)$(PREFIX)/share/fruitnet/; fi
+	install -d $(DESTDIR)$(PYSITE)/fruitnet $(DESTDIR)$(PREFIX)/share/fruitnet
+	install -m 644 $(filter-out %/_prefix.py,$(wildcard python/fruitnet/*.py)) $(DESTDIR)$(PYSITE)/fruitnet/
+	printf '"""Written by make install: the prefix whose lib/, bin/ and share/fruitnet/ this package uses."""\nPREFIX = "%s"\n' '$(PREFIX)' > $(DESTDIR)$(PYSITE)/fruitnet/_prefix.py
+	if [ -f $(WEIGHTS) ]; then install -m 644 $(WEIGHTS) $(DESTDIR)$(PREFIX)/share/fruitnet/; \
+	else echo "fruitnet: no $(WEIGHTS): run make weights, then make install again"; fi
+	@echo "fruitnet: Python package installed in $(PYSITE)"
+	@for py in $(PREFIX)/bin/python3 $(PYTHON3) /usr/bin/python3; do command -v $$py >/dev/null 2>&1 || continue; \
+	  [ -n "$$($$py -c '$(PY_SITE_PY)' '$(PREFIX)' 2>/dev/null)" ] && exit 0; done; \
+	  echo "fruitnet: no python3 of $(PREFIX) finds it: add PYTHONPATH=$(PYSITE)"
+
+# Removes what install put there (the Python package only if make install wrote it: _prefix.py).
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/include/fruitnet.h $(DESTDIR)$(PREFIX)/lib/libfruitnet.a \
+	  $(DESTDIR)$(PREFIX)/lib/libfruitnet.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libfruitnet.so.0 \
+	  $(DESTDIR)$(PREFIX)/lib/libfruitnet.so $(DESTDIR)$(PREFIX)/lib/pkgconfig/fruitnet.pc \
+	  $(addprefix $(DESTDIR)$(PREFIX)/bin/,$(INSTALLED_TOOLS)) $(DESTDIR)$(PREFIX)/share/fruitnet/resnet50.fnw
+	if [ -f $(DESTDIR)$(PYSITE)/fruitnet/_prefix.py ]; then rm -rf $(DESTDIR)$(PYSITE)/fruitnet; fi
+	rm -rf $(DESTDIR)$(PREFIX)/lib/python3/dist-packages/fruitnet
+	-rmdir $(DESTDIR)$(PREFIX)/share/fruitnet 2>/dev/null
 
 clean-fuzz:
 	rm -rf build-fuzz

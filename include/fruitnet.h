@@ -501,6 +501,15 @@ int fn_dataset_files(const char *path, int flags, char ***files, int *nfiles, fn
 #pragma GCC visibility pop
 #endif
 
+/* ------------------------------------------------------------------ */
+/* Bindings                                                            */
+/* ------------------------------------------------------------------ */
+
+/* Append nrows rows in one call (as nrows fn_parquet_writer_add): row i is paths[i], labels[i]
+ * (NULL reads as "") and the dim floats at vecs + i*dim. Stops at the first failing row. */
+int fn_parquet_writer_add_rows(fn_parquet_writer *w, int nrows, const char *const *paths, const char *const *labels,
+                               const float *vecs, int dim, fn_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -17,6 +17,22 @@ enum { EXIT_OK = 0, EXIT_SOME_FAILED = 1, EXIT_FATAL = 2 };
 #define FN_DEFAULT_WEIGHTS "/usr/local/share/fruitnet/resnet50.fnw"
 #endif
 
+/* The weights of the tool's own install prefix: <dir of the executable>/../share/fruitnet/resnet50.fnw
+ * (make install PREFIX=... puts them there), or NULL when that file does not exist. */
+static const char *prefix_weights(void)
+{
+    static char buf[PATH_MAX + 64];
+    ssize_t n = readlink("/proc/self/exe", buf, PATH_MAX);
+    if (n <= 0 || n >= PATH_MAX)
+        return NULL;
+    buf[n] = 0;
+    char *slash = strrchr(buf, '/');
+    if (!slash)
+        return NULL;
+    strcpy(slash, "/../share/fruitnet/resnet50.fnw");
+    return access(buf, R_OK) == 0 ? buf : NULL;
+}
+
 static void usage(FILE *f)
 {
     fputs("usage: fruitnet-extract [options] INPUT...\n\n"
@@ -50,7 +66,8 @@ static void usage(FILE *f)
 "      --isa I           auto (default), portable, avx2 or avx512\n"
 "      --precision P     fp32 (default) or bf16 (AVX512_BF16 CPUs; README)\n"
 "      --weights FILE    weight file (default $FRUITNET_WEIGHTS, else\n"
-"                        weights/resnet50.fnw, else " FN_DEFAULT_WEIGHTS ")\n"
+"                        weights/resnet50.fnw, else PREFIX/share/fruitnet/\n"
+"                        of the tool's prefix, else " FN_DEFAULT_WEIGHTS ")\n"
 "Display\n"
 "      --progress        show the progress bar even when stderr is not a TTY\n"
 "  -q, --quiet           no progress bar and no summary (errors still shown)\n"
@@ -235,7 +252,10 @@ int main(int argc, char **argv)
         output = "features.parquet";
     const char *env = getenv("FRUITNET_WEIGHTS");
     if (!weights)
-        weights = env && *env ? env : access("weights/resnet50.fnw", R_OK) == 0 ? "weights/resnet50.fnw" : FN_DEFAULT_WEIGHTS;
+        weights = env && *env                                   ? env
+                  : access("weights/resnet50.fnw", R_OK) == 0 ? "weights/resnet50.fnw"
+                  : prefix_weights()                          ? prefix_weights()
+                                                              : FN_DEFAULT_WEIGHTS;
     if (o.errors_path && fn_atomic_check(o.errors_path, 0, &err) != FN_OK)
         die("--errors %s", err.msg);
     u.bar = !u.quiet && (progress || isatty(2));

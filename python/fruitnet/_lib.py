@@ -1,0 +1,203 @@
+"""ctypes declarations of libfruitnet (include/fruitnet.h) and the library loader.
+
+Private: the public names are re-exported by the ``fruitnet`` package.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+from typing import Any, List, Optional, Union
+
+import numpy as np
+
+from . import _paths
+
+FEATURE_DIM = 2048
+NUM_CLASSES = 1000
+INPUT_SIZE = 224
+INPUT_FLOATS = INPUT_SIZE * INPUT_SIZE * 3
+
+
+class FruitnetError(Exception):
+    """An error reported by libfruitnet.
+
+    ``code`` is the library's FN_E* status (negative int), ``str(e)`` the reason,
+    which names the file or argument at fault.
+    """
+
+    code: int
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _load() -> ctypes.CDLL:
+    errors: List[str] = []
+    for c in _paths.library_candidates():
+        try:
+            return ctypes.CDLL(c)
+        except OSError as e:
+            errors.append(f"{c}: {e}")
+    found = ctypes.util.find_library("fruitnet")
+    if found:
+        try:
+            return ctypes.CDLL(found)
+        except OSError as e:
+            errors.append(f"{found}: {e}")
+    raise OSError("fruitnet: libfruitnet.so not found (reinstall the package, run `make lib` in a clone, "
+                  "or set FRUITNET_LIB); tried: " + ("; ".join(errors) or "nothing"))
+
+
+lib = _load()
+c_int, c_int64, c_double, c_float, c_size_t = ctypes.c_int, ctypes.c_int64, ctypes.c_double, ctypes.c_float, \
+    ctypes.c_size_t
+P = ctypes.POINTER
+vp = ctypes.c_void_p
+fp = P(c_float)
+cp = ctypes.c_char_p
+
+
+class Error(ctypes.Structure):
+    _fields_ = [("code", c_int), ("msg", ctypes.c_char * 512)]
+
+
+class ModelOptions(ctypes.Structure):
+    # fn_model_options: fields only grow at the end; a shorter copy here would let the C side read past it
+    _fields_ = [("threads", c_int), ("max_batch", c_int), ("isa", c_int), ("classifier", c_int),
+                ("precision", c_int)]
+
+
+class Image(ctypes.Structure):
+    _fields_ = [("w", c_int), ("h", c_int), ("rgb", P(ctypes.c_uint8))]
+
+
+class KV(ctypes.Structure):
+    _fields_ = [("key", cp), ("value", cp)]
+
+
+class ParquetOptions(ctypes.Structure):
+    _fields_ = [("list_column", cp), ("codec", c_int), ("rows_per_group", c_int), ("meta", P(KV)),
+                ("nmeta", c_int)]
+
+
+class Row(ctypes.Structure):
+    _fields_ = [("path", cp), ("label", cp), ("vec", fp), ("n", c_int)]
+
+
+class PcaStatsC(ctypes.Structure):
+    _fields_ = [("n", c_int64), ("dim", c_int), ("mean", P(c_double)), ("m2", P(c_double))]
+
+
+class PcaModelC(ctypes.Structure):
+    _fields_ = [("dim", c_int), ("k", c_int), ("n", c_int64), ("total_var", c_double), ("mean", P(c_double)),
+                ("eigvals", P(c_double)), ("components", P(c_double))]
+
+
+def _sig(name: str, res: Any, *args: Any) -> None:
+    f = getattr(lib, name)
+    f.restype, f.argtypes = res, list(args)
+
+
+E = P(Error)
+_sig("fn_status_name", cp, c_int)
+_sig("fn_model_options_default", None, P(ModelOptions))
+_sig("fn_model_open", c_int, cp, P(ModelOptions), P(vp), E)
+_sig("fn_precision_parse", c_int, cp, P(c_int))
+_sig("fn_precision_name", cp, c_int)
+_sig("fn_model_precision", c_int, vp)
+_sig("fn_model_features", c_int, vp, fp, c_int, fp, E)
+_sig("fn_model_classify", c_int, vp, fp, c_int, fp, E)
+_sig("fn_model_label", cp, vp, c_int)
+_sig("fn_model_close", None, vp)
+_sig("fn_model_isa", c_int, vp)
+_sig("fn_isa_name", cp, c_int)
+_sig("fn_isa_parse", c_int, cp, P(c_int))
+_sig("fn_topk", None, fp, c_int, c_int, P(c_int), fp)
+_sig("fn_image_decoder_name", cp)
+_sig("fn_image_to_input", c_int, P(Image), c_int, fp, E)
+_sig("fn_input_from_file", c_int, cp, c_int, fp, E)
+_sig("fn_input_from_memory", c_int, ctypes.c_void_p, c_size_t, cp, c_int, fp, E)
+_sig("fn_convert_tfjs", c_int, cp, cp, cp, cp, E)
+_sig("fn_weights_open", c_int, cp, P(vp), E)
+_sig("fn_weights_crc32", ctypes.c_uint32, vp)
+_sig("fn_weights_close", None, vp)
+_sig("fn_parquet_writer_open", c_int, cp, P(ParquetOptions), P(vp), E)
+_sig("fn_parquet_writer_add", c_int, vp, cp, cp, fp, c_int, E)
+_sig("fn_parquet_writer_set_meta", c_int, vp, cp, cp, E)
+_sig("fn_parquet_writer_close", c_int, vp, E)
+_sig("fn_parquet_writer_abort", None, vp)
+_sig("fn_parquet_reader_open", c_int, cp, P(vp), E)
+_sig("fn_parquet_reader_rows", c_int64, vp)
+_sig("fn_parquet_reader_meta", cp, vp, cp)
+_sig("fn_parquet_reader_next", c_int, vp, P(Row), E)
+_sig("fn_parquet_reader_close", None, vp)
+_sig("fn_parquet_dataset_files", c_int, cp, P(P(cp)), P(c_int), E)
+_sig("fn_free_list", None, P(cp), c_int)
+_sig("fn_pca_stats_init", c_int, P(PcaStatsC), c_int, E)
+_sig("fn_pca_stats_add", c_int, P(PcaStatsC), fp, c_int, c_int, E)
+_sig("fn_pca_stats_merge", c_int, P(PcaStatsC), P(PcaStatsC), E)
+_sig("fn_pca_stats_save", c_int, P(PcaStatsC), cp, E)
+_sig("fn_pca_stats_load", c_int, P(PcaStatsC), cp, E)
+_sig("fn_pca_stats_free", None, P(PcaStatsC))
+_sig("fn_pca_fit_ex", c_int, P(PcaStatsC), c_int, c_double, c_int, P(PcaModelC), P(c_double), E)
+_sig("fn_pca_model_save", c_int, P(PcaModelC), cp, E)
+_sig("fn_pca_model_load", c_int, P(PcaModelC), cp, E)
+_sig("fn_pca_model_free", None, P(PcaModelC))
+HAVE_ADD_ROWS = hasattr(lib, "fn_parquet_writer_add_rows")
+if HAVE_ADD_ROWS:
+    _sig("fn_parquet_writer_add_rows", c_int, vp, c_int, P(cp), P(cp), fp, c_int, E)
+
+
+def check(rc: int, err: Error) -> int:
+    """Raise FruitnetError for a negative status; return rc otherwise."""
+    if rc < 0:
+        msg = err.msg.decode("utf-8", "replace")
+        name = lib.fn_status_name(rc)
+        raise FruitnetError(rc, msg or f"libfruitnet error {rc} ({name.decode() if name else '?'})")
+    return rc
+
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def cpath(p: Any, what: str = "path") -> bytes:
+    """A str/PathLike as a NUL-free byte string for C (TypeError/ValueError otherwise)."""
+    if isinstance(p, (bytes, bytearray)):
+        b = bytes(p)
+    else:
+        try:
+            b = os.fsencode(os.fspath(p))
+        except TypeError:
+            raise TypeError(f"{what} must be a str or os.PathLike, not {type(p).__name__}") from None
+    if b"\0" in b:
+        raise ValueError(f"{what} contains a NUL character: {os.fsdecode(b)!r}")
+    if not b:
+        raise ValueError(f"{what} is empty")
+    return b
+
+
+def cstr(s: Optional[str], what: str) -> bytes:
+    """A str as NUL-free UTF-8 for C."""
+    if s is None:
+        return b""
+    if not isinstance(s, str):
+        s = str(s)
+    b = s.encode("utf-8", "surrogateescape")
+    if b"\0" in b:
+        raise ValueError(f"{what} contains a NUL character: {s!r}")
+    return b
+
+
+def fptr(a: np.ndarray) -> Any:
+    """float* of a C-contiguous float32 array (checked)."""
+    if a.dtype != np.float32 or not a.flags.c_contiguous:
+        raise ValueError("internal: expected a C-contiguous float32 array")
+    return a.ctypes.data_as(fp)
+
+
+def dptr(a: np.ndarray) -> Any:
+    if a.dtype != np.float64 or not a.flags.c_contiguous:
+        raise ValueError("internal: expected a C-contiguous float64 array")
+    return a.ctypes.data_as(P(c_double))
