@@ -268,6 +268,34 @@ static void page_levels(tbuf *b, const uint8_t *lv, size_t n, int bit_width)
     tb_free(&l);
 }
 
+/* GZIP (level 6, gzip wrapper) of a page body into a new buffer *z (free it) of *zlen bytes. */
+static int gzip_page(fn_parquet_writer *w, const tbuf *body, unsigned char **z, size_t *zlen, fn_error *err)
+{
+    z_stream s;
+    memset(&s, 0, sizeof s);
+    if (deflateInit2(&s, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        return wfail(w, err, FN_ENOMEM, "deflateInit2 failed");
+    uLong bound = deflateBound(&s, (uLong)body->n) + 32;
+    unsigned char *out = malloc(bound);
+    if (!out) {
+        deflateEnd(&s);
+        return wfail(w, err, FN_ENOMEM, "out of memory");
+    }
+    s.next_in = (Bytef *)body->p;
+    s.avail_in = (uInt)body->n;
+    s.next_out = out;
+    s.avail_out = (uInt)bound;
+    int zr = deflate(&s, Z_FINISH);
+    *zlen = s.total_out;
+    deflateEnd(&s);
+    if (zr != Z_STREAM_END) {
+        free(out);
+        return wfail(w, err, FN_ENOMEM, "gzip compression failed");
+    }
+    *z = out;
+    return FN_OK;
+}
+
 /* Compress (or not) and write one data page; adds to the chunk's sizes. */
 static int write_page(fn_parquet_writer *w, const tbuf *body, int32_t num_values, chunk_meta *cm, fn_error *err)
 {
@@ -277,27 +305,9 @@ static int write_page(fn_parquet_writer *w, const tbuf *body, int32_t num_values
     if (body->n > (size_t)INT32_MAX / 2)
         return wfail(w, err, FN_ELIMIT, "data page too large");
     if (w->codec == FN_CODEC_GZIP) {
-        z_stream s;
-        memset(&s, 0, sizeof s);
-        if (deflateInit2(&s, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) /* gzip wrapper */
-            return wfail(w, err, FN_ENOMEM, "deflateInit2 failed");
-        uLong bound = deflateBound(&s, (uLong)body->n) + 32;
-        z = malloc(bound);
-        if (!z) {
-            deflateEnd(&s);
-            return wfail(w, err, FN_ENOMEM, "out of memory");
-        }
-        s.next_in = (Bytef *)body->p;
-        s.avail_in = (uInt)body->n;
-        s.next_out = z;
-        s.avail_out = (uInt)bound;
-        int zr = deflate(&s, Z_FINISH);
-        clen = s.total_out;
-        deflateEnd(&s);
-        if (zr != Z_STREAM_END) {
-            free(z);
-            return wfail(w, err, FN_ENOMEM, "gzip compression failed");
-        }
+        int zrc = gzip_page(w, body, &z, &clen, err);
+        if (zrc)
+            return zrc;
         data = z;
     }
     tbuf h = {0};
