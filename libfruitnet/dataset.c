@@ -920,3 +920,10 @@ int fn_dataset_files(const char *path, int flags, char ***files, int *nfiles, fn
     *nfiles = n;
     return FN_OK;
 }
+
+/* The Parquet API's dataset listing (fruitnet.h): committed datasets only. It lives here, above the Parquet
+ * reader, so that the reader knows nothing of datasets. */
+int fn_parquet_dataset_files(const char *path, char ***files, int *nfiles, fn_error *err)
+{
+    return fn_dataset_files(path, 0, files, nfiles, err);
+}

@@ -9,6 +9,7 @@
  */
 #include "internal.h"
 #include "parquet.h"
+#include "parquet_thrift.h"
 #include "thrift.h"
 
 #include <errno.h>
@@ -102,6 +103,11 @@ static int read_at(fn_parquet_reader *r, int64_t off, void *buf, size_t n, fn_er
     return FN_OK;
 }
 
+static size_t le32(const unsigned char *p)
+{
+    return (size_t)p[0] | (size_t)p[1] << 8 | (size_t)p[2] << 16 | (size_t)p[3] << 24;
+}
+
 /* ---------------------------------------------------------------- footer */
 
 typedef struct schema_el {
@@ -109,6 +115,13 @@ typedef struct schema_el {
     char name[64];
 } schema_el;
 
+/* what parse_footer has seen, for the checks after it */
+typedef struct footer {
+    schema_el sch[MAX_SCHEMA];
+    int nsch, seen_schema, seen_rows, seen_groups;
+} footer;
+
+/* One SchemaElement. */
 static void parse_schema_el(trd *t, schema_el *e)
 {
     int16_t last = 0, id;
@@ -116,19 +129,51 @@ static void parse_schema_el(trd *t, schema_el *e)
     memset(e, 0, sizeof *e);
     e->type = -1, e->rep = -1, e->ct = -1;
     while (tr_field(t, &last, &id, &ty)) {
-        if (id == 1 && ty == TT_I32) e->type = (int)tr_zz(t);
-        else if (id == 3 && ty == TT_I32) e->rep = (int)tr_zz(t);
-        else if (id == 4 && ty == TT_BINARY) {
+        if (id == PQ_SCHEMAELEMENT_TYPE && ty == TT_I32) e->type = (int)tr_zz(t);
+        else if (id == PQ_SCHEMAELEMENT_REPETITION_TYPE && ty == TT_I32) e->rep = (int)tr_zz(t);
+        else if (id == PQ_SCHEMAELEMENT_NAME && ty == TT_BINARY) {
             size_t n;
             const unsigned char *s = tr_bin(t, &n);
             if (s)
                 memcpy(e->name, s, n < 63 ? n : 63);
-        } else if (id == 5 && ty == TT_I32) e->nchildren = (int)tr_zz(t);
-        else if (id == 6 && ty == TT_I32) e->ct = (int)tr_zz(t);
+        } else if (id == PQ_SCHEMAELEMENT_NUM_CHILDREN && ty == TT_I32) e->nchildren = (int)tr_zz(t);
+        else if (id == PQ_SCHEMAELEMENT_CONVERTED_TYPE && ty == TT_I32) e->ct = (int)tr_zz(t);
         else tr_skip(t, ty);
     }
 }
 
+/* ColumnMetaData.encodings: notes the first one fruitnet cannot decode. */
+static void parse_encodings(trd *t, col_chunk *c)
+{
+    int et;
+    uint32_t n = tr_list(t, &et);
+    for (uint32_t k = 0; k < n && !t->err; k++) {
+        int64_t e = et == TT_I32 ? tr_zz(t) : -1;
+        if (et != TT_I32)
+            t->err = 1;
+        else if (e != PQ_ENC_PLAIN && e != PQ_ENC_RLE && e != PQ_ENC_BIT_PACKED && c->bad_encoding < 0)
+            c->bad_encoding = e >= 0 && e < 100 ? (int)e : 99;
+    }
+}
+
+/* ColumnMetaData */
+static void parse_column_meta(trd *t, col_chunk *c)
+{
+    int16_t last = 0, id;
+    int ty;
+    while (tr_field(t, &last, &id, &ty)) {
+        if (id == PQ_COLUMNMETADATA_TYPE && ty == TT_I32) c->type = (int)tr_zz(t);
+        else if (id == PQ_COLUMNMETADATA_ENCODINGS && ty == TT_LIST) parse_encodings(t, c);
+        else if (id == PQ_COLUMNMETADATA_CODEC && ty == TT_I32) c->codec = (int)tr_zz(t);
+        else if (id == PQ_COLUMNMETADATA_NUM_VALUES && ty == TT_I64) c->num_values = tr_zz(t);
+        else if (id == PQ_COLUMNMETADATA_TOTAL_COMPRESSED_SIZE && ty == TT_I64) c->comp_size = tr_zz(t);
+        else if (id == PQ_COLUMNMETADATA_DATA_PAGE_OFFSET && ty == TT_I64) c->data_off = tr_zz(t);
+        else if (id == PQ_COLUMNMETADATA_DICTIONARY_PAGE_OFFSET && ty == TT_I64) c->dict_off = tr_zz(t);
+        else tr_skip(t, ty);
+    }
+}
+
+/* ColumnChunk: 1 when it had (its first) metadata. A file_path sets t->err = 2 (unsupported). */
 static int parse_column_chunk(trd *t, col_chunk *c)
 {
     int16_t last = 0, id;
@@ -136,31 +181,10 @@ static int parse_column_chunk(trd *t, col_chunk *c)
     c->dict_off = -1;
     c->bad_encoding = -1;
     while (tr_field(t, &last, &id, &ty)) {
-        if (id == 3 && ty == TT_STRUCT && !have) {
-            int16_t l2 = 0, i2;
-            int t2;
+        if (id == PQ_COLUMNCHUNK_META_DATA && ty == TT_STRUCT && !have) {
             have = 1;
-            while (tr_field(t, &l2, &i2, &t2)) {
-                if (i2 == 1 && t2 == TT_I32) c->type = (int)tr_zz(t);
-                else if (i2 == 2 && t2 == TT_LIST) {
-                    int et;
-                    uint32_t n = tr_list(t, &et);
-                    for (uint32_t k = 0; k < n && !t->err; k++) {
-                        int64_t e = et == TT_I32 ? tr_zz(t) : -1;
-                        if (et != TT_I32)
-                            t->err = 1;
-                        else if (e != PQ_ENC_PLAIN && e != PQ_ENC_RLE && e != PQ_ENC_BIT_PACKED && c->bad_encoding < 0)
-                            c->bad_encoding = e >= 0 && e < 100 ? (int)e : 99;
-                    }
-                }
-                else if (i2 == 4 && t2 == TT_I32) c->codec = (int)tr_zz(t);
-                else if (i2 == 5 && t2 == TT_I64) c->num_values = tr_zz(t);
-                else if (i2 == 7 && t2 == TT_I64) c->comp_size = tr_zz(t);
-                else if (i2 == 9 && t2 == TT_I64) c->data_off = tr_zz(t);
-                else if (i2 == 11 && t2 == TT_I64) c->dict_off = tr_zz(t);
-                else tr_skip(t, t2);
-            }
-        } else if (id == 1 && ty == TT_BINARY) {
+            parse_column_meta(t, c);
+        } else if (id == PQ_COLUMNCHUNK_FILE_PATH && ty == TT_BINARY) {
             t->err = 2; /* external file_path: unsupported */
             return 0;
         } else {
@@ -170,108 +194,156 @@ static int parse_column_chunk(trd *t, col_chunk *c)
     return have;
 }
 
-static int parse_footer(fn_parquet_reader *r, const unsigned char *buf, size_t len, fn_error *err)
+/* FileMetaData.schema */
+static int parse_schema(fn_parquet_reader *r, trd *t, footer *f, fn_error *err)
 {
-    trd t = {buf, buf + len, 0, 0};
+    int et;
+    uint32_t n = tr_list(t, &et);
+    f->seen_schema = 1;
+    if (et != TT_STRUCT || n > MAX_SCHEMA)
+        return rfail(r, err, FN_EUNSUPPORTED, "schema too large or malformed");
+    for (uint32_t i = 0; i < n && !t->err; i++)
+        parse_schema_el(t, &f->sch[f->nsch++]);
+    return FN_OK;
+}
+
+/* One RowGroup: exactly 3 column chunks, each with metadata. */
+static int parse_row_group(fn_parquet_reader *r, trd *t, rgroup *rg, fn_error *err)
+{
     int16_t last = 0, id;
-    int ty;
-    schema_el sch[MAX_SCHEMA];
-    int nsch = 0, seen_schema = 0, seen_rows = 0, seen_groups = 0;
-    while (tr_field(&t, &last, &id, &ty)) {
-        if ((id == 2 && seen_schema) || (id == 3 && seen_rows) || (id == 4 && seen_groups) || (id == 5 && r->meta))
-            return rfail(r, err, FN_EFORMAT, "corrupt footer (a field appears twice)");
-        if (id == 2 && ty == TT_LIST) {
-            seen_schema = 1;
+    int ty, ncols = 0;
+    while (tr_field(t, &last, &id, &ty)) {
+        if (id == PQ_ROWGROUP_COLUMNS && ty == TT_LIST) {
             int et;
-            uint32_t n = tr_list(&t, &et);
-            if (et != TT_STRUCT || n > MAX_SCHEMA)
-                return rfail(r, err, FN_EUNSUPPORTED, "schema too large or malformed");
-            for (uint32_t i = 0; i < n && !t.err; i++)
-                parse_schema_el(&t, &sch[nsch++]);
-        } else if (id == 3 && ty == TT_I64) {
-            seen_rows = 1;
-            r->num_rows = tr_zz(&t);
-        } else if (id == 4 && ty == TT_LIST) {
-            seen_groups = 1;
-            int et;
-            uint32_t n = tr_list(&t, &et);
-            if (et != TT_STRUCT || n > MAX_GROUPS)
-                return rfail(r, err, FN_EFORMAT, "row group list malformed");
-            r->groups = calloc(n ? n : 1, sizeof(rgroup));
-            if (!r->groups)
-                return rfail(r, err, FN_ENOMEM, "out of memory");
-            for (uint32_t g = 0; g < n && !t.err; g++) {
-                int16_t l2 = 0, i2;
-                int t2, ncols = 0;
-                rgroup *rg = &r->groups[g];
-                while (tr_field(&t, &l2, &i2, &t2)) {
-                    if (i2 == 1 && t2 == TT_LIST) {
-                        int e2;
-                        uint32_t nc = tr_list(&t, &e2);
-                        if (ncols)
-                            return rfail(r, err, FN_EFORMAT, "corrupt footer (a row group lists its columns twice)");
-                        if (e2 != TT_STRUCT || nc != 3)
-                            return rfail(r, err, FN_EUNSUPPORTED, "row group does not have the 3 expected columns");
-                        for (uint32_t c = 0; c < nc && !t.err; c++)
-                            ncols += parse_column_chunk(&t, &rg->col[c]);
-                    } else if (i2 == 3 && t2 == TT_I64) {
-                        rg->rows = tr_zz(&t);
-                    } else {
-                        tr_skip(&t, t2);
-                    }
-                }
-                if (t.err == 2)
-                    return rfail(r, err, FN_EUNSUPPORTED, "column chunks in external files are not supported");
-                if (!t.err && ncols != 3)
-                    return rfail(r, err, FN_EFORMAT, "column chunk without metadata");
-                r->ngroups++;
-            }
-        } else if (id == 5 && ty == TT_LIST) {
-            int et;
-            uint32_t n = tr_list(&t, &et);
-            if (et != TT_STRUCT)
-                return rfail(r, err, FN_EFORMAT, "key/value metadata malformed");
-            r->meta = calloc(n ? n : 1, sizeof(fn_kv));
-            if (!r->meta)
-                return rfail(r, err, FN_ENOMEM, "out of memory");
-            for (uint32_t i = 0; i < n && !t.err; i++) {
-                int16_t l2 = 0, i2;
-                int t2;
-                const unsigned char *k = NULL, *v = NULL;
-                size_t kl = 0, vl = 0;
-                while (tr_field(&t, &l2, &i2, &t2)) {
-                    if (i2 == 1 && t2 == TT_BINARY) k = tr_bin(&t, &kl);
-                    else if (i2 == 2 && t2 == TT_BINARY) v = tr_bin(&t, &vl);
-                    else tr_skip(&t, t2);
-                }
-                if (t.err || !k)
-                    break;
-                char *ks = malloc(kl + 1), *vs = malloc(vl + 1);
-                if (!ks || !vs) {
-                    free(ks), free(vs);
-                    return rfail(r, err, FN_ENOMEM, "out of memory");
-                }
-                memcpy(ks, k, kl), ks[kl] = 0;
-                if (v)
-                    memcpy(vs, v, vl);
-                vs[vl] = 0;
-                r->meta[r->nmeta].key = ks;
-                r->meta[r->nmeta].value = vs;
-                r->nmeta++;
-            }
+            uint32_t nc = tr_list(t, &et);
+            if (ncols)
+                return rfail(r, err, FN_EFORMAT, "corrupt footer (a row group lists its columns twice)");
+            if (et != TT_STRUCT || nc != 3)
+                return rfail(r, err, FN_EUNSUPPORTED, "row group does not have the 3 expected columns");
+            for (uint32_t c = 0; c < nc && !t->err; c++)
+                ncols += parse_column_chunk(t, &rg->col[c]);
+        } else if (id == PQ_ROWGROUP_NUM_ROWS && ty == TT_I64) {
+            rg->rows = tr_zz(t);
         } else {
-            tr_skip(&t, ty);
+            tr_skip(t, ty);
         }
     }
-    if (t.err)
+    if (t->err == 2)
+        return rfail(r, err, FN_EUNSUPPORTED, "column chunks in external files are not supported");
+    if (!t->err && ncols != 3)
+        return rfail(r, err, FN_EFORMAT, "column chunk without metadata");
+    return FN_OK;
+}
+
+/* FileMetaData.row_groups */
+static int parse_row_groups(fn_parquet_reader *r, trd *t, footer *f, fn_error *err)
+{
+    int et;
+    f->seen_groups = 1;
+    uint32_t n = tr_list(t, &et);
+    if (et != TT_STRUCT || n > MAX_GROUPS)
+        return rfail(r, err, FN_EFORMAT, "row group list malformed");
+    r->groups = calloc(n ? n : 1, sizeof(rgroup));
+    if (!r->groups)
+        return rfail(r, err, FN_ENOMEM, "out of memory");
+    for (uint32_t g = 0; g < n && !t->err; g++) {
+        int rc = parse_row_group(r, t, &r->groups[g], err);
+        if (rc)
+            return rc;
+        r->ngroups++;
+    }
+    return FN_OK;
+}
+
+/* One KeyValue appended to r->meta; 1 to stop reading the list (no key, or corrupt). */
+static int parse_key_value(fn_parquet_reader *r, trd *t, int *stop, fn_error *err)
+{
+    int16_t last = 0, id;
+    int ty;
+    const unsigned char *k = NULL, *v = NULL;
+    size_t kl = 0, vl = 0;
+    while (tr_field(t, &last, &id, &ty)) {
+        if (id == PQ_KEYVALUE_KEY && ty == TT_BINARY) k = tr_bin(t, &kl);
+        else if (id == PQ_KEYVALUE_VALUE && ty == TT_BINARY) v = tr_bin(t, &vl);
+        else tr_skip(t, ty);
+    }
+    *stop = t->err || !k;
+    if (*stop)
+        return FN_OK;
+    char *ks = malloc(kl + 1), *vs = malloc(vl + 1);
+    if (!ks || !vs) {
+        free(ks), free(vs);
+        return rfail(r, err, FN_ENOMEM, "out of memory");
+    }
+    memcpy(ks, k, kl), ks[kl] = 0;
+    if (v)
+        memcpy(vs, v, vl);
+    vs[vl] = 0;
+    r->meta[r->nmeta].key = ks;
+    r->meta[r->nmeta].value = vs;
+    r->nmeta++;
+    return FN_OK;
+}
+
+/* FileMetaData.key_value_metadata: entries up to the first without a key. */
+static int parse_key_values(fn_parquet_reader *r, trd *t, fn_error *err)
+{
+    int et, stop = 0;
+    uint32_t n = tr_list(t, &et);
+    if (et != TT_STRUCT)
+        return rfail(r, err, FN_EFORMAT, "key/value metadata malformed");
+    r->meta = calloc(n ? n : 1, sizeof(fn_kv));
+    if (!r->meta)
+        return rfail(r, err, FN_ENOMEM, "out of memory");
+    for (uint32_t i = 0; i < n && !t->err && !stop; i++) {
+        int rc = parse_key_value(r, t, &stop, err);
+        if (rc)
+            return rc;
+    }
+    return FN_OK;
+}
+
+/* FileMetaData: every field fruitnet needs, once; the rest skipped. */
+static int parse_footer(fn_parquet_reader *r, trd *t, footer *f, fn_error *err)
+{
+    int16_t last = 0, id;
+    int ty, rc = FN_OK;
+    while (!rc && tr_field(t, &last, &id, &ty)) {
+        if ((id == PQ_FILEMETADATA_SCHEMA && f->seen_schema) || (id == PQ_FILEMETADATA_NUM_ROWS && f->seen_rows) ||
+            (id == PQ_FILEMETADATA_ROW_GROUPS && f->seen_groups) ||
+            (id == PQ_FILEMETADATA_KEY_VALUE_METADATA && r->meta))
+            return rfail(r, err, FN_EFORMAT, "corrupt footer (a field appears twice)");
+        if (id == PQ_FILEMETADATA_SCHEMA && ty == TT_LIST) {
+            rc = parse_schema(r, t, f, err);
+        } else if (id == PQ_FILEMETADATA_NUM_ROWS && ty == TT_I64) {
+            f->seen_rows = 1;
+            r->num_rows = tr_zz(t);
+        } else if (id == PQ_FILEMETADATA_ROW_GROUPS && ty == TT_LIST) {
+            rc = parse_row_groups(r, t, f, err);
+        } else if (id == PQ_FILEMETADATA_KEY_VALUE_METADATA && ty == TT_LIST) {
+            rc = parse_key_values(r, t, err);
+        } else {
+            tr_skip(t, ty);
+        }
+    }
+    if (rc)
+        return rc;
+    if (t->err)
         return rfail(r, err, FN_EFORMAT, "corrupt footer (Thrift metadata out of bounds)");
-    if (!seen_schema || !seen_rows || !seen_groups)
+    if (!f->seen_schema || !f->seen_rows || !f->seen_groups)
         return rfail(r, err, FN_EFORMAT, "corrupt footer (schema, num_rows or row_groups missing)");
-    /* schema: root + path + label + the list column (3, 2 or 1 levels) */
+    return FN_OK;
+}
+
+/* The schema: root + path + label + the list column (3, 2 or 1 levels); sets the leaf types and levels. */
+static int check_schema(fn_parquet_reader *r, const footer *f, fn_error *err)
+{
+    const schema_el *sch = f->sch;
+    int nsch = f->nsch;
     if (nsch < 4 || sch[0].nchildren != 3)
         return rfail(r, err, FN_EUNSUPPORTED, "schema is not (path string, label string, list<float>)");
     for (int c = 0; c < 2; c++) {
-        schema_el *e = &sch[1 + c];
+        const schema_el *e = &sch[1 + c];
         if (strcmp(e->name, c ? "label" : "path"))
             return rfail(r, err, FN_EUNSUPPORTED, c ? "second column is not \"label\"" : "first column is not \"path\"");
         if (e->type != PQ_BYTE_ARRAY || e->nchildren || e->rep == PQ_REPEATED)
@@ -283,7 +355,7 @@ static int parse_footer(fn_parquet_reader *r, const unsigned char *buf, size_t l
     int def = 0, rep = 0, i = 3;
     r->elem_def = -1;
     for (; i < nsch; i++) {
-        schema_el *e = &sch[i];
+        const schema_el *e = &sch[i];
         if (e->rep == PQ_OPTIONAL) def++;
         if (e->rep == PQ_REPEATED) def++, rep++, r->elem_def = def;
         if (e->nchildren == 0)
@@ -295,6 +367,36 @@ static int parse_footer(fn_parquet_reader *r, const unsigned char *buf, size_t l
         return rfail(r, err, FN_EUNSUPPORTED, "third column is not a list of FLOAT");
     r->leaf_type[2] = PQ_FLOAT;
     r->max_def[2] = def, r->max_rep[2] = 1;
+    return FN_OK;
+}
+
+/* Column chunk c of row group g: the schema's type, a supported codec and encodings, sane counts and extent. */
+static int check_column_chunk(fn_parquet_reader *r, int g, int c, fn_error *err)
+{
+    const col_chunk *cc = &r->groups[g].col[c];
+    if (cc->type != r->leaf_type[c])
+        return rfail(r, err, FN_EFORMAT, "column chunk type differs from the schema");
+    if (cc->codec != PQ_UNCOMPRESSED && cc->codec != PQ_GZIP)
+        return fn_fail(err, FN_EUNSUPPORTED, "%s: compression codec %s (%d) is not supported (UNCOMPRESSED and GZIP are)",
+                       r->path, codec_name(cc->codec), cc->codec);
+    if (cc->dict_off > 0 || cc->bad_encoding == PQ_ENC_PLAIN_DICTIONARY || cc->bad_encoding == PQ_ENC_RLE_DICTIONARY)
+        return rfail(r, err, FN_EUNSUPPORTED, "dictionary-encoded columns are not supported (PLAIN only)");
+    if (cc->bad_encoding >= 0)
+        return fn_fail(err, FN_EUNSUPPORTED, "%s: encoding %s (%d) is not supported (PLAIN values only)", r->path,
+                       encoding_name(cc->bad_encoding), cc->bad_encoding);
+    if (cc->num_values < r->groups[g].rows || (c < 2 && cc->num_values != r->groups[g].rows))
+        return rfail(r, err, FN_EFORMAT, "column chunk value count does not match the row count");
+    if (cc->num_values > MAX_LEVELS)
+        return rfail(r, err, FN_ELIMIT, "column chunk has too many values (row group too large)");
+    if (cc->data_off < 4 || cc->comp_size < 0 || cc->data_off > r->file_size ||
+        cc->comp_size > r->file_size - cc->data_off || cc->num_values < 0)
+        return rfail(r, err, FN_EFORMAT, "column chunk outside the file");
+    return FN_OK;
+}
+
+/* Row groups: sizes, their column chunks, and the total row count. */
+static int check_row_groups(fn_parquet_reader *r, fn_error *err)
+{
     if (r->num_rows < 0)
         return rfail(r, err, FN_EFORMAT, "negative row count");
     int64_t sum = 0;
@@ -303,31 +405,53 @@ static int parse_footer(fn_parquet_reader *r, const unsigned char *buf, size_t l
             return rfail(r, err, FN_EFORMAT, "bad row group size");
         sum += r->groups[g].rows;
         for (int c = 0; c < 3; c++) {
-            col_chunk *cc = &r->groups[g].col[c];
-            if (cc->type != r->leaf_type[c])
-                return rfail(r, err, FN_EFORMAT, "column chunk type differs from the schema");
-            if (cc->codec != PQ_UNCOMPRESSED && cc->codec != PQ_GZIP)
-                return fn_fail(err, FN_EUNSUPPORTED,
-                               "%s: compression codec %s (%d) is not supported (UNCOMPRESSED and GZIP are)", r->path,
-                               codec_name(cc->codec), cc->codec);
-            if (cc->dict_off > 0 || cc->bad_encoding == PQ_ENC_PLAIN_DICTIONARY ||
-                cc->bad_encoding == PQ_ENC_RLE_DICTIONARY)
-                return rfail(r, err, FN_EUNSUPPORTED, "dictionary-encoded columns are not supported (PLAIN only)");
-            if (cc->bad_encoding >= 0)
-                return fn_fail(err, FN_EUNSUPPORTED, "%s: encoding %s (%d) is not supported (PLAIN values only)",
-                               r->path, encoding_name(cc->bad_encoding), cc->bad_encoding);
-            if (cc->num_values < r->groups[g].rows || (c < 2 && cc->num_values != r->groups[g].rows))
-                return rfail(r, err, FN_EFORMAT, "column chunk value count does not match the row count");
-            if (cc->num_values > MAX_LEVELS)
-                return rfail(r, err, FN_ELIMIT, "column chunk has too many values (row group too large)");
-            if (cc->data_off < 4 || cc->comp_size < 0 || cc->data_off > r->file_size ||
-                cc->comp_size > r->file_size - cc->data_off || cc->num_values < 0)
-                return rfail(r, err, FN_EFORMAT, "column chunk outside the file");
+            int rc = check_column_chunk(r, g, c, err);
+            if (rc)
+                return rc;
         }
     }
     if (sum != r->num_rows)
         return rfail(r, err, FN_EFORMAT, "row groups do not add up to the row count");
     return FN_OK;
+}
+
+/* The footer (FileMetaData) of len bytes: parsed, then checked against what fruitnet reads. */
+static int load_footer(fn_parquet_reader *r, const unsigned char *buf, size_t len, fn_error *err)
+{
+    trd t = {buf, buf + len, 0, 0};
+    footer f;
+    memset(&f, 0, sizeof f);
+    int rc = parse_footer(r, &t, &f, err);
+    if (!rc)
+        rc = check_schema(r, &f, err);
+    if (!rc)
+        rc = check_row_groups(r, err);
+    return rc;
+}
+
+/* The file's frame (PAR1 ... footer, footer length, PAR1) and its footer, loaded. */
+static int read_footer(fn_parquet_reader *r, fn_error *err)
+{
+    unsigned char head[4], tail[8];
+    int rc;
+    if (r->file_size < 12)
+        return rfail(r, err, FN_EFORMAT, "too short to be a Parquet file");
+    if ((rc = read_at(r, 0, head, 4, err)) || (rc = read_at(r, r->file_size - 8, tail, 8, err)))
+        return rc;
+    if (memcmp(head, "PAR1", 4) || memcmp(tail + 4, "PAR1", 4))
+        return rfail(r, err, FN_EFORMAT, memcmp(tail + 4, "PARE", 4) ? "not a Parquet file (bad magic)"
+                                                                    : "encrypted Parquet files are not supported");
+    uint32_t flen = (uint32_t)le32(tail);
+    if (flen == 0 || flen > MAX_FOOTER || (int64_t)flen > r->file_size - 12)
+        return rfail(r, err, FN_EFORMAT, "footer length is out of range");
+    unsigned char *fb = malloc(flen);
+    if (!fb)
+        return rfail(r, err, FN_ENOMEM, "out of memory");
+    rc = read_at(r, r->file_size - 8 - flen, fb, flen, err);
+    if (!rc)
+        rc = load_footer(r, fb, flen, err);
+    free(fb);
+    return rc;
 }
 
 int fn_parquet_reader_open(const char *path, fn_parquet_reader **out, fn_error *err)
@@ -358,40 +482,13 @@ int fn_parquet_reader_open(const char *path, fn_parquet_reader **out, fn_error *
         return rc;
     }
     r->file_size = st.st_size;
-    unsigned char head[4], tail[8];
-    if (r->file_size < 12) {
-        rc = rfail(r, err, FN_EFORMAT, "too short to be a Parquet file");
-        goto fail;
+    if ((rc = read_footer(r, err))) {
+        fn_parquet_reader_close(r);
+        return rc;
     }
-    if ((rc = read_at(r, 0, head, 4, err)) || (rc = read_at(r, r->file_size - 8, tail, 8, err)))
-        goto fail;
-    if (memcmp(head, "PAR1", 4) || memcmp(tail + 4, "PAR1", 4)) {
-        rc = rfail(r, err, FN_EFORMAT, memcmp(tail + 4, "PARE", 4) ? "not a Parquet file (bad magic)"
-                                                                   : "encrypted Parquet files are not supported");
-        goto fail;
-    }
-    uint32_t flen = (uint32_t)tail[0] | (uint32_t)tail[1] << 8 | (uint32_t)tail[2] << 16 | (uint32_t)tail[3] << 24;
-    if (flen == 0 || flen > MAX_FOOTER || (int64_t)flen > r->file_size - 12) {
-        rc = rfail(r, err, FN_EFORMAT, "footer length is out of range");
-        goto fail;
-    }
-    unsigned char *fb = malloc(flen);
-    if (!fb) {
-        rc = rfail(r, err, FN_ENOMEM, "out of memory");
-        goto fail;
-    }
-    rc = read_at(r, r->file_size - 8 - flen, fb, flen, err);
-    if (!rc)
-        rc = parse_footer(r, fb, flen, err);
-    free(fb);
-    if (rc)
-        goto fail;
     r->cur_group = -1;
     *out = r;
     return FN_OK;
-fail:
-    fn_parquet_reader_close(r);
-    return rc;
 }
 
 int64_t fn_parquet_reader_rows(const fn_parquet_reader *r) { return r ? r->num_rows : 0; }
@@ -498,176 +595,278 @@ static int append_vals(coldata *cd, const unsigned char *p, size_t n)
     return 0;
 }
 
-static int read_column(fn_parquet_reader *r, const col_chunk *cc, int c, int64_t rows, fn_error *err)
+/* A data page's header (PageHeader with its DataPageHeader or DataPageHeaderV2); -1 where absent. */
+typedef struct page_hdr {
+    int type;
+    int64_t usize, csize, crc, nvals, enc, dlen, rlen;
+    int64_t denc, renc;    /* v1 level encodings (RLE when absent) */
+    int v2, v2_compressed; /* v2: values compressed unless is_compressed is false */
+} page_hdr;
+
+/* DataPageHeader (v1) or DataPageHeaderV2 fields into h. */
+static void parse_data_page_header(trd *t, page_hdr *h, int v2)
+{
+    int16_t last = 0, id;
+    int ty;
+    h->v2 = v2;
+    while (tr_field(t, &last, &id, &ty)) {
+        if (id == (v2 ? PQ_DATAPAGEHEADERV2_NUM_VALUES : PQ_DATAPAGEHEADER_NUM_VALUES) && ty == TT_I32)
+            h->nvals = tr_zz(t);
+        else if (!v2 && id == PQ_DATAPAGEHEADER_ENCODING && ty == TT_I32) h->enc = tr_zz(t);
+        else if (!v2 && id == PQ_DATAPAGEHEADER_DEFINITION_LEVEL_ENCODING && ty == TT_I32) h->denc = tr_zz(t);
+        else if (!v2 && id == PQ_DATAPAGEHEADER_REPETITION_LEVEL_ENCODING && ty == TT_I32) h->renc = tr_zz(t);
+        else if (v2 && id == PQ_DATAPAGEHEADERV2_ENCODING && ty == TT_I32) h->enc = tr_zz(t);
+        else if (v2 && id == PQ_DATAPAGEHEADERV2_DEFINITION_LEVELS_BYTE_LENGTH && ty == TT_I32) h->dlen = tr_zz(t);
+        else if (v2 && id == PQ_DATAPAGEHEADERV2_REPETITION_LEVELS_BYTE_LENGTH && ty == TT_I32) h->rlen = tr_zz(t);
+        else if (v2 && id == PQ_DATAPAGEHEADERV2_IS_COMPRESSED && (ty == TT_TRUE || ty == TT_FALSE))
+            h->v2_compressed = tr_bool(ty);
+        else tr_skip(t, ty);
+    }
+}
+
+/* PageHeader */
+static void parse_page_header(trd *t, page_hdr *h)
+{
+    int16_t last = 0, id;
+    int ty;
+    h->type = -1;
+    h->usize = h->csize = h->crc = h->nvals = h->enc = h->dlen = h->rlen = -1;
+    h->denc = h->renc = PQ_ENC_RLE;
+    h->v2 = 0, h->v2_compressed = 1;
+    while (tr_field(t, &last, &id, &ty)) {
+        if (id == PQ_PAGEHEADER_TYPE && ty == TT_I32) h->type = (int)tr_zz(t);
+        else if (id == PQ_PAGEHEADER_UNCOMPRESSED_PAGE_SIZE && ty == TT_I32) h->usize = tr_zz(t);
+        else if (id == PQ_PAGEHEADER_COMPRESSED_PAGE_SIZE && ty == TT_I32) h->csize = tr_zz(t);
+        else if (id == PQ_PAGEHEADER_CRC && ty == TT_I32) h->crc = (uint32_t)tr_zz(t);
+        else if ((id == PQ_PAGEHEADER_DATA_PAGE_HEADER || id == PQ_PAGEHEADER_DATA_PAGE_HEADER_V2) && ty == TT_STRUCT)
+            parse_data_page_header(t, h, id == PQ_PAGEHEADER_DATA_PAGE_HEADER_V2);
+        else tr_skip(t, ty);
+    }
+}
+
+/* What fruitnet decodes: a data page of PLAIN values and RLE levels, within the chunk (avail bytes after the
+ * header) and the column's remaining level entries (left), with sizes that agree with the codec. */
+static int check_page_header(const fn_parquet_reader *r, int c, int codec, const page_hdr *h, int64_t avail,
+                             size_t left, fn_error *err)
+{
+    if (h->type == PQ_DICTIONARY_PAGE)
+        return rfail(r, err, FN_EUNSUPPORTED, "dictionary pages are not supported");
+    if ((h->type != PQ_DATA_PAGE && h->type != PQ_DATA_PAGE_V2) || h->usize < 0 || h->csize < 0 || h->nvals <= 0 ||
+        h->csize > avail || (size_t)h->usize > PQ_MAX_PAGE_BYTES || (size_t)h->nvals > left)
+        return rfail(r, err, h->type == PQ_INDEX_PAGE ? FN_EUNSUPPORTED : FN_EFORMAT, "bad or unsupported page header");
+    if (h->enc != PQ_ENC_PLAIN) {
+        int e = (int)(h->enc >= 0 && h->enc < 100 ? h->enc : 99);
+        return fn_fail(err, FN_EUNSUPPORTED, "%s: page encoding %s (%d) is not supported (PLAIN values only)", r->path,
+                       encoding_name(e), e);
+    }
+    /* v1 levels: RLE/bit-packed hybrid; the old BIT_PACKED encoding only where nothing is stored (max level 0) */
+    if ((h->denc != PQ_ENC_RLE && (h->denc != PQ_ENC_BIT_PACKED || r->max_def[c])) ||
+        (h->renc != PQ_ENC_RLE && (h->renc != PQ_ENC_BIT_PACKED || r->max_rep[c])))
+        return rfail(r, err, FN_EUNSUPPORTED, "levels must be RLE-encoded (BIT_PACKED levels are not supported)");
+    /* sizes before allocating: stored = uncompressed, or within deflate's largest ratio */
+    if ((codec == PQ_UNCOMPRESSED && h->usize != h->csize) ||
+        (codec == PQ_GZIP && h->usize > h->csize * MAX_INFLATE + 1024))
+        return rfail(r, err, FN_EFORMAT, "page sizes disagree");
+    return FN_OK;
+}
+
+/* The page header at [p, end), checked; *body: the page as stored, right after it. */
+static int read_page_header(const fn_parquet_reader *r, int c, int codec, const unsigned char *p,
+                            const unsigned char *end, size_t left, page_hdr *h, const unsigned char **body,
+                            fn_error *err)
+{
+    trd t = {p, end, 0, 0};
+    parse_page_header(&t, h);
+    if (t.err)
+        return rfail(r, err, FN_EFORMAT, "corrupt page header");
+    *body = t.p;
+    return check_page_header(r, c, codec, h, end - t.p, left, err);
+}
+
+/* Inflate n bytes of GZIP/zlib data into exactly want bytes: 0, -1 (zlib init failed) or -2 (corrupt). */
+static int inflate_page(const unsigned char *src, size_t n, unsigned char *dst, size_t want)
+{
+    z_stream s;
+    memset(&s, 0, sizeof s);
+    if (inflateInit2(&s, 15 + 32) != Z_OK)
+        return -1;
+    s.next_in = (Bytef *)src;
+    s.avail_in = (uInt)n;
+    s.next_out = dst;
+    s.avail_out = (uInt)want;
+    int zr = inflate(&s, Z_FINISH);
+    size_t got = s.total_out;
+    inflateEnd(&s);
+    return zr == Z_STREAM_END && got == want ? 0 : -2;
+}
+
+/* The page as stored (csize bytes at body), checked against its CRC, into a new buffer of usize (+1) bytes:
+ * v2 levels are stored uncompressed before the (maybe compressed) values. Free *out. */
+static int decompress_page(const fn_parquet_reader *r, int codec, const page_hdr *h, const unsigned char *body,
+                           unsigned char **out, fn_error *err)
+{
+    if (h->crc >= 0 && fn_crc32(0, body, (size_t)h->csize) != (uint32_t)h->crc)
+        return rfail(r, err, FN_ECHECKSUM, "page CRC32 mismatch (corrupt data)");
+    size_t lv_bytes = 0;
+    if (h->v2) {
+        if (h->dlen < 0 || h->rlen < 0 || h->dlen > h->csize || h->rlen > h->csize - h->dlen ||
+            h->dlen + h->rlen > h->usize)
+            return rfail(r, err, FN_EFORMAT, "bad v2 page level lengths");
+        lv_bytes = (size_t)(h->dlen + h->rlen);
+    }
+    unsigned char *page = malloc((size_t)h->usize + 1);
+    if (!page)
+        return rfail(r, err, FN_ENOMEM, "out of memory");
+    memcpy(page, body, lv_bytes);
+    size_t want = (size_t)h->usize - lv_bytes, have = (size_t)h->csize - lv_bytes;
+    int rc = FN_OK;
+    if (codec == PQ_GZIP && (!h->v2 || h->v2_compressed)) {
+        int zr = inflate_page(body + lv_bytes, have, page + lv_bytes, want);
+        if (zr)
+            rc = zr == -1 ? rfail(r, err, FN_ENOMEM, "inflateInit failed") : rfail(r, err, FN_EFORMAT, "corrupt GZIP page");
+    } else if (have != want) {
+        rc = rfail(r, err, FN_EFORMAT, "page sizes disagree");
+    } else {
+        memcpy(page + lv_bytes, body + lv_bytes, want);
+    }
+    if (rc) {
+        free(page);
+        return rc;
+    }
+    *out = page;
+    return FN_OK;
+}
+
+/* The repetition, then definition levels of a page's level entries into the column's arrays at done;
+ * *q moves past them. 0, or -1 when they are corrupt. */
+static int decode_page_levels(fn_parquet_reader *r, int c, const page_hdr *h, const unsigned char **q,
+                              const unsigned char *qe, size_t done)
+{
+    size_t n = (size_t)h->nvals;
+    for (int pass = 0; pass < 2; pass++) {
+        int maxl = pass == 0 ? r->max_rep[c] : r->max_def[c];
+        uint8_t *dst = (pass == 0 ? r->cd[c].rep : r->cd[c].def) + done;
+        if (maxl == 0) {
+            memset(dst, 0, n);
+            continue;
+        }
+        size_t len;
+        if (h->v2) {
+            len = (size_t)(pass == 0 ? h->rlen : h->dlen);
+        } else {
+            if (qe - *q < 4)
+                return -1;
+            len = le32(*q);
+            *q += 4;
+        }
+        if (len > (size_t)(qe - *q) || decode_levels(*q, *q + len, bit_width(maxl), dst, n))
+            return -1;
+        for (size_t i = 0; i < n; i++)
+            if (dst[i] > maxl)
+                return -1;
+        *q += len;
+    }
+    return 0;
+}
+
+/* The PLAIN values at [q, qe) of the n level entries at done (one value per entry at max definition),
+ * appended to the column: floats, or length-prefixed strings. */
+static int decode_page_values(fn_parquet_reader *r, int c, const unsigned char *q, const unsigned char *qe,
+                              size_t done, size_t n, fn_error *err)
+{
+    coldata *cd = &r->cd[c];
+    const uint8_t *def = cd->def + done;
+    size_t present = 0;
+    for (size_t i = 0; i < n; i++)
+        present += def[i] == r->max_def[c];
+    if (c == 2 && r->elem_def < r->max_def[c]) {
+        size_t nulls = 0;
+        for (size_t i = 0; i < n; i++)
+            nulls += def[i] >= r->elem_def && def[i] < r->max_def[c];
+        if (nulls)
+            return rfail(r, err, FN_EUNSUPPORTED, "null elements inside a list are not supported");
+    }
+    if (r->leaf_type[c] == PQ_FLOAT) {
+        if ((size_t)(qe - q) < present * 4)
+            return rfail(r, err, FN_EFORMAT, "page too short for its values");
+        if (append_vals(cd, q, present * 4))
+            return rfail(r, err, FN_ENOMEM, "out of memory");
+        return FN_OK;
+    }
+    const unsigned char *s = q;
+    for (size_t i = 0; i < present; i++) {
+        if (qe - s < 4 || le32(s) > (size_t)(qe - s - 4))
+            return rfail(r, err, FN_EFORMAT, "page too short for its strings");
+        s += 4 + le32(s);
+    }
+    if (append_vals(cd, q, (size_t)(s - q)))
+        return rfail(r, err, FN_ENOMEM, "out of memory");
+    return FN_OK;
+}
+
+/* One page at *p (moved past it) of column c: its levels and values appended at *done (advanced). */
+static int read_page(fn_parquet_reader *r, const col_chunk *cc, int c, const unsigned char **p,
+                     const unsigned char *end, size_t *done, fn_error *err)
+{
+    page_hdr h;
+    const unsigned char *body = NULL;
+    int rc = read_page_header(r, c, cc->codec, *p, end, r->cd[c].nlev - *done, &h, &body, err);
+    if (rc)
+        return rc;
+    *p = body + h.csize;
+    unsigned char *page = NULL;
+    if ((rc = decompress_page(r, cc->codec, &h, body, &page, err)))
+        return rc;
+    const unsigned char *q = page, *qe = page + h.usize;
+    if (decode_page_levels(r, c, &h, &q, qe, *done))
+        rc = rfail(r, err, FN_EFORMAT, "corrupt repetition/definition levels");
+    if (!rc)
+        rc = decode_page_values(r, c, q, qe, *done, (size_t)h.nvals, err);
+    if (!rc)
+        *done += (size_t)h.nvals;
+    free(page);
+    return rc;
+}
+
+/* Column chunk cc read whole into *out (free it), and column c's level arrays sized to its value count. */
+static int read_chunk(fn_parquet_reader *r, const col_chunk *cc, int c, int64_t rows, unsigned char **out,
+                      fn_error *err)
 {
     coldata *cd = &r->cd[c];
     unsigned char *chunk = malloc((size_t)cc->comp_size + 1);
     if (!chunk)
         return rfail(r, err, FN_ENOMEM, "out of memory");
     int rc = read_at(r, cc->data_off, chunk, (size_t)cc->comp_size, err);
+    if (!rc && (cc->num_values > (int64_t)1 << 31 || cc->num_values < rows))
+        rc = rfail(r, err, FN_EFORMAT, "column chunk value count out of range");
+    if (!rc) {
+        cd->nlev = (size_t)cc->num_values;
+        cd->def = calloc(cd->nlev + 1, 1);
+        cd->rep = calloc(cd->nlev + 1, 1);
+        if (!cd->def || !cd->rep)
+            rc = rfail(r, err, FN_ENOMEM, "out of memory");
+    }
     if (rc) {
         free(chunk);
         return rc;
     }
-    if (cc->num_values > (int64_t)1 << 31 || cc->num_values < rows) {
-        free(chunk);
-        return rfail(r, err, FN_EFORMAT, "column chunk value count out of range");
-    }
-    cd->nlev = (size_t)cc->num_values;
-    cd->def = calloc(cd->nlev + 1, 1);
-    cd->rep = calloc(cd->nlev + 1, 1);
-    if (!cd->def || !cd->rep) {
-        free(chunk);
-        return rfail(r, err, FN_ENOMEM, "out of memory");
-    }
-    size_t done = 0;
+    *out = chunk;
+    return FN_OK;
+}
+
+/* Column c of a row group: every page of its chunk, up to the declared value count. */
+static int read_column(fn_parquet_reader *r, const col_chunk *cc, int c, int64_t rows, fn_error *err)
+{
+    unsigned char *chunk = NULL;
+    int rc = read_chunk(r, cc, c, rows, &chunk, err);
+    if (rc)
+        return rc;
     const unsigned char *p = chunk, *end = chunk + cc->comp_size;
-    unsigned char *page = NULL;
-    while (done < cd->nlev && !rc) {
-        trd t = {p, end, 0, 0};
-        int16_t last = 0, id;
-        int ty, ptype = -1;
-        int64_t usize = -1, csize = -1, crc = -1, nvals = -1, enc = -1, dlen = -1, rlen = -1;
-        int64_t denc = PQ_ENC_RLE, renc = PQ_ENC_RLE;
-        int v2 = 0, v2_compressed = 1;
-        while (tr_field(&t, &last, &id, &ty)) {
-            if (id == 1 && ty == TT_I32) ptype = (int)tr_zz(&t);
-            else if (id == 2 && ty == TT_I32) usize = tr_zz(&t);
-            else if (id == 3 && ty == TT_I32) csize = tr_zz(&t);
-            else if (id == 4 && ty == TT_I32) crc = (uint32_t)tr_zz(&t);
-            else if ((id == 5 || id == 8) && ty == TT_STRUCT) {
-                int16_t l2 = 0, i2;
-                int t2;
-                v2 = id == 8;
-                while (tr_field(&t, &l2, &i2, &t2)) {
-                    if (i2 == 1 && t2 == TT_I32) nvals = tr_zz(&t);
-                    else if (!v2 && i2 == 2 && t2 == TT_I32) enc = tr_zz(&t);
-                    else if (!v2 && i2 == 3 && t2 == TT_I32) denc = tr_zz(&t);
-                    else if (!v2 && i2 == 4 && t2 == TT_I32) renc = tr_zz(&t);
-                    else if (v2 && i2 == 4 && t2 == TT_I32) enc = tr_zz(&t);
-                    else if (v2 && i2 == 5 && t2 == TT_I32) dlen = tr_zz(&t);
-                    else if (v2 && i2 == 6 && t2 == TT_I32) rlen = tr_zz(&t);
-                    else if (v2 && i2 == 7 && (t2 == TT_TRUE || t2 == TT_FALSE)) v2_compressed = tr_bool(t2);
-                    else tr_skip(&t, t2);
-                }
-            } else tr_skip(&t, ty);
-        }
-        if (t.err) { rc = rfail(r, err, FN_EFORMAT, "corrupt page header"); break; }
-        if (ptype == PQ_DICTIONARY_PAGE) { rc = rfail(r, err, FN_EUNSUPPORTED, "dictionary pages are not supported"); break; }
-        if ((ptype != PQ_DATA_PAGE && ptype != PQ_DATA_PAGE_V2) || usize < 0 || csize < 0 || nvals <= 0 ||
-            csize > end - t.p || (size_t)usize > PQ_MAX_PAGE_BYTES || (size_t)nvals > cd->nlev - done) {
-            rc = rfail(r, err, ptype == PQ_INDEX_PAGE ? FN_EUNSUPPORTED : FN_EFORMAT, "bad or unsupported page header");
-            break;
-        }
-        if (enc != PQ_ENC_PLAIN) {
-            rc = fn_fail(err, FN_EUNSUPPORTED, "%s: page encoding %s (%d) is not supported (PLAIN values only)",
-                         r->path, encoding_name((int)(enc >= 0 && enc < 100 ? enc : 99)), (int)(enc >= 0 && enc < 100 ? enc : 99));
-            break;
-        }
-        /* v1 levels: RLE/bit-packed hybrid; the old BIT_PACKED encoding only where nothing is stored (max level 0) */
-        if ((denc != PQ_ENC_RLE && (denc != PQ_ENC_BIT_PACKED || r->max_def[c])) ||
-            (renc != PQ_ENC_RLE && (renc != PQ_ENC_BIT_PACKED || r->max_rep[c]))) {
-            rc = rfail(r, err, FN_EUNSUPPORTED, "levels must be RLE-encoded (BIT_PACKED levels are not supported)");
-            break;
-        }
-        /* sizes before allocating: stored = uncompressed, or within deflate's largest ratio */
-        if ((cc->codec == PQ_UNCOMPRESSED && usize != csize) ||
-            (cc->codec == PQ_GZIP && usize > csize * MAX_INFLATE + 1024)) {
-            rc = rfail(r, err, FN_EFORMAT, "page sizes disagree");
-            break;
-        }
-        const unsigned char *body = t.p;
-        p = t.p + csize;
-        if (crc >= 0 && fn_crc32(0, body, (size_t)csize) != (uint32_t)crc) {
-            rc = rfail(r, err, FN_ECHECKSUM, "page CRC32 mismatch (corrupt data)");
-            break;
-        }
-        /* v2: levels are stored uncompressed before the (maybe compressed) values */
-        size_t lv_bytes = 0;
-        if (v2) {
-            if (dlen < 0 || rlen < 0 || dlen > csize || rlen > csize - dlen || dlen + rlen > usize) {
-                rc = rfail(r, err, FN_EFORMAT, "bad v2 page level lengths");
-                break;
-            }
-            lv_bytes = (size_t)(dlen + rlen);
-        }
-        free(page);
-        page = malloc((size_t)usize + 1);
-        if (!page) { rc = rfail(r, err, FN_ENOMEM, "out of memory"); break; }
-        memcpy(page, body, lv_bytes);
-        size_t want = (size_t)usize - lv_bytes, have = (size_t)csize - lv_bytes;
-        if (cc->codec == PQ_GZIP && (!v2 || v2_compressed)) {
-            z_stream s;
-            memset(&s, 0, sizeof s);
-            if (inflateInit2(&s, 15 + 32) != Z_OK) { rc = rfail(r, err, FN_ENOMEM, "inflateInit failed"); break; }
-            s.next_in = (Bytef *)body + lv_bytes;
-            s.avail_in = (uInt)have;
-            s.next_out = page + lv_bytes;
-            s.avail_out = (uInt)want;
-            int zr = inflate(&s, Z_FINISH);
-            size_t got = s.total_out;
-            inflateEnd(&s);
-            if (zr != Z_STREAM_END || got != want) { rc = rfail(r, err, FN_EFORMAT, "corrupt GZIP page"); break; }
-        } else {
-            if (have != want) { rc = rfail(r, err, FN_EFORMAT, "page sizes disagree"); break; }
-            memcpy(page + lv_bytes, body + lv_bytes, want);
-        }
-        /* levels */
-        const unsigned char *q = page, *qe = page + usize;
-        size_t n = (size_t)nvals;
-        for (int pass = 0; pass < 2; pass++) { /* rep then def */
-            int maxl = pass == 0 ? r->max_rep[c] : r->max_def[c];
-            uint8_t *dst = (pass == 0 ? cd->rep : cd->def) + done;
-            if (maxl == 0) {
-                memset(dst, 0, n);
-                continue;
-            }
-            size_t len;
-            if (v2) {
-                len = (size_t)(pass == 0 ? rlen : dlen);
-            } else {
-                if (qe - q < 4) { rc = -1; break; }
-                len = (size_t)q[0] | (size_t)q[1] << 8 | (size_t)q[2] << 16 | (size_t)q[3] << 24;
-                q += 4;
-            }
-            if (len > (size_t)(qe - q) || decode_levels(q, q + len, bit_width(maxl), dst, n)) { rc = -1; break; }
-            for (size_t i = 0; i < n; i++)
-                if (dst[i] > maxl) { rc = -1; break; }
-            q += len;
-        }
-        if (rc) { rc = rfail(r, err, FN_EFORMAT, "corrupt repetition/definition levels"); break; }
-        /* values: one per level entry at max definition */
-        size_t present = 0;
-        for (size_t i = 0; i < n; i++)
-            present += cd->def[done + i] == r->max_def[c];
-        if (c == 2 && r->elem_def < r->max_def[c]) {
-            size_t nulls = 0;
-            for (size_t i = 0; i < n; i++)
-                nulls += cd->def[done + i] >= r->elem_def && cd->def[done + i] < r->max_def[c];
-            if (nulls) {
-                rc = rfail(r, err, FN_EUNSUPPORTED, "null elements inside a list are not supported");
-                break;
-            }
-        }
-        if (r->leaf_type[c] == PQ_FLOAT) {
-            if ((size_t)(qe - q) < present * 4) { rc = rfail(r, err, FN_EFORMAT, "page too short for its values"); break; }
-            if (append_vals(cd, q, present * 4)) { rc = rfail(r, err, FN_ENOMEM, "out of memory"); break; }
-        } else {
-            const unsigned char *s = q;
-            for (size_t i = 0; i < present; i++) {
-                if (qe - s < 4) { rc = -1; break; }
-                size_t l = (size_t)s[0] | (size_t)s[1] << 8 | (size_t)s[2] << 16 | (size_t)s[3] << 24;
-                if (l > (size_t)(qe - s - 4)) { rc = -1; break; }
-                s += 4 + l;
-            }
-            if (rc) { rc = rfail(r, err, FN_EFORMAT, "page too short for its strings"); break; }
-            if (append_vals(cd, q, (size_t)(s - q))) { rc = rfail(r, err, FN_ENOMEM, "out of memory"); break; }
-        }
-        done += n;
-    }
-    if (!rc && done != cd->nlev)
+    size_t done = 0;
+    while (!rc && done < r->cd[c].nlev)
+        rc = read_page(r, cc, c, &p, end, &done, err);
+    if (!rc && done != r->cd[c].nlev)
         rc = rfail(r, err, FN_EFORMAT, "column chunk has fewer values than declared");
-    free(page);
     free(chunk);
     return rc;
 }
@@ -697,7 +896,7 @@ static int next_string(fn_parquet_reader *r, int c, const char **out, fn_error *
         if (cd->vlen - r->val_pos[c] < 4)
             return rfail(r, err, FN_EFORMAT, "string values exhausted");
         const unsigned char *p = cd->vals + r->val_pos[c];
-        l = (size_t)p[0] | (size_t)p[1] << 8 | (size_t)p[2] << 16 | (size_t)p[3] << 24;
+        l = le32(p);
         s = p + 4;
         r->val_pos[c] += 4 + l;
     }
@@ -759,11 +958,4 @@ int fn_parquet_reader_next(fn_parquet_reader *r, fn_parquet_row *row, fn_error *
     row->n = (int)n;
     r->row_in_group++;
     return 1;
-}
-
-/* ---------------------------------------------------------------- datasets */
-
-int fn_parquet_dataset_files(const char *path, char ***files, int *nfiles, fn_error *err)
-{
-    return fn_dataset_files(path, 0, files, nfiles, err); /* dataset.c: committed datasets only */
 }

@@ -23,6 +23,7 @@
  */
 #include "internal.h"
 #include "parquet.h"
+#include "parquet_thrift.h"
 #include "thrift.h"
 
 #include <errno.h>
@@ -267,6 +268,34 @@ static void page_levels(tbuf *b, const uint8_t *lv, size_t n, int bit_width)
     tb_free(&l);
 }
 
+/* GZIP (level 6, gzip wrapper) of a page body into a new buffer *z (free it) of *zlen bytes. */
+static int gzip_page(fn_parquet_writer *w, const tbuf *body, unsigned char **z, size_t *zlen, fn_error *err)
+{
+    z_stream s;
+    memset(&s, 0, sizeof s);
+    if (deflateInit2(&s, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        return wfail(w, err, FN_ENOMEM, "deflateInit2 failed");
+    uLong bound = deflateBound(&s, (uLong)body->n) + 32;
+    unsigned char *out = malloc(bound);
+    if (!out) {
+        deflateEnd(&s);
+        return wfail(w, err, FN_ENOMEM, "out of memory");
+    }
+    s.next_in = (Bytef *)body->p;
+    s.avail_in = (uInt)body->n;
+    s.next_out = out;
+    s.avail_out = (uInt)bound;
+    int zr = deflate(&s, Z_FINISH);
+    *zlen = s.total_out;
+    deflateEnd(&s);
+    if (zr != Z_STREAM_END) {
+        free(out);
+        return wfail(w, err, FN_ENOMEM, "gzip compression failed");
+    }
+    *z = out;
+    return FN_OK;
+}
+
 /* Compress (or not) and write one data page; adds to the chunk's sizes. */
 static int write_page(fn_parquet_writer *w, const tbuf *body, int32_t num_values, chunk_meta *cm, fn_error *err)
 {
@@ -276,39 +305,21 @@ static int write_page(fn_parquet_writer *w, const tbuf *body, int32_t num_values
     if (body->n > (size_t)INT32_MAX / 2)
         return wfail(w, err, FN_ELIMIT, "data page too large");
     if (w->codec == FN_CODEC_GZIP) {
-        z_stream s;
-        memset(&s, 0, sizeof s);
-        if (deflateInit2(&s, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) /* gzip wrapper */
-            return wfail(w, err, FN_ENOMEM, "deflateInit2 failed");
-        uLong bound = deflateBound(&s, (uLong)body->n) + 32;
-        z = malloc(bound);
-        if (!z) {
-            deflateEnd(&s);
-            return wfail(w, err, FN_ENOMEM, "out of memory");
-        }
-        s.next_in = (Bytef *)body->p;
-        s.avail_in = (uInt)body->n;
-        s.next_out = z;
-        s.avail_out = (uInt)bound;
-        int zr = deflate(&s, Z_FINISH);
-        clen = s.total_out;
-        deflateEnd(&s);
-        if (zr != Z_STREAM_END) {
-            free(z);
-            return wfail(w, err, FN_ENOMEM, "gzip compression failed");
-        }
+        int zrc = gzip_page(w, body, &z, &clen, err);
+        if (zrc)
+            return zrc;
         data = z;
     }
     tbuf h = {0};
-    tb_i32(&h, 1, PQ_DATA_PAGE);
-    tb_i32(&h, 2, (int32_t)body->n);
-    tb_i32(&h, 3, (int32_t)clen);
-    tb_i32(&h, 4, (int32_t)fn_crc32(0, data, clen)); /* CRC-32 of the page as stored (after compression) */
-    tb_struct_begin(&h, 5);                          /* DataPageHeader */
-    tb_i32(&h, 1, num_values);
-    tb_i32(&h, 2, PQ_ENC_PLAIN);
-    tb_i32(&h, 3, PQ_ENC_RLE); /* definition levels */
-    tb_i32(&h, 4, PQ_ENC_RLE); /* repetition levels */
+    tb_i32(&h, PQ_PAGEHEADER_TYPE, PQ_DATA_PAGE);
+    tb_i32(&h, PQ_PAGEHEADER_UNCOMPRESSED_PAGE_SIZE, (int32_t)body->n);
+    tb_i32(&h, PQ_PAGEHEADER_COMPRESSED_PAGE_SIZE, (int32_t)clen);
+    tb_i32(&h, PQ_PAGEHEADER_CRC, (int32_t)fn_crc32(0, data, clen)); /* CRC-32 of the page as stored (compressed) */
+    tb_struct_begin(&h, PQ_PAGEHEADER_DATA_PAGE_HEADER);
+    tb_i32(&h, PQ_DATAPAGEHEADER_NUM_VALUES, num_values);
+    tb_i32(&h, PQ_DATAPAGEHEADER_ENCODING, PQ_ENC_PLAIN);
+    tb_i32(&h, PQ_DATAPAGEHEADER_DEFINITION_LEVEL_ENCODING, PQ_ENC_RLE);
+    tb_i32(&h, PQ_DATAPAGEHEADER_REPETITION_LEVEL_ENCODING, PQ_ENC_RLE);
     tb_struct_end(&h);
     tb_struct_end(&h);
     int rc = h.oom ? wfail(w, err, FN_ENOMEM, "out of memory") : FN_OK;
@@ -525,16 +536,16 @@ static void schema_element(tbuf *t, const char *name, int type, int rep, int nch
 {
     tb_elem_struct_begin(t);
     if (type >= 0)
-        tb_i32(t, 1, type);
-    tb_i32(t, 3, rep);
-    tb_str(t, 4, name);
+        tb_i32(t, PQ_SCHEMAELEMENT_TYPE, type);
+    tb_i32(t, PQ_SCHEMAELEMENT_REPETITION_TYPE, rep);
+    tb_str(t, PQ_SCHEMAELEMENT_NAME, name);
     if (nchildren > 0)
-        tb_i32(t, 5, nchildren);
+        tb_i32(t, PQ_SCHEMAELEMENT_NUM_CHILDREN, nchildren);
     if (ct >= 0)
-        tb_i32(t, 6, ct);
+        tb_i32(t, PQ_SCHEMAELEMENT_CONVERTED_TYPE, ct);
     if (logical > 0) {
-        tb_struct_begin(t, 10);      /* LogicalType (union) */
-        tb_struct_begin(t, logical); /* 1 STRING, 3 LIST: empty structs */
+        tb_struct_begin(t, PQ_SCHEMAELEMENT_LOGICALTYPE); /* union */
+        tb_struct_begin(t, (int16_t)logical);             /* PQ_LOGICALTYPE_STRING or _LIST: empty structs */
         tb_struct_end(t);
         tb_struct_end(t);
     }
@@ -545,82 +556,105 @@ static void column_chunk(tbuf *t, const chunk_meta *cm, const char *minv, size_t
                          int type, const char *p0, const char *p1, const char *p2, int codec)
 {
     tb_elem_struct_begin(t);
-    tb_i64(t, 2, cm->data_page_offset + cm->compressed); /* file_offset (deprecated; as parquet-mr writes) */
-    tb_struct_begin(t, 3);                               /* ColumnMetaData */
-    tb_i32(t, 1, type);
-    tb_list(t, 2, TT_I32, 2);
+    /* file_offset: deprecated; written as parquet-mr writes it */
+    tb_i64(t, PQ_COLUMNCHUNK_FILE_OFFSET, cm->data_page_offset + cm->compressed);
+    tb_struct_begin(t, PQ_COLUMNCHUNK_META_DATA);
+    tb_i32(t, PQ_COLUMNMETADATA_TYPE, type);
+    tb_list(t, PQ_COLUMNMETADATA_ENCODINGS, TT_I32, 2);
     tb_zz32(t, PQ_ENC_PLAIN);
     tb_zz32(t, PQ_ENC_RLE);
     int np = p2 ? 3 : 1;
-    tb_list(t, 3, TT_BINARY, (uint32_t)np);
+    tb_list(t, PQ_COLUMNMETADATA_PATH_IN_SCHEMA, TT_BINARY, (uint32_t)np);
     tb_bare_bin(t, p0, strlen(p0));
     if (p2) {
         tb_bare_bin(t, p1, strlen(p1));
         tb_bare_bin(t, p2, strlen(p2));
     }
-    tb_i32(t, 4, codec);
-    tb_i64(t, 5, cm->num_values);
-    tb_i64(t, 6, cm->uncompressed);
-    tb_i64(t, 7, cm->compressed);
-    tb_i64(t, 9, cm->data_page_offset);
-    tb_struct_begin(t, 12); /* Statistics */
-    tb_i64(t, 3, cm->null_count);
+    tb_i32(t, PQ_COLUMNMETADATA_CODEC, codec);
+    tb_i64(t, PQ_COLUMNMETADATA_NUM_VALUES, cm->num_values);
+    tb_i64(t, PQ_COLUMNMETADATA_TOTAL_UNCOMPRESSED_SIZE, cm->uncompressed);
+    tb_i64(t, PQ_COLUMNMETADATA_TOTAL_COMPRESSED_SIZE, cm->compressed);
+    tb_i64(t, PQ_COLUMNMETADATA_DATA_PAGE_OFFSET, cm->data_page_offset);
+    tb_struct_begin(t, PQ_COLUMNMETADATA_STATISTICS);
+    tb_i64(t, PQ_STATISTICS_NULL_COUNT, cm->null_count);
     if (minv && maxv) {
-        tb_bin(t, 5, maxv, maxl); /* max_value */
-        tb_bin(t, 6, minv, minl); /* min_value */
+        tb_bin(t, PQ_STATISTICS_MAX_VALUE, maxv, maxl);
+        tb_bin(t, PQ_STATISTICS_MIN_VALUE, minv, minl);
     }
     tb_struct_end(t);
     tb_struct_end(t);
     tb_struct_end(t);
 }
 
+/* FileMetaData.schema: the root, path, label, and the 3-level LIST<FLOAT> column */
+static void write_schema(tbuf *t, const char *list_column)
+{
+    tb_list(t, PQ_FILEMETADATA_SCHEMA, TT_STRUCT, 6);
+    schema_element(t, "schema", -1, PQ_REQUIRED, 3, -1, 0);
+    schema_element(t, "path", PQ_BYTE_ARRAY, PQ_OPTIONAL, 0, PQ_CT_UTF8, PQ_LOGICALTYPE_STRING);
+    schema_element(t, "label", PQ_BYTE_ARRAY, PQ_OPTIONAL, 0, PQ_CT_UTF8, PQ_LOGICALTYPE_STRING);
+    schema_element(t, list_column, -1, PQ_OPTIONAL, 1, PQ_CT_LIST, PQ_LOGICALTYPE_LIST);
+    schema_element(t, "list", -1, PQ_REPEATED, 1, -1, 0);
+    schema_element(t, "element", PQ_FLOAT, PQ_OPTIONAL, 0, -1, 0);
+}
+
+/* One RowGroup element of FileMetaData.row_groups. */
+static void write_row_group(tbuf *t, const group_meta *gm, int g, const char *list_column, int codec)
+{
+    tb_elem_struct_begin(t);
+    tb_list(t, PQ_ROWGROUP_COLUMNS, TT_STRUCT, 3);
+    for (int c = 0; c < 2; c++)
+        column_chunk(t, &gm->col[c], gm->minmax[c][0], gm->minmax_len[c][0], gm->minmax[c][1], gm->minmax_len[c][1],
+                     PQ_BYTE_ARRAY, c ? "label" : "path", NULL, NULL, codec);
+    column_chunk(t, &gm->col[2], NULL, 0, NULL, 0, PQ_FLOAT, list_column, "list", "element", codec);
+    tb_i64(t, PQ_ROWGROUP_TOTAL_BYTE_SIZE, gm->total_bytes);
+    tb_i64(t, PQ_ROWGROUP_NUM_ROWS, gm->rows);
+    tb_i64(t, PQ_ROWGROUP_FILE_OFFSET, gm->file_offset);
+    tb_i64(t, PQ_ROWGROUP_TOTAL_COMPRESSED_SIZE, gm->col[0].compressed + gm->col[1].compressed + gm->col[2].compressed);
+    if (g <= INT16_MAX) {
+        tb_field(t, PQ_ROWGROUP_ORDINAL, TT_I16);
+        tb_zz32(t, g);
+    }
+    tb_struct_end(t);
+}
+
+/* FileMetaData.key_value_metadata */
+static void write_key_values(tbuf *t, const fn_kv *meta, int nmeta)
+{
+    tb_list(t, PQ_FILEMETADATA_KEY_VALUE_METADATA, TT_STRUCT, (uint32_t)nmeta);
+    for (int i = 0; i < nmeta; i++) {
+        tb_elem_struct_begin(t);
+        tb_str(t, PQ_KEYVALUE_KEY, meta[i].key);
+        tb_str(t, PQ_KEYVALUE_VALUE, meta[i].value);
+        tb_struct_end(t);
+    }
+}
+
+/* FileMetaData.column_orders: TYPE_ORDER for every leaf (min/max are meaningful) */
+static void write_column_orders(tbuf *t)
+{
+    tb_list(t, PQ_FILEMETADATA_COLUMN_ORDERS, TT_STRUCT, 3);
+    for (int c = 0; c < 3; c++) {
+        tb_elem_struct_begin(t);
+        tb_struct_begin(t, PQ_COLUMNORDER_TYPE_ORDER);
+        tb_struct_end(t);
+        tb_struct_end(t);
+    }
+}
+
 static int write_footer(fn_parquet_writer *w, fn_error *err)
 {
     int codec = w->codec == FN_CODEC_GZIP ? PQ_GZIP : PQ_UNCOMPRESSED;
     tbuf t = {0};
-    tb_i32(&t, 1, 1); /* version */
-    tb_list(&t, 2, TT_STRUCT, 6);
-    schema_element(&t, "schema", -1, PQ_REQUIRED, 3, -1, 0);
-    schema_element(&t, "path", PQ_BYTE_ARRAY, PQ_OPTIONAL, 0, PQ_CT_UTF8, 1);
-    schema_element(&t, "label", PQ_BYTE_ARRAY, PQ_OPTIONAL, 0, PQ_CT_UTF8, 1);
-    schema_element(&t, w->list_column, -1, PQ_OPTIONAL, 1, PQ_CT_LIST, 3);
-    schema_element(&t, "list", -1, PQ_REPEATED, 1, -1, 0);
-    schema_element(&t, "element", PQ_FLOAT, PQ_OPTIONAL, 0, -1, 0);
-    tb_i64(&t, 3, w->total_rows);
-    tb_list(&t, 4, TT_STRUCT, (uint32_t)w->ngroups);
-    for (int g = 0; g < w->ngroups; g++) {
-        const group_meta *gm = &w->groups[g];
-        tb_elem_struct_begin(&t);
-        tb_list(&t, 1, TT_STRUCT, 3);
-        for (int c = 0; c < 2; c++)
-            column_chunk(&t, &gm->col[c], gm->minmax[c][0], gm->minmax_len[c][0], gm->minmax[c][1],
-                         gm->minmax_len[c][1], PQ_BYTE_ARRAY, c ? "label" : "path", NULL, NULL, codec);
-        column_chunk(&t, &gm->col[2], NULL, 0, NULL, 0, PQ_FLOAT, w->list_column, "list", "element", codec);
-        tb_i64(&t, 2, gm->total_bytes);
-        tb_i64(&t, 3, gm->rows);
-        tb_i64(&t, 5, gm->file_offset);
-        tb_i64(&t, 6, gm->col[0].compressed + gm->col[1].compressed + gm->col[2].compressed);
-        if (g <= INT16_MAX) {
-            tb_field(&t, 7, TT_I16); /* ordinal */
-            tb_zz32(&t, g);
-        }
-        tb_struct_end(&t);
-    }
-    tb_list(&t, 5, TT_STRUCT, (uint32_t)w->nmeta);
-    for (int i = 0; i < w->nmeta; i++) {
-        tb_elem_struct_begin(&t);
-        tb_str(&t, 1, w->meta[i].key);
-        tb_str(&t, 2, w->meta[i].value);
-        tb_struct_end(&t);
-    }
-    tb_str(&t, 6, "fruitnet version " FRUITNET_VERSION " (build " FRUITNET_BUILD ")");
-    tb_list(&t, 7, TT_STRUCT, 3); /* column_orders: TYPE_ORDER for every leaf (min/max are meaningful) */
-    for (int c = 0; c < 3; c++) {
-        tb_elem_struct_begin(&t);
-        tb_struct_begin(&t, 1);
-        tb_struct_end(&t);
-        tb_struct_end(&t);
-    }
+    tb_i32(&t, PQ_FILEMETADATA_VERSION, 1);
+    write_schema(&t, w->list_column);
+    tb_i64(&t, PQ_FILEMETADATA_NUM_ROWS, w->total_rows);
+    tb_list(&t, PQ_FILEMETADATA_ROW_GROUPS, TT_STRUCT, (uint32_t)w->ngroups);
+    for (int g = 0; g < w->ngroups; g++)
+        write_row_group(&t, &w->groups[g], g, w->list_column, codec);
+    write_key_values(&t, w->meta, w->nmeta);
+    tb_str(&t, PQ_FILEMETADATA_CREATED_BY, "fruitnet version " FRUITNET_VERSION " (build " FRUITNET_BUILD ")");
+    write_column_orders(&t);
     tb_struct_end(&t);
     int rc = FN_OK;
     if (t.oom || t.n > (size_t)UINT32_MAX)
