@@ -3,7 +3,7 @@
  * standardised features, its .fncls file and its inference. Training is in
  * classifier_train.c.
  *
- * Model: z = (x - mean) / scale (per feature), logits = W z + b,
+ * Model: z = (t(x) - mean) / scale (per feature, t the transform), logits = W z + b,
  * p = softmax(logits). W is nclasses x dim, in the standardised space
  * (whatever space training worked in: a PCA-reduced model is composed back).
  * Inference runs in double precision.
@@ -15,7 +15,7 @@
  *   16  u32 nclasses                   2..65536
  *   20  u32 names_bytes                class names, each NUL-terminated, in class order
  *   24  u32 info_bytes                 "key=value\n" text, NUL-terminated
- *   28  u32 reserved (0)
+ *   28  u32 transform                  0: none, 1: sign(x) sqrt(|x|) before standardisation
  *   32  names, info, zero padding to a multiple of 8
  *       f64 mean[dim], f64 scale[dim], f64 W[nclasses][dim], f64 b[nclasses]
  *   end u32 CRC32 of every byte before it
@@ -115,7 +115,7 @@ static void predict_row(const fn_classifier *c, const float *x, double *zrow, do
 {
     const int d = c->dim, K = c->nclasses;
     for (int j = 0; j < d; j++)
-        zrow[j] = ((double)x[j] - c->mean[j]) / c->scale[j];
+        zrow[j] = (fn_cls_transform(c->transform, x[j]) - c->mean[j]) / c->scale[j];
     double mx = -INFINITY;
     for (int k = 0; k < K; k++) {
         const double *w = c->W + (size_t)k * d;
@@ -261,7 +261,7 @@ int fn_classifier_save(const fn_classifier *c, const char *path, fn_error *err)
         return fn_fail(err, FN_ENOMEM, "%s: out of memory", path);
     memcpy(buf, MAGIC, 8);
     wr32(buf + 8, VERSION), wr32(buf + 12, (uint32_t)d), wr32(buf + 16, (uint32_t)K);
-    wr32(buf + 20, (uint32_t)c->names_bytes), wr32(buf + 24, (uint32_t)ib), wr32(buf + 28, 0);
+    wr32(buf + 20, (uint32_t)c->names_bytes), wr32(buf + 24, (uint32_t)ib), wr32(buf + 28, (uint32_t)c->transform);
     memcpy(buf + HEADER, c->names_buf, c->names_bytes);
     memcpy(buf + HEADER + c->names_bytes, c->info, ib);
     unsigned char *p = buf + pad8(HEADER + c->names_bytes + ib);
@@ -294,8 +294,9 @@ static int parse(const unsigned char *b, size_t size, const char *name, fn_class
     if (ver != VERSION)
         return fn_fail(err, FN_EUNSUPPORTED, "%s: classifier file version %u is not supported (expected %d)", name,
                        ver, VERSION);
-    if (dim < 1 || dim > MAX_DIM || K < 2 || K > MAX_CLASSES || nb > MAX_TEXT || ib < 1 || ib > MAX_TEXT ||
-        rd32(b + 28) != 0)
+    if (rd32(b + 28) > FN_CLS_SQRT)
+        return fn_fail(err, FN_EUNSUPPORTED, "%s: unknown feature transform %u", name, rd32(b + 28));
+    if (dim < 1 || dim > MAX_DIM || K < 2 || K > MAX_CLASSES || nb > MAX_TEXT || ib < 1 || ib > MAX_TEXT)
         return fn_fail(err, FN_EFORMAT, "%s: bad header (dim %u, classes %u, names %u bytes, info %u bytes)", name,
                        dim, K, nb, ib);
     size_t want = file_size(dim, K, nb, ib);
@@ -337,6 +338,7 @@ static int parse(const unsigned char *b, size_t size, const char *name, fn_class
         return rc;
     if (!c)
         return fn_fail(err, FN_ENOMEM, "%s: out of memory", name);
+    c->transform = (int)rd32(b + 28);
     const unsigned char *p = b + pad8(HEADER + (size_t)nb + ib);
     for (const unsigned char *q = b + HEADER + nb + ib; q < p; q++)
         if (*q)

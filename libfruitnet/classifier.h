@@ -8,10 +8,12 @@
 
 #include "fruitnet.h"
 
+#include <math.h>
 #include <stddef.h>
 
 struct fn_classifier {
     int dim, nclasses;
+    int transform;      /* FN_CLS_IDENTITY or FN_CLS_SQRT, before standardisation */
     char **names;       /* nclasses pointers into names_buf */
     char *names_buf;    /* the names, each NUL-terminated */
     size_t names_bytes;
@@ -25,5 +27,10 @@ struct fn_classifier {
 fn_classifier *fn_cls_alloc(int dim, int nclasses, const char *const *names, const char *info);
 /* 1 when s is valid UTF-8. */
 int fn_cls_valid_utf8(const char *s);
+/* The feature transform t applied before standardisation. */
+static inline double fn_cls_transform(int transform, double v)
+{
+    return transform == FN_CLS_SQRT ? (v < 0 ? -sqrt(-v) : sqrt(v)) : v;
+}
 
 #endif

@@ -6,7 +6,8 @@
  * Objective (scikit-learn's, divided by n): f(W, b) = mean_i CE(softmax(W u_i + b), y_i) + ||W||^2 / (2 C n).
  *
  * Steps:
- *  1. Standardise: mean and scale (population std; 1 for constant features) in double, z = (x - mean)/scale.
+ *  1. Transform (default sign(x) sqrt(|x|): the features are averages of ReLU outputs, heavy-tailed; the
+ *     root is worth 0.7 points of test accuracy), standardise: mean and scale (population std; 1 for constant features) in double, z = (x - mean)/scale.
  *  2. Optionally project on the top pca_dim principal components of z (fn_pca_* of this library; the
  *     eigen-decomposition on a fixed 2 threads so that its rounding does not depend on the machine):
  *     u = Q z. The L2 penalty is rotation-invariant, so this only drops the weakest directions.
@@ -48,7 +49,8 @@ void fn_classifier_options_default(fn_classifier_options *opt)
     opt->c_min = 1e-2;
     opt->c_max = 10;
     opt->path_len = 7;
-    opt->pca_dim = 256;
+    opt->pca_dim = 512;
+    opt->transform = FN_CLS_SQRT;
     opt->max_iter = 100;
     opt->tol = 1e-3;
 }
@@ -343,13 +345,13 @@ int fn_classifier_train(const float *x, int n, int dim, const int *y, int nclass
     double c_min = opt.c_min > 0 ? opt.c_min : 1e-2, c_max = opt.c_max > 0 ? opt.c_max : 10;
     double tol = opt.tol > 0 ? opt.tol : 1e-3;
     int max_iter = opt.max_iter > 0 ? opt.max_iter : 100;
-    int k = opt.pca_dim == 0 ? 256 : opt.pca_dim < 0 ? dim : opt.pca_dim;
+    int k = opt.pca_dim == 0 ? 512 : opt.pca_dim < 0 ? dim : opt.pca_dim;
     if (k > dim)
         k = dim;
     if (opt.c > 0)
         path_len = 1, c_min = c_max = opt.c, folds = 0;
     if ((folds && (folds < 2 || folds > 50)) || path_len < 1 || path_len > FN_CLASSIFIER_MAX_PATH ||
-        c_min > c_max || !isfinite(c_max) || opt.pca_dim < -1 || max_iter < 1 || !isfinite(tol))
+        c_min > c_max || !isfinite(c_max) || opt.transform < 0 || opt.transform > FN_CLS_SQRT || opt.pca_dim < -1 || max_iter < 1 || !isfinite(tol))
         return fn_fail(err, FN_EARG, "classifier: invalid options (folds %d, path %d, C %g..%g, pca_dim %d)", folds,
                        path_len, c_min, c_max, opt.pca_dim);
     if (opt.info && !fn_cls_valid_utf8(opt.info))
@@ -404,13 +406,24 @@ int fn_classifier_train(const float *x, int n, int dim, const int *y, int nclass
     fn_pca_model pm;
     memset(&pm, 0, sizeof pm);
     fn_classifier *cl = NULL;
+    float *xcopy = NULL;
     int total_it = 0;
     if (!pool || !mean || !scale || !Z || !eig || !prec || !xs || !xf || !work || !fold || !pred || !preds || !yf ||
         !acc || !ll) {
         rc = fn_fail(err, FN_ENOMEM, "classifier: out of memory for %d x %d rows", n, dim);
         goto done;
     }
-    /* 1. standardise */
+    /* 1. transform, standardise */
+    if (opt.transform != FN_CLS_IDENTITY) {
+        float *tx = malloc((size_t)n * dim * sizeof(float));
+        if (!tx) {
+            rc = fn_fail(err, FN_ENOMEM, "classifier: out of memory");
+            goto done;
+        }
+        for (size_t i = 0; i < (size_t)n * dim; i++)
+            tx[i] = (float)fn_cls_transform(opt.transform, x[i]);
+        x = xcopy = tx;
+    }
     for (int i = 0; i < n; i++) {
         const float *r = x + (size_t)i * dim;
         for (int j = 0; j < dim; j++)
@@ -606,13 +619,14 @@ int fn_classifier_train(const float *x, int n, int dim, const int *y, int nclass
     char info[1024];
     snprintf(info, sizeof info,
              "format=fruitnet classifier\nmodel=multinomial logistic regression, L2\nfruitnet_version=%s\n"
-             "C=%.17g\ncv_folds=%d\ncv_accuracy=%.6f\ncv_log_loss=%.6f\nrows=%d\npca_dim=%d\n%s%s%s",
-             FRUITNET_VERSION, cs[best], folds, folds ? acc[best] : -1.0, folds ? ll[best] : -1.0, n, k,
+             "transform=%s\nC=%.17g\ncv_folds=%d\ncv_accuracy=%.6f\ncv_log_loss=%.6f\nrows=%d\npca_dim=%d\n%s%s%s",
+             FRUITNET_VERSION, opt.transform ? "sqrt" : "identity", cs[best], folds, folds ? acc[best] : -1.0, folds ? ll[best] : -1.0, n, k,
              opt.info ? "info=" : "", opt.info ? opt.info : "", opt.info ? "\n" : "");
     if (!(cl = fn_cls_alloc(dim, K, class_names, info))) {
         rc = fn_fail(err, FN_ENOMEM, "classifier: out of memory");
         goto done;
     }
+    cl->transform = opt.transform;
     memcpy(cl->mean, mean, (size_t)dim * sizeof(double));
     memcpy(cl->scale, scale, (size_t)dim * sizeof(double));
     for (int c = 0; c < K; c++) {
@@ -652,6 +666,6 @@ done:
         fn_afree(U);
     fn_afree(Z), fn_afree(Uf), fn_afree(Utf);
     free(count), free(mean), free(scale), free(eig), free(prec), free(xs), free(xf), free(work);
-    free(fold), free(pred), free(preds), free(yf), free(acc), free(ll);
+    free(fold), free(pred), free(preds), free(yf), free(acc), free(ll), free(xcopy);
     return rc;
 }

@@ -24,7 +24,7 @@ MAX_PATH = 32
 class _Options(ctypes.Structure):
     _fields_ = [("folds", _c_int), ("c", _c_double), ("c_min", _c_double), ("c_max", _c_double),
                 ("path_len", _c_int), ("pca_dim", _c_int), ("threads", _c_int), ("max_iter", _c_int),
-                ("tol", _c_double), ("seed", ctypes.c_uint64), ("info", ctypes.c_char_p)]
+                ("tol", _c_double), ("seed", ctypes.c_uint64), ("info", ctypes.c_char_p), ("transform", _c_int)]
 
 
 class _Report(ctypes.Structure):
@@ -70,19 +70,21 @@ class Classifier:
     """scikit-learn estimator (fit, predict, predict_proba, score, classes_) backed by libfruitnet.
 
     C: None = chosen by `folds`-fold cross-validation among `n_cs` values from c_min to c_max; a number = that
-    C. pca_dim: principal components trained on (0 = the library's default, -1 = all features)."""
+    C. pca_dim: principal components trained on (0 = the library's default, -1 = all features); sqrt: the
+    signed square root of the features before standardisation (default)."""
 
     _estimator_type = "classifier"
 
     def __init__(self, C=None, folds=5, c_min=0.01, c_max=10.0, n_cs=7, pca_dim=0, threads=0, max_iter=0, tol=0.0,
-                 seed=0):
+                 seed=0, sqrt=True):
         self.C, self.folds, self.c_min, self.c_max, self.n_cs = C, folds, c_min, c_max, n_cs
         self.pca_dim, self.threads, self.max_iter, self.tol, self.seed = pca_dim, threads, max_iter, tol, seed
+        self.sqrt = sqrt
 
     # scikit-learn's parameter protocol
     def get_params(self, deep=True):
         return {k: getattr(self, k) for k in ("C", "folds", "c_min", "c_max", "n_cs", "pca_dim", "threads",
-                                              "max_iter", "tol", "seed")}
+                                              "max_iter", "tol", "seed", "sqrt")}
 
     def set_params(self, **params):
         for k, v in params.items():
@@ -106,6 +108,7 @@ class Classifier:
         o.c = float(self.C) if self.C else 0.0
         o.pca_dim, o.threads, o.max_iter, o.tol, o.seed = self.pca_dim, self.threads, self.max_iter, self.tol, self.seed
         o.info = b"trained by fruitnet.Classifier"
+        o.transform = 1 if self.sqrt else 0
         rep = _Report()
         cvp = np.zeros(X.shape[0], np.int32)
         rep.cv_pred = cvp.ctypes.data_as(_P(_c_int))
@@ -145,6 +148,7 @@ class Classifier:
         return out
 
     def predict(self, X):
+        self._check_fitted()
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
     def score(self, X, y):
