@@ -15,8 +15,9 @@
  *  4. For each fold, the path of C values from the smallest (strongest penalty) up, each fit warm-started
  *     from the previous: L-BFGS (10 pairs) with a diagonal initial Hessian from the principal variances
  *     (h_j = s e_j + 1/(C n)), Armijo backtracking; stop when max|grad| <= tol * max|grad at 0|.
- *  5. C = the best mean out-of-fold accuracy (ties: lower log-loss). Final fit on all rows, started from
- *     the mean of the folds' solutions at that C. W is composed back to the standardised space: W Q.
+ *  5. C = the best mean out-of-fold accuracy; among equal ones the smallest C (the strongest penalty: the
+ *     larger ones differ by a row or two of the CV and fit the training rows harder). Final fit on all
+ *     rows along the path up to that C, to a 10x tighter tolerance. W is composed back to the standardised space: W Q.
  * The two products of each evaluation (logits = U W^T + b, gradient = U^T R) run on the convolution
  * layer's GEMM (a 1x1 convolution is a GEMM; conv.c, the ISA's micro-kernel): every output element is
  * summed in the same order whatever the number of threads, per-row work is split in fixed ranges and
@@ -580,7 +581,7 @@ int fn_classifier_train(const float *x, int n, int dim, const int *y, int nclass
     int best = 0;
     for (int p = 0; p < path_len; p++) {
         acc[p] /= n, ll[p] /= n;
-        if (folds && (acc[p] > acc[best] || (acc[p] == acc[best] && ll[p] < ll[best])))
+        if (folds && acc[p] > acc[best])
             best = p;
     }
     /* 5. final fit on every row, along the path up to the chosen C */
@@ -605,7 +606,7 @@ int fn_classifier_train(const float *x, int n, int dim, const int *y, int nclass
             for (int q = 0; q < k; q++)
                 prec[q] = PREC_S * eig[q] + pb.lam;
             prec[k] = PREC_S * eig[0];
-            int it = lbfgs(&pb, xf, prec, gref, tol, max_iter, work, err);
+            int it = lbfgs(&pb, xf, prec, gref, tol / 10, 3 * max_iter, work, err);
             if (it < 0)
                 rc = it;
             else
