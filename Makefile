@@ -78,10 +78,11 @@ help:
 	@echo "make test       build and run the test suite (fetches weights if needed)"
 	@echo "make sanitize   run the test suite under ASan+UBSan (build-san/)"
 	@echo "make bench      per-layer benchmark and the peers (bench/peers.py), results in bench/results/"
-	@echo "make demo       weights + extraction + PCA on the sample images"
+	@echo "make demo       weights + extraction + PCA on the sample images, then make demo-classifier"
 	@echo "make install PREFIX=/usr/local   library, header, tools, fruitnet.pc, Python package, weights"
 	@echo "make uninstall PREFIX=/usr/local removes them"
 	@echo "pip install .   the Python package (builds the library; python -m build: a wheel)"
+	@echo "make demo-classifier  train the fruit classifier, classify a banana (make demo runs it too)"
 
 # ---------------------------------------------------------------- deps
 # Installs the Debian packages when missing (needs root), else says what to run.
@@ -258,6 +259,23 @@ demo: deps all weights
 	$(B)/fruitnet-extract --weights $(WEIGHTS) -o $(DEMO_OUT)/features.parquet "$(DEMO_IN)"
 	@echo "== PCA"
 	$(B)/fruitnet-pca -i $(DEMO_OUT)/features.parquet -o $(DEMO_OUT)/pca --variance 0.8
+	@$(MAKE) --no-print-directory demo-classifier
+
+# The fruit classifier: trained on the training sample beside the clone (else on the repository's small
+# set), then a banana is classified: prints its label, "Banana".
+TRAIN_SAMPLE ?= $(abspath ../shared/data/fruits-360-train-sample)
+DEMO_TRAIN   ?= $(if $(wildcard $(TRAIN_SAMPLE)),$(TRAIN_SAMPLE),$(MINI))
+demo-classifier: all weights
+	@if [ "$(DEMO_TRAIN)" = "$(MINI)" ]; then echo "fruitnet: $(TRAIN_SAMPLE) not found; training on the repository's $(MINI)"; fi
+	@echo "== features of the training images under $(DEMO_TRAIN)"
+	$(B)/fruitnet-extract --weights $(WEIGHTS) -q -o $(DEMO_OUT)/train_features.parquet "$(DEMO_TRAIN)"
+	@echo "== classifier (C by cross-validation)"
+	$(B)/fruitnet-train -i $(DEMO_OUT)/train_features.parquet -o $(DEMO_OUT)/fruits.fncls --report $(DEMO_OUT)/classifier \
+	  $(if $(filter $(DEMO_TRAIN),$(MINI)),--folds 3)
+	@banana=$$(ls "$(DEMO_IN)"/Banana/*.jpg 2>/dev/null | tail -1); \
+	  echo "== $$banana"; \
+	  $(B)/fruitnet-classify --weights $(WEIGHTS) --classifier $(DEMO_OUT)/fruits.fncls "$$banana" | cut -f2
+.PHONY: demo-classifier
 
 # ---------------------------------------------------------------- install
 # The Python package goes where $(PREFIX)'s python3 finds it: the sys.path entry under $(PREFIX) of

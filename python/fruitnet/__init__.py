@@ -38,10 +38,11 @@ from .data import (IMAGE_EXTENSIONS, ParquetWriter, dataset_files, extract, feat
 from .model import FeatureResult, ImageInput, Model
 from .pca import PCA, PcaModel, PcaStats
 from .weights import WeightsNotFoundError, fetch_weights, find_weights
+from .classifier import Classifier
 
 __version__ = "0.1.0"
 
-__all__ = ["Model", "FeatureResult", "ImageInput", "extract", "read_dataset", "write_dataset", "to_arrow",
+__all__ = ["Model", "Classifier", "FeatureResult", "ImageInput", "extract", "read_dataset", "write_dataset", "to_arrow",
            "feature_matrix", "list_images", "ParquetWriter", "read_parquet", "dataset_files", "PCA", "PcaStats",
            "PcaModel", "find_weights", "fetch_weights", "WeightsNotFoundError", "FruitnetError", "version",
            "library_info", "FEATURE_DIM", "INPUT_SIZE", "NUM_CLASSES", "IMAGE_EXTENSIONS", "DEFAULT_WEIGHTS",

@@ -1,0 +1,412 @@
+/*
+ * classifier.c — the fruit classifier: a multinomial logistic regression on
+ * standardised features, its .fncls file and its inference. Training is in
+ * classifier_train.c.
+ *
+ * Model: z = (t(x) - mean) / scale (per feature, t the transform), logits = W z + b,
+ * p = softmax(logits). W is nclasses x dim, in the standardised space
+ * (whatever space training worked in: a PCA-reduced model is composed back).
+ * Inference runs in double precision.
+ *
+ * File (.fncls), little-endian, version 1:
+ *   0   "FNCLSMOD"                     magic
+ *   8   u32 version (1)
+ *   12  u32 dim                        1..65536
+ *   16  u32 nclasses                   2..65536
+ *   20  u32 names_bytes                class names, each NUL-terminated, in class order
+ *   24  u32 info_bytes                 "key=value\n" text, NUL-terminated
+ *   28  u32 transform                  0: none, 1: sign(x) sqrt(|x|) before standardisation
+ *   32  names, info, zero padding to a multiple of 8
+ *       f64 mean[dim], f64 scale[dim], f64 W[nclasses][dim], f64 b[nclasses]
+ *   end u32 CRC32 of every byte before it
+ * Written under a hidden temporary name in the target's folder, fsynced,
+ * renamed, then the folder is fsynced; an existing non-regular target (e.g.
+ * /dev/null) is written in place, never renamed over or unlinked.
+ */
+#include "internal.h"
+#include "classifier.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAGIC "FNCLSMOD"
+#define VERSION 1
+#define HEADER 32
+#define MAX_DIM 65536
+#define MAX_CLASSES 65536
+#define MAX_TEXT ((size_t)64 << 20)
+
+void fn_classifier_free(fn_classifier *c)
+{
+    if (!c)
+        return;
+    free(c->names);
+    free(c->names_buf);
+    free(c->info);
+    free(c->mean), free(c->scale), free(c->W), free(c->b);
+    free(c);
+}
+
+int fn_classifier_classes(const fn_classifier *c) { return c ? c->nclasses : 0; }
+int fn_classifier_dim(const fn_classifier *c) { return c ? c->dim : 0; }
+const char *fn_classifier_info(const fn_classifier *c) { return c && c->info ? c->info : ""; }
+
+const char *fn_classifier_class_name(const fn_classifier *c, int i)
+{
+    return c && i >= 0 && i < c->nclasses ? c->names[i] : NULL;
+}
+
+int fn_cls_valid_utf8(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        int n = *p < 0x80 ? 0 : (*p & 0xe0) == 0xc0 ? 1 : (*p & 0xf0) == 0xe0 ? 2 : (*p & 0xf8) == 0xf0 ? 3 : -1;
+        if (n < 0 || (n == 1 && *p < 0xc2))
+            return 0;
+        p++;
+        for (int k = 0; k < n; k++, p++)
+            if ((*p & 0xc0) != 0x80)
+                return 0;
+    }
+    return 1;
+}
+
+fn_classifier *fn_cls_alloc(int dim, int nclasses, const char *const *names, const char *info)
+{
+    fn_classifier *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->dim = dim, c->nclasses = nclasses;
+    size_t nb = 0;
+    for (int k = 0; k < nclasses; k++)
+        nb += strlen(names[k]) + 1;
+    c->names_buf = malloc(nb ? nb : 1);
+    c->names = malloc((size_t)nclasses * sizeof(char *));
+    c->info = strdup(info ? info : "");
+    c->mean = calloc((size_t)dim, sizeof(double));
+    c->scale = calloc((size_t)dim, sizeof(double));
+    c->W = calloc((size_t)nclasses * dim, sizeof(double));
+    c->b = calloc((size_t)nclasses, sizeof(double));
+    if (!c->names_buf || !c->names || !c->info || !c->mean || !c->scale || !c->W || !c->b) {
+        fn_classifier_free(c);
+        return NULL;
+    }
+    char *p = c->names_buf;
+    for (int k = 0; k < nclasses; k++) {
+        size_t l = strlen(names[k]) + 1;
+        memcpy(p, names[k], l);
+        c->names[k] = p;
+        p += l;
+    }
+    c->names_bytes = nb;
+    return c;
+}
+
+/* ---------------------------------------------------------------- inference */
+
+/* probs[k] of one row; zrow: dim doubles of scratch. */
+static void predict_row(const fn_classifier *c, const float *x, double *zrow, double *logit, float *probs)
+{
+    const int d = c->dim, K = c->nclasses;
+    for (int j = 0; j < d; j++)
+        zrow[j] = (fn_cls_transform(c->transform, x[j]) - c->mean[j]) / c->scale[j];
+    double mx = -INFINITY;
+    for (int k = 0; k < K; k++) {
+        const double *w = c->W + (size_t)k * d;
+        double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        int j = 0;
+        for (; j + 4 <= d; j += 4)
+            s0 += w[j] * zrow[j], s1 += w[j + 1] * zrow[j + 1], s2 += w[j + 2] * zrow[j + 2],
+                s3 += w[j + 3] * zrow[j + 3];
+        for (; j < d; j++)
+            s0 += w[j] * zrow[j];
+        logit[k] = c->b[k] + ((s0 + s1) + (s2 + s3));
+        mx = logit[k] > mx ? logit[k] : mx;
+    }
+    double sum = 0;
+    for (int k = 0; k < K; k++)
+        sum += (logit[k] = exp(logit[k] - mx));
+    for (int k = 0; k < K; k++)
+        probs[k] = (float)(logit[k] / sum);
+}
+
+int fn_classifier_predict_proba(const fn_classifier *c, const float *x, int n, float *probs, fn_error *err)
+{
+    if (!c || n < 0 || (n > 0 && (!x || !probs)))
+        return fn_fail(err, FN_EARG, "fn_classifier_predict_proba: invalid arguments");
+    const int d = c->dim;
+    for (int i = 0; i < n; i++) {
+        const float *r = x + (size_t)i * d;
+        int bad = 0;
+        for (int j = 0; j < d; j++)
+            bad |= !(fabsf(r[j]) <= 3.402823466e38f);
+        if (bad)
+            for (int j = 0; j < d; j++)
+                if (!isfinite(r[j]))
+                    return fn_fail(err, FN_ENUMERIC, "classifier: feature row %d has a NaN or infinite value at index %d",
+                                   i, j);
+    }
+    double *buf = malloc(((size_t)d + (size_t)c->nclasses) * sizeof(double));
+    if (!buf)
+        return fn_fail(err, FN_ENOMEM, "classifier: out of memory");
+    for (int i = 0; i < n; i++)
+        predict_row(c, x + (size_t)i * d, buf, buf + d, probs + (size_t)i * c->nclasses);
+    free(buf);
+    return FN_OK;
+}
+
+/* ---------------------------------------------------------------- file */
+
+static void wr32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)v, p[1] = (unsigned char)(v >> 8), p[2] = (unsigned char)(v >> 16),
+    p[3] = (unsigned char)(v >> 24);
+}
+static uint32_t rd32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static size_t pad8(size_t n) { return (n + 7) & ~(size_t)7; }
+
+/* Bytes of the file for these sizes (0 on overflow). */
+static size_t file_size(size_t dim, size_t K, size_t names_bytes, size_t info_bytes)
+{
+    size_t nums = 2 * dim + K * dim + K, total;
+    if (!fn_mul_size(nums, 8, &nums) || !fn_add_size(pad8(HEADER + names_bytes + info_bytes), nums, &total) ||
+        !fn_add_size(total, 4, &total))
+        return 0;
+    return total;
+}
+
+static int write_all(int fd, const unsigned char *p, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return w < 0 ? errno : ENOSPC;
+        p += w, n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* The durable write of the whole file (see the top of this file). */
+static int write_durably(const char *path, const unsigned char *data, size_t n, fn_error *err)
+{
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        if (!S_ISCHR(st.st_mode))
+            return fn_fail(err, FN_EIO, "%s: exists and is not a regular file; not replaced", path);
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        int e = fd < 0 ? errno : write_all(fd, data, n);
+        if (fd >= 0 && close(fd) != 0 && !e)
+            e = errno;
+        return e ? fn_fail(err, FN_EIO, "%s: cannot write: %s", path, strerror(e)) : FN_OK;
+    }
+    const char *slash = strrchr(path, '/');
+    size_t dirlen = slash ? (size_t)(slash - path + 1) : 0, tl = strlen(path) + 48;
+    char *tmp = malloc(tl), *dir = malloc(dirlen + 2);
+    if (!tmp || !dir) {
+        free(tmp), free(dir);
+        return fn_fail(err, FN_ENOMEM, "%s: out of memory", path);
+    }
+    snprintf(tmp, tl, "%.*s.%s.tmp.%d.XXXXXX", (int)dirlen, path, slash ? slash + 1 : path, (int)getpid());
+    if (dirlen)
+        memcpy(dir, path, dirlen), dir[dirlen] = 0;
+    else
+        strcpy(dir, ".");
+    int rc = FN_OK, fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0) {
+        rc = fn_fail(err, FN_EIO, "%s: cannot create the file: %s", path, strerror(errno));
+        goto out;
+    }
+    int e = fchmod(fd, 0644) != 0 ? errno : write_all(fd, data, n);
+    if (!e && fsync(fd) != 0)
+        e = errno;
+    if (close(fd) != 0 && !e)
+        e = errno;
+    if (!e && rename(tmp, path) != 0)
+        e = errno;
+    if (e) {
+        unlink(tmp);
+        rc = fn_fail(err, FN_EIO, "%s: cannot write: %s", path, strerror(e));
+        goto out;
+    }
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 || (fsync(dfd) != 0 && errno != EINVAL))
+        rc = fn_fail(err, FN_EIO, "%s: cannot sync its folder: %s", path, strerror(errno));
+    if (dfd >= 0)
+        close(dfd);
+out:
+    free(tmp), free(dir);
+    return rc;
+}
+
+int fn_classifier_save(const fn_classifier *c, const char *path, fn_error *err)
+{
+    if (!c || !path || !*path)
+        return fn_fail(err, FN_EARG, "fn_classifier_save: invalid arguments");
+    const size_t d = (size_t)c->dim, K = (size_t)c->nclasses, ib = strlen(c->info) + 1;
+    size_t n = file_size(d, K, c->names_bytes, ib);
+    unsigned char *buf = n ? calloc(1, n) : NULL;
+    if (!buf)
+        return fn_fail(err, FN_ENOMEM, "%s: out of memory", path);
+    memcpy(buf, MAGIC, 8);
+    wr32(buf + 8, VERSION), wr32(buf + 12, (uint32_t)d), wr32(buf + 16, (uint32_t)K);
+    wr32(buf + 20, (uint32_t)c->names_bytes), wr32(buf + 24, (uint32_t)ib), wr32(buf + 28, (uint32_t)c->transform);
+    memcpy(buf + HEADER, c->names_buf, c->names_bytes);
+    memcpy(buf + HEADER + c->names_bytes, c->info, ib);
+    unsigned char *p = buf + pad8(HEADER + c->names_bytes + ib);
+    memcpy(p, c->mean, d * 8), p += d * 8; /* x86-64: little-endian IEEE doubles */
+    memcpy(p, c->scale, d * 8), p += d * 8;
+    memcpy(p, c->W, K * d * 8), p += K * d * 8;
+    memcpy(p, c->b, K * 8), p += K * 8;
+    wr32(p, fn_crc32(0, buf, n - 4));
+    int rc = write_durably(path, buf, n, err);
+    free(buf);
+    return rc;
+}
+
+static int all_finite(const double *v, size_t n)
+{
+    int bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad |= !(fabs(v[i]) <= 1.7976931348623157e308);
+    return !bad;
+}
+
+static int parse(const unsigned char *b, size_t size, const char *name, fn_classifier **out, fn_error *err)
+{
+    if (size < 8 || memcmp(b, MAGIC, 8) != 0)
+        return fn_fail(err, FN_EFORMAT, "%s: not a fruitnet classifier file (bad magic)", name);
+    if (size < HEADER + 4)
+        return fn_fail(err, FN_EFORMAT, "%s: truncated: %zu bytes, shorter than the %d-byte header", name, size,
+                       HEADER + 4);
+    uint32_t ver = rd32(b + 8), dim = rd32(b + 12), K = rd32(b + 16), nb = rd32(b + 20), ib = rd32(b + 24);
+    if (ver != VERSION)
+        return fn_fail(err, FN_EUNSUPPORTED, "%s: classifier file version %u is not supported (expected %d)", name,
+                       ver, VERSION);
+    if (rd32(b + 28) > FN_CLS_SQRT)
+        return fn_fail(err, FN_EUNSUPPORTED, "%s: unknown feature transform %u", name, rd32(b + 28));
+    if (dim < 1 || dim > MAX_DIM || K < 2 || K > MAX_CLASSES || nb > MAX_TEXT || ib < 1 || ib > MAX_TEXT)
+        return fn_fail(err, FN_EFORMAT, "%s: bad header (dim %u, classes %u, names %u bytes, info %u bytes)", name,
+                       dim, K, nb, ib);
+    size_t want = file_size(dim, K, nb, ib);
+    if (size < want)
+        return fn_fail(err, FN_EFORMAT, "%s: truncated: %zu bytes, the header announces %zu", name, size, want);
+    if (size > want)
+        return fn_fail(err, FN_EFORMAT, "%s: %zu unexpected bytes after the end of the model", name, size - want);
+    if (fn_crc32(0, b, size - 4) != rd32(b + size - 4))
+        return fn_fail(err, FN_ECHECKSUM, "%s: checksum mismatch (corrupt file)", name);
+    /* names: exactly K NUL-terminated, non-empty, UTF-8, unique */
+    const char *names = (const char *)b + HEADER, *info = names + nb;
+    const char **nv = malloc((size_t)K * sizeof(char *));
+    if (!nv)
+        return fn_fail(err, FN_ENOMEM, "%s: out of memory", name);
+    uint32_t k = 0;
+    size_t off = 0;
+    int rc = FN_OK;
+    while (off < nb && k < K) {
+        const char *s = names + off, *z = memchr(s, 0, nb - off);
+        if (!z)
+            break;
+        nv[k++] = s;
+        off += (size_t)(z - s) + 1;
+    }
+    if (k != K || off != nb)
+        rc = fn_fail(err, FN_EFORMAT, "%s: the class names block does not hold exactly %u names", name, K);
+    for (uint32_t i = 0; !rc && i < K; i++)
+        if (!*nv[i] || !fn_cls_valid_utf8(nv[i]))
+            rc = fn_fail(err, FN_EFORMAT, "%s: class %u has an empty or non-UTF-8 name", name, i);
+    for (uint32_t i = 0; !rc && i < K; i++) /* class names are sorted and unique when trained by fruitnet, but */
+        for (uint32_t j = i + 1; !rc && j < K; j++) /* only uniqueness is required */
+            if (!strcmp(nv[i], nv[j]))
+                rc = fn_fail(err, FN_EFORMAT, "%s: class name \"%s\" appears twice", name, nv[i]);
+    if (!rc && (memchr(info, 0, ib) != info + ib - 1 || !fn_cls_valid_utf8(info)))
+        rc = fn_fail(err, FN_EFORMAT, "%s: the info text is not one NUL-terminated UTF-8 string", name);
+    fn_classifier *c = rc ? NULL : fn_cls_alloc((int)dim, (int)K, nv, info);
+    free(nv);
+    if (rc)
+        return rc;
+    if (!c)
+        return fn_fail(err, FN_ENOMEM, "%s: out of memory", name);
+    c->transform = (int)rd32(b + 28);
+    const unsigned char *p = b + pad8(HEADER + (size_t)nb + ib);
+    for (const unsigned char *q = b + HEADER + nb + ib; q < p; q++)
+        if (*q)
+            rc = fn_fail(err, FN_EFORMAT, "%s: non-zero padding after the info text", name);
+    memcpy(c->mean, p, (size_t)dim * 8), p += (size_t)dim * 8;
+    memcpy(c->scale, p, (size_t)dim * 8), p += (size_t)dim * 8;
+    memcpy(c->W, p, (size_t)K * dim * 8), p += (size_t)K * dim * 8;
+    memcpy(c->b, p, (size_t)K * 8);
+    if (!rc && (!all_finite(c->mean, dim) || !all_finite(c->scale, dim) || !all_finite(c->W, (size_t)K * dim) ||
+                !all_finite(c->b, K)))
+        rc = fn_fail(err, FN_EFORMAT, "%s: a NaN or infinite number in the model", name);
+    for (uint32_t j = 0; !rc && j < dim; j++)
+        if (!(c->scale[j] > 0))
+            rc = fn_fail(err, FN_EFORMAT, "%s: feature %u has a non-positive scale %g", name, j, c->scale[j]);
+    if (rc) {
+        fn_classifier_free(c);
+        return rc;
+    }
+    *out = c;
+    return FN_OK;
+}
+
+int fn_classifier_load_from_memory(const void *data, size_t size, const char *name, fn_classifier **out,
+                                   fn_error *err)
+{
+    if (!out || (!data && size))
+        return fn_fail(err, FN_EARG, "fn_classifier_load_from_memory: invalid arguments");
+    *out = NULL;
+    return parse(data, size, name ? name : "<memory>", out, err);
+}
+
+int fn_classifier_load(const char *path, fn_classifier **out, fn_error *err)
+{
+    if (!out || !path)
+        return fn_fail(err, FN_EARG, "fn_classifier_load: invalid arguments");
+    *out = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* never blocks on a FIFO */
+    if (fd < 0)
+        return fn_fail(err, FN_EIO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return fn_fail(err, FN_EIO, "%s: not a regular file", path);
+    }
+    size_t want = file_size(MAX_DIM, MAX_CLASSES, MAX_TEXT, MAX_TEXT);
+    if ((uint64_t)st.st_size > want) {
+        close(fd);
+        return fn_fail(err, FN_ELIMIT, "%s: %lld bytes is larger than any classifier file", path,
+                       (long long)st.st_size);
+    }
+    size_t n = (size_t)st.st_size, got = 0;
+    unsigned char *b = malloc(n ? n : 1);
+    if (!b) {
+        close(fd);
+        return fn_fail(err, FN_ENOMEM, "%s: out of memory", path);
+    }
+    while (got < n) {
+        ssize_t r = read(fd, b + got, n - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    int e = errno;
+    close(fd);
+    int rc = got == n ? parse(b, n, path, out, err)
+                      : fn_fail(err, FN_EIO, "%s: read error: %s", path, got < n ? strerror(e) : "short read");
+    free(b);
+    return rc;
+}

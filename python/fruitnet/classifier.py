@@ -1,0 +1,185 @@
+"""fruitnet.Classifier — the C library's fruit classifier as a scikit-learn estimator.
+
+Multinomial logistic regression on standardised features, L2 penalty C chosen by stratified k-fold
+cross-validation (or given), trained by libfruitnet (deterministic) and stored in the same .fncls file
+that fruitnet-train writes and fruitnet-classify reads.
+
+    from fruitnet.classifier import Classifier
+    clf = Classifier().fit(X, y)           # X: [n, 2048] float32 features, y: labels
+    clf.predict_proba(X_test); clf.save("fruits.fncls")
+    clf = Classifier.load("fruits.fncls")
+"""
+import ctypes
+import os
+
+import numpy as np
+
+from . import _lib as _L
+from ._lib import FruitnetError
+
+_lib, _Error, _check, _fp, _vp = _L.lib, _L.Error, _L.check, _L.fp, _L.vp
+_P, _c_int, _c_double = ctypes.POINTER, ctypes.c_int, ctypes.c_double
+
+
+def _b(s):
+    """str -> NUL-free UTF-8 bytes for C (a NUL raises ValueError instead of truncating)."""
+    return _L.cstr(s, "name") if isinstance(s, str) else s
+
+__all__ = ["Classifier"]
+
+MAX_PATH = 32
+
+
+class _Options(ctypes.Structure):
+    _fields_ = [("folds", _c_int), ("c", _c_double), ("c_min", _c_double), ("c_max", _c_double),
+                ("path_len", _c_int), ("pca_dim", _c_int), ("threads", _c_int), ("max_iter", _c_int),
+                ("tol", _c_double), ("seed", ctypes.c_uint64), ("info", ctypes.c_char_p), ("transform", _c_int)]
+
+
+class _Report(ctypes.Structure):
+    _fields_ = [("path_len", _c_int), ("best", _c_int), ("folds", _c_int), ("pca_dim", _c_int),
+                ("iterations", _c_int), ("c", _c_double * MAX_PATH), ("cv_accuracy", _c_double * MAX_PATH),
+                ("cv_log_loss", _c_double * MAX_PATH), ("cv_pred", _P(_c_int))]
+
+
+def _sig(name, res, *args):
+    f = getattr(_lib, name)
+    f.restype, f.argtypes = res, list(args)
+    return f
+
+
+_E = _P(_Error)
+_sig("fn_classifier_options_default", None, _P(_Options))
+_sig("fn_classifier_train", _c_int, _fp, _c_int, _c_int, _P(_c_int), _c_int, _P(ctypes.c_char_p), _P(_Options),
+     _P(_vp), _P(_Report), _E)
+_sig("fn_classifier_predict_proba", _c_int, _vp, _fp, _c_int, _fp, _E)
+_sig("fn_classifier_classes", _c_int, _vp)
+_sig("fn_classifier_dim", _c_int, _vp)
+_sig("fn_classifier_class_name", ctypes.c_char_p, _vp, _c_int)
+_sig("fn_classifier_info", ctypes.c_char_p, _vp)
+_sig("fn_classifier_save", _c_int, _vp, ctypes.c_char_p, _E)
+_sig("fn_classifier_load", _c_int, ctypes.c_char_p, _P(_vp), _E)
+_sig("fn_classifier_load_from_memory", _c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, _P(_vp), _E)
+_sig("fn_classifier_free", None, _vp)
+
+
+class _Handle:
+    """Owns one fn_classifier."""
+
+    def __init__(self, ptr):
+        self.ptr = ptr
+
+    def __del__(self):
+        if self.ptr:
+            _lib.fn_classifier_free(self.ptr)
+            self.ptr = None
+
+
+class Classifier:
+    """scikit-learn estimator (fit, predict, predict_proba, score, classes_) backed by libfruitnet.
+
+    C: None = chosen by `folds`-fold cross-validation among `n_cs` values from c_min to c_max; a number = that
+    C. pca_dim: principal components trained on (0 = the library's default, -1 = all features); sqrt: the
+    signed square root of the features before standardisation (default)."""
+
+    _estimator_type = "classifier"
+
+    def __init__(self, C=None, folds=5, c_min=0.01, c_max=10.0, n_cs=7, pca_dim=0, threads=0, max_iter=0, tol=0.0,
+                 seed=0, sqrt=True):
+        self.C, self.folds, self.c_min, self.c_max, self.n_cs = C, folds, c_min, c_max, n_cs
+        self.pca_dim, self.threads, self.max_iter, self.tol, self.seed = pca_dim, threads, max_iter, tol, seed
+        self.sqrt = sqrt
+
+    # scikit-learn's parameter protocol
+    def get_params(self, deep=True):
+        return {k: getattr(self, k) for k in ("C", "folds", "c_min", "c_max", "n_cs", "pca_dim", "threads",
+                                              "max_iter", "tol", "seed", "sqrt")}
+
+    def set_params(self, **params):
+        for k, v in params.items():
+            if k not in self.get_params():
+                raise ValueError(f"unknown parameter {k!r}")
+            setattr(self, k, v)
+        return self
+
+    def fit(self, X, y):
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        if X.ndim != 2:
+            raise ValueError("X must be 2-d [n_samples, n_features]")
+        classes, codes = np.unique(np.asarray(y), return_inverse=True)
+        if len(codes) != X.shape[0]:
+            raise ValueError("X and y have different numbers of rows")
+        codes = np.ascontiguousarray(codes, dtype=np.int32)
+        names = (ctypes.c_char_p * len(classes))(*[_b(str(c)) for c in classes])
+        o = _Options()
+        _lib.fn_classifier_options_default(ctypes.byref(o))
+        o.folds, o.c_min, o.c_max, o.path_len = self.folds, self.c_min, self.c_max, self.n_cs
+        o.c = float(self.C) if self.C else 0.0
+        o.pca_dim, o.threads, o.max_iter, o.tol, o.seed = self.pca_dim, self.threads, self.max_iter, self.tol, self.seed
+        o.info = b"trained by fruitnet.Classifier"
+        o.transform = 1 if self.sqrt else 0
+        rep = _Report()
+        cvp = np.zeros(X.shape[0], np.int32)
+        rep.cv_pred = cvp.ctypes.data_as(_P(_c_int))
+        out, err = _vp(), _Error()
+        _check(_lib.fn_classifier_train(X.ctypes.data_as(_fp), X.shape[0], X.shape[1], codes.ctypes.data_as(_P(_c_int)),
+                                        len(classes), names, ctypes.byref(o), ctypes.byref(out), ctypes.byref(rep),
+                                        ctypes.byref(err)), err)
+        self._set(_Handle(out), classes)
+        self.cv_results_ = {"C": list(rep.c[:rep.path_len]), "accuracy": list(rep.cv_accuracy[:rep.path_len]),
+                            "log_loss": list(rep.cv_log_loss[:rep.path_len])}
+        self.C_ = rep.c[rep.best]
+        self.cv_predictions_ = classes[cvp] if rep.folds else None
+        return self
+
+    def _set(self, handle, classes=None):
+        self._h = handle
+        p = handle.ptr
+        names = [_lib.fn_classifier_class_name(p, i).decode("utf-8") for i in range(_lib.fn_classifier_classes(p))]
+        self.classes_ = classes if classes is not None else np.array(names)
+        self.n_features_in_ = _lib.fn_classifier_dim(p)
+        self.info_ = dict(line.split("=", 1) for line in _lib.fn_classifier_info(p).decode("utf-8").splitlines()
+                          if "=" in line)
+
+    def _check_fitted(self):
+        if not hasattr(self, "_h"):
+            raise ValueError("this Classifier is not fitted yet: call fit() or Classifier.load()")
+
+    def predict_proba(self, X):
+        self._check_fitted()
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X must be [n, {self.n_features_in_}]")
+        out = np.empty((X.shape[0], len(self.classes_)), np.float32)
+        err = _Error()
+        _check(_lib.fn_classifier_predict_proba(self._h.ptr, X.ctypes.data_as(_fp), X.shape[0], out.ctypes.data_as(_fp),
+                                                ctypes.byref(err)), err)
+        return out
+
+    def predict(self, X):
+        self._check_fitted()
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    def score(self, X, y):
+        return float(np.mean(self.predict(X) == np.asarray(y)))
+
+    def save(self, path):
+        self._check_fitted()
+        err = _Error()
+        _check(_lib.fn_classifier_save(self._h.ptr, _b(os.fspath(path)), ctypes.byref(err)), err)
+
+    @classmethod
+    def load(cls, path_or_bytes):
+        """A Classifier from a .fncls file (path) or its bytes; classes_ are the file's class names."""
+        out, err = _vp(), _Error()
+        if isinstance(path_or_bytes, (bytes, bytearray)):
+            data = bytes(path_or_bytes)
+            _check(_lib.fn_classifier_load_from_memory(data, len(data), b"<bytes>", ctypes.byref(out),
+                                                       ctypes.byref(err)), err)
+        else:
+            _check(_lib.fn_classifier_load(_b(os.fspath(path_or_bytes)), ctypes.byref(out), ctypes.byref(err)), err)
+        self = cls()
+        self._set(_Handle(out))
+        c = self.info_.get("C")
+        self.C_ = float(c) if c else None
+        return self

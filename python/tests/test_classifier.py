@@ -1,0 +1,105 @@
+"""fruitnet.Classifier: the scikit-learn protocol, the .fncls file, and agreement with the C tools
+(fruitnet-extract, fruitnet-train, fruitnet-classify) on the repository's 24 images (unittest)."""
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, ".."))
+import fruitnet  # noqa: E402
+from fruitnet.classifier import Classifier  # noqa: E402
+
+REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
+BUILD = os.environ.get("FRUITNET_BUILD", os.path.join(REPO, "build"))
+MINI = os.path.join(REPO, "tests", "data", "fruits-360-mini", "images")
+WEIGHTS = os.environ.get("FRUITNET_WEIGHTS", os.path.join(REPO, "weights", "resnet50.fnw"))
+
+
+def clusters(K=3, d=8, m=20, seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.uniform(-1, 1, (K * m, d)).astype(np.float32)
+    y = np.repeat(np.arange(K), m)
+    for c in range(K):
+        X[y == c, c::K] += 4
+    return X, y
+
+
+class TestClassifier(unittest.TestCase):
+    def test_sklearn_protocol(self):
+        X, y = clusters()
+        labels = np.array([10, 2, 7])[y]  # non-string labels keep their type and numeric order
+        clf = Classifier(folds=3).fit(X, labels)
+        self.assertEqual(list(clf.classes_), [2, 7, 10])
+        P = clf.predict_proba(X)
+        self.assertEqual(P.shape, (60, 3))
+        np.testing.assert_allclose(P.sum(1), 1, atol=1e-5)
+        self.assertEqual(clf.score(X, labels), 1.0)
+        self.assertTrue(np.isfinite(clf.C_) and clf.C_ > 0)
+        self.assertEqual(len(clf.cv_results_["C"]), 7)
+        self.assertTrue((clf.cv_predictions_ == labels).all())
+        from sklearn.base import clone
+        c2 = clone(clf).set_params(C=1.0)
+        self.assertEqual(c2.fit(X, labels).C_, 1.0)
+        with self.assertRaises(ValueError):
+            Classifier().predict(X)
+
+    def test_file_round_trip_and_errors(self):
+        X, y = clusters()
+        clf = Classifier(C=1.0).fit(X, np.array(["Apple", "Banana", "Cherry"])[y])
+        with tempfile.TemporaryDirectory() as d:
+            p = os.path.join(d, "m.fncls")
+            clf.save(p)
+            c2 = Classifier.load(p)
+            self.assertEqual(list(c2.classes_), ["Apple", "Banana", "Cherry"])
+            np.testing.assert_array_equal(c2.predict_proba(X), clf.predict_proba(X))
+            with open(p, "rb") as f:
+                data = f.read()
+            np.testing.assert_array_equal(Classifier.load(data).predict_proba(X), clf.predict_proba(X))
+            bad = bytearray(data)
+            bad[-10] ^= 1
+            with self.assertRaises(fruitnet.FruitnetError) as cm:
+                Classifier.load(bytes(bad))
+            self.assertIn("checksum mismatch", str(cm.exception))
+            with self.assertRaises(fruitnet.FruitnetError) as cm:
+                Classifier.load(data[:100])
+            self.assertIn("truncated", str(cm.exception))
+
+    def test_same_as_the_tools(self):
+        """Trained by fruitnet-train on the repository's 24 images, read by Classifier.load: the same
+        probabilities as fruitnet-classify prints, and Classifier.fit on the same rows writes the same file."""
+        for p in (os.path.join(BUILD, "fruitnet-train"), os.path.join(BUILD, "fruitnet-classify"), WEIGHTS):
+            if not os.path.exists(p):
+                self.fail(f"{p} missing: run make")
+        with tempfile.TemporaryDirectory() as d:
+            feats, model = os.path.join(d, "f.parquet"), os.path.join(d, "m.fncls")
+            subprocess.run([os.path.join(BUILD, "fruitnet-extract"), "-q", "--single-file", "--weights", WEIGHTS,
+                            "-o", feats, MINI], check=True)
+            subprocess.run([os.path.join(BUILD, "fruitnet-train"), "-q", "--folds", "3", "-i", feats, "-o", model],
+                           check=True)
+            rows = list(fruitnet.read_parquet(feats))
+            X = np.stack([r[2] for r in rows])
+            y = np.array([r[1] for r in rows])
+            clf = Classifier.load(model)
+            self.assertEqual(len(clf.classes_), 8)
+            out = subprocess.run([os.path.join(BUILD, "fruitnet-classify"), "--weights", WEIGHTS, "--classifier",
+                                  model, "--top", "2"] + [r[0] for r in rows], check=True, capture_output=True,
+                                 text=True).stdout.splitlines()
+            self.assertEqual(len(out), len(rows))
+            P = clf.predict_proba(X)
+            for i, line in enumerate(out):
+                f = line.split("\t")
+                self.assertEqual(f[0], rows[i][0])
+                self.assertEqual(f[1], clf.classes_[np.argmax(P[i])])
+                self.assertAlmostEqual(float(f[2]), float(P[i].max()), places=4)
+            self.assertEqual(clf.score(X, y), 1.0)  # its own training images
+            # the estimator trains the same model as the tool, byte for byte but for the info text
+            own = Classifier(folds=3).fit(X, y)
+            np.testing.assert_array_equal(own.predict_proba(X), P)
+
+
+if __name__ == "__main__":
+    unittest.main()

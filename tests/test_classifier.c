@@ -1,0 +1,343 @@
+/*
+ * test_classifier.c — the fruit classifier: a small separable problem, probabilities, determinism (same
+ * file bytes on 1 and 2 threads), corrupt files (bad magic, version, truncation, CRC) and, on the real
+ * data, the top-1 accuracy on the test sample's 114 classes shared with the training sample.
+ *
+ * Real data: the training sample's features are extracted once with build/fruitnet-extract into
+ * build/classifier-data/train_features.parquet (about 90 s; reused afterwards); the test sample's
+ * features are ../shared/golden/all2880 (float16). $FRUITNET_TRAIN_SAMPLE overrides
+ * ../shared/data/fruits-360-train-sample; with FRUITNET_REQUIRE_DATA=1 missing data fails.
+ */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+/* Issue 17's target is 98.5% top-1 on the 114 shared classes; NOT met yet: this build measures 98.36%
+ * (C = 0.316 chosen by the CV; the scikit-learn anchor, StandardScaler + LogisticRegression(C=1), 97.3% in
+ * bench/classifier_bench.py's run). Asserted: 98.0%, a regression guard below the measured figure. */
+#define FN_TEST_MIN_ACCURACY 0.980
+
+/* K well-separated clusters in d dimensions, m rows each (deterministic). */
+static float *clusters(int K, int d, int m, int **yout)
+{
+    float *x = malloc((size_t)K * m * d * sizeof(float)), *noise = malloc((size_t)K * m * d * sizeof(float));
+    int *y = malloc((size_t)K * m * sizeof(int));
+    tu_fill_random(noise, (size_t)K * m * d, 7, -1, 1);
+    for (int c = 0; c < K; c++)
+        for (int i = 0; i < m; i++) {
+            int r = c * m + i;
+            y[r] = c;
+            for (int j = 0; j < d; j++)
+                x[(size_t)r * d + j] = noise[(size_t)r * d + j] + (j % K == c ? 4.0f : 0.0f);
+        }
+    free(noise);
+    *yout = y;
+    return x;
+}
+
+static const char *names3[] = {"Apple", "Banana", "Cherry"};
+
+static void test_separable(void **state)
+{
+    (void)state;
+    int *y, K = 3, d = 6, m = 20, n = K * m;
+    float *x = clusters(K, d, m, &y);
+    fn_classifier_options o;
+    fn_classifier_options_default(&o);
+    o.folds = 3;
+    fn_classifier *c;
+    fn_classifier_report r;
+    memset(&r, 0, sizeof r);
+    int cvp[60];
+    r.cv_pred = cvp;
+    fn_error e;
+    assert_int_equal(fn_classifier_train(x, n, d, y, K, names3, &o, &c, &r, &e), FN_OK);
+    assert_int_equal(fn_classifier_classes(c), 3);
+    assert_int_equal(fn_classifier_dim(c), d);
+    assert_string_equal(fn_classifier_class_name(c, 1), "Banana");
+    assert_null(fn_classifier_class_name(c, 3));
+    /* CV picked a finite C on the path, and the out-of-fold predictions are right */
+    assert_true(r.folds == 3 && r.best >= 0 && r.best < r.path_len);
+    assert_true(isfinite(r.c[r.best]) && r.c[r.best] > 0);
+    assert_true(r.cv_accuracy[r.best] == 1.0);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(cvp[i], y[i]);
+    float *p = malloc((size_t)n * K * sizeof(float));
+    assert_int_equal(fn_classifier_predict_proba(c, x, n, p, &e), FN_OK);
+    for (int i = 0; i < n; i++) {
+        double s = 0;
+        int am = 0;
+        for (int k = 0; k < K; k++) {
+            s += p[i * K + k];
+            am = p[i * K + k] > p[i * K + am] ? k : am;
+        }
+        assert_true(fabs(s - 1) < 1e-5);
+        assert_int_equal(am, y[i]);
+    }
+    assert_non_null(strstr(fn_classifier_info(c), "cv_folds=3"));
+    /* NaN input is refused by row */
+    x[5 * d + 2] = NAN;
+    assert_int_equal(fn_classifier_predict_proba(c, x, n, p, &e), FN_ENUMERIC);
+    assert_non_null(strstr(e.msg, "row 5"));
+    fn_classifier_free(c);
+    /* argument errors name the problem */
+    y[0] = 7;
+    x[5 * d + 2] = 0;
+    assert_int_equal(fn_classifier_train(x, n, d, y, K, names3, &o, &c, NULL, &e), FN_EARG);
+    assert_non_null(strstr(e.msg, "label 7"));
+    y[0] = 0;
+    const char *dup[] = {"Apple", "Apple", "Cherry"};
+    assert_int_equal(fn_classifier_train(x, n, d, y, K, dup, &o, &c, NULL, &e), FN_EARG);
+    assert_non_null(strstr(e.msg, "duplicate"));
+    free(p), free(x), free(y);
+}
+
+static unsigned char *train_bytes(int threads, size_t *len)
+{
+    int *y, K = 3, d = 40, m = 30, n = K * m;
+    float *x = clusters(K, d, m, &y);
+    fn_classifier_options o;
+    fn_classifier_options_default(&o);
+    o.folds = 3, o.pca_dim = 12, o.threads = threads;
+    fn_classifier *c;
+    fn_error e;
+    assert_int_equal(fn_classifier_train(x, n, d, y, K, names3, &o, &c, NULL, &e), FN_OK);
+    char path[] = "/tmp/fn_cls_det_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(fn_classifier_save(c, path, &e), FN_OK);
+    unsigned char *b = tu_read_file(path, len);
+    unlink(path);
+    fn_classifier_free(c);
+    free(x), free(y);
+    return b;
+}
+
+static void test_deterministic(void **state)
+{
+    (void)state;
+    size_t n1, n2, n3;
+    unsigned char *a = train_bytes(1, &n1), *b = train_bytes(2, &n2), *c = train_bytes(2, &n3);
+    assert_true(n1 > 100 && n1 == n2 && n2 == n3);
+    assert_memory_equal(a, b, n1);
+    assert_memory_equal(b, c, n1);
+    free(a), free(b), free(c);
+}
+
+static void test_file_errors(void **state)
+{
+    (void)state;
+    int *y, K = 3, d = 6, m = 10;
+    float *x = clusters(K, d, m, &y);
+    fn_classifier_options o;
+    fn_classifier_options_default(&o);
+    o.c = 1; /* no cross-validation */
+    fn_classifier *c, *c2;
+    fn_error e;
+    assert_int_equal(fn_classifier_train(x, K * m, d, y, K, names3, &o, &c, NULL, &e), FN_OK);
+    char dir[] = "/tmp/fn_cls_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256];
+    snprintf(path, sizeof path, "%s/m.fncls", dir);
+    assert_int_equal(fn_classifier_save(c, path, &e), FN_OK);
+    size_t n;
+    unsigned char *b = tu_read_file(path, &n);
+    assert_int_equal(fn_classifier_load(path, &c2, &e), FN_OK);
+    float p1[30 * 3], p2[30 * 3];
+    assert_int_equal(fn_classifier_predict_proba(c, x, K * m, p1, &e), FN_OK);
+    assert_int_equal(fn_classifier_predict_proba(c2, x, K * m, p2, &e), FN_OK);
+    assert_memory_equal(p1, p2, sizeof p1);
+    fn_classifier_free(c2);
+    assert_int_equal(fn_classifier_load_from_memory(b, n, "mem", &c2, &e), FN_OK);
+    fn_classifier_free(c2);
+    /* CRC: one flipped bit in the weights */
+    b[n - 20] ^= 1;
+    assert_int_equal(fn_classifier_load_from_memory(b, n, "flip.fncls", &c2, &e), FN_ECHECKSUM);
+    assert_non_null(strstr(e.msg, "flip.fncls: checksum mismatch"));
+    b[n - 20] ^= 1;
+    /* truncation */
+    assert_int_equal(fn_classifier_load_from_memory(b, n - 9, "cut.fncls", &c2, &e), FN_EFORMAT);
+    assert_non_null(strstr(e.msg, "cut.fncls: truncated"));
+    assert_int_equal(fn_classifier_load_from_memory(b, 20, "cut.fncls", &c2, &e), FN_EFORMAT);
+    assert_non_null(strstr(e.msg, "truncated"));
+    /* version */
+    b[8] = 9;
+    assert_int_equal(fn_classifier_load_from_memory(b, n, "v.fncls", &c2, &e), FN_EUNSUPPORTED);
+    assert_non_null(strstr(e.msg, "version 9"));
+    b[8] = 1;
+    /* bad magic, on disk: the file is named */
+    b[0] = 'X';
+    FILE *f = fopen(path, "wb");
+    fwrite(b, 1, n, f);
+    fclose(f);
+    assert_int_equal(fn_classifier_load(path, &c2, &e), FN_EFORMAT);
+    assert_non_null(strstr(e.msg, "m.fncls: not a fruitnet classifier file (bad magic)"));
+    assert_int_equal(fn_classifier_load("/nonexistent/x.fncls", &c2, &e), FN_EIO);
+    assert_non_null(strstr(e.msg, "/nonexistent/x.fncls"));
+    assert_int_equal(fn_classifier_load(dir, &c2, &e), FN_EIO); /* a folder */
+    assert_non_null(strstr(e.msg, "not a regular file"));
+    /* /dev/null is written in place, never replaced */
+    assert_int_equal(fn_classifier_save(c, "/dev/null", &e), FN_OK);
+    struct stat st;
+    assert_int_equal(stat("/dev/null", &st), 0);
+    assert_true(S_ISCHR(st.st_mode));
+    /* no temporary left behind */
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "test $(ls -A %s | wc -l) = 1", dir);
+    assert_int_equal(system(cmd), 0);
+    unlink(path);
+    rmdir(dir);
+    free(b), free(x), free(y);
+    fn_classifier_free(c);
+}
+
+/* ---------------------------------------------------------------- real data */
+
+static float half_to_float(uint16_t h)
+{
+    uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 31, m = h & 1023, bits;
+    if (e == 0) {
+        if (m == 0)
+            bits = s;
+        else {
+            e = 113;
+            while (!(m & 1024))
+                m <<= 1, e--;
+            bits = s | (e << 23) | ((m & 1023) << 13);
+        }
+    } else if (e == 31)
+        bits = s | 0x7f800000u | (m << 13);
+    else
+        bits = s | ((e + 112) << 23) | (m << 13);
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static void test_accuracy(void **state)
+{
+    (void)state;
+    const char *g = tu_golden_dir(), *tr = getenv("FRUITNET_TRAIN_SAMPLE");
+    if (!tr || !*tr)
+        tr = "../shared/data/fruits-360-train-sample";
+    struct stat st;
+    if (!g || stat(tr, &st) != 0 || !tu_weights_path()) {
+        const char *req = getenv("FRUITNET_REQUIRE_DATA");
+        if (req && !strcmp(req, "1"))
+            fail_msg("%s or the golden data not found and FRUITNET_REQUIRE_DATA=1", tr);
+        print_message("skipped: no training sample at %s\n", tr);
+        return;
+    }
+    const char *cache = "build/classifier-data/train_features.parquet";
+    if (stat(cache, &st) != 0) {
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd,
+                 "mkdir -p build/classifier-data && build/fruitnet-extract -q --single-file --weights '%s' -o %s '%s'",
+                 tu_weights_path(), cache, tr);
+        print_message("extracting the training sample's features once (cached in %s)\n", cache);
+        assert_int_equal(system(cmd), 0);
+    }
+    /* training rows */
+    fn_parquet_reader *r;
+    fn_error e;
+    assert_int_equal(fn_parquet_reader_open(cache, &r, &e), FN_OK);
+    int n = (int)fn_parquet_reader_rows(r), D = FN_FEATURE_DIM, i = 0;
+    float *x = malloc((size_t)n * D * sizeof(float));
+    char **lab = malloc((size_t)n * sizeof(char *)), **names = malloc((size_t)n * sizeof(char *));
+    fn_parquet_row row;
+    while (fn_parquet_reader_next(r, &row, &e) == 1) {
+        assert_int_equal(row.n, D);
+        memcpy(x + (size_t)i * D, row.vec, (size_t)D * sizeof(float));
+        lab[i++] = strdup(row.label);
+    }
+    fn_parquet_reader_close(r);
+    assert_int_equal(i, n);
+    assert_int_equal(n, 4560);
+    memcpy(names, lab, (size_t)n * sizeof(char *));
+    qsort(names, (size_t)n, sizeof(char *), cmp_str);
+    int K = 0;
+    for (int j = 0; j < n; j++)
+        if (!K || strcmp(names[K - 1], names[j]))
+            names[K++] = names[j];
+    assert_int_equal(K, 114);
+    int *y = malloc((size_t)n * sizeof(int));
+    for (int j = 0; j < n; j++)
+        for (y[j] = 0; strcmp(names[y[j]], lab[j]); y[j]++)
+            ;
+    fn_classifier *c;
+    fn_classifier_report rep;
+    memset(&rep, 0, sizeof rep);
+    assert_int_equal(fn_classifier_train(x, n, D, y, K, (const char *const *)names, NULL, &c, &rep, &e), FN_OK);
+    /* the test sample: golden features, manifest classes */
+    gzFile gz = gzopen(tu_path(g, "all2880/features_2880x2048.f16.gz"), "rb");
+    assert_non_null(gz);
+    const int NT = 2880;
+    uint16_t *h = malloc((size_t)NT * D * 2);
+    assert_int_equal(gzread(gz, h, NT * D * 2), NT * D * 2);
+    gzclose(gz);
+    float *xt = malloc((size_t)NT * D * sizeof(float)), *p = malloc((size_t)NT * K * sizeof(float));
+    for (size_t j = 0; j < (size_t)NT * D; j++)
+        xt[j] = half_to_float(h[j]);
+    assert_int_equal(fn_classifier_predict_proba(c, xt, NT, p, &e), FN_OK);
+    FILE *mf = fopen(tu_path(g, "all2880/manifest.csv"), "r");
+    assert_non_null(mf);
+    char line[1024];
+    int shared = 0, correct = 0;
+    double ece_bins[15][3] = {{0}};
+    assert_non_null(fgets(line, sizeof line, mf)); /* header */
+    for (int j = 0; j < NT && fgets(line, sizeof line, mf); j++) {
+        line[strcspn(line, "\r\n")] = 0;
+        const char *cls = strrchr(line, ',') + 1;
+        int t = -1;
+        for (int k = 0; k < K; k++)
+            if (!strcmp(names[k], cls))
+                t = k;
+        if (t < 0)
+            continue;
+        int am;
+        float pm;
+        fn_topk(p + (size_t)j * K, K, 1, &am, &pm);
+        double s = 0;
+        for (int k = 0; k < K; k++)
+            s += p[(size_t)j * K + k];
+        assert_true(fabs(s - 1) < 1e-4);
+        shared++, correct += am == t;
+        int b = pm >= 1 ? 14 : (int)(pm * 15);
+        ece_bins[b][0]++, ece_bins[b][1] += pm, ece_bins[b][2] += am == t;
+    }
+    fclose(mf);
+    double ece = 0;
+    for (int b = 0; b < 15; b++)
+        if (ece_bins[b][0])
+            ece += fabs(ece_bins[b][1] - ece_bins[b][2]) / shared;
+    double acc = (double)correct / shared;
+    print_message("test sample, %d images of the 114 shared classes: top-1 %.2f%% (%d wrong), ECE %.4f; "
+                  "C = %g, CV accuracy %.2f%%\n",
+                  shared, 100 * acc, shared - correct, ece, rep.c[rep.best], 100 * rep.cv_accuracy[rep.best]);
+    assert_int_equal(shared, 2736);
+    assert_true(acc >= FN_TEST_MIN_ACCURACY);
+    fn_classifier_free(c);
+    for (int j = 0; j < n; j++)
+        free(lab[j]);
+    free(lab), free(names), free(x), free(y), free(h), free(xt), free(p);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_separable),
+        cmocka_unit_test(test_deterministic),
+        cmocka_unit_test(test_file_errors),
+        cmocka_unit_test(test_accuracy),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
