@@ -49,6 +49,10 @@ S3A_JARS = os.environ.get("FRUITNET_S3A_JARS") or ",".join([
     f"{M2}/org/apache/hadoop/hadoop-aws/3.5.0/hadoop-aws-3.5.0.jar",
     f"{M2}/software/amazon/awssdk/bundle/2.35.4/bundle-2.35.4.jar",
     f"{M2}/software/amazon/s3/analyticsaccelerator/analyticsaccelerator-s3/1.3.1/analyticsaccelerator-s3-1.3.1.jar"])
+# on the class paths of the driver and executors in place: spark.jars would copy the 686 MB bundle into
+# every executor's folder
+S3A_CONF = ["--conf", "spark.driver.extraClassPath=" + S3A_JARS.replace(",", ":"),
+            "--conf", "spark.executor.extraClassPath=" + S3A_JARS.replace(",", ":")]
 CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}
 CLASSES = ("Banana", "Lemon")
 PER_CLASS = 12
@@ -333,7 +337,7 @@ class TestSpark(unittest.TestCase):
             t0 = time.time()
             r = self._job(["s3a://fruit/images", "s3a://fruit/out", "--s3-endpoint", endpoint,
                            "--partitions", "4", "--batch", "1", "--threads", "1",
-                           "--conf", "spark.jars=" + S3A_JARS], self._env(CREDS))
+                           *S3A_CONF], self._env(CREDS))
             wall = time.time() - t0
             k, worst_ref, worst_gold, eig_rel = self._check_s3_output(endpoint, r)
             opens = self._check_model_cache(r.stderr)
@@ -388,7 +392,7 @@ class TestSpark(unittest.TestCase):
                 t0 = time.time()
                 r = self._job(["s3a://fruit/images", "s3a://fruit/out", "--s3-endpoint", endpoint,
                                "--partitions", "8", "--batch", "1", "--threads", "1",
-                               "--master", f"spark://127.0.0.1:{port}", "--conf", "spark.jars=" + S3A_JARS,
+                               "--master", f"spark://127.0.0.1:{port}", *S3A_CONF,
                                "--conf", "spark.executor.memory=1g"], env, master=False)
                 wall = time.time() - t0
                 th.join(timeout=5)
