@@ -285,6 +285,16 @@ def _read_list(spark, uri):
     return [q for q in uris if q in present], missing
 
 
+def _remove(spark, *uris):
+    """Delete earlier outputs of the job under OUTPUT (Hadoop FileSystem API: local and s3a alike)."""
+    jvm, conf = _hadoop(spark)
+    for u in uris:
+        p = jvm.org.apache.hadoop.fs.Path(u)
+        fs = p.getFileSystem(conf)
+        if fs.exists(p):
+            fs.delete(p, True)
+
+
 def _write_text_local(path, text):
     """Atomic local write: hidden temporary name, fsync, rename, fsync the folder."""
     d = os.path.dirname(path) or "."
@@ -514,6 +524,7 @@ def run(a):
     res.filter(F.col("error").isNotNull()).select("path", F.col("error").alias("reason")) \
         .coalesce(1).write.mode("overwrite").parquet(out + "/errors")
     if n_ok == 0:
+        _remove(spark, out + "/features.parquet", out + "/pca")  # no earlier run's output left as this one's
         raise JobError(f"{inp}: none of the {n_bad} images could be read (reasons in {out}/errors); "
                        f"no features written")
     good = res.filter(F.col("error").isNull())
@@ -523,6 +534,7 @@ def run(a):
           f"loading), Spark start-up and listing "
           f"{t1 - t0:.1f} s", file=sys.stderr)
     if n_ok < 2:
+        _remove(spark, out + "/pca")
         raise JobError(f"PCA needs at least 2 images, got {n_ok}")
 
     # PCA: one statistics blob per partition, merged by a tree aggregation, fitted here

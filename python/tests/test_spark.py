@@ -441,6 +441,11 @@ class TestSpark(unittest.TestCase):
         cases = [(os.path.join(self.tmp, "nowhere"), "no such file or folder"),
                  (empty, "no *.jpg, *.jpeg or *.png file found"),
                  (lst, "none of the 2 images could be read")]
+        # an earlier run's output in the third case's folder must not survive as this run's
+        for d in ("features.parquet", "pca"):
+            os.makedirs(os.path.join(self.tmp, "out-bad2", d))
+            with open(os.path.join(self.tmp, "out-bad2", d, "stale"), "w") as f:
+                f.write("from an earlier run\n")
         env_before = dict(os.environ)
         os.environ["PYSPARK_PYTHON"] = sys.executable
         os.environ["PYTHONPATH"] = PYDIR + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH")
@@ -459,6 +464,7 @@ class TestSpark(unittest.TestCase):
                 self.assertIn(msg, err.getvalue())
                 self.assertIn(inp, err.getvalue())
                 self.assertFalse(os.path.exists(os.path.join(out, "features.parquet")))
+                self.assertFalse(os.path.exists(os.path.join(out, "pca")))
         finally:
             os.environ.clear()
             os.environ.update(env_before)
