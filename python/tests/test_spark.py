@@ -209,11 +209,12 @@ class TestSpark(unittest.TestCase):
         env.update(extra or {})
         return env
 
-    def _job(self, args, env, submit=False, master=True):
+    def _job(self, args, env, submit=(), master=True):
         common = ["--conf", "spark.ui.enabled=false", "--conf", "spark.driver.memory=1g"]
         if submit:
             cmd = [os.path.join(os.path.dirname(sys.executable), "spark-submit"), "--master", "local[2]",
-                   "--conf", "spark.ui.enabled=false", os.path.join(PYDIR, "fruitnet", "spark_job.py")] + args
+                   "--conf", "spark.ui.enabled=false", *submit,
+                   os.path.join(PYDIR, "fruitnet", "spark_job.py")] + args
             env = dict(env, PYSPARK_PYTHON=sys.executable)
             env.pop("PYTHONPATH", None)  # the file finds its own package (as an installed file does)
         else:
@@ -410,7 +411,11 @@ class TestSpark(unittest.TestCase):
 
         out = os.path.join(self.tmp, "out-local")
         t0 = time.time()
-        r = self._job([self.images, out, "--partitions", "3"], self._env(), submit=True)
+        # the weights shipped with --files and named by their file name (not a path in the working folder)
+        weights = os.path.join(REPO, "weights", "resnet50.fnw")
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "resnet50.fnw")))
+        r = self._job([self.images, out, "--partitions", "3", "--weights", "resnet50.fnw"],
+                      dict(self._env(), FRUITNET_WEIGHTS="/nonexistent/resnet50.fnw"), submit=["--files", weights])
         wall = time.time() - t0
         self.assertEqual(r.returncode, 0, r.stderr[-3000:])
         k = int(LINE.search(r.stdout).group(1))
