@@ -170,7 +170,7 @@ PYTHON3  ?= python3
 VENV     ?= $(abspath .venv)
 PYTHON   ?= $(VENV)/bin/python
 
-test: deps all tests weights interop-deps pydeps
+test: deps all tests weights interop-deps pydeps s3a-jars
 	@pass=0; fail=0; failed=""; \
 	for t in $(TESTS) $(SH_TESTS) $(PY_TESTS); do \
 	  echo "== $$t"; \
@@ -190,6 +190,22 @@ $(VENV)/.installed: python/requirements-test.txt
 	touch $@
 pydeps: $(VENV)/.installed
 .PHONY: venv
+
+# Hadoop's S3A connector for the Spark test (python/tests/test_spark.py reads these ~/.m2 paths, or
+# $FRUITNET_S3A_JARS): hadoop-aws for the Hadoop that pyspark 4.3.0 bundles (3.5.0) and the AWS SDK v2
+# bundle and analytics accelerator it was built with, fetched from Maven Central by mvn (691 MB).
+S3A_ARTIFACTS := org.apache.hadoop:hadoop-aws:3.5.0 software.amazon.awssdk:bundle:2.35.4 \
+                 software.amazon.s3.analyticsaccelerator:analyticsaccelerator-s3:1.3.1
+M2_REPO ?= $(HOME)/.m2/repository
+s3a-jars:
+	@for a in $(S3A_ARTIFACTS); do \
+	  g=$${a%%:*}; r=$${a#*:}; n=$${r%%:*}; v=$${r#*:}; \
+	  [ -f "$(M2_REPO)/$$(echo $$g | tr . /)/$$n/$$v/$$n-$$v.jar" ] && continue; \
+	  command -v mvn >/dev/null || { echo "fruitnet: mvn is needed to fetch $$a (apt-get install maven)"; exit 1; }; \
+	  echo "fruitnet: fetching $$a from Maven Central"; \
+	  mvn -q -B dependency:get -Dartifact=$$a -Dtransitive=false || exit 1; \
+	done
+.PHONY: s3a-jars
 
 # Independent Parquet readers (DuckDB, hyparquet) for the interoperability test.
 interop-deps: tests/interop/node_modules/.installed
