@@ -497,9 +497,6 @@ int fn_dataset_write(const char *path, fn_model *m, const fn_inputs *in, const f
  * part file. Without _SUCCESS: FN_EFORMAT unless flags has FN_DATASET_UNCOMMITTED. Free with fn_free_list. */
 int fn_dataset_files(const char *path, int flags, char ***files, int *nfiles, fn_error *err);
 
-#if defined(__GNUC__)
-#pragma GCC visibility pop
-#endif
 
 /* ------------------------------------------------------------------ */
 /* Bindings                                                            */
@@ -578,6 +575,10 @@ int fn_classifier_load_from_memory(const void *data, size_t size, const char *na
                                    fn_error *err);
 /* Free; NULL is allowed. */
 void fn_classifier_free(fn_classifier *c);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }
