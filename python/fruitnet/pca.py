@@ -183,6 +183,11 @@ class PcaStats:
         """Top-``k`` components (k > 0), or the fewest whose cumulative ratio reaches ``variance``."""
         return self._fit(k, variance, threads)[0]
 
+    def fit_with_spectrum(self, k: int = 0, variance: float = 0.80, threads: int = 0) -> Tuple[PcaModel, np.ndarray]:
+        """As :meth:`fit`, and also every eigenvalue of the covariance (``dim`` of them, descending), from the
+        same eigen-decomposition (a second fit of all components would cost ten times more at 2048-d)."""
+        return self._fit(k, variance, threads)
+
     def _fit(self, k: int, variance: float, threads: int) -> Tuple[PcaModel, np.ndarray]:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
             raise ValueError(f"k must be an int >= 0, not {k!r}")

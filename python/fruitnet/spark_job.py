@@ -169,29 +169,9 @@ def _merge_blobs(a, b):
 def _fit(stats, variance):
     """(model of the fewest components reaching variance, every eigenvalue descending, total variance).
 
-    The whole spectrum comes with the fit from fn_pca_fit_ex (bound here: the package's PcaStats.fit does
-    not return it); without that binding, a second fit of min(dim, n - 1) components gives it, which costs
-    ten times the first at 2048 dimensions."""
-    import ctypes
-    import numpy as np
-    import fruitnet
-
-    try:
-        lib, P = fruitnet._lib, ctypes.POINTER
-        f = lib.fn_pca_fit_ex
-        f.restype = ctypes.c_int
-        f.argtypes = [P(fruitnet._PcaStats), ctypes.c_int, ctypes.c_double, ctypes.c_int, P(fruitnet._PcaModel),
-                      P(ctypes.c_double), P(fruitnet._Error)]
-        raw, err = fruitnet._PcaModel(), fruitnet._Error()
-        spectrum = np.zeros(stats.dim, np.float64)
-        fruitnet._check(f(ctypes.byref(stats._s), 0, variance, 0, ctypes.byref(raw),
-                          spectrum.ctypes.data_as(P(ctypes.c_double)), ctypes.byref(err)), err)
-        model = fruitnet.PcaModel(raw)
-        return model, spectrum, model.total_var
-    except AttributeError:  # the binding's internals changed: public API only
-        model = stats.fit(variance=variance)
-        full = stats.fit(k=int(min(stats.dim, stats.n - 1)))
-        return model, full.eigenvalues, full.total_var
+    The whole spectrum comes with the fit (PcaStats.fit_with_spectrum: one eigen-decomposition)."""
+    model, spectrum = stats.fit_with_spectrum(variance=variance)
+    return model, spectrum, model.total_var
 
 
 def _project(batches, mean, comps):
@@ -425,7 +405,7 @@ def _executor_env(builder, user_conf):
     if "spark.executorEnv.PYTHONPATH" not in user_conf:
         pp = [pkg_parent] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         builder = builder.config("spark.executorEnv.PYTHONPATH", os.pathsep.join(pp))
-    lib = getattr(getattr(fruitnet, "_lib", None), "_name", None)
+    lib = getattr(getattr(getattr(fruitnet, "_lib", None), "lib", None), "_name", None)
     if lib and os.path.isabs(lib) and "spark.executorEnv.FRUITNET_LIB" not in user_conf \
             and "FRUITNET_LIB" not in os.environ:
         builder = builder.config("spark.executorEnv.FRUITNET_LIB", lib)
