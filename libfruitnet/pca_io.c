@@ -26,31 +26,10 @@ static int write_file_atomic(const char *path, const void *data, size_t n, fn_er
     return fn_atomic_write_file(path, data, n, 0, err);
 }
 
+/* the library's one reader of whole files (inputs.c): regular files only, opened without blocking */
 static int read_file(const char *path, unsigned char **buf, size_t *len, size_t max, fn_error *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return fn_fail(err, FN_EIO, "%s: cannot open: %s", path, strerror(errno));
-    if (fseek(f, 0, SEEK_END) != 0) {
-        fclose(f);
-        return fn_fail(err, FN_EIO, "%s: cannot seek", path);
-    }
-    long sz = ftell(f);
-    rewind(f);
-    if (sz < 0 || (size_t)sz > max) {
-        fclose(f);
-        return fn_fail(err, FN_ELIMIT, "%s: unexpected size %ld", path, sz);
-    }
-    unsigned char *b = malloc((size_t)sz + 1);
-    if (!b || fread(b, 1, (size_t)sz, f) != (size_t)sz) {
-        free(b);
-        fclose(f);
-        return fn_fail(err, FN_EIO, "%s: read error", path);
-    }
-    fclose(f);
-    *buf = b;
-    *len = (size_t)sz;
-    return FN_OK;
+    return fn_read_regular(path, max, buf, len, err);
 }
 
 /* stats file: "FNPCASTA" u32 version u32 dim i64 n, mean[dim], upper(M2) row-major, u32 crc of all before */

@@ -16,11 +16,14 @@
  */
 #include "testutil.h"
 
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include <zlib.h>
 
 #define N 2880
@@ -577,6 +580,36 @@ static void test_isas_bit_identical(void **s)
     free(x);
 }
 
+/* A FIFO (or device) named as a statistics or model file is refused at once: fopen() blocked on it until a
+ * writer came (for ever in a batch job). Run in a child with an alarm so a regression fails, not hangs. */
+static void test_load_fifo_refused(void **s)
+{
+    (void)s;
+    char dir[] = "/tmp/fruitnet-test-pca-fifo-XXXXXX", p[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(p, sizeof p, "%s/model.fnpca", dir);
+    assert_int_equal(mkfifo(p, 0600), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        alarm(5);
+        fn_pca_model m;
+        fn_pca_stats st;
+        fn_error e1, e2;
+        int r1 = fn_pca_model_load(&m, p, &e1), r2 = fn_pca_stats_load(&st, p, &e2);
+        _exit(r1 != FN_OK && r2 != FN_OK && strstr(e1.msg, "not a regular file") && strstr(e1.msg, p) &&
+                      strstr(e2.msg, "not a regular file")
+                  ? 0
+                  : 1);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    unlink(p);
+    rmdir(dir);
+    assert_true(WIFEXITED(status)); /* killed by SIGALRM: the load blocked on the FIFO */
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -585,6 +618,7 @@ int main(void)
         cmocka_unit_test(test_degenerate),
         cmocka_unit_test(test_reference_small),
         cmocka_unit_test(test_isas_bit_identical),
+        cmocka_unit_test(test_load_fifo_refused),
     };
     return cmocka_run_group_tests_name("pca", tests, setup, teardown);
 }
