@@ -106,6 +106,12 @@ static char *path_join(const char *dir, const char *name)
     return p;
 }
 
+static const char *file_kind(mode_t m)
+{
+    return S_ISDIR(m) ? "a folder" : S_ISCHR(m) ? "a character device" : S_ISBLK(m) ? "a block device"
+         : S_ISFIFO(m) ? "a FIFO" : S_ISSOCK(m) ? "a socket" : S_ISREG(m) ? "a regular file" : "special";
+}
+
 static int mkdir_p(const char *path, fn_error *err)
 {
     char *tmp = strdup(path);
@@ -121,31 +127,61 @@ static int mkdir_p(const char *path, fn_error *err)
             }
             *p = '/';
         }
+    struct stat st;
     int rc = mkdir(tmp, 0777) != 0 && errno != EEXIST ? fn_fail(err, FN_EIO, "%s: cannot create folder: %s", path,
                                                                strerror(errno))
-                                                     : FN_OK;
+             : stat(tmp, &st) != 0 ? fn_fail(err, FN_EIO, "%s: %s", path, strerror(errno))
+             : !S_ISDIR(st.st_mode) ? fn_fail(err, FN_EIO, "%s: exists and is not a folder (%s): refusing to write a "
+                                                           "dataset there", path, file_kind(st.st_mode))
+                                    : FN_OK;
     free(tmp);
     return rc;
 }
 
-/* flock a lock file in dir; blocking or not. Returns the fd, -1 (errno EWOULDBLOCK when held). */
-static int take_lock(const char *dir, const char *name, int block, int create)
+/* flock a lock file in dir; blocking or not. Returns the fd, or -1: errno EWOULDBLOCK when held, else `err`
+ * (may be NULL) says why, naming the file. Opened without blocking and refused unless a regular file (a FIFO
+ * or device named _lock is never used). */
+static int take_lock(const char *dir, const char *name, int block, int create, fn_error *err)
 {
     char *p = path_join(dir, name);
-    if (!p)
+    if (!p) {
+        fn_fail(err, FN_ENOMEM, "out of memory");
+        errno = ENOMEM;
         return -1;
-    int fd = open(p, O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0), 0644);
-    free(p);
-    if (fd < 0)
+    }
+    int fd = open(p, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | (create ? O_CREAT : 0), 0644);
+    struct stat st;
+    if (fd < 0) {
+        int e = errno;
+        fn_fail(err, FN_EIO, "%s: cannot %s the lock file: %s", p, create ? "create" : "open", strerror(e));
+        free(p);
+        errno = e;
         return -1;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        int e = errno;
+        if (fstat(fd, &st) != 0)
+            fn_fail(err, FN_EIO, "%s: %s", p, strerror(e));
+        else
+            fn_fail(err, FN_EIO, "%s: not a regular file (%s); a lock file is an empty regular file: remove it", p,
+                    file_kind(st.st_mode));
+        close(fd);
+        free(p);
+        errno = EINVAL;
+        return -1;
+    }
     while (flock(fd, LOCK_EX | (block ? 0 : LOCK_NB)) != 0) {
         if (errno == EINTR)
             continue;
         int e = errno;
+        if (e != EWOULDBLOCK)
+            fn_fail(err, FN_EIO, "%s: cannot lock: %s", p, strerror(e));
         close(fd);
+        free(p);
         errno = e;
         return -1;
     }
+    free(p);
     return fd;
 }
 
@@ -419,7 +455,7 @@ static int start_run(run *r)
         name_shard(l.v[i], &k, &n);
         if (n == N)
             continue;
-        int fd = take_lock(r->dir, l.v[i], 0, 0);
+        int fd = take_lock(r->dir, l.v[i], 0, 0, NULL);
         if (fd < 0 && errno == EWOULDBLOCK)
             rc = fn_fail(r->err, FN_EIO, "%s: a run of shard %d/%d is writing this dataset; a run with %d shard(s) "
                                          "cannot start until it ends", r->dir, k, n, N);
@@ -739,13 +775,13 @@ int fn_dataset_write(const char *path, fn_model *m, const fn_inputs *in, const f
         rc = mkdir_p(path, err);
         char lname[96];
         snprintf(lname, sizeof lname, "_lock%s", r.mtag);
-        if (!rc && (shard_lock = take_lock(path, lname, 0, 1)) < 0)
+        if (!rc && (shard_lock = take_lock(path, lname, 0, 1, err)) < 0)
             rc = errno == EWOULDBLOCK
                      ? fn_fail(err, FN_EIO, "%s: another run is writing shard %d/%d of this dataset (%s is locked); "
                                             "refusing to write at the same time", path, in->shard_k, in->shard_n, lname)
-                     : fn_fail(err, FN_EIO, "%s/%s: cannot create the lock file: %s", path, lname, strerror(errno));
-        if (!rc && (lock = take_lock(path, "_lock", 1, 1)) < 0)
-            rc = fn_fail(err, FN_EIO, "%s/_lock: cannot lock: %s", path, strerror(errno));
+                     : err ? err->code : FN_EIO;
+        if (!rc && (lock = take_lock(path, "_lock", 1, 1, err)) < 0)
+            rc = err ? err->code : FN_EIO;
         if (!rc)
             rc = make_plan(&r);
         if (!rc)
@@ -783,8 +819,8 @@ int fn_dataset_write(const char *path, fn_model *m, const fn_inputs *in, const f
     if (!rc)
         rc = write_errors(&r, &nfailed);
     if (!rc && !r.o.single_file) {
-        if ((lock = take_lock(path, "_lock", 1, 1)) < 0)
-            rc = fn_fail(err, FN_EIO, "%s/_lock: cannot lock: %s", path, strerror(errno));
+        if ((lock = take_lock(path, "_lock", 1, 1, err)) < 0)
+            rc = err ? err->code : FN_EIO;
         if (!rc)
             rc = commit(&r);
         drop_lock(lock);
@@ -819,8 +855,15 @@ static int visible_parts(const char *path, char ***files, int *nfiles, fn_error 
         size_t len = strlen(nm);
         if (!rc && !(nm[0] == '.' || nm[0] == '_' || len < 8 || strcmp(nm + len - 8, ".parquet") ||
                      strstr(nm, ".tmp."))) {
+            struct stat st;
             if (!(v[n] = path_join(path, nm)))
                 rc = fn_fail(err, FN_ENOMEM, "out of memory");
+            else if (stat(v[n], &st) != 0)
+                rc = fn_fail(err, FN_EIO, "%s: %s", v[n], strerror(errno)), free(v[n]);
+            else if (!S_ISREG(st.st_mode)) /* a folder, FIFO or device named like a part */
+                rc = fn_fail(err, FN_EFORMAT, "%s: not a regular file (%s); the part files of a dataset are regular "
+                                              "files", v[n], file_kind(st.st_mode)),
+                free(v[n]);
             else
                 n++;
         }
@@ -874,11 +917,15 @@ int fn_dataset_files(const char *path, int flags, char ***files, int *nfiles, fn
     } else if (!strncmp(text, "fruitnet-dataset\t1\n", 19)) {
         /* fruitnet's commit record: exactly these parts, with these sizes */
         size_t listed = 0;
+        char *seen = calloc((size_t)n + 1, 1);
+        if (!seen)
+            rc = fn_fail(err, FN_ENOMEM, "out of memory");
         for (const char *l = strchr(text, '\n') + 1; !rc && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : "") {
             char name[256];
             long long bytes, rows;
-            if (sscanf(l, "%255[^\t]\t%lld\t%lld", name, &bytes, &rows) != 3) {
-                rc = fn_fail(err, FN_EFORMAT, "%s/_SUCCESS: malformed line", path);
+            if (sscanf(l, "%255[^\t\n]\t%lld\t%lld", name, &bytes, &rows) != 3) {
+                rc = fn_fail(err, FN_EFORMAT, "%s/_SUCCESS: malformed line %zu (expected NAME<TAB>BYTES<TAB>ROWS)",
+                             path, listed + 2);
                 break;
             }
             listed++;
@@ -891,11 +938,14 @@ int fn_dataset_files(const char *path, int flags, char ***files, int *nfiles, fn
             else if (ps.st_size != bytes)
                 rc = fn_fail(err, FN_EFORMAT, "%s: %lld bytes, _SUCCESS recorded %lld: changed after the commit", pp,
                              (long long)ps.st_size, bytes);
-            int found = 0;
-            for (int i = 0; !rc && i < n && !found; i++)
-                found = !strcmp(v[i], pp);
-            if (!rc && !found)
+            int found = -1;
+            for (int i = 0; !rc && i < n && found < 0; i++)
+                if (!strcmp(v[i], pp))
+                    found = i;
+            if (!rc && found < 0)
                 rc = fn_fail(err, FN_EFORMAT, "%s: listed in _SUCCESS but not a visible part file", pp);
+            else if (!rc && seen[found]++) /* twice: would hide an unlisted part from the count below */
+                rc = fn_fail(err, FN_EFORMAT, "%s: listed twice in _SUCCESS", pp);
             free(pp);
         }
         if (!rc && listed != (size_t)n) {
@@ -908,6 +958,7 @@ int fn_dataset_files(const char *path, int flags, char ***files, int *nfiles, fn
                                                   "another run after the commit)", v[i]);
             }
         }
+        free(seen);
     } /* else: a foreign _SUCCESS (Spark writes it empty): every part file */
     free(text);
     if (rc) {
