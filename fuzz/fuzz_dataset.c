@@ -183,6 +183,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fprintf(stderr, "fuzz_dataset: shard 1/2 failed: %s\n", e.msg); /* nothing read may make it fail */
         abort();
     }
+    if (rep.committed) { /* a commit is always readable: _SUCCESS names exactly the parts on disk */
+        char **files;
+        int n;
+        if (fn_dataset_files(ds, 0, &files, &n, &e) != FN_OK) {
+            fprintf(stderr, "fuzz_dataset: committed but unreadable: %s\n", e.msg);
+            abort();
+        }
+        fn_free_list(files, n);
+    }
     check_files(ds, 0);
     return 0;
 }

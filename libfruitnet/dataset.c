@@ -611,7 +611,11 @@ static int on_row(void *ctx, size_t i, const float *features, const char *error,
 
 /* ---------------------------------------------------------------- commit */
 
-/* Under _lock: all N manifests complete and with one identity -> _SUCCESS listing every part. */
+static int visible_parts(const char *path, char ***files, int *nfiles, fn_error *err);
+static int check_record(const char *path, const char *text, char **v, int n, fn_error *err);
+
+/* Under _lock: all N manifests complete and with one identity -> _SUCCESS listing every part, when the parts
+ * on disk are exactly those (a manifest tampered with or a part removed never gives an unreadable commit). */
 static int commit(run *r)
 {
     int rc = write_manifest(r, 1);
@@ -639,11 +643,22 @@ static int commit(run *r)
             for (const char *l = strstr(text, "\npart\t"); l; l = strstr(l + 1, "\npart\t")) {
                 char name[256];
                 long long rows, bytes;
-                if (sscanf(l + 6, "%255[^\t]\t%*s\t%*s\t%*s\t%lld\t%lld", name, &rows, &bytes) == 3)
+                if (sscanf(l + 6, "%255[^\t\n]\t%*[^\t\n]\t%*[^\t\n]\t%*[^\t\n]\t%lld\t%lld", name, &rows, &bytes) == 3)
                     sb_add(&ok, "%s\t%lld\t%lld\n", name, bytes, rows);
             }
         }
         free(state), free(id), free(text);
+    }
+    if (!rc && complete && !ok.oom) {
+        char **v = NULL;
+        int n = 0;
+        fn_error e2;
+        if (visible_parts(r->dir, &v, &n, &e2) != FN_OK || check_record(r->dir, ok.s, v, n, &e2) != FN_OK) {
+            note(r, "no _SUCCESS: the part files do not match the shards' manifests: %s; run the shard at fault "
+                    "again", e2.msg);
+            complete = 0;
+        }
+        fn_free_list(v, n);
     }
     if (!rc && complete) {
         char *s = path_join(r->dir, "_SUCCESS");
@@ -881,6 +896,57 @@ static int visible_parts(const char *path, char ***files, int *nfiles, fn_error 
     return FN_OK;
 }
 
+/* fruitnet's commit record `text` (a _SUCCESS) against the visible parts v[0..n) of folder `path`: exactly
+ * these parts, each once, with these sizes. */
+static int check_record(const char *path, const char *text, char **v, int n, fn_error *err)
+{
+    int rc = FN_OK;
+    size_t listed = 0;
+    char *seen = calloc((size_t)n + 1, 1);
+    if (!seen)
+        rc = fn_fail(err, FN_ENOMEM, "out of memory");
+    for (const char *l = strchr(text, '\n') + 1; !rc && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : "") {
+        char name[256];
+        long long bytes, rows;
+        if (sscanf(l, "%255[^\t\n]\t%lld\t%lld", name, &bytes, &rows) != 3) {
+            rc = fn_fail(err, FN_EFORMAT, "%s/_SUCCESS: malformed line %zu (expected NAME<TAB>BYTES<TAB>ROWS)",
+                         path, listed + 2);
+            break;
+        }
+        listed++;
+        char *pp = path_join(path, name);
+        struct stat ps;
+        if (!pp)
+            rc = fn_fail(err, FN_ENOMEM, "out of memory");
+        else if (stat(pp, &ps) != 0)
+            rc = fn_fail(err, FN_EFORMAT, "%s: listed in _SUCCESS but missing: %s", pp, strerror(errno));
+        else if (ps.st_size != bytes)
+            rc = fn_fail(err, FN_EFORMAT, "%s: %lld bytes, _SUCCESS recorded %lld: changed after the commit", pp,
+                         (long long)ps.st_size, bytes);
+        int found = -1;
+        for (int i = 0; !rc && i < n && found < 0; i++)
+            if (!strcmp(v[i], pp))
+                found = i;
+        if (!rc && found < 0)
+            rc = fn_fail(err, FN_EFORMAT, "%s: listed in _SUCCESS but not a visible part file", pp);
+        else if (!rc && seen[found]++) /* twice: would hide an unlisted part from the count below */
+            rc = fn_fail(err, FN_EFORMAT, "%s: listed twice in _SUCCESS", pp);
+        free(pp);
+    }
+    if (!rc && listed != (size_t)n) {
+        for (int i = 0; i < n && !rc; i++) {
+            const char *b = strrchr(v[i], '/') + 1;
+            char key[300];
+            snprintf(key, sizeof key, "\n%s\t", b);
+            if (!strstr(text, key))
+                rc = fn_fail(err, FN_EFORMAT, "%s: not part of the committed dataset (stale, or written by "
+                                              "another run after the commit)", v[i]);
+        }
+    }
+    free(seen);
+    return rc;
+}
+
 int fn_dataset_files(const char *path, int flags, char ***files, int *nfiles, fn_error *err)
 {
     if (!path || !files || !nfiles)
@@ -915,50 +981,7 @@ int fn_dataset_files(const char *path, int flags, char ***files, int *nfiles, fn
                                             "failed or was killed: run it again, or finish every shard)", path);
         }
     } else if (!strncmp(text, "fruitnet-dataset\t1\n", 19)) {
-        /* fruitnet's commit record: exactly these parts, with these sizes */
-        size_t listed = 0;
-        char *seen = calloc((size_t)n + 1, 1);
-        if (!seen)
-            rc = fn_fail(err, FN_ENOMEM, "out of memory");
-        for (const char *l = strchr(text, '\n') + 1; !rc && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : "") {
-            char name[256];
-            long long bytes, rows;
-            if (sscanf(l, "%255[^\t\n]\t%lld\t%lld", name, &bytes, &rows) != 3) {
-                rc = fn_fail(err, FN_EFORMAT, "%s/_SUCCESS: malformed line %zu (expected NAME<TAB>BYTES<TAB>ROWS)",
-                             path, listed + 2);
-                break;
-            }
-            listed++;
-            char *pp = path_join(path, name);
-            struct stat ps;
-            if (!pp)
-                rc = fn_fail(err, FN_ENOMEM, "out of memory");
-            else if (stat(pp, &ps) != 0)
-                rc = fn_fail(err, FN_EFORMAT, "%s: listed in _SUCCESS but missing: %s", pp, strerror(errno));
-            else if (ps.st_size != bytes)
-                rc = fn_fail(err, FN_EFORMAT, "%s: %lld bytes, _SUCCESS recorded %lld: changed after the commit", pp,
-                             (long long)ps.st_size, bytes);
-            int found = -1;
-            for (int i = 0; !rc && i < n && found < 0; i++)
-                if (!strcmp(v[i], pp))
-                    found = i;
-            if (!rc && found < 0)
-                rc = fn_fail(err, FN_EFORMAT, "%s: listed in _SUCCESS but not a visible part file", pp);
-            else if (!rc && seen[found]++) /* twice: would hide an unlisted part from the count below */
-                rc = fn_fail(err, FN_EFORMAT, "%s: listed twice in _SUCCESS", pp);
-            free(pp);
-        }
-        if (!rc && listed != (size_t)n) {
-            for (int i = 0; i < n && !rc; i++) {
-                const char *b = strrchr(v[i], '/') + 1;
-                char key[300];
-                snprintf(key, sizeof key, "\n%s\t", b);
-                if (!strstr(text, key))
-                    rc = fn_fail(err, FN_EFORMAT, "%s: not part of the committed dataset (stale, or written by "
-                                                  "another run after the commit)", v[i]);
-            }
-        }
-        free(seen);
+        rc = check_record(path, text, v, n, err);
     } /* else: a foreign _SUCCESS (Spark writes it empty): every part file */
     free(text);
     if (rc) {

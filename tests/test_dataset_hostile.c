@@ -254,12 +254,84 @@ static void test_write_refusals(void **s)
     fn_model_close(m);
 }
 
+static char last_note[1024];
+static void on_note(void *ctx, const char *msg)
+{
+    (void)ctx;
+    if (strstr(msg, "no _SUCCESS"))
+        snprintf(last_note, sizeof last_note, "%s", msg);
+}
+
+static int write_shard(fn_model *m, const char *d, int k, int n, fn_dataset_report *rep, fn_error *e)
+{
+    fn_inputs *in;
+    assert_int_equal(fn_inputs_new(&in, e), FN_OK);
+    assert_int_equal(fn_inputs_finish(in, k, n, NULL, NULL, e), FN_OK);
+    fn_dataset_options o = {.part_size = 2, .shard_k = k, .shard_n = n};
+    fn_dataset_callbacks cb = {.note = on_note};
+    int rc = fn_dataset_write(d, m, in, &o, &cb, rep, e);
+    fn_inputs_free(in);
+    return rc;
+}
+
+/* Fuzz finding: the last shard wrote _SUCCESS from the other shards' manifests without looking at the
+ * folder, so a part removed after its shard finished, or a manifest tampered with (a part line naming
+ * another file, a line missing), gave a committed dataset that every reader refuses. Now it is not
+ * committed, with a note naming the file; running the shard at fault again commits. */
+static void test_commit_checks_parts(void **s)
+{
+    (void)s;
+    const char *w = tu_weights_path();
+    if (!w)
+        skip();
+    fn_model *m;
+    fn_error e;
+    assert_int_equal(fn_model_open(w, NULL, &m, &e), FN_OK);
+    char d[512];
+    snprintf(d, sizeof d, "%s/shards", tmp);
+    fn_dataset_report rep;
+    char **files;
+    int nf;
+    for (int round = 0; round < 2; round++) {
+        assert_int_equal(write_shard(m, d, 2, 2, &rep, &e), FN_OK);
+        assert_int_equal(rep.committed, round); /* round 1: shard 1 is complete from round 0 */
+        if (round == 0) { /* its part removed */
+            assert_int_equal(unlink(tu_path(d, "part-00000-s00002of00002.parquet")), 0);
+        } else { /* its manifest names another part */
+            size_t len;
+            char *t = tu_read_file(tu_path(d, "_manifest-s00002of00002.tsv"), &len);
+            assert_non_null(t);
+            char *p = strstr(t, "part\tpart-00000-s00002of00002.parquet");
+            assert_non_null(p);
+            memcpy(p + 5, "part-00007", 10);
+            put(tu_path(d, "_manifest-s00002of00002.tsv"), t, len);
+            free(t);
+        }
+        last_note[0] = 0;
+        assert_int_equal(write_shard(m, d, 1, 2, &rep, &e), FN_OK);
+        assert_int_equal(rep.committed, 0);
+        assert_non_null(strstr(last_note, "no _SUCCESS: the part files do not match the shards' manifests"));
+        assert_non_null(strstr(last_note, round == 0 ? "part-00000-s00002of00002.parquet: listed in _SUCCESS but missing"
+                                                     : "part-00007-s00002of00002.parquet: listed in _SUCCESS but missing"));
+        assert_int_equal(access(tu_path(d, "_SUCCESS"), F_OK), -1);
+        assert_int_equal(fn_dataset_files(d, 0, &files, &nf, &e), FN_EFORMAT);
+        assert_non_null(strstr(e.msg, "no _SUCCESS"));
+        /* the shard at fault again: committed and readable */
+        assert_int_equal(write_shard(m, d, 2, 2, &rep, &e), FN_OK);
+        assert_int_equal(rep.committed, 1);
+        assert_int_equal(fn_dataset_files(d, 0, &files, &nf, &e), FN_OK);
+        assert_int_equal(nf, 2);
+        fn_free_list(files, nf);
+    }
+    fn_model_close(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest t[] = {
         cmocka_unit_test(test_success_listed_twice), cmocka_unit_test(test_part_not_regular),
         cmocka_unit_test(test_success_malformed),    cmocka_unit_test(test_list_hostile),
-        cmocka_unit_test(test_write_refusals),
+        cmocka_unit_test(test_write_refusals),       cmocka_unit_test(test_commit_checks_parts),
     };
     return cmocka_run_group_tests(t, setup, teardown);
 }
