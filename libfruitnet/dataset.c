@@ -972,7 +972,25 @@ int fn_dataset_files(const char *path, int flags, char ***files, int *nfiles, fn
     if (rc)
         return rc;
     char *sp = path_join(path, "_SUCCESS");
-    char *text = sp ? read_text(sp) : NULL;
+    if (!sp) {
+        fn_free_list(v, n);
+        return fn_fail(err, FN_ENOMEM, "out of memory");
+    }
+    struct stat ss;
+    int present = lstat(sp, &ss) == 0 || errno != ENOENT;
+    char *text = read_text(sp);
+    if (!text && present && !(flags & FN_DATASET_UNCOMMITTED)) {
+        /* there but unreadable (a folder, FIFO, no permission): say so, not "not committed" */
+        unsigned char *b = NULL;
+        size_t bl;
+        fn_error re;
+        if (fn_read_regular(sp, (size_t)1 << 32, &b, &bl, &re) == FN_OK)
+            snprintf(re.msg, sizeof re.msg, "%s: out of memory", sp);
+        free(b);
+        free(sp);
+        fn_free_list(v, n);
+        return fn_fail(err, FN_EFORMAT, "%s (the commit record of the dataset cannot be read)", re.msg);
+    }
     free(sp);
     if (!text) {
         if (!(flags & FN_DATASET_UNCOMMITTED)) {

@@ -254,6 +254,33 @@ static void test_write_refusals(void **s)
     fn_model_close(m);
 }
 
+/* A _SUCCESS that is there but cannot be read (a folder, a FIFO) is named with the reason; before, the
+ * reader said "no _SUCCESS: the dataset is not committed". Never opened in blocking mode. */
+static void test_success_unreadable(void **s)
+{
+    (void)s;
+    const char *d = new_dir("badsuccess");
+    put_s(d, "part-00000.parquet", "abc");
+    char **files = NULL;
+    int nf = 0;
+    fn_error e;
+    for (int kind = 0; kind < 2; kind++) {
+        const char *sp = tu_path(d, "_SUCCESS");
+        assert_int_equal(kind ? mkfifo(sp, 0600) : mkdir(sp, 0777), 0);
+        assert_int_equal(fn_dataset_files(d, 0, &files, &nf, &e), FN_EFORMAT);
+        assert_non_null(strstr(e.msg, "/_SUCCESS: not a regular file"));
+        assert_non_null(strstr(e.msg, "commit record of the dataset cannot be read"));
+        assert_null(strstr(e.msg, "not committed"));
+        /* FN_DATASET_UNCOMMITTED reads what is there */
+        assert_int_equal(fn_dataset_files(d, FN_DATASET_UNCOMMITTED, &files, &nf, &e), FN_OK);
+        assert_int_equal(nf, 1);
+        fn_free_list(files, nf);
+        assert_int_equal(kind ? unlink(sp) : rmdir(sp), 0);
+    }
+    assert_int_equal(fn_dataset_files(d, 0, &files, &nf, &e), FN_EFORMAT); /* really absent */
+    assert_non_null(strstr(e.msg, "no _SUCCESS: the dataset is not committed"));
+}
+
 static char last_note[1024];
 static void on_note(void *ctx, const char *msg)
 {
@@ -332,6 +359,7 @@ int main(void)
         cmocka_unit_test(test_success_listed_twice), cmocka_unit_test(test_part_not_regular),
         cmocka_unit_test(test_success_malformed),    cmocka_unit_test(test_list_hostile),
         cmocka_unit_test(test_write_refusals),       cmocka_unit_test(test_commit_checks_parts),
+        cmocka_unit_test(test_success_unreadable),
     };
     return cmocka_run_group_tests(t, setup, teardown);
 }
