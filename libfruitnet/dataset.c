@@ -106,6 +106,12 @@ static char *path_join(const char *dir, const char *name)
     return p;
 }
 
+static const char *file_kind(mode_t m)
+{
+    return S_ISDIR(m) ? "a folder" : S_ISCHR(m) ? "a character device" : S_ISBLK(m) ? "a block device"
+         : S_ISFIFO(m) ? "a FIFO" : S_ISSOCK(m) ? "a socket" : S_ISREG(m) ? "a regular file" : "special";
+}
+
 static int mkdir_p(const char *path, fn_error *err)
 {
     char *tmp = strdup(path);
@@ -121,31 +127,61 @@ static int mkdir_p(const char *path, fn_error *err)
             }
             *p = '/';
         }
+    struct stat st;
     int rc = mkdir(tmp, 0777) != 0 && errno != EEXIST ? fn_fail(err, FN_EIO, "%s: cannot create folder: %s", path,
                                                                strerror(errno))
-                                                     : FN_OK;
+             : stat(tmp, &st) != 0 ? fn_fail(err, FN_EIO, "%s: %s", path, strerror(errno))
+             : !S_ISDIR(st.st_mode) ? fn_fail(err, FN_EIO, "%s: exists and is not a folder (%s): refusing to write a "
+                                                           "dataset there", path, file_kind(st.st_mode))
+                                    : FN_OK;
     free(tmp);
     return rc;
 }
 
-/* flock a lock file in dir; blocking or not. Returns the fd, -1 (errno EWOULDBLOCK when held). */
-static int take_lock(const char *dir, const char *name, int block, int create)
+/* flock a lock file in dir; blocking or not. Returns the fd, or -1: errno EWOULDBLOCK when held, else `err`
+ * (may be NULL) says why, naming the file. Opened without blocking and refused unless a regular file (a FIFO
+ * or device named _lock is never used). */
+static int take_lock(const char *dir, const char *name, int block, int create, fn_error *err)
 {
     char *p = path_join(dir, name);
-    if (!p)
+    if (!p) {
+        fn_fail(err, FN_ENOMEM, "out of memory");
+        errno = ENOMEM;
         return -1;
-    int fd = open(p, O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0), 0644);
-    free(p);
-    if (fd < 0)
+    }
+    int fd = open(p, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | (create ? O_CREAT : 0), 0644);
+    struct stat st;
+    if (fd < 0) {
+        int e = errno;
+        fn_fail(err, FN_EIO, "%s: cannot %s the lock file: %s", p, create ? "create" : "open", strerror(e));
+        free(p);
+        errno = e;
         return -1;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        int e = errno;
+        if (fstat(fd, &st) != 0)
+            fn_fail(err, FN_EIO, "%s: %s", p, strerror(e));
+        else
+            fn_fail(err, FN_EIO, "%s: not a regular file (%s); a lock file is an empty regular file: remove it", p,
+                    file_kind(st.st_mode));
+        close(fd);
+        free(p);
+        errno = EINVAL;
+        return -1;
+    }
     while (flock(fd, LOCK_EX | (block ? 0 : LOCK_NB)) != 0) {
         if (errno == EINTR)
             continue;
         int e = errno;
+        if (e != EWOULDBLOCK)
+            fn_fail(err, FN_EIO, "%s: cannot lock: %s", p, strerror(e));
         close(fd);
+        free(p);
         errno = e;
         return -1;
     }
+    free(p);
     return fd;
 }
 
@@ -419,7 +455,7 @@ static int start_run(run *r)
         name_shard(l.v[i], &k, &n);
         if (n == N)
             continue;
-        int fd = take_lock(r->dir, l.v[i], 0, 0);
+        int fd = take_lock(r->dir, l.v[i], 0, 0, NULL);
         if (fd < 0 && errno == EWOULDBLOCK)
             rc = fn_fail(r->err, FN_EIO, "%s: a run of shard %d/%d is writing this dataset; a run with %d shard(s) "
                                          "cannot start until it ends", r->dir, k, n, N);
@@ -576,7 +612,11 @@ static int on_row(void *ctx, size_t i, const float *features, const char *error,
 
 /* ---------------------------------------------------------------- commit */
 
-/* Under _lock: all N manifests complete and with one identity -> _SUCCESS listing every part. */
+static int visible_parts(const char *path, char ***files, int *nfiles, fn_error *err);
+static int check_record(const char *path, const char *text, char **v, int n, fn_error *err);
+
+/* Under _lock: all N manifests complete and with one identity -> _SUCCESS listing every part, when the parts
+ * on disk are exactly those (a manifest tampered with or a part removed never gives an unreadable commit). */
 static int commit(run *r)
 {
     int rc = write_manifest(r, 1);
@@ -604,11 +644,22 @@ static int commit(run *r)
             for (const char *l = strstr(text, "\npart\t"); l; l = strstr(l + 1, "\npart\t")) {
                 char name[256];
                 long long rows, bytes;
-                if (sscanf(l + 6, "%255[^\t]\t%*s\t%*s\t%*s\t%lld\t%lld", name, &rows, &bytes) == 3)
+                if (sscanf(l + 6, "%255[^\t\n]\t%*[^\t\n]\t%*[^\t\n]\t%*[^\t\n]\t%lld\t%lld", name, &rows, &bytes) == 3)
                     sb_add(&ok, "%s\t%lld\t%lld\n", name, bytes, rows);
             }
         }
         free(state), free(id), free(text);
+    }
+    if (!rc && complete && !ok.oom) {
+        char **v = NULL;
+        int n = 0;
+        fn_error e2;
+        if (visible_parts(r->dir, &v, &n, &e2) != FN_OK || check_record(r->dir, ok.s, v, n, &e2) != FN_OK) {
+            note(r, "no _SUCCESS: the part files do not match the shards' manifests: %s; run the shard at fault "
+                    "again", e2.msg);
+            complete = 0;
+        }
+        fn_free_list(v, n);
     }
     if (!rc && complete) {
         char *s = path_join(r->dir, "_SUCCESS");
@@ -741,13 +792,13 @@ int fn_dataset_write(const char *path, fn_model *m, const fn_inputs *in, const f
         rc = mkdir_p(path, err);
         char lname[96];
         snprintf(lname, sizeof lname, "_lock%s", r.mtag);
-        if (!rc && (shard_lock = take_lock(path, lname, 0, 1)) < 0)
+        if (!rc && (shard_lock = take_lock(path, lname, 0, 1, err)) < 0)
             rc = errno == EWOULDBLOCK
                      ? fn_fail(err, FN_EIO, "%s: another run is writing shard %d/%d of this dataset (%s is locked); "
                                             "refusing to write at the same time", path, in->shard_k, in->shard_n, lname)
-                     : fn_fail(err, FN_EIO, "%s/%s: cannot create the lock file: %s", path, lname, strerror(errno));
-        if (!rc && (lock = take_lock(path, "_lock", 1, 1)) < 0)
-            rc = fn_fail(err, FN_EIO, "%s/_lock: cannot lock: %s", path, strerror(errno));
+                     : err ? err->code : FN_EIO;
+        if (!rc && (lock = take_lock(path, "_lock", 1, 1, err)) < 0)
+            rc = err ? err->code : FN_EIO;
         if (!rc)
             rc = make_plan(&r);
         if (!rc)
@@ -785,8 +836,8 @@ int fn_dataset_write(const char *path, fn_model *m, const fn_inputs *in, const f
     if (!rc)
         rc = write_errors(&r, &nfailed);
     if (!rc && !r.o.single_file) {
-        if ((lock = take_lock(path, "_lock", 1, 1)) < 0)
-            rc = fn_fail(err, FN_EIO, "%s/_lock: cannot lock: %s", path, strerror(errno));
+        if ((lock = take_lock(path, "_lock", 1, 1, err)) < 0)
+            rc = err ? err->code : FN_EIO;
         if (!rc)
             rc = commit(&r);
         drop_lock(lock);
@@ -821,8 +872,15 @@ static int visible_parts(const char *path, char ***files, int *nfiles, fn_error 
         size_t len = strlen(nm);
         if (!rc && !(nm[0] == '.' || nm[0] == '_' || len < 8 || strcmp(nm + len - 8, ".parquet") ||
                      strstr(nm, ".tmp."))) {
+            struct stat st;
             if (!(v[n] = path_join(path, nm)))
                 rc = fn_fail(err, FN_ENOMEM, "out of memory");
+            else if (stat(v[n], &st) != 0)
+                rc = fn_fail(err, FN_EIO, "%s: %s", v[n], strerror(errno)), free(v[n]);
+            else if (!S_ISREG(st.st_mode)) /* a folder, FIFO or device named like a part */
+                rc = fn_fail(err, FN_EFORMAT, "%s: not a regular file (%s); the part files of a dataset are regular "
+                                              "files", v[n], file_kind(st.st_mode)),
+                free(v[n]);
             else
                 n++;
         }
@@ -838,6 +896,57 @@ static int visible_parts(const char *path, char ***files, int *nfiles, fn_error 
     *files = v;
     *nfiles = n;
     return FN_OK;
+}
+
+/* fruitnet's commit record `text` (a _SUCCESS) against the visible parts v[0..n) of folder `path`: exactly
+ * these parts, each once, with these sizes. */
+static int check_record(const char *path, const char *text, char **v, int n, fn_error *err)
+{
+    int rc = FN_OK;
+    size_t listed = 0;
+    char *seen = calloc((size_t)n + 1, 1);
+    if (!seen)
+        rc = fn_fail(err, FN_ENOMEM, "out of memory");
+    for (const char *l = strchr(text, '\n') + 1; !rc && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : "") {
+        char name[256];
+        long long bytes, rows;
+        if (sscanf(l, "%255[^\t\n]\t%lld\t%lld", name, &bytes, &rows) != 3) {
+            rc = fn_fail(err, FN_EFORMAT, "%s/_SUCCESS: malformed line %zu (expected NAME<TAB>BYTES<TAB>ROWS)",
+                         path, listed + 2);
+            break;
+        }
+        listed++;
+        char *pp = path_join(path, name);
+        struct stat ps;
+        if (!pp)
+            rc = fn_fail(err, FN_ENOMEM, "out of memory");
+        else if (stat(pp, &ps) != 0)
+            rc = fn_fail(err, FN_EFORMAT, "%s: listed in _SUCCESS but missing: %s", pp, strerror(errno));
+        else if (ps.st_size != bytes)
+            rc = fn_fail(err, FN_EFORMAT, "%s: %lld bytes, _SUCCESS recorded %lld: changed after the commit", pp,
+                         (long long)ps.st_size, bytes);
+        int found = -1;
+        for (int i = 0; !rc && i < n && found < 0; i++)
+            if (!strcmp(v[i], pp))
+                found = i;
+        if (!rc && found < 0)
+            rc = fn_fail(err, FN_EFORMAT, "%s: listed in _SUCCESS but not a visible part file", pp);
+        else if (!rc && seen[found]++) /* twice: would hide an unlisted part from the count below */
+            rc = fn_fail(err, FN_EFORMAT, "%s: listed twice in _SUCCESS", pp);
+        free(pp);
+    }
+    if (!rc && listed != (size_t)n) {
+        for (int i = 0; i < n && !rc; i++) {
+            const char *b = strrchr(v[i], '/') + 1;
+            char key[300];
+            snprintf(key, sizeof key, "\n%s\t", b);
+            if (!strstr(text, key))
+                rc = fn_fail(err, FN_EFORMAT, "%s: not part of the committed dataset (stale, or written by "
+                                              "another run after the commit)", v[i]);
+        }
+    }
+    free(seen);
+    return rc;
 }
 
 int fn_dataset_files(const char *path, int flags, char ***files, int *nfiles, fn_error *err)
@@ -865,7 +974,25 @@ int fn_dataset_files(const char *path, int flags, char ***files, int *nfiles, fn
     if (rc)
         return rc;
     char *sp = path_join(path, "_SUCCESS");
-    char *text = sp ? read_text(sp) : NULL;
+    if (!sp) {
+        fn_free_list(v, n);
+        return fn_fail(err, FN_ENOMEM, "out of memory");
+    }
+    struct stat ss;
+    int present = lstat(sp, &ss) == 0 || errno != ENOENT;
+    char *text = read_text(sp);
+    if (!text && present && !(flags & FN_DATASET_UNCOMMITTED)) {
+        /* there but unreadable (a folder, FIFO, no permission): say so, not "not committed" */
+        unsigned char *b = NULL;
+        size_t bl;
+        fn_error re;
+        if (fn_read_regular(sp, (size_t)1 << 32, &b, &bl, &re) == FN_OK)
+            snprintf(re.msg, sizeof re.msg, "%s: out of memory", sp);
+        free(b);
+        free(sp);
+        fn_free_list(v, n);
+        return fn_fail(err, FN_EFORMAT, "%s (the commit record of the dataset cannot be read)", re.msg);
+    }
     free(sp);
     if (!text) {
         if (!(flags & FN_DATASET_UNCOMMITTED)) {
@@ -874,42 +1001,7 @@ int fn_dataset_files(const char *path, int flags, char ***files, int *nfiles, fn
                                             "failed or was killed: run it again, or finish every shard)", path);
         }
     } else if (!strncmp(text, "fruitnet-dataset\t1\n", 19)) {
-        /* fruitnet's commit record: exactly these parts, with these sizes */
-        size_t listed = 0;
-        for (const char *l = strchr(text, '\n') + 1; !rc && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : "") {
-            char name[256];
-            long long bytes, rows;
-            if (sscanf(l, "%255[^\t]\t%lld\t%lld", name, &bytes, &rows) != 3) {
-                rc = fn_fail(err, FN_EFORMAT, "%s/_SUCCESS: malformed line", path);
-                break;
-            }
-            listed++;
-            char *pp = path_join(path, name);
-            struct stat ps;
-            if (!pp)
-                rc = fn_fail(err, FN_ENOMEM, "out of memory");
-            else if (stat(pp, &ps) != 0)
-                rc = fn_fail(err, FN_EFORMAT, "%s: listed in _SUCCESS but missing: %s", pp, strerror(errno));
-            else if (ps.st_size != bytes)
-                rc = fn_fail(err, FN_EFORMAT, "%s: %lld bytes, _SUCCESS recorded %lld: changed after the commit", pp,
-                             (long long)ps.st_size, bytes);
-            int found = 0;
-            for (int i = 0; !rc && i < n && !found; i++)
-                found = !strcmp(v[i], pp);
-            if (!rc && !found)
-                rc = fn_fail(err, FN_EFORMAT, "%s: listed in _SUCCESS but not a visible part file", pp);
-            free(pp);
-        }
-        if (!rc && listed != (size_t)n) {
-            for (int i = 0; i < n && !rc; i++) {
-                const char *b = strrchr(v[i], '/') + 1;
-                char key[300];
-                snprintf(key, sizeof key, "\n%s\t", b);
-                if (!strstr(text, key))
-                    rc = fn_fail(err, FN_EFORMAT, "%s: not part of the committed dataset (stale, or written by "
-                                                  "another run after the commit)", v[i]);
-            }
-        }
+        rc = check_record(path, text, v, n, err);
     } /* else: a foreign _SUCCESS (Spark writes it empty): every part file */
     free(text);
     if (rc) {

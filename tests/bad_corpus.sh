@@ -13,7 +13,7 @@ W=${FRUITNET_WEIGHTS:-$PWD/weights/resnet50.fnw}
 SAMPLE=${FRUITNET_SAMPLE:-../shared/data/fruits-360-sample}
 PY=${FRUITNET_PYTHON:-$PWD/.venv/bin/python}  # the test venv's python (make venv), with Pillow
 T=$(mktemp -d /tmp/fruitnet-bad-XXXXXX)
-trap 'chmod -R u+rwx "$T" 2>/dev/null; umount "$T/small" 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
+trap 'chmod -R u+rwx "$T" 2>/dev/null; umount "$T/small" "$T/ds" 2>/dev/null; chattr -i "$T/ds" 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
 pass=0 fail=0
 ok() { pass=$((pass + 1)); echo "ok   $1"; }
 ko() { fail=$((fail + 1)); echo "FAIL $1"; }
@@ -177,6 +177,117 @@ print(f"{len(files)} complete part(s) on the full disk")
 PY
 [ $? -eq 0 ] && ok "no corrupt part on the full disk" || ko "corrupt part on the full disk"
 umount "$full" 2>/dev/null
+
+# ---- a dataset folder tampered with or damaged after the commit: readers name the file and the reason,
+# a new run repairs it keeping every good row; nothing hangs (each run bounded by `timeout`)
+TO=${FRUITNET_BAD_TIMEOUT:-600}
+D="$T/ds"
+run_x() { timeout "$TO" "$X" --weights "$W" -q "$@"; }
+# ds_read DIR -> "ROWS UNIQUE_PATHS" on stdout (exit 0), or the reader's error on stdout (exit 3)
+ds_read() {
+  PYTHONPATH=python FRUITNET_LIB="$PWD/$B/libfruitnet.so" "$PY" - "$1" <<'PY'
+import sys, fruitnet
+try:
+    rows = [p for p, _, v in fruitnet.read_parquet(sys.argv[1]) if len(v) == 2048]
+except fruitnet.FruitnetError as e:
+    print(e); sys.exit(3)
+print(len(rows), len(set(rows)))
+PY
+}
+ngood=$(ls "$G" | wc -l)
+run_x --part-size 1 -o "$D" "$G" >"$T/ds.out" 2>"$T/ds.err"; drc=$?
+[ $drc = 0 ] && [ "$(ds_read "$D")" = "$ngood $ngood" ] && ok "dataset of $ngood good images written and read" \
+  || ko "dataset setup: exit $drc: $(head -2 "$T/ds.err")"
+# expect_read WHAT PATTERN: the reader refuses the folder with PATTERN in its message
+expect_read() {
+  local r; r=$(ds_read "$D"); local rc=$?
+  if [ $rc = 3 ] && grep -qF -- "$2" <<<"$r"; then ok "$1: reader refuses: $r"; else ko "$1: reader gave ($rc) $r"; fi
+}
+# repair WHAT: a new run exits 0 within the timeout and the dataset reads back whole, each good row once
+repair() {
+  run_x --part-size 1 -o "$D" "$G" >"$T/rep.out" 2>"$T/rep.err"; local rc=$?
+  local r; r=$(ds_read "$D")
+  if [ $rc = 0 ] && [ "$r" = "$ngood $ngood" ]; then ok "$1: a new run repairs it";
+  else ko "$1: new run exit $rc, read: $r; $(head -2 "$T/rep.err")"; fi
+}
+m="$D/_manifest-s00001of00001.tsv"
+# a tampered manifest: garbage part lines, a changed option, a NUL byte, no final newline
+if [ -f "$m" ]; then
+  "$PY" - "$m" <<'PY'
+import sys
+p = sys.argv[1]; t = open(p, "rb").read()
+t = t.replace(b"part_size\t1", b"part_size\t999").replace(b"part\tpart-", b"part\t../../etc/passwd\t\t\t-5\tpart-")
+open(p, "wb").write(t + b"state\tcomplete\n\x00\xff garbage")
+PY
+  repair "tampered manifest"
+fi
+# _SUCCESS listing a part that is missing
+p0=$(ls "$D"/part-*.parquet 2>/dev/null | head -1)
+if [ -n "$p0" ]; then
+  mv "$p0" "$T/saved.parquet"
+  expect_read "_SUCCESS lists a missing part" "$(basename "$p0"): listed in _SUCCESS but missing"
+  repair "missing part"
+  # an extra part not in _SUCCESS (a copy of a real one)
+  cp "$p0" "$D/part-00099.parquet"
+  expect_read "extra part not in _SUCCESS" "part-00099.parquet: not part of the committed dataset"
+  repair "extra part"
+  [ -e "$D/part-00099.parquet" ] && ko "extra part still there after the repair" || ok "extra part removed by the new run"
+  # a part truncated after the commit
+  truncate -s -7 "$p0"
+  expect_read "part truncated after the commit" "_SUCCESS recorded"
+  repair "truncated part"
+  # _SUCCESS listing a part twice (hides an unlisted part)
+  cp "$p0" "$D/part-00098.parquet"
+  head -2 "$D/_SUCCESS" | tail -1 >>"$D/_SUCCESS"
+  expect_read "_SUCCESS lists a part twice" "listed twice in _SUCCESS"
+  repair "part listed twice"
+fi
+# a FIFO as the lock file: refused with its name (never opened in blocking mode), the FIFO left in place
+rm -f "$D/_lock"; mkfifo "$D/_lock"
+run_x --part-size 1 -o "$D" "$G" >"$T/fifo.out" 2>"$T/fifo.err"; frc=$?
+if [ $frc = 2 ] && grep -qF "$D/_lock: not a regular file (a FIFO)" "$T/fifo.err" && [ -p "$D/_lock" ]; then
+  ok "FIFO lock file refused: $(head -1 "$T/fifo.err")"
+else ko "FIFO lock file: exit $frc: $(head -2 "$T/fifo.err")"; fi
+[ "$(ds_read "$D")" = "$ngood $ngood" ] && ok "dataset intact after the refused run" || ko "dataset damaged by the refused run"
+rm -f "$D/_lock"
+# an output folder without write permission: exit 2 naming the folder, the committed dataset untouched
+ro=""
+if [ "$(id -u)" != 0 ]; then chmod a-w "$D" && ro="chmod a-w";
+elif mount --bind "$D" "$D" 2>/dev/null; then
+  if mount -o remount,ro,bind "$D" 2>/dev/null; then ro="read-only bind mount"; else umount "$D"; fi
+fi
+if [ -z "$ro" ] && chattr +i "$D" 2>/dev/null; then ro="chattr +i"; fi
+if [ -n "$ro" ]; then
+  run_x --part-size 1 -o "$D" "$G" >"$T/ro.out" 2>"$T/ro.err"; rrc=$?
+  if [ $rrc = 2 ] && grep -qF "$D" "$T/ro.err" && grep -qiE "read-only|permission|not permitted" "$T/ro.err"; then
+    ok "unwritable output ($ro): exit 2: $(head -1 "$T/ro.err")"; else ko "unwritable output ($ro): exit $rrc: $(head -2 "$T/ro.err")"; fi
+  case "$ro" in chmod*) chmod u+w "$D";; read-only*) umount "$D";; chattr*) chattr -i "$D";; esac
+  [ "$(ds_read "$D")" = "$ngood $ngood" ] && ok "dataset intact after the unwritable run" || ko "dataset damaged by the unwritable run"
+else
+  echo "note: running as root without mount or chattr: the unwritable-output case is not run"
+fi
+# the dataset folder replaced by a file: exit 2 naming it, the file untouched
+rm -rf "$D"; echo "not a folder" >"$D"
+run_x -o "$D" "$G" >"$T/file.out" 2>"$T/file.err"; rc2=$?
+if [ $rc2 = 2 ] && grep -qF "$D" "$T/file.err" && [ "$(cat "$D")" = "not a folder" ]; then
+  ok "output folder replaced by a file: exit 2: $(head -1 "$T/file.err")"; else ko "output is a file: exit $rc2: $(head -2 "$T/file.err")"; fi
+rm -f "$D"
+# a @list with CRLF lines, a comment, a 1 MB line and a NUL byte: the good lines give rows, the others errors
+"$PY" - "$T/hostile.list" "$G" <<'PY'
+import os, sys
+out, g = sys.argv[1], sys.argv[2]
+good = sorted(os.path.join(g, f) for f in os.listdir(g))
+t = b"# comment\r\n" + good[0].encode() + b"\r\n\r\n" + b"y" * (1 << 20) + b"\n" + b"nul\x00.jpg\n"
+t += b"\n".join(p.encode() for p in good[1:])            # no final newline
+open(out, "wb").write(t)
+PY
+run_x -o "$T/list.parquet" --single-file "@$T/hostile.list" >"$T/list.out" 2>"$T/list.err"; lrc=$?
+le="$T/list.parquet.errors.tsv"
+[ -f "$le" ] || le=$(ls "$T"/list*errors* 2>/dev/null | head -1)
+if [ $lrc = 1 ] && grep -q "File name too long" "$le" 2>/dev/null && grep -q "holds a NUL byte" "$le" 2>/dev/null \
+   && grep -q "hostile.list" "$T/list.err"; then ok "hostile @list: exit 1, the 1 MB line and the NUL line reported"
+else ko "hostile @list: exit $lrc: $(head -c 300 "$T/list.err")"; fi
+r=$(ds_read "$T/list.parquet"); [ "$r" = "$ngood $ngood" ] && ok "hostile @list: every good line gives its row" || ko "hostile @list rows: $r"
 
 echo "bad_corpus: $pass passed, $fail failed"
 [ $fail -eq 0 ]
