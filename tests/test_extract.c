@@ -792,12 +792,19 @@ static void test_concurrent_writer(void **s)
         started = count_parts(out, &tmpf) > 0 || tmpf > 0; /* the first writer is working */
     }
     assert_true(started);
+    /* hold the first writer where it is (its lock stays held) while the second one tries: on a loaded machine
+     * the first could otherwise finish before the second has even opened its model (seen in CI) */
+    assert_int_equal(kill(pid, SIGSTOP), 0);
+    int st;
+    assert_int_equal(waitpid(pid, &st, WUNTRACED), pid); /* returns once it has stopped */
+    assert_true(WIFSTOPPED(st));
     const char *a2[] = {"--weights", w, "-o", out, "--part-size", "6", mini, NULL};
-    assert_int_equal(run("conc2", a2), 2);
+    int rc2 = run("conc2", a2);
+    kill(pid, SIGCONT);
+    assert_int_equal(rc2, 2);
     char *err = slurp("conc2", "err");
     assert_non_null(strstr(err, "another run is writing"));
     free(err);
-    int st;
     waitpid(pid, &st, 0);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     rows r;
