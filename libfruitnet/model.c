@@ -83,7 +83,10 @@ static int add_conv(fn_model *m, const char *name, int in, int out, int res, int
         return fn_fail(err, FN_EFORMAT, "weights: %s has an unexpected shape or type (expected [%d,%d,%d,cout])",
                        name, k, k, cin);
     int cout = (int)wk->shape[3];
-    int wino = fn_conv_wino_kinds(k, h); /* which Winograd weights; fn_conv picks per batch */
+    /* which Winograd weights: fn_conv picks per batch, so only those it would pick up to max_batch on the
+     * model's threads (at batch 1, skipping the F(4x4) weights of the 7x7 maps saves most of the open) */
+    int wino = fn_conv_wino_needed(k, k, stride, pad, h, w, fn_conv_wino_kinds(k, h), m->isa, m->max_batch,
+                                   m->threads);
     int rc = fn_conv_init(&L->conv, k, k, stride, pad, cin, cout, wk->data, wb->data, wino, m->isa, err);
     if (rc != FN_OK)
         return rc;
