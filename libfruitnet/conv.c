@@ -44,6 +44,8 @@
 #ifndef FN_CONV_PREFETCH
 #define FN_CONV_PREFETCH 1 /* prefetch the next B slivers into L2 while the current ones are reused */
 #endif
+#define FN_CONV_NR_MAX 32 /* widest NR of the micro-kernels (gemm_*.c) */
+
 #ifndef FN_WINO_TC
 #define FN_WINO_TC 56 /* Winograd tiles per chunk */
 #endif
@@ -88,6 +90,45 @@ static const fn_gemm_impl *impl_for(fn_isa isa)
     }
 }
 
+static size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
+
+/* The variant fn_conv_forward runs for n images with oh x ow outputs on nth threads, given the Winograd
+ * weights the layer has (wino; 0 unless 3x3/1 pad 1): 4, 2, or 0 (direct). */
+static int wino_pick(int wino, size_t mr, int n, int oh, int ow, int nth)
+{
+    const int has2 = (wino & FN_WINO_F2) != 0, has4 = (wino & FN_WINO_F4) != 0;
+    size_t t2 = (size_t)n * (((size_t)oh + 1) / 2) * (((size_t)ow + 1) / 2);
+    size_t t4 = (size_t)n * (((size_t)oh + 3) / 4) * (((size_t)ow + 3) / 4);
+    const size_t many = (size_t)FN_WINO_MIN_TILES * (size_t)nth;
+    /* F(4x4) when every thread gets >= FN_WINO_MIN_TILES chunks of its tiles, else F(2x2) (smaller chunks,
+     * a quarter of the transformed weights to stream) when there are at least 3 MR tiles; else F(4x4) if
+     * only it is there, else direct */
+    if (has4 && (t4 >= many * round_up(FN_WINO4_TC, mr) || (!has2 && t4 >= mr)))
+        return 4;
+    if (has2 && t2 >= 3 * mr) /* fewer: direct is faster (measured, 7x7 at batch 1) */
+        return 2;
+    return 0;
+}
+
+int fn_conv_wino_needed(int kh, int kw, int stride, int pad, int h, int w, int wino, fn_isa isa, int max_batch,
+                        int nthreads)
+{
+    if (!wino_ok(kh, kw, stride, pad) || max_batch < 1)
+        return 0;
+    const size_t mr = (size_t)impl_for(isa)->mr;
+    const int oh = fn_conv_out_dim(h, kh, stride, pad), ow = fn_conv_out_dim(w, kw, stride, pad);
+    if (nthreads < 1)
+        nthreads = 1;
+    int used = 0;
+    for (int n = 1; n <= max_batch; n++)
+        used |= wino_pick(wino, mr, n, oh, ow, nthreads);
+    /* dropping a kind must not change any pick (F(4x4) is also taken on few tiles when F(2x2) is absent) */
+    for (int n = 1; n <= max_batch; n++)
+        if (wino_pick(used, mr, n, oh, ow, nthreads) != wino_pick(wino, mr, n, oh, ow, nthreads))
+            return wino;
+    return used;
+}
+
 int fn_conv_init(fn_conv *c, int kh, int kw, int stride, int pad, int cin, int cout, const float *w,
                  const float *bias, int wino, fn_isa isa, fn_error *err)
 {
@@ -100,6 +141,8 @@ int fn_conv_init(fn_conv *c, int kh, int kw, int stride, int pad, int cin, int c
     if (isa != FN_ISA_PORTABLE && isa != FN_ISA_AVX2 && isa != FN_ISA_AVX512)
         return fn_fail(err, FN_EARG, "conv: ISA %d is not resolved", (int)isa);
     const fn_gemm_impl *g = impl_for(isa);
+    if (g->nr > FN_CONV_NR_MAX)
+        return fn_fail(err, FN_EARG, "conv: micro-kernel NR %d is over %d", g->nr, FN_CONV_NR_MAX);
     size_t K = (size_t)kh * kw * cin, NR = (size_t)g->nr;
     size_t panels = ((size_t)cout + NR - 1) / NR, len, bytes;
     /* 3x3/1 pad 1: Winograd F(2x2,3x3) then F(4x4,3x3) weights ((m+2)^2 x cin x cout each) follow the
@@ -142,20 +185,28 @@ int fn_conv_init(fn_conv *c, int kh, int kw, int stride, int pad, int cin, int c
         size_t xs = panels * NR * (size_t)cin; /* floats per xi */
         c->uoff[wm / 4] = uoff;
         uoff += (size_t)(wa * wa) * xs;
+        /* one panel's NR columns at a time, the column loop innermost so it vectorises; every element's
+         * arithmetic (order and rounding) is that of the scalar formula */
+        double gk[3][3][FN_CONV_NR_MAX], t[6][3][FN_CONV_NR_MAX];
         for (size_t ci = 0; ci < (size_t)cin; ci++)
-            for (size_t co = 0; co < panels * NR; co++) {
-                double gk[3][3] = {{0}}, t[6][3], u;
-                if (co < (size_t)cout)
-                    for (int ky = 0; ky < 3; ky++)
-                        for (int kx = 0; kx < 3; kx++)
-                            gk[ky][kx] = w[((size_t)(ky * 3 + kx) * cin + ci) * (size_t)cout + co];
+            for (size_t p = 0; p < panels; p++) {
+                size_t co0 = p * NR, ncol = (size_t)cout - co0 < NR ? (size_t)cout - co0 : NR;
+                for (int ky = 0; ky < 3; ky++)
+                    for (int kx = 0; kx < 3; kx++) {
+                        const float *src = w + ((size_t)(ky * 3 + kx) * cin + ci) * (size_t)cout + co0;
+                        for (size_t j = 0; j < NR; j++)
+                            gk[ky][kx][j] = j < ncol ? src[j] : 0.0;
+                    }
                 for (int a = 0; a < wa; a++)
                     for (int kx = 0; kx < 3; kx++)
-                        t[a][kx] = G[a][0] * gk[0][kx] + G[a][1] * gk[1][kx] + G[a][2] * gk[2][kx];
+                        for (size_t j = 0; j < NR; j++)
+                            t[a][kx][j] = G[a][0] * gk[0][kx][j] + G[a][1] * gk[1][kx][j] + G[a][2] * gk[2][kx][j];
+                float *dst = U + (p * (size_t)cin + ci) * NR;
                 for (int a = 0; a < wa; a++)
                     for (int b2 = 0; b2 < wa; b2++) {
-                        u = t[a][0] * G[b2][0] + t[a][1] * G[b2][1] + t[a][2] * G[b2][2];
-                        U[(size_t)(a * wa + b2) * xs + ((co / NR) * (size_t)cin + ci) * NR + co % NR] = (float)u;
+                        float *d = dst + (size_t)(a * wa + b2) * xs;
+                        for (size_t j = 0; j < NR; j++)
+                            d[j] = (float)(t[a][0][j] * G[b2][0] + t[a][1][j] * G[b2][1] + t[a][2][j] * G[b2][2]);
                     }
             }
     }
@@ -247,7 +298,6 @@ typedef struct geom {
     size_t ptr_floats, pptr_floats, edge_floats, per_thr; /* scratch per thread */
 } geom;
 
-static size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
 
 /* a row stride (multiple of 16 floats) of an odd number of cache lines: consecutive rows on different L1 sets */
 static size_t odd_lines(size_t ld) { return (ld / 16) % 2 ? ld : ld + 16; }
@@ -679,16 +729,11 @@ void fn_conv_forward(const fn_conv *c, fn_pool *pool, const float *in, int n, in
      * chunks of its tiles, else F(2x2) (smaller chunks, a quarter of the transformed weights to stream)
      * when there are at least 3 MR tiles, with the output channels split when there are few chunks; else
      * F(4x4) if only it is there, else direct. */
-    j.wino = 0;
-    const int has2 = (c->wino & FN_WINO_F2) && wino_ok(c->kh, c->kw, c->stride, c->pad);
-    const int has4 = (c->wino & FN_WINO_F4) && wino_ok(c->kh, c->kw, c->stride, c->pad);
+    j.wino = wino_pick(wino_ok(c->kh, c->kw, c->stride, c->pad) ? c->wino : 0, (size_t)j.g->mr, n, j.oh, j.ow,
+                       nth);
     size_t t2 = (size_t)n * (((size_t)j.oh + 1) / 2) * (((size_t)j.ow + 1) / 2);
     size_t t4 = (size_t)n * (((size_t)j.oh + 3) / 4) * (((size_t)j.ow + 3) / 4);
-    const size_t mr = (size_t)j.g->mr, many = (size_t)FN_WINO_MIN_TILES * (size_t)nth;
-    if (has4 && (t4 >= many * round_up(FN_WINO4_TC, mr) || (!has2 && t4 >= mr)))
-        j.wino = 4;
-    else if (has2 && t2 >= 3 * mr) /* fewer: direct is faster (measured, 7x7 at batch 1) */
-        j.wino = 2;
+    const size_t many = (size_t)FN_WINO_MIN_TILES * (size_t)nth;
     if (j.wino) {
         j.q = geometry(c, j.g, j.wino);
         size_t wt = j.wino == 4 ? t4 : t2;

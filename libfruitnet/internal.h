@@ -105,6 +105,11 @@ int fn_conv_enable_bf16(fn_conv *c, const float *w, fn_error *err);
 /* The Winograd weights (FN_WINO_F2 | FN_WINO_F4) worth making for a k x k layer on h x h maps: those that
  * fn_conv_forward picks at some batch size and that beat the alternatives there (measured on ResNet50). */
 int fn_conv_wino_kinds(int k, int h);
+/* Of the Winograd kinds wino, those fn_conv_forward would pick for a kh x kw/stride pad layer on h x w
+ * maps at some batch 1..max_batch on nthreads (the model's pool), when leaving out the others changes no
+ * pick (else wino): the weights worth transforming at open (at batch 1, not the 7x7 maps' F(4x4)). */
+int fn_conv_wino_needed(int kh, int kw, int stride, int pad, int h, int w, int wino, fn_isa isa, int max_batch,
+                        int nthreads);
 static inline int fn_conv_out_dim(int in, int k, int stride, int pad)
 {
     return (in + 2 * pad - k) / stride + 1;

@@ -22,6 +22,7 @@
  */
 #include "internal.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,8 @@ typedef struct layer {
     int oh, ow, cout; /* output shape */
     int k, stride, pad;
     fn_conv conv;
+    const float *wk, *wb; /* the weights to pack (mapped from the file), and the Winograd kinds to make */
+    int wino;
 } layer;
 
 #define MAX_LAYERS 64
@@ -83,16 +86,11 @@ static int add_conv(fn_model *m, const char *name, int in, int out, int res, int
         return fn_fail(err, FN_EFORMAT, "weights: %s has an unexpected shape or type (expected [%d,%d,%d,cout])",
                        name, k, k, cin);
     int cout = (int)wk->shape[3];
-    int wino = fn_conv_wino_kinds(k, h); /* which Winograd weights; fn_conv picks per batch */
-    int rc = fn_conv_init(&L->conv, k, k, stride, pad, cin, cout, wk->data, wb->data, wino, m->isa, err);
-    if (rc != FN_OK)
-        return rc;
-    /* bf16: every conv but conv1 (cin 3: its taps are 7 pixels x 3 channels, odd) */
-    if (m->precision == FN_PRECISION_BF16 && cin % 2 == 0 && cin >= 16 &&
-        (rc = fn_conv_enable_bf16(&L->conv, wk->data, err)) != FN_OK) {
-        fn_conv_free(&L->conv);
-        return rc;
-    }
+    /* which Winograd weights: fn_conv picks per batch, so only those it would pick up to max_batch on the
+     * model's threads (at batch 1, skipping the F(4x4) weights of the 7x7 maps saves most of the open) */
+    L->wino = fn_conv_wino_needed(k, k, stride, pad, h, w, fn_conv_wino_kinds(k, h), m->isa, m->max_batch,
+                                  m->threads);
+    L->wk = wk->data, L->wb = wb->data; /* packed by pack_layers, once all are known */
     L->kind = L_CONV;
     L->in = in, L->out = out, L->res = res, L->relu = relu;
     L->h = h, L->w = w, L->cin = cin;
@@ -156,6 +154,56 @@ static int build_resnet50(fn_model *m, fn_error *err)
                 return rc;
     add_pool(m, L_AVGPOOL, "avg_pool", x, SLOT_NONE, h, w, c, h, 1, 0);
     return FN_OK;
+}
+
+/* ---------------------------------------------------------------- packing */
+
+/* Pack every conv layer's weights (fn_conv_init, + bf16), the layers shared among the pool's threads,
+ * largest (last) first; the first failing layer in model order names the error. */
+typedef struct pack_job {
+    fn_model *m;
+    _Atomic int next;
+    int rc[MAX_LAYERS];
+    fn_error err[MAX_LAYERS];
+} pack_job;
+
+static void pack_task(void *arg, int tid, int nth)
+{
+    pack_job *j = arg;
+    fn_model *m = j->m;
+    for (;;) {
+        int i = m->nlayers - 1 - atomic_fetch_add(&j->next, 1);
+        if (i < 0)
+            return;
+        layer *L = &m->layers[i];
+        if (L->kind != L_CONV)
+            continue;
+        int rc = fn_conv_init(&L->conv, L->k, L->k, L->stride, L->pad, L->cin, L->cout, L->wk, L->wb, L->wino,
+                              m->isa, &j->err[i]);
+        /* bf16: every conv but conv1 (cin 3: its taps are 7 pixels x 3 channels, odd) */
+        if (rc == FN_OK && m->precision == FN_PRECISION_BF16 && L->cin % 2 == 0 && L->cin >= 16)
+            rc = fn_conv_enable_bf16(&L->conv, L->wk, &j->err[i]);
+        j->rc[i] = rc;
+    }
+}
+
+static int pack_layers(fn_model *m, fn_error *err)
+{
+    pack_job *j = calloc(1, sizeof *j);
+    if (!j)
+        return fn_fail(err, FN_ENOMEM, "out of memory");
+    j->m = m;
+    atomic_init(&j->next, 0);
+    fn_pool_run(m->pool, pack_task, j);
+    int rc = FN_OK;
+    for (int i = 0; i < m->nlayers && rc == FN_OK; i++)
+        if (j->rc[i] != FN_OK) {
+            rc = j->rc[i];
+            if (err)
+                *err = j->err[i];
+        }
+    free(j);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- open/close */
@@ -223,7 +271,11 @@ int fn_model_open(const char *weights_path, const fn_model_options *opt_in, fn_m
     m->max_batch = opt.max_batch ? opt.max_batch : 8;
     if ((rc = fn_weights_open(weights_path, &m->weights, err)) != FN_OK)
         goto fail;
-    if ((rc = build_resnet50(m, err)) != FN_OK)
+    if (!(m->pool = fn_pool_create(m->threads))) {
+        rc = fn_fail(err, FN_ENOMEM, "cannot start %d threads", m->threads);
+        goto fail;
+    }
+    if ((rc = build_resnet50(m, err)) != FN_OK || (rc = pack_layers(m, err)) != FN_OK)
         goto fail;
     if ((rc = load_labels(m, err)) != FN_OK)
         goto fail;
@@ -267,10 +319,6 @@ int fn_model_open(const char *weights_path, const fn_model_options *opt_in, fn_m
     }
     if (!(m->scratch = fn_aalloc(scratch * sizeof(float) + 64))) {
         rc = fn_fail(err, FN_ENOMEM, "out of memory for scratch");
-        goto fail;
-    }
-    if (!(m->pool = fn_pool_create(m->threads))) {
-        rc = fn_fail(err, FN_ENOMEM, "cannot start %d threads", m->threads);
         goto fail;
     }
     *out = m;

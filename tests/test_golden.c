@@ -208,6 +208,30 @@ static void test_batching_consistent(void **s)
     fn_model_close(m3);
 }
 
+/* A model opened for batch 1 transforms only the Winograd weights batch 1 picks (fn_conv_wino_needed):
+ * its features must be bit for bit those of a model that has them all (max_batch 64), on every ISA. */
+static void test_max_batch_one_bitwise(void **s)
+{
+    (void)s;
+    TU_REQUIRE(have_golden);
+    TU_REQUIRE(tu_weights_path());
+    static const fn_isa isas[] = {FN_ISA_PORTABLE, FN_ISA_AVX2, FN_ISA_AVX512};
+    float *a = malloc(2048 * sizeof(float)), *b = malloc(2048 * sizeof(float));
+    for (int i = 0; i < 3; i++) {
+        fn_isa got;
+        if (fn_isa_resolve(isas[i], &got, NULL) != FN_OK || (quick() && isas[i] != fn_isa_detect()))
+            continue;
+        fn_model *m1 = open_model(isas[i], 2, 1), *m64 = open_model(isas[i], 2, 64);
+        assert_int_equal(fn_model_features(m1, G.input + 3 * IN_FLOATS, 1, a, NULL), FN_OK);
+        assert_int_equal(fn_model_features(m64, G.input + 3 * IN_FLOATS, 1, b, NULL), FN_OK);
+        assert_memory_equal(a, b, 2048 * sizeof(float));
+        fn_model_close(m1);
+        fn_model_close(m64);
+    }
+    free(a);
+    free(b);
+}
+
 /* From the JPEG files in imgdir: our decoder + PIL-exact resize against the Keras features ref[8][2048]:
  * rel-L2 <= 1e-5 per image with libjpeg-turbo (default, PIL's decoder), cosine >= 0.999 with stb_image. */
 static void end_to_end(const char *imgdir_in, const float *ref, const char *what)
@@ -295,6 +319,7 @@ int main(void)
         cmocka_unit_test(test_golden_avx2),
         cmocka_unit_test(test_golden_avx512),
         cmocka_unit_test(test_batching_consistent),
+        cmocka_unit_test(test_max_batch_one_bitwise),
         cmocka_unit_test(test_end_to_end_jpeg),
         cmocka_unit_test(test_end_to_end_bundled),
     };

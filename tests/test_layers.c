@@ -152,6 +152,27 @@ static void test_conv_bad_args(void **s)
     assert_int_equal(fn_conv_init(&c, 3, 3, 1, 1, 1, 1, w, b, 8, FN_ISA_PORTABLE, &e), FN_EARG); /* no such variant */
 }
 
+/* The Winograd weights worth making at open: on 2 threads at batch 1 the 56x56 maps take F(4x4), 28 and 14
+ * F(2x2), 7 direct (F(4x4) there only from batch 4 up on AVX-512), and larger batches keep every kind. */
+static void test_conv_wino_needed(void **s)
+{
+    (void)s;
+    const int all56 = fn_conv_wino_kinds(3, 56), all28 = fn_conv_wino_kinds(3, 28), all7 = fn_conv_wino_kinds(3, 7);
+    assert_int_equal(all7, FN_WINO_F4);
+    assert_int_equal(fn_conv_wino_needed(3, 3, 1, 1, 56, 56, all56, FN_ISA_AVX512, 1, 2), FN_WINO_F4);
+    assert_int_equal(fn_conv_wino_needed(3, 3, 1, 1, 28, 28, all28, FN_ISA_AVX512, 1, 2), FN_WINO_F2);
+    assert_int_equal(fn_conv_wino_needed(3, 3, 1, 1, 14, 14, all28, FN_ISA_AVX512, 1, 2), FN_WINO_F2);
+    assert_int_equal(fn_conv_wino_needed(3, 3, 1, 1, 7, 7, all7, FN_ISA_AVX512, 1, 2), 0);
+    assert_int_equal(fn_conv_wino_needed(3, 3, 1, 1, 7, 7, all7, FN_ISA_AVX512, 3, 2), 0);
+    assert_int_equal(fn_conv_wino_needed(3, 3, 1, 1, 7, 7, all7, FN_ISA_AVX512, 4, 2), FN_WINO_F4);
+    assert_int_equal(fn_conv_wino_needed(3, 3, 1, 1, 28, 28, all28, FN_ISA_AVX512, 64, 2), all28);
+    /* portable (MR 4), one thread, up to batch 8: 14x14 maps take F(2x2) at batch 1, F(4x4) from batch 4 */
+    assert_int_equal(fn_conv_wino_needed(3, 3, 1, 1, 14, 14, all28, FN_ISA_PORTABLE, 8, 1), all28);
+    /* not Winograd-shaped: nothing */
+    assert_int_equal(fn_conv_wino_needed(3, 3, 2, 1, 56, 56, all56, FN_ISA_AVX512, 64, 2), 0);
+    assert_int_equal(fn_conv_wino_needed(1, 1, 1, 0, 56, 56, all56, FN_ISA_AVX512, 64, 2), 0);
+}
+
 static void test_maxpool(void **s)
 {
     (void)s;
@@ -279,6 +300,7 @@ int main(void)
         cmocka_unit_test(test_isa_selection),       cmocka_unit_test(test_threadpool),
         cmocka_unit_test(test_conv_all_isas),       cmocka_unit_test(test_conv_inplace_residual),
         cmocka_unit_test(test_conv_bad_args),       cmocka_unit_test(test_maxpool),
+        cmocka_unit_test(test_conv_wino_needed),
         cmocka_unit_test(test_avgpool_dense_softmax),
     };
     return cmocka_run_group_tests_name("layers", tests, NULL, NULL);

@@ -278,7 +278,10 @@ int main(int argc, char **argv)
         die("%s", err.msg);
 
     /* 2. model */
-    mo.max_batch = o.extract.batch, mo.classifier = u.top5;
+    /* no batch holds more than the inputs: fewer images, less to pack at open (same features) */
+    size_t ninputs_all = fn_inputs_count(in);
+    mo.max_batch = ninputs_all >= 1 && ninputs_all < (size_t)o.extract.batch ? (int)ninputs_all : o.extract.batch;
+    mo.classifier = u.top5;
     if (fn_model_open(weights, &mo, &u.model, &err) != FN_OK)
         die("%s (run `make weights`, or pass --weights FILE)", err.msg);
 
