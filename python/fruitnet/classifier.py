@@ -11,6 +11,7 @@ that fruitnet-train writes and fruitnet-classify reads.
 """
 import ctypes
 import os
+from typing import Any, Dict, Optional, Union
 
 import numpy as np
 
@@ -84,25 +85,31 @@ class Classifier:
 
     _estimator_type = "classifier"
 
-    def __init__(self, C=None, folds=5, c_min=0.01, c_max=10.0, n_cs=7, pca_dim=0, threads=0, max_iter=0, tol=0.0,
-                 seed=0, sqrt=True):
+    def __init__(self, C: Optional[float] = None, folds: int = 5, c_min: float = 0.01, c_max: float = 10.0,
+                 n_cs: int = 7, pca_dim: int = 0, threads: int = 0, max_iter: int = 0, tol: float = 0.0,
+                 seed: int = 0, sqrt: bool = True) -> None:
         self.C, self.folds, self.c_min, self.c_max, self.n_cs = C, folds, c_min, c_max, n_cs
         self.pca_dim, self.threads, self.max_iter, self.tol, self.seed = pca_dim, threads, max_iter, tol, seed
         self.sqrt = sqrt
 
     # scikit-learn's parameter protocol
-    def get_params(self, deep=True):
+    def get_params(self, deep: bool = True) -> Dict[str, Any]:
+        """The constructor's parameters (scikit-learn's protocol; ``deep`` has nothing to recurse into)."""
         return {k: getattr(self, k) for k in ("C", "folds", "c_min", "c_max", "n_cs", "pca_dim", "threads",
                                               "max_iter", "tol", "seed", "sqrt")}
 
-    def set_params(self, **params):
+    def set_params(self, **params: Any) -> "Classifier":
+        """Set constructor parameters by name (scikit-learn's protocol); an unknown name raises ValueError."""
         for k, v in params.items():
             if k not in self.get_params():
                 raise ValueError(f"unknown parameter {k!r}")
             setattr(self, k, v)
         return self
 
-    def fit(self, X, y):
+    def fit(self, X: Any, y: Any) -> "Classifier":
+        """Train on features ``X`` [n, d] (float32-convertible) and labels ``y`` [n]; deterministic.
+
+        Sets ``classes_`` (sorted labels), ``C_`` (the C used), ``cv_results_`` and ``cv_predictions_``."""
         X = np.ascontiguousarray(X, dtype=np.float32)
         if X.ndim != 2:
             raise ValueError("X must be 2-d [n_samples, n_features]")
@@ -145,7 +152,8 @@ class Classifier:
         if not hasattr(self, "_h"):
             raise ValueError("this Classifier is not fitted yet: call fit() or Classifier.load()")
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities, float32 [n, len(classes_)], columns in ``classes_`` order; rows sum to 1."""
         self._check_fitted()
         X = np.ascontiguousarray(X, dtype=np.float32)
         if X.ndim != 2 or X.shape[1] != self.n_features_in_:
@@ -156,20 +164,23 @@ class Classifier:
                                                 ctypes.byref(err)), err)
         return out
 
-    def predict(self, X):
+    def predict(self, X: Any) -> np.ndarray:
+        """The most probable class of each row of ``X``."""
         self._check_fitted()
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
-    def score(self, X, y):
+    def score(self, X: Any, y: Any) -> float:
+        """Mean accuracy of :meth:`predict` on ``X`` against ``y``."""
         return float(np.mean(self.predict(X) == np.asarray(y)))
 
-    def save(self, path):
+    def save(self, path: Union[str, "os.PathLike[str]"]) -> None:
+        """Write the .fncls file that fruitnet-classify reads (atomic write, CRC32-protected)."""
         self._check_fitted()
         err = _Error()
         _check(_lib.fn_classifier_save(self._h.ptr, _b(os.fspath(path)), ctypes.byref(err)), err)
 
     @classmethod
-    def load(cls, path_or_bytes):
+    def load(cls, path_or_bytes: Union[str, "os.PathLike[str]", bytes, bytearray]) -> "Classifier":
         """A Classifier from a .fncls file (path) or its bytes; classes_ are the file's class names."""
         out, err = _vp(), _Error()
         if isinstance(path_or_bytes, (bytes, bytearray)):
