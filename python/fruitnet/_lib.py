@@ -256,3 +256,29 @@ def atomic_write_file(path: Any, data: bytes, flags: int = 0) -> None:
     """Put `data` at `path` by the library's one atomic-write policy (refuses devices, FIFOs, symlinks...)."""
     err = Error()
     check(lib.fn_atomic_write_file(cpath(path), data, len(data), flags, ctypes.byref(err)), err)
+
+
+class DatasetOptions(ctypes.Structure):
+    _fields_ = [("part_size", c_int), ("shard_k", c_int), ("shard_n", c_int), ("codec", c_int),
+                ("single_file", c_int), ("errors_path", cp), ("extract", ExtractOptions)]
+
+
+FAILURE_FN = ctypes.CFUNCTYPE(None, vp, cp, cp)
+PROGRESS_FN = ctypes.CFUNCTYPE(None, vp, c_size_t, c_size_t, c_size_t)
+DROW_FN = ctypes.CFUNCTYPE(c_int, vp, c_size_t, cp, fp)
+NOTE_FN = ctypes.CFUNCTYPE(None, vp, cp)
+
+
+class DatasetCallbacks(ctypes.Structure):
+    _fields_ = [("ctx", vp), ("failure", FAILURE_FN), ("progress", PROGRESS_FN), ("row", DROW_FN),
+                ("note", NOTE_FN)]
+
+
+class DatasetReport(ctypes.Structure):
+    _fields_ = [("inputs", c_size_t), ("ok", c_size_t), ("failed", c_size_t), ("parts", c_size_t),
+                ("resumed_parts", c_size_t), ("resumed_inputs", c_size_t), ("committed", c_int),
+                ("net_seconds", c_double), ("errors_path", ctypes.c_char * 4096)]
+
+
+_sig("fn_dataset_write", c_int, cp, vp, vp, P(DatasetOptions), P(DatasetCallbacks), P(DatasetReport), E)
+_sig("fn_dataset_files", c_int, cp, c_int, P(P(cp)), P(c_int), E)

@@ -406,3 +406,93 @@ def extract(inputs: Any, model: Any = None, *, weights: Optional[PathArg] = None
         warnings.warn(f"fruitnet.extract: {len(failures)} of {len(items) + len(listed)} images failed and were skipped "
                       f"(first: {failures[0][1]}); see df.attrs['failures']", RuntimeWarning, stacklevel=2)
     return df
+
+
+def extract_dataset(inputs: Union[PathArg, Iterable[PathArg]], path: PathArg, model: Any, *,
+                    shard: Tuple[int, int] = (1, 1), part_size: int = 1024, codec: str = "gzip",
+                    on_rows: Optional[Any] = None) -> Dict[str, Any]:
+    """Features of ``inputs`` into the dataset folder ``path`` by libfruitnet's writer (fn_dataset_write),
+    exactly as ``fruitnet-extract --shard K/N`` does: listing (fn_inputs, shard K of N), pipeline, parts,
+    manifest, lock, resume, errors file and, once every shard is complete, ``_SUCCESS`` (README "Datasets").
+
+    ``on_rows(paths, labels, matrix)`` (optional) receives the rows computed in this run, in batches.
+    Returns the report: inputs, ok, failed, parts, resumed_parts, resumed_inputs, committed,
+    errors_path, failures [(escaped path, reason)], skipped [(path, reason, is_error)].
+    """
+    if codec not in ("gzip", "none", "uncompressed"):
+        raise ValueError(f"codec must be 'gzip' or 'none', not {codec!r}")
+    if isinstance(part_size, bool) or not isinstance(part_size, (int, np.integer)) or part_size < 1:
+        raise ValueError(f"part_size must be an int >= 1, not {part_size!r}")
+    k, n = int(shard[0]), int(shard[1])
+    dpath = _lib.cpath(path)
+    if isinstance(inputs, (str, bytes, os.PathLike)):
+        inputs = [inputs]
+    args = [_lib.cpath(a, "input") for a in inputs]
+    skipped: List[Tuple[str, str, bool]] = []
+    failures: List[Tuple[str, str]] = []
+    raised: List[BaseException] = []
+    pend: List[Tuple[int, bytes, np.ndarray]] = []
+
+    def on_skip(ctx: Any, p: Optional[bytes], why: Optional[bytes], is_error: int) -> None:
+        try:
+            skipped.append(((p or b"").decode("utf-8", "surrogateescape"), (why or b"").decode("utf-8", "replace"),
+                            bool(is_error)))
+        except BaseException as e:  # noqa: B036 - never into C; re-raised after
+            raised.append(e)
+
+    def on_failure(ctx: Any, p: Optional[bytes], why: Optional[bytes]) -> None:
+        try:
+            failures.append((_lib.escape_path(p or b""), (why or b"").decode("utf-8", "replace")))
+        except BaseException as e:  # noqa: B036
+            raised.append(e)
+
+    def flush() -> None:
+        if pend and on_rows is not None:
+            idx = [i for i, _, _ in pend]
+            on_rows([_lib.escape_path(p) for _, p, _ in pend],
+                    [_lib.escape_path(_lib.lib.fn_inputs_label(h, i)) for i in idx], np.stack([v for *_, v in pend]))
+        pend.clear()
+
+    def on_row(ctx: Any, i: int, p: Optional[bytes], feats: Any) -> int:
+        try:
+            if on_rows is not None:
+                pend.append((i, p or b"", np.ctypeslib.as_array(feats, shape=(FEATURE_DIM,)).copy()))
+                if len(pend) >= 256:
+                    flush()
+            return 0
+        except BaseException as e:  # noqa: B036
+            raised.append(e)
+            return -1
+
+    skip_cb = _lib.SKIP_FN(on_skip)
+    cbs = _lib.DatasetCallbacks(None, _lib.FAILURE_FN(on_failure), _lib.PROGRESS_FN(), _lib.DROW_FN(on_row),
+                                _lib.NOTE_FN())
+    err = _lib.Error()
+    h = _lib.vp()
+    _lib.check(_lib.lib.fn_inputs_new(ctypes.byref(h), ctypes.byref(err)), err)
+    try:
+        for a in args:
+            if a.startswith(b"@"):
+                rc = _lib.lib.fn_inputs_add_list(h, a[1:], skip_cb, None, ctypes.byref(err))
+            else:
+                rc = _lib.lib.fn_inputs_add(h, a, skip_cb, None, ctypes.byref(err))
+            _lib.check(rc, err)
+        _lib.check(_lib.lib.fn_inputs_finish(h, k, n, skip_cb, None, ctypes.byref(err)), err)
+        if raised:
+            raise raised[0]
+        o = _lib.DatasetOptions(int(part_size), k, n, 2 if codec == "gzip" else 0, 0, None,
+                                _lib.ExtractOptions(model.batch, model._decoders, model._resize))
+        rep = _lib.DatasetReport()
+        with model._lock:
+            rc = _lib.lib.fn_dataset_write(dpath, model._handle(), h, ctypes.byref(o), ctypes.byref(cbs),
+                                           ctypes.byref(rep), ctypes.byref(err))
+        if raised:
+            raise raised[0]
+        _lib.check(rc, err)
+        flush()
+    finally:
+        _lib.lib.fn_inputs_free(h)
+    return {"inputs": rep.inputs, "ok": rep.ok, "failed": rep.failed, "parts": rep.parts,
+            "resumed_parts": rep.resumed_parts, "resumed_inputs": rep.resumed_inputs,
+            "committed": bool(rep.committed), "errors_path": rep.errors_path.decode("utf-8", "surrogateescape"),
+            "failures": failures, "skipped": skipped}
