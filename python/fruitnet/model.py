@@ -4,7 +4,7 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
-from typing import (Any, Iterable, List, Literal, NamedTuple, Optional, Sequence, Tuple, Union,
+from typing import (Any, List, Literal, NamedTuple, Optional, Sequence, Tuple, Union,
                     overload)
 
 import numpy as np
