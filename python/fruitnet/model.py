@@ -274,14 +274,23 @@ class Model:
                                                   ctypes.byref(err)), err)
         return out
 
-    def _arrays(self, items: Sequence[Any], idx: List[int], batch: int, out: np.ndarray) -> None:
+    def _arrays(self, items: Sequence[Any], idx: List[int], batch: int, errors: str, out: np.ndarray,
+                ok: List[int], failures: List[Tuple[int, str]]) -> None:
         """Decoded uint8 (H, W, 3) arrays: fn_image_to_input, then the network, batch by batch."""
         x = np.empty((min(batch, len(idx)), INPUT_SIZE, INPUT_SIZE, 3), np.float32)
         for lo in range(0, len(idx), batch):
-            part = idx[lo:lo + batch]
-            for s, i in enumerate(part):
-                self._decode(i, items[i], x[s])
-            out[part[0]:part[-1] + 1] = self._run(x[:len(part)])
+            done: List[int] = []
+            for i in idx[lo:lo + batch]:
+                try:
+                    self._decode(i, items[i], x[len(done)])
+                    done.append(i)
+                except FruitnetError as e:
+                    if errors == "raise":
+                        raise
+                    failures.append((i, str(e)))
+            if done:
+                out[done] = self._run(x[:len(done)])
+                ok += done
 
     def _pipeline(self, items: Sequence[Any], idx: List[int], batch: int, errors: str, out: np.ndarray,
                   ok: List[int], failures: List[Tuple[int, str]]) -> None:
@@ -381,18 +390,7 @@ class Model:
                 hi += 1
             idx = list(range(lo, hi))
             if kind[lo] == 2:
-                try:
-                    self._arrays(items, idx, bsz, out)
-                    good += idx
-                except FruitnetError as e:
-                    if errors == "raise":
-                        raise
-                    for i in idx:  # fall back to one by one to find the bad one
-                        try:
-                            self._arrays(items, [i], 1, out)
-                            good.append(i)
-                        except FruitnetError as e1:
-                            failures.append((i, str(e1)))
+                self._arrays(items, idx, bsz, errors, out, good, failures)
             else:
                 self._pipeline(items, idx, bsz, errors, out, good, failures)
             lo = hi
