@@ -201,3 +201,84 @@ def dptr(a: np.ndarray) -> Any:
     if a.dtype != np.float64 or not a.flags.c_contiguous:
         raise ValueError("internal: expected a C-contiguous float64 array")
     return a.ctypes.data_as(P(c_double))
+
+
+# -- datasets (fruitnet.h "Datasets", "Atomic files") ------------------------------------------------------
+class ExtractOptions(ctypes.Structure):
+    _fields_ = [("batch", c_int), ("decoders", c_int), ("resize", c_int)]
+
+
+#: fn_row_fn: (ctx, input index, features or NULL, error or NULL, fn_error*) -> status
+ROW_FN = ctypes.CFUNCTYPE(c_int, vp, c_size_t, fp, cp, E)
+#: fn_skip_fn: (ctx, raw path, reason, is_error)
+SKIP_FN = ctypes.CFUNCTYPE(None, vp, cp, cp, c_int)
+
+_sig("fn_escape_path", c_size_t, cp, ctypes.c_char_p, c_size_t)
+_sig("fn_unescape_path", c_size_t, cp, ctypes.c_char_p, c_size_t)
+_sig("fn_inputs_new", c_int, P(vp), E)
+_sig("fn_inputs_add", c_int, vp, cp, SKIP_FN, vp, E)
+_sig("fn_inputs_add_list", c_int, vp, cp, SKIP_FN, vp, E)
+_sig("fn_inputs_add_list_fd", c_int, vp, c_int, cp, SKIP_FN, vp, E)
+_sig("fn_inputs_finish", c_int, vp, c_int, c_int, SKIP_FN, vp, E)
+_sig("fn_inputs_count", c_size_t, vp)
+_sig("fn_inputs_path", cp, vp, c_size_t)
+_sig("fn_inputs_label", cp, vp, c_size_t)
+_sig("fn_inputs_size", c_int64, vp, c_size_t)
+_sig("fn_inputs_mtime_ns", c_int64, vp, c_size_t)
+_sig("fn_inputs_free", None, vp)
+_sig("fn_extract_run", c_int, vp, P(ExtractOptions), c_size_t, P(cp), P(vp), P(c_size_t), ROW_FN, vp,
+     P(c_double), E)
+_sig("fn_atomic_write_file", c_int, cp, ctypes.c_char_p, c_size_t, c_int, E)
+_sig("fn_atomic_check", c_int, cp, c_int, E)
+_sig("fn_pca_transform", None, P(PcaModelC), fp, fp)
+
+
+def _escape_call(f: Any, raw: bytes) -> bytes:
+    need = f(raw, None, 0)
+    buf = ctypes.create_string_buffer(need + 1)
+    f(raw, buf, need + 1)
+    return buf.raw[:need]
+
+
+def escape_path(raw: Union[str, bytes]) -> str:
+    """The library's escaping of a path for columns, _errors.tsv and messages (fn_escape_path)."""
+    b = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogateescape")
+    return _escape_call(lib.fn_escape_path, b).decode("utf-8")
+
+
+def unescape_path(escaped: Union[str, bytes]) -> bytes:
+    """Raw bytes of an escaped path (fn_unescape_path)."""
+    b = escaped if isinstance(escaped, bytes) else escaped.encode("utf-8")
+    return _escape_call(lib.fn_unescape_path, b)
+
+
+def atomic_write_file(path: Any, data: bytes, flags: int = 0) -> None:
+    """Put `data` at `path` by the library's one atomic-write policy (refuses devices, FIFOs, symlinks...)."""
+    err = Error()
+    check(lib.fn_atomic_write_file(cpath(path), data, len(data), flags, ctypes.byref(err)), err)
+
+
+class DatasetOptions(ctypes.Structure):
+    _fields_ = [("part_size", c_int), ("shard_k", c_int), ("shard_n", c_int), ("codec", c_int),
+                ("single_file", c_int), ("errors_path", cp), ("extract", ExtractOptions)]
+
+
+FAILURE_FN = ctypes.CFUNCTYPE(None, vp, cp, cp)
+PROGRESS_FN = ctypes.CFUNCTYPE(None, vp, c_size_t, c_size_t, c_size_t)
+DROW_FN = ctypes.CFUNCTYPE(c_int, vp, c_size_t, cp, fp)
+NOTE_FN = ctypes.CFUNCTYPE(None, vp, cp)
+
+
+class DatasetCallbacks(ctypes.Structure):
+    _fields_ = [("ctx", vp), ("failure", FAILURE_FN), ("progress", PROGRESS_FN), ("row", DROW_FN),
+                ("note", NOTE_FN)]
+
+
+class DatasetReport(ctypes.Structure):
+    _fields_ = [("inputs", c_size_t), ("ok", c_size_t), ("failed", c_size_t), ("parts", c_size_t),
+                ("resumed_parts", c_size_t), ("resumed_inputs", c_size_t), ("committed", c_int),
+                ("net_seconds", c_double), ("errors_path", ctypes.c_char * 4096)]
+
+
+_sig("fn_dataset_write", c_int, cp, vp, vp, P(DatasetOptions), P(DatasetCallbacks), P(DatasetReport), E)
+_sig("fn_dataset_files", c_int, cp, c_int, P(P(cp)), P(c_int), E)

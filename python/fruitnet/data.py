@@ -37,36 +37,68 @@ def _need(mod: str) -> Any:
                           f"(pandas and pyarrow)") from None
 
 
-def list_images(inputs: Union[PathArg, Iterable[PathArg]]) -> List[Tuple[str, str]]:
-    """(path, label) of the images under ``inputs``, as ``fruitnet-extract`` lists them.
-
-    Each input is a folder (walked recursively; hidden entries skipped; files
-    ending in .jpg/.jpeg/.png, any case), ``@list`` (a file of paths, one per
-    line, ``#`` comments; ``@-`` = stdin) or a file. Sorted by path (bytes),
-    de-duplicated; label = the name of the parent folder.
-    """
-    if isinstance(inputs, (str, os.PathLike)):
+def _listing(inputs: Union[PathArg, Iterable[PathArg]], shard: Tuple[int, int] = (1, 1)
+             ) -> Tuple[List[Tuple[str, str]], List[Tuple[str, str, bool]]]:
+    """libfruitnet's input listing (fn_inputs_*): ([(path, label)], [(path, reason, is_error)] skipped)."""
+    if isinstance(inputs, (str, bytes, os.PathLike)):
         inputs = [inputs]
-    paths: List[str] = []
-    for a in inputs:
-        a = os.fspath(a)
-        _lib.cpath(a, "input")
-        if a.startswith("@"):
-            if a == "@-":
-                lines = list(sys.stdin)
+    args = [_lib.cpath(a, "input") for a in inputs]
+    skipped: List[Tuple[str, str, bool]] = []
+    raised: List[BaseException] = []
+
+    def on_skip(ctx: Any, path: Optional[bytes], reason: Optional[bytes], is_error: int) -> None:
+        try:  # never let an exception cross into C
+            skipped.append(((path or b"").decode("utf-8", "surrogateescape"),
+                            (reason or b"").decode("utf-8", "replace"), bool(is_error)))
+        except BaseException as e:  # noqa: B036 - re-raised after the C call
+            raised.append(e)
+
+    cb = _lib.SKIP_FN(on_skip)
+    err = _lib.Error()
+    h = _lib.vp()
+    _lib.check(_lib.lib.fn_inputs_new(ctypes.byref(h), ctypes.byref(err)), err)
+    try:
+        for a in args:
+            if a == b"@-":
+                rc = _lib.lib.fn_inputs_add_list_fd(h, sys.stdin.fileno() if sys.stdin else 0, b"stdin", cb, None,
+                                                    ctypes.byref(err))
+            elif a.startswith(b"@"):
+                rc = _lib.lib.fn_inputs_add_list(h, a[1:], cb, None, ctypes.byref(err))
             else:
-                with open(a[1:], encoding="utf-8", errors="surrogateescape") as f:
-                    lines = list(f)
-            paths += [l.rstrip("\r\n") for l in lines if l.strip() and not l.startswith("#")]
-        elif os.path.isdir(a):
-            for root, dirs, files in os.walk(a, followlinks=False):
-                dirs[:] = [d for d in dirs if not d.startswith(".")]
-                paths += [os.path.join(root, f) for f in files
-                          if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)]
-        else:
-            paths.append(a)
-    paths = sorted(set(paths), key=lambda p: p.encode("utf-8", "surrogateescape"))
-    return [(p, os.path.basename(os.path.dirname(p))) for p in paths]
+                rc = _lib.lib.fn_inputs_add(h, a, cb, None, ctypes.byref(err))
+            _lib.check(rc, err)
+        _lib.check(_lib.lib.fn_inputs_finish(h, int(shard[0]), int(shard[1]), cb, None, ctypes.byref(err)), err)
+        if raised:
+            raise raised[0]
+        out = [(_lib.lib.fn_inputs_path(h, i).decode("utf-8", "surrogateescape"),
+                _lib.lib.fn_inputs_label(h, i).decode("utf-8", "surrogateescape"))
+               for i in range(_lib.lib.fn_inputs_count(h))]
+    finally:
+        _lib.lib.fn_inputs_free(h)
+    return out, skipped
+
+
+def list_images(inputs: Union[PathArg, Iterable[PathArg]],
+                skipped: Optional[List[Tuple[str, str, bool]]] = None) -> List[Tuple[str, str]]:
+    """(path, label) of the images under ``inputs``, exactly as ``fruitnet-extract`` lists them (libfruitnet).
+
+    Each input is a folder (walked recursively, symlinks followed; hidden
+    entries skipped; files ending in .jpg/.jpeg/.png, any case), ``@list`` (a
+    file of paths, one per line, ``#`` comments; ``@-`` = stdin) or a file.
+    Paths are normalised, sorted by bytes, one spelling kept per file; label =
+    the name of the parent folder. Entries left out are appended to
+    ``skipped`` as (path, reason, is_error) when a list is given; otherwise
+    the failed ones (is_error) are reported by a RuntimeWarning.
+    """
+    out, sk = _listing(inputs)
+    if skipped is not None:
+        skipped.extend(sk)
+    else:
+        bad = [s for s in sk if s[2]]
+        if bad:
+            warnings.warn(f"fruitnet.list_images: {len(bad)} inputs left out (first: {bad[0][0]}: {bad[0][1]})",
+                          RuntimeWarning, stacklevel=2)
+    return out
 
 
 def _default_meta(model: Any = None) -> Dict[str, str]:
@@ -330,12 +362,19 @@ def extract(inputs: Any, model: Any = None, *, weights: Optional[PathArg] = None
     items: List[Any] = []
     names: List[Optional[str]] = []
     labs: List[Optional[str]] = []
+    listed: List[Tuple[str, str]] = []
     for it in _as_items(inputs):
         if isinstance(it, (str, os.PathLike)):
-            for p, lab in list_images([it]):
+            sk: List[Tuple[str, str, bool]] = []
+            for p, lab in list_images([it], skipped=sk):
                 items.append(p)
-                names.append(p)
-                labs.append(lab)
+                names.append(_lib.escape_path(p))  # the path and label columns as fruitnet-extract writes them
+                labs.append(_lib.escape_path(lab))
+            for p, why, is_error in sk:
+                if is_error and errors == "raise":
+                    raise FruitnetError(-2, f"{p}: {why}")
+                if is_error:
+                    listed.append((_lib.escape_path(p), why))
         else:
             items.append(it)
             names.append(None)
@@ -360,8 +399,100 @@ def extract(inputs: Any, model: Any = None, *, weights: Optional[PathArg] = None
     df = pd.DataFrame({"path": pd.Series([names[i] for i in good], dtype=object),
                        "label": pd.Series([labs[i] for i in good], dtype=object),
                        "features": pd.Series(list(feats), dtype=object)})
-    df.attrs["failures"] = [(names[i] if names[i] is not None else f"<input {i}>", msg) for i, msg in failures]
+    df.attrs["failures"] = listed + [(names[i] if names[i] is not None else f"<input {i}>", msg)
+                                     for i, msg in failures]
+    failures = [(-1, f"{p}: {m}") for p, m in listed] + failures
     if failures:
-        warnings.warn(f"fruitnet.extract: {len(failures)} of {len(items)} images failed and were skipped "
+        warnings.warn(f"fruitnet.extract: {len(failures)} of {len(items) + len(listed)} images failed and were skipped "
                       f"(first: {failures[0][1]}); see df.attrs['failures']", RuntimeWarning, stacklevel=2)
     return df
+
+
+def extract_dataset(inputs: Union[PathArg, Iterable[PathArg]], path: PathArg, model: Any, *,
+                    shard: Tuple[int, int] = (1, 1), part_size: int = 1024, codec: str = "gzip",
+                    on_rows: Optional[Any] = None) -> Dict[str, Any]:
+    """Features of ``inputs`` into the dataset folder ``path`` by libfruitnet's writer (fn_dataset_write),
+    exactly as ``fruitnet-extract --shard K/N`` does: listing (fn_inputs, shard K of N), pipeline, parts,
+    manifest, lock, resume, errors file and, once every shard is complete, ``_SUCCESS`` (README "Datasets").
+
+    ``on_rows(paths, labels, matrix)`` (optional) receives the rows computed in this run, in batches.
+    Returns the report: inputs, ok, failed, parts, resumed_parts, resumed_inputs, committed,
+    errors_path, failures [(escaped path, reason)], skipped [(path, reason, is_error)].
+    """
+    if codec not in ("gzip", "none", "uncompressed"):
+        raise ValueError(f"codec must be 'gzip' or 'none', not {codec!r}")
+    if isinstance(part_size, bool) or not isinstance(part_size, (int, np.integer)) or part_size < 1:
+        raise ValueError(f"part_size must be an int >= 1, not {part_size!r}")
+    k, n = int(shard[0]), int(shard[1])
+    dpath = _lib.cpath(path)
+    if isinstance(inputs, (str, bytes, os.PathLike)):
+        inputs = [inputs]
+    args = [_lib.cpath(a, "input") for a in inputs]
+    skipped: List[Tuple[str, str, bool]] = []
+    failures: List[Tuple[str, str]] = []
+    raised: List[BaseException] = []
+    pend: List[Tuple[int, bytes, np.ndarray]] = []
+
+    def on_skip(ctx: Any, p: Optional[bytes], why: Optional[bytes], is_error: int) -> None:
+        try:
+            skipped.append(((p or b"").decode("utf-8", "surrogateescape"), (why or b"").decode("utf-8", "replace"),
+                            bool(is_error)))
+        except BaseException as e:  # noqa: B036 - never into C; re-raised after
+            raised.append(e)
+
+    def on_failure(ctx: Any, p: Optional[bytes], why: Optional[bytes]) -> None:
+        try:
+            failures.append((_lib.escape_path(p or b""), (why or b"").decode("utf-8", "replace")))
+        except BaseException as e:  # noqa: B036
+            raised.append(e)
+
+    def flush() -> None:
+        if pend and on_rows is not None:
+            idx = [i for i, _, _ in pend]
+            on_rows([_lib.escape_path(p) for _, p, _ in pend],
+                    [_lib.escape_path(_lib.lib.fn_inputs_label(h, i)) for i in idx], np.stack([v for *_, v in pend]))
+        pend.clear()
+
+    def on_row(ctx: Any, i: int, p: Optional[bytes], feats: Any) -> int:
+        try:
+            if on_rows is not None:
+                pend.append((i, p or b"", np.ctypeslib.as_array(feats, shape=(FEATURE_DIM,)).copy()))
+                if len(pend) >= 256:
+                    flush()
+            return 0
+        except BaseException as e:  # noqa: B036
+            raised.append(e)
+            return -1
+
+    skip_cb = _lib.SKIP_FN(on_skip)
+    cbs = _lib.DatasetCallbacks(None, _lib.FAILURE_FN(on_failure), _lib.PROGRESS_FN(), _lib.DROW_FN(on_row),
+                                _lib.NOTE_FN())
+    err = _lib.Error()
+    h = _lib.vp()
+    _lib.check(_lib.lib.fn_inputs_new(ctypes.byref(h), ctypes.byref(err)), err)
+    try:
+        for a in args:
+            if a.startswith(b"@"):
+                rc = _lib.lib.fn_inputs_add_list(h, a[1:], skip_cb, None, ctypes.byref(err))
+            else:
+                rc = _lib.lib.fn_inputs_add(h, a, skip_cb, None, ctypes.byref(err))
+            _lib.check(rc, err)
+        _lib.check(_lib.lib.fn_inputs_finish(h, k, n, skip_cb, None, ctypes.byref(err)), err)
+        if raised:
+            raise raised[0]
+        o = _lib.DatasetOptions(int(part_size), k, n, 2 if codec == "gzip" else 0, 0, None,
+                                _lib.ExtractOptions(model.batch, model._decoders, model._resize))
+        rep = _lib.DatasetReport()
+        with model._lock:
+            rc = _lib.lib.fn_dataset_write(dpath, model._handle(), h, ctypes.byref(o), ctypes.byref(cbs),
+                                           ctypes.byref(rep), ctypes.byref(err))
+        if raised:
+            raise raised[0]
+        _lib.check(rc, err)
+        flush()
+    finally:
+        _lib.lib.fn_inputs_free(h)
+    return {"inputs": rep.inputs, "ok": rep.ok, "failed": rep.failed, "parts": rep.parts,
+            "resumed_parts": rep.resumed_parts, "resumed_inputs": rep.resumed_inputs,
+            "committed": bool(rep.committed), "errors_path": rep.errors_path.decode("utf-8", "surrogateescape"),
+            "failures": failures, "skipped": skipped}

@@ -1,11 +1,10 @@
 """The ResNet50 feature extractor: :class:`Model`."""
 from __future__ import annotations
 
-import concurrent.futures
 import ctypes
 import os
 import threading
-from typing import (Any, Iterable, Iterator, List, Literal, NamedTuple, Optional, Sequence, Tuple, Union,
+from typing import (Any, List, Literal, NamedTuple, Optional, Sequence, Tuple, Union,
                     overload)
 
 import numpy as np
@@ -32,6 +31,17 @@ class FeatureResult(NamedTuple):
     features: np.ndarray
     index: List[int]
     failures: List[Tuple[int, str]]
+
+
+_FN_EIMAGE = -7  # fn_status: the row callback gets the reason only
+
+
+class _Failed(Exception):
+    """An input that failed in errors="raise" mode (inside the row callback)."""
+
+    def __init__(self, i: int, msg: str) -> None:
+        super().__init__(msg)
+        self.i, self.msg = i, msg
 
 
 class _CPath(bytes):
@@ -264,51 +274,73 @@ class Model:
                                                   ctypes.byref(err)), err)
         return out
 
-    def _batches(self, items: Sequence[Any], batch: int, errors: str
-                 ) -> Iterator[Tuple[np.ndarray, List[int], List[Tuple[int, str]]]]:
-        """Yield (preprocessed inputs, their positions, failures) per batch.
+    def _arrays(self, items: Sequence[Any], idx: List[int], batch: int, errors: str, out: np.ndarray,
+                ok: List[int], failures: List[Tuple[int, str]]) -> None:
+        """Decoded uint8 (H, W, 3) arrays: fn_image_to_input, then the network, batch by batch."""
+        x = np.empty((min(batch, len(idx)), INPUT_SIZE, INPUT_SIZE, 3), np.float32)
+        for lo in range(0, len(idx), batch):
+            done: List[int] = []
+            for i in idx[lo:lo + batch]:
+                try:
+                    self._decode(i, items[i], x[len(done)])
+                    done.append(i)
+                except FruitnetError as e:
+                    if errors == "raise":
+                        raise
+                    failures.append((i, str(e)))
+            if done:
+                out[done] = self._run(x[:len(done)])
+                ok += done
 
-        Decoding runs in a thread pool (ctypes releases the GIL during the C
-        calls), one batch ahead of the network. This is the one place to switch
-        to the library's own decoding pipeline.
-        """
-        n = len(items)
-        if n == 0:
-            return
-        bufs = [np.empty((min(batch, n), INPUT_SIZE, INPUT_SIZE, 3), np.float32) for _ in range(2)]
+    def _pipeline(self, items: Sequence[Any], idx: List[int], batch: int, errors: str, out: np.ndarray,
+                  ok: List[int], failures: List[Tuple[int, str]]) -> None:
+        """Paths or encoded bytes items[idx] (contiguous, one kind) through the library's pipeline
+        (fn_extract_run: decoder threads feeding network batches); rows land in out[i]."""
+        n = len(idx)
+        first = idx[0]
+        is_path = isinstance(items[first], _CPath)
+        names = (_lib.cp * n)(*[bytes(items[i]) if is_path else f"<bytes #{i}>".encode() for i in idx])
+        bufs = lens = None
+        keep: List[bytes] = []
+        if not is_path:
+            keep = [items[i] if type(items[i]) is bytes else memoryview(items[i]).tobytes() for i in idx]
+            bufs = (_lib.vp * n)(*[ctypes.cast(ctypes.c_char_p(k), _lib.vp) for k in keep])
+            lens = (_lib.c_size_t * n)(*[len(k) for k in keep])
+        raised: List[BaseException] = []
+        row_bytes = FEATURE_DIM * 4
 
-        def decode_one(slot_buf: np.ndarray, slot: int, i: int) -> Optional[str]:
+        def on_row(ctx: Any, j: int, feats: Any, error: Optional[bytes], err: Any) -> int:
+            # never let an exception cross into C: keep it and stop the run, re-raised below
             try:
-                self._decode(i, items[i], slot_buf[slot])
-                return None
-            except FruitnetError as e:
+                i = first + j
+                if feats:
+                    ctypes.memmove(out[i].ctypes.data, feats, row_bytes)
+                    ok.append(i)
+                    return 0
+                msg = (error or b"unknown error").decode("utf-8", "replace")
                 if errors == "raise":
-                    raise
-                return str(e)
+                    raised.append(_Failed(i, msg))
+                    return -1
+                failures.append((i, msg))
+                return 0
+            except BaseException as e:  # noqa: B036 - stored, re-raised after the C call returns
+                raised.append(e)
+                return -1
 
-        with concurrent.futures.ThreadPoolExecutor(max_workers=self._decoders,
-                                                   thread_name_prefix="fruitnet-decode") as pool:
-            def submit(b: int) -> Tuple[int, List[Any]]:
-                lo = b * batch
-                buf = bufs[b % 2]
-                return lo, [pool.submit(decode_one, buf, s, i) for s, i in enumerate(range(lo, min(n, lo + batch)))]
-
-            nb = (n + batch - 1) // batch
-            pending = submit(0)
-            try:
-                for b in range(nb):
-                    lo, futs = pending
-                    results = [f.result() for f in futs]  # raises the first failure in "raise" mode
-                    pending = submit(b + 1) if b + 1 < nb else (0, [])
-                    buf = bufs[b % 2]
-                    ok = [s for s, r in enumerate(results) if r is None]
-                    fails = [(lo + s, r) for s, r in enumerate(results) if r is not None]
-                    x = buf[:len(results)] if len(ok) == len(results) else np.ascontiguousarray(buf[ok])
-                    yield x, [lo + s for s in ok], fails
-            finally:
-                for f in pending[1]:
-                    f.cancel()
-                concurrent.futures.wait(pending[1])
+        cb = _lib.ROW_FN(on_row)  # referenced until fn_extract_run returns
+        o = _lib.ExtractOptions(batch, self._decoders, self._resize)
+        err = _lib.Error()
+        with self._lock:
+            rc = _lib.lib.fn_extract_run(self._handle(), ctypes.byref(o), n, names, bufs, lens, cb, None, None,
+                                         ctypes.byref(err))
+        del keep
+        if raised:
+            r = raised[0]
+            if isinstance(r, _Failed):  # the callback has the reason, not the status: ask the decoder once more
+                self._decode(r.i, items[r.i], np.empty((INPUT_SIZE, INPUT_SIZE, 3), np.float32))
+                raise FruitnetError(_FN_EIMAGE, r.msg)
+            raise r
+        _lib.check(rc, err)
 
     @overload
     def features(self, inputs: Any, batch: Optional[int] = ..., errors: Literal["raise"] = ...) -> np.ndarray: ...
@@ -346,15 +378,23 @@ class Model:
         bsz = self.batch if batch is None else _batch_size(batch)
         items = [_check_item(i, it) for i, it in enumerate(_as_items(inputs))]
         self._handle()
-        chunks: List[np.ndarray] = []
+        n = len(items)
+        out = np.empty((n, FEATURE_DIM), np.float32)
         good: List[int] = []
         failures: List[Tuple[int, str]] = []
-        for x, idx, fails in self._batches(items, bsz, errors):
-            failures += fails
-            if idx:
-                chunks.append(self._run(x))
-                good += idx
-        feats = np.concatenate(chunks) if chunks else np.empty((0, FEATURE_DIM), np.float32)
+        kind = [0 if isinstance(it, _CPath) else 2 if isinstance(it, np.ndarray) else 1 for it in items]
+        lo = 0
+        while lo < n:  # runs of one kind, in input order: "raise" raises the first failure
+            hi = lo
+            while hi < n and kind[hi] == kind[lo]:
+                hi += 1
+            idx = list(range(lo, hi))
+            if kind[lo] == 2:
+                self._arrays(items, idx, bsz, errors, out, good, failures)
+            else:
+                self._pipeline(items, idx, bsz, errors, out, good, failures)
+            lo = hi
+        feats = out if len(good) == n else out[good]
         if errors == "raise":
             return feats
         return FeatureResult(feats, good, failures)

@@ -24,6 +24,30 @@ __all__ = ["PcaStats", "PcaModel", "PCA"]
 PathArg = Union[str, "os.PathLike[str]"]
 
 
+def _project(mean: np.ndarray, components: np.ndarray, x: Any) -> np.ndarray:
+    """float32 (n, k) = components (x - mean), one row at a time by libfruitnet's fn_pca_transform
+    (float32 inputs, double accumulation): the projection fruitnet-pca and the Spark job use."""
+    mean = np.ascontiguousarray(mean, dtype=np.float64)
+    comps = np.ascontiguousarray(components, dtype=np.float64)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    k, dim = comps.shape
+    if x.ndim == 1:
+        x = x.reshape(1, -1)
+    if x.ndim != 2 or x.shape[1] != dim or mean.size != dim:
+        raise ValueError(f"rows must have shape (n, {dim}), not {x.shape}")
+    out = np.empty((x.shape[0], k), np.float32)
+    if x.shape[0] == 0 or k == 0:
+        return out
+    c = _lib.PcaModelC(dim, k, 0, 0.0, _lib.dptr(mean), _lib.dptr(comps[:, 0].copy()), _lib.dptr(comps))
+    f = _lib.lib.fn_pca_transform
+    cref = ctypes.byref(c)
+    xp = x.ctypes.data
+    op = out.ctypes.data
+    for i in range(x.shape[0]):
+        f(cref, ctypes.cast(xp + i * dim * 4, _lib.fp), ctypes.cast(op + i * k * 4, _lib.fp))
+    return out
+
+
 class PcaModel:
     """A fitted PCA as libfruitnet returns it: ``mean``, ``eigenvalues`` (descending),
     ``components`` (k unit rows), ``total_var`` (trace of the covariance), ``n`` rows."""
@@ -60,8 +84,9 @@ class PcaModel:
 
     def transform(self, x: Any) -> np.ndarray:
         """Project rows: float32 (n, k) = (x - mean) @ components.T."""
-        x = np.asarray(x, dtype=np.float64)
-        return ((x - self.mean) @ self.components.T).astype(np.float32)
+        x = np.asarray(x)
+        z = _project(self.mean, self.components, x)
+        return z[0] if x.ndim == 1 else z
 
     def save(self, path: PathArg) -> None:
         """Write a ``model.fnpca`` file (atomic, CRC32-checked)."""
@@ -403,7 +428,7 @@ class PCA(*_Bases):  # type: ignore[misc]
         """Project X onto the components: (n_samples, n_components_), X's float dtype."""
         _fitted(self)
         X = _validate(self, X, reset=False)
-        Z = (np.asarray(X, dtype=np.float64) - self.mean_) @ self.components_.T
+        Z = _project(self.mean_, self.components_, X).astype(np.float64)
         if self.whiten:
             Z /= np.sqrt(np.maximum(self.explained_variance_, np.finfo(np.float64).tiny))
         return Z.astype(X.dtype, copy=False)

@@ -131,3 +131,19 @@ def test_check_estimator(est):
            if r["status"] != "passed" and r["check_name"] not in NOT_APPLICABLE]
     assert bad == []
     assert len(results) > 40
+
+
+def test_transform_is_the_library_projection(all2880):
+    """PcaModel.transform and PCA.transform go through fn_pca_transform: float32 rows, double sums;
+    equal to the float64 formula within float32 rounding."""
+    x = np.ascontiguousarray(all2880[:300], dtype=np.float32)
+    st = fruitnet.PcaStats(x.shape[1])
+    st.add(x)
+    m = st.fit(k=20)
+    ref = (x.astype(np.float64) - m.mean) @ m.components.T
+    z = m.transform(x)
+    assert z.dtype == np.float32 and z.shape == (300, 20)
+    np.testing.assert_allclose(z, ref, rtol=2e-6, atol=1e-5 * np.abs(ref).max())
+    np.testing.assert_array_equal(m.transform(x[5]), z[5])
+    p = fruitnet.PCA(n_components=20).fit(x)
+    np.testing.assert_array_equal(p.transform(x), fruitnet.pca._project(p.mean_, p.components_, x))

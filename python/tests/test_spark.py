@@ -179,7 +179,7 @@ class TestSpark(unittest.TestCase):
             f.write("not an image\n")
         with open(os.path.join(cls.images, CLASSES[1], "notes.txt"), "w") as f:
             f.write("not an input: no image extension\n")
-        cls.bad = {f"{CLASSES[0]}/cut.jpg": "truncated", f"{CLASSES[1]}/fake.png": "unknown image type"}
+        cls.bad = {f"{CLASSES[0]}/cut.jpg": "truncated", f"{CLASSES[1]}/fake.png": "unknown image format"}
         # the reference: fruitnet-extract on the same files
         ref = os.path.join(cls.tmp, "ref.parquet")
         # batch 1, one thread, like the S3 run below: the same algorithms, so the same features to rounding
