@@ -540,14 +540,14 @@ typedef struct fn_classifier fn_classifier;
 typedef struct fn_classifier_options {
     int folds;        /* stratified k-fold cross-validation choosing C: k (2..50); 0 = 5 */
     double c;         /* > 0: train with this C and skip the cross-validation; 0 = choose C by cross-validation */
-    double c_min;     /* the path of C values, log-spaced from c_min to c_max (both included); 0 = 0.01 */
-    double c_max;     /* 0 = 10 */
-    int path_len;     /* number of C values on the path (1..FN_CLASSIFIER_MAX_PATH); 0 = 7 */
+    double c_min;     /* the path of C values, log-spaced from c_min to c_max (both included); 0 = 0.1 */
+    double c_max;     /* 0 = 10^0.5 (3.16) */
+    int path_len;     /* number of C values on the path (1..FN_CLASSIFIER_MAX_PATH); 0 = 4 */
     int pca_dim;      /* train on the top principal components of the standardised features: their number;
                          0 = the default (512, or the dimension if smaller); -1 = no reduction */
     int threads;      /* 0 = all online CPUs; the result is the same whatever the number */
-    int max_iter;     /* optimiser iterations per fit; 0 = 100 */
-    double tol;       /* stop when the gradient's max-norm <= tol x its first value; 0 = 1e-3 */
+    int max_iter;     /* optimiser iterations per fit (the final fit: 3x); 0 = 60 */
+    double tol;       /* stop when the gradient's max-norm <= tol x its value at the fit's (warm) start; 0 = 3e-3 */
     uint64_t seed;    /* of the fold assignment; 0 = the default seed */
     const char *info; /* free text (UTF-8, no NUL) kept in the model file, e.g. where the features come from */
     int transform;    /* applied to each feature before standardisation: FN_CLS_SQRT (default) or FN_CLS_IDENTITY */
@@ -568,7 +568,7 @@ typedef struct fn_classifier_report {
     int *cv_pred;     /* in: NULL, or room for n ints: receives each row's out-of-fold prediction at the chosen C */
 } fn_classifier_report;
 
-/* Defaults: 5 folds, C chosen on 7 values from 0.01 to 10, signed square root, 512 principal components. */
+/* Defaults: 5 folds, C chosen on 4 values from 0.1 to 3.16, signed square root, 512 principal components. */
 void fn_classifier_options_default(fn_classifier_options *opt);
 /* Train on n rows of dim floats x with labels y[i] in [0, nclasses) named class_names[] (unique, UTF-8):
  * standardisation, L2-regularised softmax regression whose C is chosen by cross-validation on these rows only.

@@ -84,7 +84,7 @@ class Classifier:
 
     _estimator_type = "classifier"
 
-    def __init__(self, C=None, folds=5, c_min=0.01, c_max=10.0, n_cs=7, pca_dim=0, threads=0, max_iter=0, tol=0.0,
+    def __init__(self, C=None, folds=5, c_min=0.1, c_max=3.1622776601683795, n_cs=4, pca_dim=0, threads=0, max_iter=0, tol=0.0,
                  seed=0, sqrt=True):
         self.C, self.folds, self.c_min, self.c_max, self.n_cs = C, folds, c_min, c_max, n_cs
         self.pca_dim, self.threads, self.max_iter, self.tol, self.seed = pca_dim, threads, max_iter, tol, seed
