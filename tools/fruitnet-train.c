@@ -24,7 +24,7 @@ static void usage(FILE *f)
                "      --folds K       cross-validation folds (default 5)\n"
                "      --c C           use this C (no cross-validation)\n"
                "      --c-range A:B:N N values of C from A to B, log-spaced (default 0.1:3.16:4)\n"
-               "      --pca-dim K     principal components used (default 256; -1 = all features)\n"
+               "      --pca-dim K     principal components used (default 512; -1 = all features)\n"
                "      --threads N     threads (default: all CPUs; the model does not depend on it)\n"
                "  -q, --quiet         only errors\n"
                "Example: fruitnet-train -i train_features.parquet -o fruits.fncls --val 0.1\n"
