@@ -53,7 +53,7 @@ void fn_classifier_options_default(fn_classifier_options *opt)
     opt->path_len = 4;
     opt->pca_dim = 512;
     opt->transform = FN_CLS_SQRT;
-    opt->max_iter = 40; /* CV fits: accuracy is settled long before the loss; the final fit gets 10x tighter */
+    opt->max_iter = 30; /* CV fits: accuracy is settled long before the loss; the final fit gets 10x tighter */
     opt->tol = 1e-2;
 }
 
@@ -349,7 +349,7 @@ int fn_classifier_train(const float *x, int n, int dim, const int *y, int nclass
     int folds = opt.folds ? opt.folds : 5, path_len = opt.path_len ? opt.path_len : 4;
     double c_min = opt.c_min > 0 ? opt.c_min : 0.1, c_max = opt.c_max > 0 ? opt.c_max : 3.1622776601683795;
     double tol = opt.tol > 0 ? opt.tol : 1e-2;
-    int max_iter = opt.max_iter > 0 ? opt.max_iter : 40;
+    int max_iter = opt.max_iter > 0 ? opt.max_iter : 30;
     int k = opt.pca_dim == 0 ? 512 : opt.pca_dim < 0 ? dim : opt.pca_dim;
     if (k > dim)
         k = dim;
