@@ -267,7 +267,22 @@ typedef struct fn_parquet_options {
     int rows_per_group;      /* rows buffered before a row group is flushed; 0 = 1024 */
     const fn_kv *meta;       /* key/value metadata for the footer */
     int nmeta;
+    const struct fn_parquet_column *extra; /* optional scalar columns after the list column (NULL: none) */
+    int nextra;              /* their number, 0..FN_PARQUET_MAX_EXTRA; rows then need fn_parquet_writer_add_ex */
 } fn_parquet_options;
+
+#define FN_PARQUET_MAX_EXTRA 8
+typedef enum fn_parquet_type { FN_PQ_STRING = 0, FN_PQ_FLOAT = 1 } fn_parquet_type;
+/* An extra column: its name (UTF-8, unique) and type; written optional, as Spark writes nullable columns. */
+typedef struct fn_parquet_column {
+    const char *name;
+    fn_parquet_type type;
+} fn_parquet_column;
+/* A value of an extra column: s for FN_PQ_STRING (UTF-8), f for FN_PQ_FLOAT. */
+typedef struct fn_parquet_value {
+    const char *s;
+    float f;
+} fn_parquet_value;
 
 /* Create `path` (written as the hidden <dir>/.<name>.tmp.<pid>.XXXXXX, renamed by close).
  * Schema as Spark writes it: optional path, label (STRING), optional LIST of optional FLOAT. */
@@ -276,6 +291,9 @@ int fn_parquet_writer_open(const char *path, const fn_parquet_options *opt, fn_p
 /* Append one row; `vec` has n floats (n may differ between rows); path/label must be UTF-8. */
 int fn_parquet_writer_add(fn_parquet_writer *w, const char *path, const char *label, const float *vec,
                           int n, fn_error *err);
+/* fn_parquet_writer_add with the row's values of the options' extra columns: extra[nextra] (NULL when none). */
+int fn_parquet_writer_add_ex(fn_parquet_writer *w, const char *path, const char *label, const float *vec, int n,
+                             const fn_parquet_value *extra, fn_error *err);
 /* Set (or replace) a footer key/value before close, e.g. a summary known only at the end. */
 int fn_parquet_writer_set_meta(fn_parquet_writer *w, const char *key, const char *value, fn_error *err);
 /* Flush, write the footer, fsync and rename into place; frees w in all cases. */
@@ -461,6 +479,8 @@ typedef struct fn_dataset_options {
     int single_file;         /* write `path` as one Parquet file (refused with n > 1 shards) */
     const char *errors_path; /* NULL: <dir>/_errors.tsv (_errors-sKKKKKofNNNNN.tsv per shard), or PATH.errors.tsv */
     fn_extract_options extract;
+    const struct fn_classifier *classifier; /* NULL, or add prediction (STRING: top class) and probability
+                                                (FLOAT) columns; the model is part of the parts' identity */
 } fn_dataset_options;
 
 typedef struct fn_dataset_callbacks {
@@ -520,14 +540,14 @@ typedef struct fn_classifier fn_classifier;
 typedef struct fn_classifier_options {
     int folds;        /* stratified k-fold cross-validation choosing C: k (2..50); 0 = 5 */
     double c;         /* > 0: train with this C and skip the cross-validation; 0 = choose C by cross-validation */
-    double c_min;     /* the path of C values, log-spaced from c_min to c_max (both included); 0 = 0.01 */
-    double c_max;     /* 0 = 10 */
-    int path_len;     /* number of C values on the path (1..FN_CLASSIFIER_MAX_PATH); 0 = 7 */
+    double c_min;     /* the path of C values, log-spaced from c_min to c_max (both included); 0 = 0.1 */
+    double c_max;     /* 0 = 10^0.5 (3.16) */
+    int path_len;     /* number of C values on the path (1..FN_CLASSIFIER_MAX_PATH); 0 = 4 */
     int pca_dim;      /* train on the top principal components of the standardised features: their number;
                          0 = the default (512, or the dimension if smaller); -1 = no reduction */
     int threads;      /* 0 = all online CPUs; the result is the same whatever the number */
-    int max_iter;     /* optimiser iterations per fit; 0 = 100 */
-    double tol;       /* stop when the gradient's max-norm <= tol x its first value; 0 = 1e-3 */
+    int max_iter;     /* optimiser iterations per fit (the final fit: 3x); 0 = 30 */
+    double tol;       /* stop when the gradient's max-norm <= tol x its value at the fit's (warm) start; 0 = 1e-2 */
     uint64_t seed;    /* of the fold assignment; 0 = the default seed */
     const char *info; /* free text (UTF-8, no NUL) kept in the model file, e.g. where the features come from */
     int transform;    /* applied to each feature before standardisation: FN_CLS_SQRT (default) or FN_CLS_IDENTITY */
@@ -548,7 +568,7 @@ typedef struct fn_classifier_report {
     int *cv_pred;     /* in: NULL, or room for n ints: receives each row's out-of-fold prediction at the chosen C */
 } fn_classifier_report;
 
-/* Defaults: 5 folds, C chosen on 7 values from 0.01 to 10, signed square root, 512 principal components. */
+/* Defaults: 5 folds, C chosen on 4 values from 0.1 to 3.16, signed square root, 512 principal components. */
 void fn_classifier_options_default(fn_classifier_options *opt);
 /* Train on n rows of dim floats x with labels y[i] in [0, nclasses) named class_names[] (unique, UTF-8):
  * standardisation, L2-regularised softmax regression whose C is chosen by cross-validation on these rows only.

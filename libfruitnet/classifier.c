@@ -410,3 +410,15 @@ int fn_classifier_load(const char *path, fn_classifier **out, fn_error *err)
     free(b);
     return rc;
 }
+
+uint64_t fn_cls_fingerprint(const fn_classifier *c)
+{
+    uint64_t h = fn_fnv1a(&c->dim, sizeof c->dim, FN_FNV_INIT);
+    h = fn_fnv1a(&c->nclasses, sizeof c->nclasses, h);
+    h = fn_fnv1a(&c->transform, sizeof c->transform, h);
+    h = fn_fnv1a(c->names_buf, c->names_bytes, h);
+    h = fn_fnv1a(c->mean, (size_t)c->dim * sizeof(double), h);
+    h = fn_fnv1a(c->scale, (size_t)c->dim * sizeof(double), h);
+    h = fn_fnv1a(c->W, (size_t)c->nclasses * c->dim * sizeof(double), h);
+    return fn_fnv1a(c->b, (size_t)c->nclasses * sizeof(double), h);
+}

@@ -25,6 +25,8 @@ struct fn_classifier {
 
 /* A classifier with these names and info, numbers zeroed; NULL when out of memory. */
 fn_classifier *fn_cls_alloc(int dim, int nclasses, const char *const *names, const char *info);
+/* FNV-1a of everything the classifier computes with (transform, names, standardisation, weights). */
+uint64_t fn_cls_fingerprint(const fn_classifier *c);
 /* 1 when s is valid UTF-8. */
 int fn_cls_valid_utf8(const char *s);
 /* The feature transform t applied before standardisation. */

@@ -22,6 +22,7 @@
  * _SUCCESS is written. Every file goes through fn_atomic_*.
  */
 #include "dataset.h"
+#include "classifier.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -222,6 +223,7 @@ typedef struct run {
     size_t cur;             /* part being written */
     fn_parquet_writer *pw;
     char crc_hex[16];
+    float *probs;           /* [classes] of the classifier, or NULL */
 } run;
 
 static void note(const run *r, const char *fmt, ...)
@@ -552,8 +554,10 @@ static int open_part(run *r, part *pt)
         {"fruitnet.shard", kv_shard},
         {"fruitnet.path_escaping", "%XX for invalid UTF-8, %, \\, control bytes (fn_unescape_path)"},
     };
+    static const fn_parquet_column extra[] = {{"prediction", FN_PQ_STRING}, {"probability", FN_PQ_FLOAT}};
     fn_parquet_options po = {.list_column = "features", .codec = r->o.codec, .rows_per_group = 1024, .meta = meta,
-                             .nmeta = (int)(sizeof meta / sizeof meta[0])};
+                             .nmeta = (int)(sizeof meta / sizeof meta[0]), .extra = extra,
+                             .nextra = r->o.classifier ? 2 : 0};
     return fn_parquet_writer_open(pt->file, &po, &r->pw, r->err);
 }
 
@@ -586,8 +590,18 @@ static int on_row(void *ctx, size_t i, const float *features, const char *error,
         rc = open_part(r, pt);
     if (!rc && features) {
         char *ep = fn_escape_dup(e->path), *el = fn_escape_dup(e->label);
-        rc = !ep || !el ? fn_fail(err, FN_ENOMEM, "out of memory")
-                        : fn_parquet_writer_add(r->pw, ep, el, features, FN_FEATURE_DIM, err);
+        fn_parquet_value xv[2] = {{NULL, 0}, {NULL, 0}};
+        if (r->o.classifier) { /* the top class and its probability */
+            const fn_classifier *c = r->o.classifier;
+            rc = fn_classifier_predict_proba(c, features, 1, r->probs, err);
+            int top = 0;
+            for (int k = 1; k < c->nclasses; k++)
+                top = r->probs[k] > r->probs[top] ? k : top;
+            xv[0].s = c->names[top], xv[1].f = r->probs[top];
+        }
+        if (!rc)
+            rc = !ep || !el ? fn_fail(err, FN_ENOMEM, "out of memory")
+                            : fn_parquet_writer_add_ex(r->pw, ep, el, features, FN_FEATURE_DIM, xv, err);
         free(ep), free(el);
         if (!rc)
             pt->rows++;
@@ -766,6 +780,15 @@ int fn_dataset_write(const char *path, fn_model *m, const fn_inputs *in, const f
     snprintf(r.identity, sizeof r.identity, "fruitnet=%s;weights=%s;decoder=%s;resize=%d;precision=%s",
              FRUITNET_VERSION, r.crc_hex, fn_image_decoder_name(), (int)r.o.extract.resize,
              fn_precision_name(fn_model_precision(m)));
+    if (r.o.classifier && fn_classifier_dim(r.o.classifier) != FN_FEATURE_DIM)
+        return fn_fail(err, FN_EARG, "%s: the classifier takes %d features, not the network's %d", path,
+                       fn_classifier_dim(r.o.classifier), FN_FEATURE_DIM);
+    if (r.o.classifier && !(r.probs = malloc((size_t)fn_classifier_classes(r.o.classifier) * sizeof(float))))
+        return fn_fail(err, FN_ENOMEM, "out of memory");
+    if (r.o.classifier) { /* parts with other predictions (or none) are redone */
+        size_t l = strlen(r.identity);
+        snprintf(r.identity + l, sizeof r.identity - l, ";classifier=%016" PRIx64, fn_cls_fingerprint(r.o.classifier));
+    }
     char idn[640];
     snprintf(idn, sizeof idn, "%s;all_inputs=%016" PRIx64 ";shards=%d", r.identity, in->all_hash, in->shard_n);
     r.identity_hash = fn_fnv1a(idn, strlen(idn), FN_FNV_INIT);
@@ -851,6 +874,7 @@ int fn_dataset_write(const char *path, fn_model *m, const fn_inputs *in, const f
         free(r.parts[p].file), free(r.parts[p].errors.s);
     free(r.parts);
     free(r.todo);
+    free(r.probs);
     return rc;
 }
 

@@ -207,7 +207,8 @@ static int parse_schema(fn_parquet_reader *r, trd *t, footer *f, fn_error *err)
     return FN_OK;
 }
 
-/* One RowGroup: exactly 3 column chunks, each with metadata. */
+/* One RowGroup: path, label, list column chunks, each with metadata; trailing scalar columns (e.g. the
+ * prediction and probability of fn_dataset_options.classifier) are skipped. */
 static int parse_row_group(fn_parquet_reader *r, trd *t, rgroup *rg, fn_error *err)
 {
     int16_t last = 0, id;
@@ -218,10 +219,13 @@ static int parse_row_group(fn_parquet_reader *r, trd *t, rgroup *rg, fn_error *e
             uint32_t nc = tr_list(t, &et);
             if (ncols)
                 return rfail(r, err, FN_EFORMAT, "corrupt footer (a row group lists its columns twice)");
-            if (et != TT_STRUCT || nc != 3)
+            if (et != TT_STRUCT || nc < 3 || nc > MAX_SCHEMA)
                 return rfail(r, err, FN_EUNSUPPORTED, "row group does not have the 3 expected columns");
-            for (uint32_t c = 0; c < nc && !t->err; c++)
-                ncols += parse_column_chunk(t, &rg->col[c]);
+            for (uint32_t c = 0; c < nc && !t->err; c++) {
+                col_chunk skip = {0};
+                int have = parse_column_chunk(t, c < 3 ? &rg->col[c] : &skip);
+                ncols += c < 3 ? have : 0;
+            }
         } else if (id == PQ_ROWGROUP_NUM_ROWS && ty == TT_I64) {
             rg->rows = tr_zz(t);
         } else {
@@ -340,7 +344,7 @@ static int check_schema(fn_parquet_reader *r, const footer *f, fn_error *err)
 {
     const schema_el *sch = f->sch;
     int nsch = f->nsch;
-    if (nsch < 4 || sch[0].nchildren != 3)
+    if (nsch < 4 || sch[0].nchildren < 3)
         return rfail(r, err, FN_EUNSUPPORTED, "schema is not (path string, label string, list<float>)");
     for (int c = 0; c < 2; c++) {
         const schema_el *e = &sch[1 + c];
@@ -363,8 +367,13 @@ static int check_schema(fn_parquet_reader *r, const footer *f, fn_error *err)
         if (e->nchildren != 1)
             return rfail(r, err, FN_EUNSUPPORTED, "list column has an unexpected nested structure");
     }
-    if (i != nsch - 1 || sch[i].type != PQ_FLOAT || rep != 1)
+    if (i >= nsch || sch[i].type != PQ_FLOAT || rep != 1)
         return rfail(r, err, FN_EUNSUPPORTED, "third column is not a list of FLOAT");
+    for (int x = i + 1; x < nsch; x++) /* trailing scalar columns, not read */
+        if (sch[x].nchildren || sch[x].rep == PQ_REPEATED)
+            return rfail(r, err, FN_EUNSUPPORTED, "a column after the list column is not a scalar");
+    if (nsch - 1 - i != sch[0].nchildren - 3)
+        return rfail(r, err, FN_EUNSUPPORTED, "schema is not (path string, label string, list<float>, scalars...)");
     r->leaf_type[2] = PQ_FLOAT;
     r->max_def[2] = def, r->max_rep[2] = 1;
     return FN_OK;

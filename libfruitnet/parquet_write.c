@@ -59,7 +59,7 @@ typedef struct chunk_meta {
 } chunk_meta;
 
 typedef struct group_meta {
-    chunk_meta col[3];
+    chunk_meta col[3 + FN_PARQUET_MAX_EXTRA];
     int64_t rows, total_bytes, file_offset;
     /* min/max copies kept for the footer (strings only) */
     char *minmax[2][2];
@@ -81,6 +81,9 @@ struct fn_parquet_writer {
     char **paths, **labels;
     float **vecs;
     int *lens;
+    int nextra;
+    fn_parquet_column extra[FN_PARQUET_MAX_EXTRA]; /* names owned */
+    fn_parquet_value *xv;  /* [cap_rows][nextra]: strings owned */
     /* written groups */
     group_meta *groups;
     int ngroups, cap_groups;
@@ -168,6 +171,19 @@ int fn_parquet_writer_open(const char *path, const fn_parquet_options *opt, fn_p
     if (opt->nmeta < 0 || (opt->nmeta > 0 && !opt->meta) || opt->rows_per_group < 0 ||
         opt->rows_per_group > MAX_ROWS_PER_GROUP)
         return fn_fail(err, FN_EARG, "%s: invalid metadata or rows_per_group (0..%d)", path, MAX_ROWS_PER_GROUP);
+    if (opt->nextra < 0 || opt->nextra > FN_PARQUET_MAX_EXTRA || (opt->nextra && !opt->extra))
+        return fn_fail(err, FN_EARG, "%s: invalid extra columns (0..%d)", path, FN_PARQUET_MAX_EXTRA);
+    for (int i = 0; i < opt->nextra; i++) {
+        const char *nm = opt->extra[i].name;
+        int bad = !nm || !nm[0] || !valid_utf8((const unsigned char *)nm) || !strcmp(nm, "path") ||
+                  !strcmp(nm, "label") || !strcmp(nm, opt->list_column) ||
+                  (opt->extra[i].type != FN_PQ_STRING && opt->extra[i].type != FN_PQ_FLOAT);
+        for (int j = 0; j < i && !bad; j++)
+            bad = !strcmp(nm, opt->extra[j].name);
+        if (bad)
+            return fn_fail(err, FN_EARG, "%s: extra column %d (%s): empty, not UTF-8, a duplicate name or a bad type",
+                           path, i, nm ? nm : "NULL");
+    }
     for (int i = 0; i < opt->nmeta; i++)
         if (!opt->meta[i].key || !valid_utf8((const unsigned char *)opt->meta[i].key) ||
             (opt->meta[i].value && !valid_utf8((const unsigned char *)opt->meta[i].value)))
@@ -184,6 +200,14 @@ int fn_parquet_writer_open(const char *path, const fn_parquet_options *opt, fn_p
     if (!w->path || !w->list_column || !w->meta) {
         fn_parquet_writer_abort(w);
         return fn_fail(err, FN_ENOMEM, "%s: out of memory", path);
+    }
+    for (int i = 0; i < opt->nextra; i++) {
+        w->extra[i].type = opt->extra[i].type;
+        if (!(w->extra[i].name = dupstr(opt->extra[i].name))) {
+            fn_parquet_writer_abort(w);
+            return fn_fail(err, FN_ENOMEM, "%s: out of memory", path);
+        }
+        w->nextra++;
     }
     for (int i = 0; i < opt->nmeta; i++) {
         w->meta[i].key = dupstr(opt->meta[i].key);
@@ -377,6 +401,46 @@ static int write_string_chunk(fn_parquet_writer *w, char **col, chunk_meta *cm, 
     return rc;
 }
 
+/* An extra FLOAT column: def level 1 for every (non-null) value, PLAIN floats. No min/max. */
+static int write_float_chunk(fn_parquet_writer *w, int x, chunk_meta *cm, fn_error *err)
+{
+    int rc = FN_OK;
+    cm->data_page_offset = w->offset;
+    for (int r0 = 0; r0 < w->nrows && !rc;) {
+        int r1 = r0 + (int)(PAGE_TARGET / 4) < w->nrows ? r0 + (int)(PAGE_TARGET / 4) : w->nrows;
+        uint8_t *def = malloc((size_t)(r1 - r0));
+        tbuf b = {0};
+        if (!def)
+            return wfail(w, err, FN_ENOMEM, "out of memory");
+        memset(def, 1, (size_t)(r1 - r0));
+        page_levels(&b, def, (size_t)(r1 - r0), 1);
+        for (int r = r0; r < r1; r++)
+            tb_bytes(&b, &w->xv[(size_t)r * w->nextra + x].f, sizeof(float));
+        rc = b.oom ? wfail(w, err, FN_ENOMEM, "out of memory") : write_page(w, &b, r1 - r0, cm, err);
+        tb_free(&b);
+        free(def);
+        r0 = r1;
+    }
+    return rc;
+}
+
+/* An extra STRING column: the values gathered, then as path and label (min/max not kept). */
+static int write_extra_chunk(fn_parquet_writer *w, int x, chunk_meta *cm, fn_error *err)
+{
+    if (w->extra[x].type == FN_PQ_FLOAT)
+        return write_float_chunk(w, x, cm, err);
+    char **col = malloc((size_t)w->nrows * sizeof *col);
+    if (!col)
+        return wfail(w, err, FN_ENOMEM, "out of memory");
+    for (int r = 0; r < w->nrows; r++)
+        col[r] = (char *)w->xv[(size_t)r * w->nextra + x].s;
+    int rc = write_string_chunk(w, col, cm, err);
+    free(col);
+    cm->min = cm->max = NULL;
+    cm->no_minmax = 1;
+    return rc;
+}
+
 /* The list column: rep levels (bit width 1), def levels (bit width 2:
  * 0 null list, 1 empty list, 2 null element, 3 value), then the floats. */
 static int write_list_chunk(fn_parquet_writer *w, chunk_meta *cm, fn_error *err)
@@ -427,6 +491,10 @@ static void free_rows(fn_parquet_writer *w)
         free(w->paths[r]), free(w->labels[r]), free(w->vecs[r]);
         w->paths[r] = w->labels[r] = NULL;
         w->vecs[r] = NULL;
+        for (int x = 0; x < w->nextra; x++) {
+            free((char *)w->xv[(size_t)r * w->nextra + x].s);
+            w->xv[(size_t)r * w->nextra + x].s = NULL;
+        }
     }
     w->nrows = 0;
 }
@@ -453,6 +521,8 @@ static int flush_group(fn_parquet_writer *w, fn_error *err)
         rc = write_string_chunk(w, w->labels, &g->col[1], err);
     if (!rc)
         rc = write_list_chunk(w, &g->col[2], err);
+    for (int x = 0; x < w->nextra && !rc; x++)
+        rc = write_extra_chunk(w, x, &g->col[3 + x], err);
     for (int c = 0; c < 2 && !rc; c++) { /* keep min/max for the footer: the rows are freed below */
         chunk_meta *cm = &g->col[c];
         if (cm->no_minmax || !cm->min)
@@ -469,7 +539,7 @@ static int flush_group(fn_parquet_writer *w, fn_error *err)
         memcpy(g->minmax[c][1], cm->max, cm->max_len + 1);
         g->minmax_len[c][0] = cm->min_len, g->minmax_len[c][1] = cm->max_len;
     }
-    for (int c = 0; c < 3; c++) {
+    for (int c = 0; c < 3 + w->nextra; c++) {
         g->col[c].min = g->col[c].max = NULL;
         g->total_bytes += g->col[c].uncompressed;
     }
@@ -486,8 +556,22 @@ static int flush_group(fn_parquet_writer *w, fn_error *err)
 int fn_parquet_writer_add(fn_parquet_writer *w, const char *path, const char *label, const float *vec, int n,
                           fn_error *err)
 {
+    return fn_parquet_writer_add_ex(w, path, label, vec, n, NULL, err);
+}
+
+int fn_parquet_writer_add_ex(fn_parquet_writer *w, const char *path, const char *label, const float *vec, int n,
+                             const fn_parquet_value *extra, fn_error *err)
+{
     if (!w || !path || !label || n < 0 || (n > 0 && !vec))
         return fn_fail(err, FN_EARG, "fn_parquet_writer_add: invalid arguments");
+    if (w->nextra && !extra)
+        return fn_fail(err, FN_EARG, "%s: the writer has %d extra columns: add rows with fn_parquet_writer_add_ex",
+                       w->path, w->nextra);
+    for (int x = 0; x < w->nextra; x++)
+        if (w->extra[x].type == FN_PQ_STRING &&
+            (!extra[x].s || strlen(extra[x].s) > MAX_STRING || !valid_utf8((const unsigned char *)extra[x].s)))
+            return fn_fail(err, FN_EARG, "%s: row %lld: column %s: missing, too long or not valid UTF-8", w->path,
+                           (long long)(w->total_rows + w->nrows), w->extra[x].name);
     if (w->failed)
         return fn_fail(err, FN_EIO, "%s: the writer failed earlier; abort it", w->path);
     if (strlen(path) > MAX_STRING || strlen(label) > MAX_STRING || n > MAX_VECTOR)
@@ -510,9 +594,13 @@ int fn_parquet_writer_add(fn_parquet_writer *w, const char *path, const char *la
         if (v)
             w->vecs = v;
         int *ln = v ? realloc(w->lens, (size_t)cap * sizeof *ln) : NULL;
-        if (!ln)
+        if (ln)
+            w->lens = ln;
+        fn_parquet_value *xv = ln && w->nextra ? realloc(w->xv, (size_t)cap * w->nextra * sizeof *xv) : NULL;
+        if (!ln || (w->nextra && !xv))
             return fn_fail(err, FN_ENOMEM, "%s: out of memory", w->path);
-        w->lens = ln;
+        if (xv)
+            w->xv = xv;
         w->cap_rows = cap;
     }
     int r = w->nrows;
@@ -522,6 +610,17 @@ int fn_parquet_writer_add(fn_parquet_writer *w, const char *path, const char *la
     if (!w->paths[r] || !w->labels[r] || !w->vecs[r]) {
         free(w->paths[r]), free(w->labels[r]), free(w->vecs[r]);
         return fn_fail(err, FN_ENOMEM, "%s: out of memory", w->path);
+    }
+    for (int x = 0; x < w->nextra; x++) {
+        fn_parquet_value *v = &w->xv[(size_t)r * w->nextra + x];
+        v->f = w->extra[x].type == FN_PQ_FLOAT ? extra[x].f : 0;
+        v->s = w->extra[x].type == FN_PQ_STRING ? dupstr(extra[x].s) : NULL;
+        if (w->extra[x].type == FN_PQ_STRING && !v->s) {
+            for (int q = 0; q < x; q++)
+                free((char *)w->xv[(size_t)r * w->nextra + q].s), w->xv[(size_t)r * w->nextra + q].s = NULL;
+            free(w->paths[r]), free(w->labels[r]), free(w->vecs[r]);
+            return fn_fail(err, FN_ENOMEM, "%s: out of memory", w->path);
+        }
     }
     if (n)
         memcpy(w->vecs[r], vec, (size_t)n * sizeof(float));
@@ -587,30 +686,43 @@ static void column_chunk(tbuf *t, const chunk_meta *cm, const char *minv, size_t
 }
 
 /* FileMetaData.schema: the root, path, label, and the 3-level LIST<FLOAT> column */
-static void write_schema(tbuf *t, const char *list_column)
+static void write_schema(tbuf *t, const char *list_column, const fn_parquet_column *extra, int nextra)
 {
-    tb_list(t, PQ_FILEMETADATA_SCHEMA, TT_STRUCT, 6);
-    schema_element(t, "schema", -1, PQ_REQUIRED, 3, -1, 0);
+    tb_list(t, PQ_FILEMETADATA_SCHEMA, TT_STRUCT, 6 + (uint32_t)nextra);
+    schema_element(t, "schema", -1, PQ_REQUIRED, 3 + nextra, -1, 0);
     schema_element(t, "path", PQ_BYTE_ARRAY, PQ_OPTIONAL, 0, PQ_CT_UTF8, PQ_LOGICALTYPE_STRING);
     schema_element(t, "label", PQ_BYTE_ARRAY, PQ_OPTIONAL, 0, PQ_CT_UTF8, PQ_LOGICALTYPE_STRING);
     schema_element(t, list_column, -1, PQ_OPTIONAL, 1, PQ_CT_LIST, PQ_LOGICALTYPE_LIST);
     schema_element(t, "list", -1, PQ_REPEATED, 1, -1, 0);
     schema_element(t, "element", PQ_FLOAT, PQ_OPTIONAL, 0, -1, 0);
+    for (int x = 0; x < nextra; x++) {
+        if (extra[x].type == FN_PQ_FLOAT)
+            schema_element(t, extra[x].name, PQ_FLOAT, PQ_OPTIONAL, 0, -1, 0);
+        else
+            schema_element(t, extra[x].name, PQ_BYTE_ARRAY, PQ_OPTIONAL, 0, PQ_CT_UTF8, PQ_LOGICALTYPE_STRING);
+    }
 }
 
 /* One RowGroup element of FileMetaData.row_groups. */
-static void write_row_group(tbuf *t, const group_meta *gm, int g, const char *list_column, int codec)
+static void write_row_group(tbuf *t, const group_meta *gm, int g, const char *list_column, int codec,
+                            const fn_parquet_column *extra, int nextra)
 {
     tb_elem_struct_begin(t);
-    tb_list(t, PQ_ROWGROUP_COLUMNS, TT_STRUCT, 3);
+    tb_list(t, PQ_ROWGROUP_COLUMNS, TT_STRUCT, 3 + (uint32_t)nextra);
     for (int c = 0; c < 2; c++)
         column_chunk(t, &gm->col[c], gm->minmax[c][0], gm->minmax_len[c][0], gm->minmax[c][1], gm->minmax_len[c][1],
                      PQ_BYTE_ARRAY, c ? "label" : "path", NULL, NULL, codec);
     column_chunk(t, &gm->col[2], NULL, 0, NULL, 0, PQ_FLOAT, list_column, "list", "element", codec);
+    int64_t compressed = gm->col[0].compressed + gm->col[1].compressed + gm->col[2].compressed;
+    for (int x = 0; x < nextra; x++) {
+        column_chunk(t, &gm->col[3 + x], NULL, 0, NULL, 0, extra[x].type == FN_PQ_FLOAT ? PQ_FLOAT : PQ_BYTE_ARRAY,
+                     extra[x].name, NULL, NULL, codec);
+        compressed += gm->col[3 + x].compressed;
+    }
     tb_i64(t, PQ_ROWGROUP_TOTAL_BYTE_SIZE, gm->total_bytes);
     tb_i64(t, PQ_ROWGROUP_NUM_ROWS, gm->rows);
     tb_i64(t, PQ_ROWGROUP_FILE_OFFSET, gm->file_offset);
-    tb_i64(t, PQ_ROWGROUP_TOTAL_COMPRESSED_SIZE, gm->col[0].compressed + gm->col[1].compressed + gm->col[2].compressed);
+    tb_i64(t, PQ_ROWGROUP_TOTAL_COMPRESSED_SIZE, compressed);
     if (g <= INT16_MAX) {
         tb_field(t, PQ_ROWGROUP_ORDINAL, TT_I16);
         tb_zz32(t, g);
@@ -631,10 +743,10 @@ static void write_key_values(tbuf *t, const fn_kv *meta, int nmeta)
 }
 
 /* FileMetaData.column_orders: TYPE_ORDER for every leaf (min/max are meaningful) */
-static void write_column_orders(tbuf *t)
+static void write_column_orders(tbuf *t, int ncols)
 {
-    tb_list(t, PQ_FILEMETADATA_COLUMN_ORDERS, TT_STRUCT, 3);
-    for (int c = 0; c < 3; c++) {
+    tb_list(t, PQ_FILEMETADATA_COLUMN_ORDERS, TT_STRUCT, (uint32_t)ncols);
+    for (int c = 0; c < ncols; c++) {
         tb_elem_struct_begin(t);
         tb_struct_begin(t, PQ_COLUMNORDER_TYPE_ORDER);
         tb_struct_end(t);
@@ -647,14 +759,14 @@ static int write_footer(fn_parquet_writer *w, fn_error *err)
     int codec = w->codec == FN_CODEC_GZIP ? PQ_GZIP : PQ_UNCOMPRESSED;
     tbuf t = {0};
     tb_i32(&t, PQ_FILEMETADATA_VERSION, 1);
-    write_schema(&t, w->list_column);
+    write_schema(&t, w->list_column, w->extra, w->nextra);
     tb_i64(&t, PQ_FILEMETADATA_NUM_ROWS, w->total_rows);
     tb_list(&t, PQ_FILEMETADATA_ROW_GROUPS, TT_STRUCT, (uint32_t)w->ngroups);
     for (int g = 0; g < w->ngroups; g++)
-        write_row_group(&t, &w->groups[g], g, w->list_column, codec);
+        write_row_group(&t, &w->groups[g], g, w->list_column, codec, w->extra, w->nextra);
     write_key_values(&t, w->meta, w->nmeta);
     tb_str(&t, PQ_FILEMETADATA_CREATED_BY, "fruitnet version " FRUITNET_VERSION " (build " FRUITNET_BUILD ")");
-    write_column_orders(&t);
+    write_column_orders(&t, 3 + w->nextra);
     tb_struct_end(&t);
     int rc = FN_OK;
     if (t.oom || t.n > (size_t)UINT32_MAX)
@@ -699,7 +811,9 @@ void fn_parquet_writer_abort(fn_parquet_writer *w)
         for (int c = 0; c < 2; c++)
             free(w->groups[g].minmax[c][0]), free(w->groups[g].minmax[c][1]);
     free(w->meta);
-    free(w->paths), free(w->labels), free(w->vecs), free(w->lens);
+    free(w->paths), free(w->labels), free(w->vecs), free(w->lens), free(w->xv);
+    for (int x = 0; x < w->nextra; x++)
+        free((char *)w->extra[x].name);
     free(w->groups);
     free(w->path);
     free(w->list_column);

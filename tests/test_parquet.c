@@ -659,6 +659,59 @@ static void test_interop(void **s)
     assert_int_equal(rc, 0);
 }
 
+/* Extra scalar columns (fn_parquet_options.extra, fn_parquet_writer_add_ex): written after the list column,
+ * skipped by fruitnet's reader (same rows), named in the footer; misuse is refused with a clear message. */
+static void test_extra_columns(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/fn_pq_extra_XXXXXX";
+    close(mkstemp(path));
+    fn_parquet_column cols[] = {{"prediction", FN_PQ_STRING}, {"probability", FN_PQ_FLOAT}};
+    fn_parquet_options o = {.list_column = "features", .codec = FN_CODEC_GZIP, .rows_per_group = 3,
+                            .extra = cols, .nextra = 2};
+    fn_parquet_writer *w;
+    fn_error e;
+    assert_int_equal(fn_parquet_writer_open(path, &o, &w, &e), FN_OK);
+    float v[4] = {1, 2, 3, 4};
+    assert_int_equal(fn_parquet_writer_add(w, "a.jpg", "A", v, 4, &e), FN_EARG);
+    assert_non_null(strstr(e.msg, "2 extra columns"));
+    fn_parquet_value bad[2] = {{"\xff", 0}, {NULL, 0.5f}};
+    assert_int_equal(fn_parquet_writer_add_ex(w, "a.jpg", "A", v, 4, bad, &e), FN_EARG);
+    assert_non_null(strstr(e.msg, "prediction"));
+    for (int r = 0; r < 7; r++) {
+        fn_parquet_value xv[2] = {{r % 2 ? "Banana" : "Apple", 0}, {NULL, r / 8.0f}};
+        v[0] = (float)r;
+        assert_int_equal(fn_parquet_writer_add_ex(w, r % 2 ? "b.jpg" : "a.jpg", "L", v, 4, xv, &e), FN_OK);
+    }
+    assert_int_equal(fn_parquet_writer_close(w, &e), FN_OK);
+    fn_parquet_reader *r;
+    assert_int_equal(fn_parquet_reader_open(path, &r, &e), FN_OK);
+    assert_int_equal(fn_parquet_reader_rows(r), 7);
+    fn_parquet_row row;
+    int n = 0;
+    while (fn_parquet_reader_next(r, &row, &e) == 1) {
+        assert_int_equal(row.n, 4);
+        assert_true(row.vec[0] == (float)n && row.vec[3] == 4);
+        assert_string_equal(row.path, n % 2 ? "b.jpg" : "a.jpg");
+        n++;
+    }
+    assert_int_equal(n, 7);
+    fn_parquet_reader_close(r);
+    size_t len;
+    unsigned char *b = tu_read_file(path, &len);
+    assert_non_null(memmem(b, len, "probability", 11));
+    assert_non_null(memmem(b, len, "prediction", 10));
+    free(b);
+    unlink(path);
+    fn_parquet_column dup[] = {{"prediction", FN_PQ_STRING}, {"prediction", FN_PQ_FLOAT}};
+    o.extra = dup;
+    assert_int_equal(fn_parquet_writer_open(path, &o, &w, &e), FN_EARG);
+    assert_non_null(strstr(e.msg, "duplicate"));
+    fn_parquet_column clash[] = {{"features", FN_PQ_FLOAT}};
+    o.extra = clash, o.nextra = 1;
+    assert_int_equal(fn_parquet_writer_open(path, &o, &w, &e), FN_EARG);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -669,6 +722,7 @@ int main(void)
         cmocka_unit_test(test_unsupported),
         cmocka_unit_test(test_hostile_footers),
         cmocka_unit_test(test_dataset_files),
+        cmocka_unit_test(test_extra_columns),
         cmocka_unit_test(test_interop),
     };
     return cmocka_run_group_tests_name("parquet", tests, setup, teardown);

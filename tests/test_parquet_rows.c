@@ -12,7 +12,7 @@ enum { NROWS = 2500, DIM = 5 };
 static void write_file(const char *path, int batched, const char *const *paths, const char *const *labels,
                        const float *v)
 {
-    fn_parquet_options o = {"features", FN_CODEC_GZIP, 1000, NULL, 0};
+    fn_parquet_options o = {.list_column = "features", .codec = FN_CODEC_GZIP, .rows_per_group = 1000};
     fn_parquet_writer *w;
     fn_error err;
     assert_int_equal(fn_parquet_writer_open(path, &o, &w, &err), FN_OK);
@@ -58,7 +58,7 @@ static void test_bad_arguments(void **state)
 {
     char p[] = "/tmp/fn_rows_c_XXXXXX";
     close(mkstemp(p));
-    fn_parquet_options o = {"features", FN_CODEC_UNCOMPRESSED, 0, NULL, 0};
+    fn_parquet_options o = {.list_column = "features", .codec = FN_CODEC_UNCOMPRESSED};
     fn_parquet_writer *w;
     fn_error err;
     assert_int_equal(fn_parquet_writer_open(p, &o, &w, &err), FN_OK);

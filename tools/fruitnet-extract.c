@@ -54,6 +54,8 @@ static void usage(FILE *f)
 "      --errors FILE     where to list failed inputs (default: PATH/_errors.tsv\n"
 "                        for a dataset, PATH.errors.tsv for a single file);\n"
 "                        a FILE that is not a regular file is refused\n"
+"      --classifier F    add columns prediction (top class of the fruitnet-train\n"
+"                        model F) and probability\n"
 "      --top5            print the 5 most likely ImageNet classes of each image;\n"
 "                        without -o, nothing is written\n"
 "Work\n"
@@ -200,6 +202,7 @@ int main(int argc, char **argv)
     const char *output = NULL, *weights = NULL;
     int progress = 0, ninputs = 0;
     ui u = {0};
+    fn_classifier *cls = NULL;
     const char **inputs = calloc((size_t)argc, sizeof *inputs);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -211,6 +214,10 @@ int main(int argc, char **argv)
             return printf("fruitnet-extract %s\n", FRUITNET_VERSION), EXIT_OK;
         else if (IS("-o") || IS("--output")) output = NEXT();
         else if (IS("--weights")) weights = NEXT();
+        else if (IS("--classifier")) {
+            if (fn_classifier_load(NEXT(), &cls, &err) != FN_OK)
+                die("--classifier %s", err.msg);
+        }
         else if (IS("--errors")) o.errors_path = NEXT();
         else if (IS("--single-file")) o.single_file = 1;
         else if (IS("--top5")) u.top5 = 1;
@@ -246,6 +253,7 @@ int main(int argc, char **argv)
     }
     if (ninputs == 0)
         return usage(stderr), EXIT_FATAL;
+    o.classifier = cls;
     if (o.single_file && o.shard_n > 1)
         die("--single-file cannot be combined with --shard %d/%d: shards write into one dataset folder, which "
             "commits when every shard is complete", o.shard_k, o.shard_n);
@@ -320,7 +328,7 @@ int main(int argc, char **argv)
                 rep.errors_path[0] && rep.failed ? " (failures listed in " : "",
                 rep.errors_path[0] && rep.failed ? rep.errors_path : "", rep.errors_path[0] && rep.failed ? ")" : "");
     }
-    fn_model_close(u.model), fn_inputs_free(in);
+    fn_model_close(u.model), fn_inputs_free(in), fn_classifier_free(cls);
     if (fflush(stdout) != 0)
         rc = FN_EIO;
     return rc != FN_OK ? EXIT_FATAL : rep.failed ? EXIT_SOME_FAILED : EXIT_OK; /* this shard's failures */

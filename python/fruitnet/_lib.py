@@ -79,7 +79,7 @@ class KV(ctypes.Structure):
 
 class ParquetOptions(ctypes.Structure):
     _fields_ = [("list_column", cp), ("codec", c_int), ("rows_per_group", c_int), ("meta", P(KV)),
-                ("nmeta", c_int)]
+                ("nmeta", c_int), ("extra", ctypes.c_void_p), ("nextra", c_int)]  # extra: zeroed, none
 
 
 class Row(ctypes.Structure):

@@ -85,9 +85,9 @@ class Classifier:
 
     _estimator_type = "classifier"
 
-    def __init__(self, C: Optional[float] = None, folds: int = 5, c_min: float = 0.01, c_max: float = 10.0,
-                 n_cs: int = 7, pca_dim: int = 0, threads: int = 0, max_iter: int = 0, tol: float = 0.0,
-                 seed: int = 0, sqrt: bool = True) -> None:
+    def __init__(self, C: Optional[float] = None, folds: int = 5, c_min: float = 0.1,
+                 c_max: float = 3.1622776601683795, n_cs: int = 4, pca_dim: int = 0, threads: int = 0,
+                 max_iter: int = 0, tol: float = 0.0, seed: int = 0, sqrt: bool = True) -> None:
         self.C, self.folds, self.c_min, self.c_max, self.n_cs = C, folds, c_min, c_max, n_cs
         self.pca_dim, self.threads, self.max_iter, self.tol, self.seed = pca_dim, threads, max_iter, tol, seed
         self.sqrt = sqrt

@@ -39,7 +39,7 @@ class TestClassifier(unittest.TestCase):
         np.testing.assert_allclose(P.sum(1), 1, atol=1e-5)
         self.assertEqual(clf.score(X, labels), 1.0)
         self.assertTrue(np.isfinite(clf.C_) and clf.C_ > 0)
-        self.assertEqual(len(clf.cv_results_["C"]), 7)
+        self.assertEqual(len(clf.cv_results_["C"]), 4)
         self.assertTrue((clf.cv_predictions_ == labels).all())
         from sklearn.base import clone
         c2 = clone(clf).set_params(C=1.0)
@@ -99,6 +99,24 @@ class TestClassifier(unittest.TestCase):
             # the estimator trains the same model as the tool, byte for byte but for the info text
             own = Classifier(folds=3).fit(X, y)
             np.testing.assert_array_equal(own.predict_proba(X), P)
+            # fruitnet-extract --classifier: prediction and probability columns, as pyarrow reads them
+            pred = os.path.join(d, "p.parquet")
+            subprocess.run([os.path.join(BUILD, "fruitnet-extract"), "-q", "--single-file", "--weights", WEIGHTS,
+                            "--classifier", model, "-o", pred, MINI], check=True)
+            import pyarrow.parquet as pq
+            self.assertEqual(pq.read_table(feats).column_names, ["path", "label", "features"])
+            t = pq.read_table(pred)
+            self.assertEqual(t.column_names, ["path", "label", "features", "prediction", "probability"])
+            self.assertEqual(str(t.schema.field("prediction").type), "string")
+            self.assertEqual(str(t.schema.field("probability").type), "float")
+            self.assertEqual(t.column("path").to_pylist(), [r[0] for r in rows])
+            self.assertEqual(t.column("prediction").to_pylist(), list(clf.classes_[P.argmax(1)]))
+            np.testing.assert_allclose(t.column("probability").to_numpy(), P.max(1), rtol=1e-5)
+            self.assertEqual(t.column("prediction").null_count + t.column("probability").null_count, 0)
+            # fruitnet's own reader skips the extra columns: same rows as without them
+            again = list(fruitnet.read_parquet(pred))
+            self.assertEqual([r[:2] for r in again], [r[:2] for r in rows])
+            np.testing.assert_array_equal(np.stack([r[2] for r in again]), X)
 
 
 if __name__ == "__main__":
