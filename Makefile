@@ -132,7 +132,7 @@ $(B)/obj $(B)/tests $(B)/bench:
 
 # ---------------------------------------------------------------- tools
 tools: $(TOOLS)
-$(B)/%: tools/%.c $(B)/libfruitnet.a include/fruitnet.h
+$(B)/%: tools/%.c $(B)/libfruitnet.a include/fruitnet.h $(wildcard tools/*.h)
 	$(CC) $(CPPFLAGS) $(ALLCFLAGS) $< -o $@ $(B)/libfruitnet.a $(LDLIBS)
 
 # ---------------------------------------------------------------- weights

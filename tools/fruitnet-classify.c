@@ -1,5 +1,6 @@
 /* fruitnet-classify — photos -> fruit label and probability with a trained classifier (.fncls). */
 #include "fruitnet.h"
+#include "tool_weights.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -9,9 +10,6 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-#ifndef FN_DEFAULT_WEIGHTS
-#define FN_DEFAULT_WEIGHTS "/usr/local/share/fruitnet/resnet50.fnw"
-#endif
 
 static void usage(FILE *f)
 {
@@ -24,7 +22,7 @@ static void usage(FILE *f)
                "      --min-probability P print 'unknown' when the top probability is below P\n"
                "      --json              one JSON object per line instead\n"
                "      --weights FILE      ResNet50 weights (default $FRUITNET_WEIGHTS, weights/resnet50.fnw,\n"
-               "                          " FN_DEFAULT_WEIGHTS ")\n"
+               "                          PREFIX/share/fruitnet/ of the tool's prefix, " FN_DEFAULT_WEIGHTS ")\n"
                "      --threads N         network threads (default: all CPUs)\n"
                "Example: fruitnet-classify --classifier fruits.fncls --top 3 Banana/108_100.jpg\n"
                "Exit status: 0 all images classified, 1 some failed (reported on stderr), 2 fatal.\n");
@@ -102,7 +100,7 @@ static void json_str(const char *s)
 
 int main(int argc, char **argv)
 {
-    const char *model_path = NULL, *weights = getenv("FRUITNET_WEIGHTS");
+    const char *model_path = NULL, *weights = NULL;
     int top = 1, json = 0, threads = 0;
     double minp = 0;
     list in = {0};
@@ -165,10 +163,7 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (!weights || !*weights) {
-        struct stat st;
-        weights = stat("weights/resnet50.fnw", &st) == 0 ? "weights/resnet50.fnw" : FN_DEFAULT_WEIGHTS;
-    }
+    weights = tool_weights(weights);
     fn_error e;
     fn_classifier *cl;
     if (fn_classifier_load(model_path, &cl, &e) != FN_OK) {

@@ -2,6 +2,7 @@
  * messages only: listing, pipeline, resume and commit are the library's (fn_inputs_*, fn_extract_run,
  * fn_dataset_write; README "Datasets"). */
 #include "fruitnet.h"
+#include "tool_weights.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -13,26 +14,6 @@
 #include <unistd.h>
 
 enum { EXIT_OK = 0, EXIT_SOME_FAILED = 1, EXIT_FATAL = 2 };
-
-#ifndef FN_DEFAULT_WEIGHTS
-#define FN_DEFAULT_WEIGHTS "/usr/local/share/fruitnet/resnet50.fnw"
-#endif
-
-/* The weights of the tool's own install prefix: <dir of the executable>/../share/fruitnet/resnet50.fnw
- * (make install PREFIX=... puts them there), or NULL when that file does not exist. */
-static const char *prefix_weights(void)
-{
-    static char buf[PATH_MAX + 64];
-    ssize_t n = readlink("/proc/self/exe", buf, PATH_MAX);
-    if (n <= 0 || n >= PATH_MAX)
-        return NULL;
-    buf[n] = 0;
-    char *slash = strrchr(buf, '/');
-    if (!slash)
-        return NULL;
-    strcpy(slash, "/../share/fruitnet/resnet50.fnw");
-    return access(buf, R_OK) == 0 ? buf : NULL;
-}
 
 static void usage(FILE *f)
 {
@@ -259,12 +240,7 @@ int main(int argc, char **argv)
             "commits when every shard is complete", o.shard_k, o.shard_n);
     if (!output && !u.top5)
         output = "features.parquet";
-    const char *env = getenv("FRUITNET_WEIGHTS");
-    if (!weights)
-        weights = env && *env                                   ? env
-                  : access("weights/resnet50.fnw", R_OK) == 0 ? "weights/resnet50.fnw"
-                  : prefix_weights()                          ? prefix_weights()
-                                                              : FN_DEFAULT_WEIGHTS;
+    weights = tool_weights(weights);
     if (o.errors_path && fn_atomic_check(o.errors_path, 0, &err) != FN_OK)
         die("--errors %s", err.msg);
     u.bar = !u.quiet && (progress || isatty(2));
