@@ -260,7 +260,7 @@ def atomic_write_file(path: Any, data: bytes, flags: int = 0) -> None:
 
 class DatasetOptions(ctypes.Structure):
     _fields_ = [("part_size", c_int), ("shard_k", c_int), ("shard_n", c_int), ("codec", c_int),
-                ("single_file", c_int), ("errors_path", cp), ("extract", ExtractOptions)]
+                ("single_file", c_int), ("errors_path", cp), ("extract", ExtractOptions), ("classifier", vp)]
 
 
 FAILURE_FN = ctypes.CFUNCTYPE(None, vp, cp, cp)
