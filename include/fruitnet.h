@@ -586,7 +586,7 @@ int fn_classifier_dim(const fn_classifier *c);
 const char *fn_classifier_class_name(const fn_classifier *c, int i);
 /* The model's "key=value" lines (C, cross-validated accuracy, folds, rows, fruitnet version, options.info). */
 const char *fn_classifier_info(const fn_classifier *c);
-/* Write a .fncls file (hidden temporary, fsync, rename, folder fsync; CRC32-protected). */
+/* Write a .fncls file (CRC32-protected) with fn_atomic_write_file's policy: a device or FIFO is refused. */
 int fn_classifier_save(const fn_classifier *c, const char *path, fn_error *err);
 /* Read and validate a .fncls file (magic, version, sizes, CRC32, names, finite numbers). */
 int fn_classifier_load(const char *path, fn_classifier **out, fn_error *err);

@@ -19,9 +19,9 @@
  *   32  names, info, zero padding to a multiple of 8
  *       f64 mean[dim], f64 scale[dim], f64 W[nclasses][dim], f64 b[nclasses]
  *   end u32 CRC32 of every byte before it
- * Written under a hidden temporary name in the target's folder, fsynced,
- * renamed, then the folder is fsynced; an existing non-regular target (e.g.
- * /dev/null) is written in place, never renamed over or unlinked.
+ * Written by the library's one atomic writer (fn_atomic_write_file): a hidden
+ * temporary in the target's folder, fsync, rename, folder fsync; an existing
+ * non-regular target (e.g. /dev/null) is refused and left as it is.
  */
 #include "internal.h"
 #include "classifier.h"
@@ -185,71 +185,6 @@ static size_t file_size(size_t dim, size_t K, size_t names_bytes, size_t info_by
     return total;
 }
 
-static int write_all(int fd, const unsigned char *p, size_t n)
-{
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return w < 0 ? errno : ENOSPC;
-        p += w, n -= (size_t)w;
-    }
-    return 0;
-}
-
-/* The durable write of the whole file (see the top of this file). */
-static int write_durably(const char *path, const unsigned char *data, size_t n, fn_error *err)
-{
-    struct stat st;
-    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
-        if (!S_ISCHR(st.st_mode))
-            return fn_fail(err, FN_EIO, "%s: exists and is not a regular file; not replaced", path);
-        int fd = open(path, O_WRONLY | O_CLOEXEC);
-        int e = fd < 0 ? errno : write_all(fd, data, n);
-        if (fd >= 0 && close(fd) != 0 && !e)
-            e = errno;
-        return e ? fn_fail(err, FN_EIO, "%s: cannot write: %s", path, strerror(e)) : FN_OK;
-    }
-    const char *slash = strrchr(path, '/');
-    size_t dirlen = slash ? (size_t)(slash - path + 1) : 0, tl = strlen(path) + 48;
-    char *tmp = malloc(tl), *dir = malloc(dirlen + 2);
-    if (!tmp || !dir) {
-        free(tmp), free(dir);
-        return fn_fail(err, FN_ENOMEM, "%s: out of memory", path);
-    }
-    snprintf(tmp, tl, "%.*s.%s.tmp.%d.XXXXXX", (int)dirlen, path, slash ? slash + 1 : path, (int)getpid());
-    if (dirlen)
-        memcpy(dir, path, dirlen), dir[dirlen] = 0;
-    else
-        strcpy(dir, ".");
-    int rc = FN_OK, fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0) {
-        rc = fn_fail(err, FN_EIO, "%s: cannot create the file: %s", path, strerror(errno));
-        goto out;
-    }
-    int e = fchmod(fd, 0644) != 0 ? errno : write_all(fd, data, n);
-    if (!e && fsync(fd) != 0)
-        e = errno;
-    if (close(fd) != 0 && !e)
-        e = errno;
-    if (!e && rename(tmp, path) != 0)
-        e = errno;
-    if (e) {
-        unlink(tmp);
-        rc = fn_fail(err, FN_EIO, "%s: cannot write: %s", path, strerror(e));
-        goto out;
-    }
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0 || (fsync(dfd) != 0 && errno != EINVAL))
-        rc = fn_fail(err, FN_EIO, "%s: cannot sync its folder: %s", path, strerror(errno));
-    if (dfd >= 0)
-        close(dfd);
-out:
-    free(tmp), free(dir);
-    return rc;
-}
-
 int fn_classifier_save(const fn_classifier *c, const char *path, fn_error *err)
 {
     if (!c || !path || !*path)
@@ -270,7 +205,7 @@ int fn_classifier_save(const fn_classifier *c, const char *path, fn_error *err)
     memcpy(p, c->W, K * d * 8), p += K * d * 8;
     memcpy(p, c->b, K * 8), p += K * 8;
     wr32(p, fn_crc32(0, buf, n - 4));
-    int rc = write_durably(path, buf, n, err);
+    int rc = fn_atomic_write_file(path, buf, n, 0, err); /* the library's one atomic writer (atomic.c) */
     free(buf);
     return rc;
 }
@@ -375,38 +310,12 @@ int fn_classifier_load(const char *path, fn_classifier **out, fn_error *err)
     if (!out || !path)
         return fn_fail(err, FN_EARG, "fn_classifier_load: invalid arguments");
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* never blocks on a FIFO */
-    if (fd < 0)
-        return fn_fail(err, FN_EIO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return fn_fail(err, FN_EIO, "%s: not a regular file", path);
-    }
-    size_t want = file_size(MAX_DIM, MAX_CLASSES, MAX_TEXT, MAX_TEXT);
-    if ((uint64_t)st.st_size > want) {
-        close(fd);
-        return fn_fail(err, FN_ELIMIT, "%s: %lld bytes is larger than any classifier file", path,
-                       (long long)st.st_size);
-    }
-    size_t n = (size_t)st.st_size, got = 0;
-    unsigned char *b = malloc(n ? n : 1);
-    if (!b) {
-        close(fd);
-        return fn_fail(err, FN_ENOMEM, "%s: out of memory", path);
-    }
-    while (got < n) {
-        ssize_t r = read(fd, b + got, n - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    int e = errno;
-    close(fd);
-    int rc = got == n ? parse(b, n, path, out, err)
-                      : fn_fail(err, FN_EIO, "%s: read error: %s", path, got < n ? strerror(e) : "short read");
+    unsigned char *b; /* the library's one reader of whole files: regular files only, never blocks on a FIFO */
+    size_t n;
+    int rc = fn_read_regular(path, file_size(MAX_DIM, MAX_CLASSES, MAX_TEXT, MAX_TEXT), &b, &n, err);
+    if (rc != FN_OK)
+        return rc;
+    rc = parse(b, n, path, out, err);
     free(b);
     return rc;
 }
