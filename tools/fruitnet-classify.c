@@ -2,12 +2,10 @@
 #include "fruitnet.h"
 #include "tool_weights.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 
 
@@ -28,59 +26,14 @@ static void usage(FILE *f)
                "Exit status: 0 all images classified, 1 some failed (reported on stderr), 2 fatal.\n");
 }
 
-typedef struct list {
-    char **v;
-    int n, cap;
-} list;
-
-static void push(list *l, const char *s)
+/* An entry the listing left out (folder walking, @lists: the library's fn_inputs), with its reason. */
+static void on_skip(void *ctx, const char *path, const char *reason, int is_error)
 {
-    if (l->n == l->cap) {
-        l->cap = l->cap ? 2 * l->cap : 64;
-        l->v = realloc(l->v, (size_t)l->cap * sizeof(char *));
-    }
-    if (!l->v || !(l->v[l->n++] = strdup(s))) {
-        fprintf(stderr, "fruitnet-classify: out of memory\n");
-        exit(2);
-    }
-}
-
-static int is_image(const char *name)
-{
-    const char *dot = strrchr(name, '.');
-    return dot && (!strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg") || !strcasecmp(dot, ".png"));
-}
-
-static int cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-/* Images under dir, sorted; depth bounds symlink loops. */
-static void walk(list *l, const char *dir, int depth)
-{
-    DIR *d = depth < 64 ? opendir(dir) : NULL;
-    if (!d) {
-        fprintf(stderr, "fruitnet-classify: %s: cannot open folder: %s\n", dir, depth < 64 ? strerror(errno) : "too deep");
-        return;
-    }
-    list here = {0};
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.') {
-            char p[4096];
-            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-            push(&here, p);
-        }
-    closedir(d);
-    if (here.n)
-        qsort(here.v, (size_t)here.n, sizeof(char *), cmp);
-    for (int i = 0; i < here.n; i++) {
-        struct stat st;
-        if (stat(here.v[i], &st) == 0 && S_ISDIR(st.st_mode))
-            walk(l, here.v[i], depth + 1);
-        else if (is_image(here.v[i]))
-            push(l, here.v[i]);
-        free(here.v[i]);
-    }
-    free(here.v);
+    char ep[4096], er[1024];
+    fn_escape_path(path, ep, sizeof ep);
+    fn_escape_path(reason ? reason : "", er, sizeof er);
+    if (is_error)
+        fprintf(stderr, "fruitnet-classify: %s: %s\n", ep, er), ++*(int *)ctx;
 }
 
 static void json_str(const char *s)
@@ -103,7 +56,12 @@ int main(int argc, char **argv)
     const char *model_path = NULL, *weights = NULL;
     int top = 1, json = 0, threads = 0;
     double minp = 0;
-    list in = {0};
+    const char **args = calloc((size_t)argc, sizeof(char *));
+    int nargs = 0, failed = 0;
+    if (!args) {
+        fprintf(stderr, "fruitnet-classify: out of memory\n");
+        return 2;
+    }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         char *end = NULL;
@@ -129,30 +87,8 @@ int main(int argc, char **argv)
             fprintf(stderr, "fruitnet-classify: unknown option '%s'\n", a);
             usage(stderr);
             return 2;
-        } else if (a[0] == '@') {
-            FILE *f = strcmp(a + 1, "-") ? fopen(a + 1, "r") : stdin;
-            if (!f) {
-                fprintf(stderr, "fruitnet-classify: %s: cannot open list: %s\n", a + 1, strerror(errno));
-                return 2;
-            }
-            char *line = NULL;
-            size_t cap = 0;
-            ssize_t len;
-            while ((len = getline(&line, &cap, f)) >= 0) {
-                while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-                    line[--len] = 0;
-                if (len && line[0] != '#')
-                    push(&in, line);
-            }
-            free(line);
-            if (f != stdin)
-                fclose(f);
         } else {
-            struct stat st;
-            if (stat(a, &st) == 0 && S_ISDIR(st.st_mode))
-                walk(&in, a, 0);
-            else
-                push(&in, a); /* a missing file is reported when read */
+            args[nargs++] = a; /* an image, a folder (walked) or @LIST (@- = stdin), listed below */
         }
         if (end && *end) {
             fprintf(stderr, "fruitnet-classify: %s %s: not a number\n", a, argv[i]);
@@ -165,6 +101,19 @@ int main(int argc, char **argv)
     }
     weights = tool_weights(weights);
     fn_error e;
+    fn_inputs *in = NULL;
+    int rc = fn_inputs_new(&in, &e);
+    for (int i = 0; i < nargs && rc == FN_OK; i++)
+        rc = !strcmp(args[i], "@-") ? fn_inputs_add_list_fd(in, 0, "stdin", on_skip, &failed, &e)
+             : args[i][0] == '@'    ? fn_inputs_add_list(in, args[i] + 1, on_skip, &failed, &e)
+                                    : fn_inputs_add(in, args[i], on_skip, &failed, &e);
+    if (rc == FN_OK)
+        rc = fn_inputs_finish(in, 1, 1, on_skip, &failed, &e);
+    free(args);
+    if (rc != FN_OK) {
+        fprintf(stderr, "fruitnet-classify: %s\n", e.msg);
+        return 2;
+    }
     fn_classifier *cl;
     if (fn_classifier_load(model_path, &cl, &e) != FN_OK) {
         fprintf(stderr, "fruitnet-classify: %s (%s)\n", e.msg, fn_status_name(e.code));
@@ -188,13 +137,15 @@ int main(int argc, char **argv)
         top = K;
     float *input = malloc((size_t)FN_INPUT_SIZE * FN_INPUT_SIZE * 3 * sizeof(float)), feat[FN_FEATURE_DIM];
     float *probs = malloc((size_t)K * sizeof(float)), *val = malloc((size_t)top * sizeof(float));
-    int *idx = malloc((size_t)top * sizeof(int)), failed = 0;
+    int *idx = malloc((size_t)top * sizeof(int));
     if (!input || !probs || !val || !idx) {
         fprintf(stderr, "fruitnet-classify: out of memory\n");
         return 2;
     }
-    for (int i = 0; i < in.n; i++) {
-        if (fn_input_from_file(in.v[i], FN_RESIZE_PIL, input, &e) != FN_OK ||
+    for (size_t i = 0; i < fn_inputs_count(in); i++) {
+        char path[4096]; /* printed escaped like the dataset's path column (fn_unescape_path undoes it) */
+        fn_escape_path(fn_inputs_path(in, i), path, sizeof path);
+        if (fn_input_from_file(fn_inputs_path(in, i), FN_RESIZE_PIL, input, &e) != FN_OK ||
             fn_model_features(m, input, 1, feat, &e) != FN_OK ||
             fn_classifier_predict_proba(cl, feat, 1, probs, &e) != FN_OK) {
             fprintf(stderr, "fruitnet-classify: %s (%s)\n", e.msg, fn_status_name(e.code));
@@ -204,7 +155,7 @@ int main(int argc, char **argv)
         fn_topk(probs, K, top, idx, val);
         if (json) {
             printf("{\"path\": ");
-            json_str(in.v[i]);
+            json_str(path);
             printf(", \"label\": ");
             json_str(val[0] < minp ? "unknown" : fn_classifier_class_name(cl, idx[0]));
             printf(", \"probability\": %.6f, \"top\": [", val[0]);
@@ -215,7 +166,7 @@ int main(int argc, char **argv)
             }
             printf("]}\n");
         } else {
-            fputs(in.v[i], stdout);
+            fputs(path, stdout);
             for (int t = 0; t < top; t++)
                 printf("\t%s\t%.6f", t == 0 && val[0] < minp ? "unknown" : fn_classifier_class_name(cl, idx[t]),
                        val[t]);
@@ -223,9 +174,8 @@ int main(int argc, char **argv)
         }
         fflush(stdout);
     }
-    for (int i = 0; i < in.n; i++)
-        free(in.v[i]);
-    free(in.v), free(input), free(probs), free(val), free(idx);
+    fn_inputs_free(in);
+    free(input), free(probs), free(val), free(idx);
     fn_model_close(m);
     fn_classifier_free(cl);
     return failed ? 1 : 0;

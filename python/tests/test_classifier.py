@@ -96,6 +96,18 @@ class TestClassifier(unittest.TestCase):
                 self.assertEqual(f[1], clf.classes_[np.argmax(P[i])])
                 self.assertAlmostEqual(float(f[2]), float(P[i].max()), places=4)
             self.assertEqual(clf.score(X, y), 1.0)  # its own training images
+            # inputs are listed by the library (fn_inputs), as fruitnet-extract lists them: a file named twice
+            # (also inside a folder given too) is classified once, and a missing one is named, exit 1
+            banana = os.path.join(MINI, "Banana")
+            missing = os.path.join(d, "missing.jpg")
+            r = subprocess.run([os.path.join(BUILD, "fruitnet-classify"), "--weights", WEIGHTS, "--classifier", model,
+                                os.path.join(banana, "108_100.jpg"), banana + "//108_100.jpg", banana, missing],
+                               capture_output=True, text=True)
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertIn(missing, r.stderr)
+            printed = [line.split("\t")[0] for line in r.stdout.splitlines()]
+            self.assertEqual(len(printed), len(set(printed)))
+            self.assertEqual(len(printed), len(os.listdir(banana)))
             # the estimator trains the same model as the tool, byte for byte but for the info text
             own = Classifier(folds=3).fit(X, y)
             np.testing.assert_array_equal(own.predict_proba(X), P)
