@@ -66,10 +66,10 @@ int main(int argc, char **argv)
         const char *a = argv[i];
         char *end = NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
+            free(args), usage(stdout);
             return 0;
         } else if (!strcmp(a, "-V") || !strcmp(a, "--version")) {
-            printf("fruitnet-classify %s\n", FRUITNET_VERSION);
+            free(args), printf("fruitnet-classify %s\n", FRUITNET_VERSION);
             return 0;
         } else if (!strcmp(a, "--json")) {
             json = 1;

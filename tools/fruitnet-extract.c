@@ -190,9 +190,9 @@ int main(int argc, char **argv)
 #define NEXT() (i + 1 < argc ? argv[++i] : (die("%s needs a value", a), ""))
 #define IS(s) (!strcmp(a, s))
         if (IS("-h") || IS("--help"))
-            return usage(stdout), EXIT_OK;
+            return free(inputs), usage(stdout), EXIT_OK;
         else if (IS("-V") || IS("--version"))
-            return printf("fruitnet-extract %s\n", FRUITNET_VERSION), EXIT_OK;
+            return free(inputs), printf("fruitnet-extract %s\n", FRUITNET_VERSION), EXIT_OK;
         else if (IS("-o") || IS("--output")) output = NEXT();
         else if (IS("--weights")) weights = NEXT();
         else if (IS("--classifier")) {
@@ -233,7 +233,7 @@ int main(int argc, char **argv)
             inputs[ninputs++] = a;
     }
     if (ninputs == 0)
-        return usage(stderr), EXIT_FATAL;
+        return free(inputs), usage(stderr), EXIT_FATAL;
     o.classifier = cls;
     if (o.single_file && o.shard_n > 1)
         die("--single-file cannot be combined with --shard %d/%d: shards write into one dataset folder, which "
