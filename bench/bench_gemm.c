@@ -7,8 +7,10 @@
  *
  * usage: bench_gemm [--isa portable|avx2|avx512|all] [--batch N]... [--threads N]... [--reps N] [--only SUBSTR]
  */
-#include "internal.h"
+#include "conv.h"
 #include "gemm.h"
+#include "threadpool.h"
+#include "util.h"
 
 #include <immintrin.h>
 #include <math.h>

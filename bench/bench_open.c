@@ -9,7 +9,8 @@
  * usage: bench_open --weights W [--runs N] [--threads N] [--max-batch N] [--isa I]
  */
 #include "fruitnet.h"
-#include "internal.h"
+#include "conv.h"
+#include "util.h"
 
 #include <stdio.h>
 #include <stdlib.h>

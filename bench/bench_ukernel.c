@@ -7,7 +7,7 @@
  * usage: bench_ukernel [--kt K] [--bursts N]
  */
 #include "gemm.h"
-#include "internal.h"
+#include "fruitnet.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -13,7 +13,8 @@
  *     filesystem that cannot sync folders, is not an error).
  * Any failure removes the temporary file and leaves the target untouched.
  */
-#include "internal.h"
+#include "files.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>

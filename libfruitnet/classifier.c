@@ -23,8 +23,9 @@
  * temporary in the target's folder, fsync, rename, folder fsync; an existing
  * non-regular target (e.g. /dev/null) is refused and left as it is.
  */
-#include "internal.h"
 #include "classifier.h"
+#include "files.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -24,8 +24,10 @@
  * summed in the same order whatever the number of threads, per-row work is split in fixed ranges and
  * every reduction runs serially in row order, so training is deterministic.
  */
-#include "internal.h"
 #include "classifier.h"
+#include "conv.h"
+#include "threadpool.h"
+#include "util.h"
 
 #include <math.h>
 #include <stdio.h>

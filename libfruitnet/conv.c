@@ -21,8 +21,10 @@
  * M is small). 3x3 stride-1 layers use Winograd F(2x2,3x3) or F(4x4,3x3)
  * instead when the batch has enough tiles (wino_task).
  */
-#include "internal.h"
+#include "conv.h"
 #include "gemm.h"
+#include "threadpool.h"
+#include "util.h"
 
 #include <stdatomic.h>
 #include <stdint.h>

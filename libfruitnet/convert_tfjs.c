@@ -15,9 +15,9 @@
  * of its shards in order, float32 only. Every read is bounds-checked and
  * lookups are sorted (O(n log n)): this code is fuzzed.
  */
-#include "internal.h"
 #include "fnw.h"
 #include "json.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>

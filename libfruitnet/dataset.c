@@ -21,8 +21,10 @@
  * (under _lock): the manifest is rewritten "complete"; if all N agree,
  * _SUCCESS is written. Every file goes through fn_atomic_*.
  */
-#include "dataset.h"
 #include "classifier.h"
+#include "dataset.h"
+#include "files.h"
+#include "util.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -2,7 +2,7 @@
 #ifndef FRUITNET_DATASET_H
 #define FRUITNET_DATASET_H
 
-#include "internal.h"
+#include "fruitnet.h"
 
 #include <sys/types.h>
 

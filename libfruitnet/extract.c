@@ -4,6 +4,8 @@
  * network on the current one; results go to a callback in input order.
  */
 #include "dataset.h"
+#include "files.h"
+#include "util.h"
 
 #include <pthread.h>
 #include <stdio.h>

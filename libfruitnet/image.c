@@ -3,7 +3,7 @@
  * PNG to png.c, JPEG to jpeg_turbo.c or with make JPEG=stb to stb_image),
  * the stb resize option and the Keras "caffe" preprocessing.
  */
-#include "internal.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>

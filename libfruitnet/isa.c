@@ -1,5 +1,5 @@
 /* isa.c — run-time instruction-set detection and selection (CPUID + XGETBV). */
-#include "internal.h"
+#include "util.h"
 
 #include <stdlib.h>
 #include <string.h>

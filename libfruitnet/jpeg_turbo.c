@@ -13,7 +13,7 @@
  * PIL's cmyk2rgb; truncated data is an error ("image file is truncated");
  * other libjpeg warnings (extraneous bytes, ...) are ignored.
  */
-#include "internal.h"
+#include "util.h"
 
 #ifdef FN_HAVE_TURBOJPEG
 

@@ -20,7 +20,10 @@
  * output slot and branch2c adds itself to it in place. An identity block
  * adds branch2c to its input in place. No fifth slot is needed.
  */
-#include "internal.h"
+#include "conv.h"
+#include "layers.h"
+#include "threadpool.h"
+#include "util.h"
 
 #include <stdatomic.h>
 #include <stdio.h>

@@ -7,10 +7,10 @@
  * are verified when present. Memory is bounded by one row group. Anything
  * else (dictionary pages, SNAPPY, other types) is refused by name.
  */
-#include "internal.h"
 #include "parquet.h"
 #include "parquet_thrift.h"
 #include "thrift.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -4,7 +4,7 @@
  * Built on fn_parquet_writer_add only; the rows are the same as n single adds.
  */
 #include "fruitnet.h"
-#include "internal.h"
+#include "util.h"
 
 int fn_parquet_writer_add_rows(fn_parquet_writer *w, int nrows, const char *const *paths, const char *const *labels,
                                const float *vecs, int dim, fn_error *err)

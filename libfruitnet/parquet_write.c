@@ -21,10 +21,10 @@
  * file in the same folder, fsynced, renamed on close, the folder fsynced; a
  * target that is not a regular file is refused.
  */
-#include "internal.h"
 #include "parquet.h"
 #include "parquet_thrift.h"
 #include "thrift.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,5 +1,5 @@
 /* pca_avx2.c — the PCA kernels (pca_kernels_impl.h) on 4-double vectors, 4 x 8 tile blocks. */
-#include "pca_internal.h"
+#include "pca_kernels.h"
 #include <immintrin.h>
 #define PCA_FMA(a, b, c) _mm256_fmadd_pd(a, b, c)
 #define PCA_BCAST(p) _mm256_broadcast_sd(p)

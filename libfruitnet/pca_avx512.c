@@ -1,5 +1,5 @@
 /* pca_avx512.c — the PCA kernels (pca_kernels_impl.h) on 8-double vectors, 8 x 16 tile blocks. */
-#include "pca_internal.h"
+#include "pca_kernels.h"
 #include <immintrin.h>
 #define PCA_FMA(a, b, c) _mm512_fmadd_pd(a, b, c)
 #define PCA_BCAST(p) _mm512_set1_pd(*(p))

@@ -4,7 +4,7 @@
  * explained_variance.csv, scree.svg and scatter.svg. Every file is written
  * with fn_atomic_write_file (a regular file or nothing is replaced).
  */
-#include "internal.h"
+#include "util.h"
 
 #include <math.h>
 #include <stdarg.h>

@@ -23,6 +23,8 @@
  * for step 2, O(dim^2 k) for step 3.
  */
 #include "pca_internal.h"
+#include "threadpool.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>

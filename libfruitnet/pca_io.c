@@ -1,7 +1,9 @@
 /*
  * pca_io.c — PCA statistics and model files (CRC32-checked, atomic writes) and the projection.
  */
+#include "files.h"
 #include "pca_internal.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>

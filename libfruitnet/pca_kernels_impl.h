@@ -6,7 +6,7 @@
  * as one broadcast load: gcc otherwise loads 8 values and permutes them on the
  * shuffle port that the FMAs need, 1.6x slower), the tile's register block
  * PCA_TILE_RB x PCA_TILE_CB and PCA_NAME(x) (the exported names). Contracts in
- * pca_internal.h.
+ * pca_kernels.h.
  *
  * Agreement between ISAs: every tile element is one chain of PCA_FMA over the
  * K rows in order, whatever the blocking; the row kernels keep 16 partial sums

@@ -13,6 +13,8 @@
  * squares. Only the upper triangle (i <= j) of M2 is maintained.
  */
 #include "pca_internal.h"
+#include "threadpool.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -29,7 +29,7 @@
  * allocated; the decoder holds the RGB output plus two rows, inflating row by
  * row; the zlib stream may run on past the last row by FN_PNG_MAX_EXTRA bytes.
  */
-#include "internal.h"
+#include "util.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,5 +1,7 @@
 /* pool.c — max pool, global average pool, dense and softmax layers (NHWC). */
-#include "internal.h"
+#include "conv.h"
+#include "layers.h"
+#include "threadpool.h"
 
 #include <float.h>
 #include <math.h>

@@ -17,7 +17,7 @@
  * Verified against Pillow 9.4 on the 11 golden cases (tests/test_image.c) and,
  * during development, on 300+ random sizes from 1x1 to 700x700 (0 differing bytes).
  */
-#include "internal.h"
+#include "util.h"
 
 #include <math.h>
 #include <stdlib.h>

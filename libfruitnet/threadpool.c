@@ -4,7 +4,7 @@
  * end. Workers spin briefly before sleeping on a condition variable, since
  * layers follow each other closely.
  */
-#include "internal.h"
+#include "threadpool.h"
 
 #include <pthread.h>
 #include <sched.h>

@@ -1,6 +1,7 @@
 /* util.c — errors, aligned allocation, CRC32, small shared helpers. */
-#include "internal.h"
+#include "util.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -6,8 +6,8 @@
  * rank, shape x dtype size == nbytes, alignment, bounds), no duplicate names,
  * and the data CRC. Names are indexed in a small open-addressing hash table.
  */
-#include "internal.h"
 #include "fnw.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>

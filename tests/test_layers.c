@@ -5,7 +5,10 @@
  * max pool with padding, global average pool, dense, softmax, thread pool.
  */
 #include "testutil.h"
-#include "internal.h"
+#include "conv.h"
+#include "layers.h"
+#include "threadpool.h"
+#include "util.h"
 
 #include <math.h>
 #include <stdlib.h>

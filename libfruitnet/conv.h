@@ -1,76 +1,13 @@
 /*
- * internal.h — libfruitnet's private interfaces (not installed).
- *
- * Layering (bottom to top):
- *   kernels  : gemm_*.c (one micro-kernel file per ISA), pool.c, threadpool.c
- *   layers   : conv.c (im2col/1x1 GEMM + fused bias/residual/ReLU), pool, dense
- *   model    : model.c (ResNet50 as a readable list of layers)
- *   I/O      : weights.c, image.c, resize.c, parquet*.c, pca_*.c (beside the model)
- * No kernel knows about files.
+ * conv.h — the convolution layer (private, conv.c on the gemm.h micro-kernels).
  */
-#ifndef FRUITNET_INTERNAL_H
-#define FRUITNET_INTERNAL_H
+#ifndef FRUITNET_CONV_H
+#define FRUITNET_CONV_H
 
 #include "fruitnet.h"
+#include "threadpool.h"
 
-#include <stdarg.h>
 #include <stddef.h>
-
-/* Fill err (if not NULL) with code and a printf-style message; returns code. */
-int fn_fail(fn_error *err, int code, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
-
-/* 64-byte aligned allocation (NULL on failure or size overflow); free with fn_afree. */
-void *fn_aalloc(size_t bytes);
-void fn_afree(void *p);
-
-/* Overflow-checked size arithmetic: return 0 on overflow, 1 otherwise. */
-static inline int fn_mul_size(size_t a, size_t b, size_t *out)
-{
-    return !__builtin_mul_overflow(a, b, out);
-}
-static inline int fn_add_size(size_t a, size_t b, size_t *out)
-{
-    return !__builtin_add_overflow(a, b, out);
-}
-
-/* ---------------- files (atomic.c, inputs.c) ---------------- */
-
-/* fsync the folder holding path (EINVAL, a filesystem that cannot, is not an error). */
-int fn_sync_parent(const char *path, fn_error *err);
-/* Remove path if it is a regular file (absent: FN_OK); anything else is refused and left. */
-int fn_unlink_regular(const char *path, fn_error *err);
-/* open(2) that also works for paths longer than PATH_MAX (component by component with openat). */
-int fn_open_long(const char *path, int flags);
-/* Read a whole regular file (opened O_NONBLOCK: never blocks on a FIFO; at most max bytes). */
-int fn_read_regular(const char *path, size_t max, unsigned char **buf, size_t *len, fn_error *err);
-/* 64-bit FNV-1a, continuing from h (start with FN_FNV_INIT). */
-#define FN_FNV_INIT 0xcbf29ce484222325ull
-static inline uint64_t fn_fnv1a(const void *data, size_t n, uint64_t h)
-{
-    const unsigned char *p = data;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * 0x100000001b3ull;
-    return h;
-}
-
-/* ---------------- thread pool (threadpool.c) ---------------- */
-
-typedef struct fn_pool fn_pool;
-/* Task body: called once on every thread with its id in [0, nthreads). */
-typedef void (*fn_task)(void *arg, int tid, int nthreads);
-
-/* Persistent pool of nthreads (>= 1; the caller counts as thread 0). */
-fn_pool *fn_pool_create(int nthreads);
-int fn_pool_threads(const fn_pool *p);
-/* Run task on all threads and wait for all of them (a barrier). */
-void fn_pool_run(fn_pool *p, fn_task task, void *arg);
-void fn_pool_destroy(fn_pool *p);
-
-/* ---------------- convolution layer (conv.c + gemm_*.c) ---------------- */
 
 /*
  * A convolution over NHWC input with HWIO weights [kh][kw][cin][cout]
@@ -125,16 +62,4 @@ size_t fn_conv_scratch_floats(const fn_conv *c, int n, int h, int w, int nthread
 void fn_conv_forward(const fn_conv *c, fn_pool *pool, const float *in, int n, int h, int w, float *out,
                      const float *residual, int relu, float *scratch);
 
-/* ---------------- other layers (pool.c) ---------------- */
-
-/* Max pool k x k / stride with zero padding `pad` (Keras ZeroPadding2D + valid MaxPool). */
-void fn_maxpool(fn_pool *pool, const float *in, int n, int h, int w, int c, int k, int stride, int pad,
-                float *out);
-/* Global average pool: [n,h,w,c] -> [n,c]. */
-void fn_global_avgpool(const float *in, int n, int h, int w, int c, float *out);
-/* Dense: out[n][o] = in[n][i] . W[i][o] + b[o] (W row-major [in][out]). */
-void fn_dense(const float *in, int n, int in_dim, const float *W, const float *b, int out_dim, float *out);
-/* In-place softmax over rows of length d. */
-void fn_softmax(float *x, int n, int d);
-
-#endif /* FRUITNET_INTERNAL_H */
+#endif /* FRUITNET_CONV_H */
