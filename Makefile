@@ -166,7 +166,9 @@ $(B)/tests/%: tests/%.c $(TEST_UTIL) tests/testutil.h $(B)/libfruitnet.a | $(B)/
 # Runs every test binary and every Python test file (pytest, one run per file); each prints
 # its own summary. A final line "N passed, N failed" counts test programs and files.
 PY_TESTS := $(sort $(wildcard python/tests/test_*.py))
-SH_TESTS := tests/check_abi.sh tests/check_layers.sh
+SH_TESTS := tests/check_abi.sh tests/check_layers.sh tests/check_install.sh
+# the sanitizer flags, for the programs tests/check_install.sh builds against the installed library
+export FRUITNET_SAN = $(SAN)
 # The Python tests run in a virtual environment made with the machine's python3
 # (`make venv`: .venv/, packages pinned in python/requirements-test.txt from PyPI).
 PYTHON3  ?= python3
@@ -321,7 +323,7 @@ install: all
 	install -d $(DESTDIR)$(PYSITE)/fruitnet $(DESTDIR)$(PREFIX)/share/fruitnet
 	install -m 644 $(filter-out %/_prefix.py,$(wildcard python/fruitnet/*.py)) $(DESTDIR)$(PYSITE)/fruitnet/
 	printf '"""Written by make install: the prefix whose lib/, bin/ and share/fruitnet/ this package uses."""\nPREFIX = "%s"\n' '$(PREFIX)' > $(DESTDIR)$(PYSITE)/fruitnet/_prefix.py
-	if [ -f $(WEIGHTS) ]; then install -m 644 $(WEIGHTS) $(DESTDIR)$(PREFIX)/share/fruitnet/; \
+	if [ -f $(WEIGHTS) ]; then install -m 644 $(WEIGHTS) $(DESTDIR)$(PREFIX)/share/fruitnet/resnet50.fnw; \
 	else echo "fruitnet: no $(WEIGHTS): run make weights, then make install again"; fi
 	@echo "fruitnet: Python package installed in $(PYSITE)"
 	@for py in $(PREFIX)/bin/python3 $(PYTHON3) /usr/bin/python3; do command -v $$py >/dev/null 2>&1 || continue; \
@@ -335,7 +337,9 @@ uninstall:
 	  $(DESTDIR)$(PREFIX)/lib/libfruitnet.so $(DESTDIR)$(PREFIX)/lib/pkgconfig/fruitnet.pc \
 	  $(addprefix $(DESTDIR)$(PREFIX)/bin/,$(INSTALLED_TOOLS)) $(DESTDIR)$(PREFIX)/share/fruitnet/resnet50.fnw
 	if [ -f $(DESTDIR)$(PYSITE)/fruitnet/_prefix.py ]; then rm -rf $(DESTDIR)$(PYSITE)/fruitnet; fi
-	rm -rf $(DESTDIR)$(PREFIX)/lib/python3/dist-packages/fruitnet
+	@# where installs before the prefix-aware package put it; removed only when it is this package
+	old=$(DESTDIR)$(PREFIX)/lib/python3/dist-packages/fruitnet; \
+	if cmp -s $$old/__init__.py python/fruitnet/__init__.py; then rm -rf $$old; fi
 	-rmdir $(DESTDIR)$(PREFIX)/share/fruitnet 2>/dev/null
 
 clean-fuzz:
