@@ -11,7 +11,13 @@ PREFIX   ?= /usr/local
 OPT      ?= -O3
 CFLAGS   ?= $(OPT) -g
 SAN      ?=
-WARN     := -Wall -Wextra -Wshadow -Wno-unused-parameter
+WARN     := -Wall -Wextra -Wshadow -Wno-unused-parameter -Wformat=2 -Wstrict-prototypes -Wold-style-definition \
+            -Wvla -Wpointer-arith -Wundef -Wwrite-strings -Wredundant-decls -Wnested-externs -Walloca
+# gcc only (clang does not know them)
+WARN     += $(if $(shell $(CC) --version 2>/dev/null | grep -i clang),,-Wlogical-op -Wduplicated-cond -Wshift-overflow=2)
+# the library also: every function it defines is static or declared in a header (the tools and tests
+# include stb_image_write.h, whose functions are neither)
+LIBWARN  := -Wmissing-prototypes -Wmissing-declarations
 STB_DIR  ?= /usr/include/stb
 # $(B)/gen/stb_image.h: Debian's stb_image.h with libfruitnet/stb_image.patch applied (see there)
 CPPFLAGS += -Iinclude -Ilibfruitnet -I$(B)/gen -I$(STB_DIR) -D_GNU_SOURCE
@@ -19,7 +25,7 @@ CPPFLAGS += -Iinclude -Ilibfruitnet -I$(B)/gen -I$(STB_DIR) -D_GNU_SOURCE
 CPPFLAGS += -include libfruitnet/glibc_compat.h $(if $(SAN),-DFN_NO_GLIBC_COMPAT)
 ALLCFLAGS = -std=c11 -fPIC -pthread $(WARN) $(CFLAGS) $(SAN)
 # the library exports only what include/fruitnet.h declares (its visibility pragma)
-LIBCFLAGS = $(ALLCFLAGS) -fvisibility=hidden -MMD -MP
+LIBCFLAGS = $(ALLCFLAGS) $(LIBWARN) -fvisibility=hidden -MMD -MP
 LDLIBS   += -lz -lm -pthread
 # glibc < 2.34 has pthread_* in libpthread.so.0 (an empty stub since): libfruitnet.so needs it explicitly
 LIBPTHREAD_SO := $(shell $(CC) -print-file-name=libpthread.so.0)
