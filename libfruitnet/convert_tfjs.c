@@ -15,18 +15,17 @@
  * of its shards in order, float32 only. Every read is bounds-checked and
  * lookups are sorted (O(n log n)): this code is fuzzed.
  */
+#include "files.h"
 #include "fnw.h"
 #include "json.h"
 #include "util.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <libgen.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #define MAX_JSON_BYTES ((size_t)64 << 20)
@@ -75,41 +74,27 @@ typedef struct conv_ctx {
 
 /* ------------------------------------------------------------------ files */
 
-/* Append the whole file at `path` (at most `max` bytes) to *buf (length *len, capacity grown). */
+/* Append the whole file at `path` (at most `max` bytes) to *buf (length *len, capacity grown), read by the
+ * library's one reader (files.c). The buffer stays NUL-terminated. */
 static int read_append(const char *path, size_t max, unsigned char **buf, size_t *len, fn_error *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* never blocks on a FIFO */
-    if (fd < 0)
-        return fn_fail(err, FN_EIO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return fn_fail(err, FN_EIO, "%s: not a regular file", path);
-    }
-    size_t n = (size_t)st.st_size, total;
-    if ((uint64_t)st.st_size > max || !fn_add_size(*len, n, &total) || total > MAX_TOTAL_BYTES) {
-        close(fd);
-        return fn_fail(err, FN_ELIMIT, "%s: %lld bytes is over the limit", path, (long long)st.st_size);
+    unsigned char *f;
+    size_t n, total;
+    int rc = fn_read_regular(path, max, &f, &n, err);
+    if (rc)
+        return rc;
+    if (!fn_add_size(*len, n, &total) || total > MAX_TOTAL_BYTES) {
+        free(f);
+        return fn_fail(err, FN_ELIMIT, "%s: %zu bytes is over the limit", path, n);
     }
     unsigned char *b = realloc(*buf, total + 1);
     if (!b) {
-        close(fd);
+        free(f);
         return fn_fail(err, FN_ENOMEM, "%s: out of memory (%zu bytes)", path, total + 1);
     }
+    memcpy(b + *len, f, n);
+    free(f);
     *buf = b;
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = read(fd, b + *len + got, n - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            int e = errno;
-            close(fd);
-            return fn_fail(err, FN_EIO, "%s: read error: %s", path, r < 0 ? strerror(e) : "file shrank while reading");
-        }
-        got += (size_t)r;
-    }
-    close(fd);
     *len = total;
     b[total] = 0;
     return FN_OK;

@@ -45,7 +45,7 @@ int fn_open_long(const char *path, int flags)
     return fd;
 }
 
-int fn_read_regular(const char *path, size_t max, unsigned char **buf, size_t *len, fn_error *err)
+int fn_read_file(const char *path, size_t max, const char *what, unsigned char **buf, size_t *len, fn_error *err)
 {
     *buf = NULL;
     *len = 0;
@@ -53,8 +53,12 @@ int fn_read_regular(const char *path, size_t max, unsigned char **buf, size_t *l
     if (fd < 0)
         return fn_fail(err, FN_EIO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    int stat_ok = fstat(fd, &st) == 0;
+    if (!stat_ok || !S_ISREG(st.st_mode)) {
+        int dir = what && stat_ok && S_ISDIR(st.st_mode);
         close(fd);
+        if (dir)
+            return fn_fail(err, FN_EIO, "%s: is a directory, not %s", path, what);
         return fn_fail(err, FN_EIO, "%s: not a regular file", path);
     }
     if ((uint64_t)st.st_size > max) {

@@ -3,14 +3,11 @@
  * PNG to png.c, JPEG to jpeg_turbo.c or with make JPEG=stb to stb_image),
  * the stb resize option and the Keras "caffe" preprocessing.
  */
+#include "files.h"
 #include "util.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 /* stb declares functions static that this file does not use */
 #pragma GCC diagnostic ignored "-Wunused-function"
@@ -276,48 +273,13 @@ int fn_image_load(const char *path, fn_image *out, fn_error *err)
         return fn_fail(err, FN_EARG, "fn_image_load: invalid arguments");
     out->w = out->h = 0;
     out->rgb = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* never blocks on a FIFO */
-    if (fd < 0)
-        return fn_fail(err, FN_EIO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return fn_fail(err, FN_EIO, "%s: cannot stat: %s", path, strerror(e));
-    }
-    if (S_ISDIR(st.st_mode)) {
-        close(fd);
-        return fn_fail(err, FN_EIO, "%s: is a directory, not an image file", path);
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return fn_fail(err, FN_EIO, "%s: not a regular file", path);
-    }
-    if ((uint64_t)st.st_size > MAX_FILE_BYTES) {
-        close(fd);
-        return fn_fail(err, FN_ELIMIT, "%s: %lld bytes is over the %zu MiB limit", path, (long long)st.st_size,
-                       MAX_FILE_BYTES >> 20);
-    }
-    size_t size = (size_t)st.st_size, got = 0;
-    unsigned char *buf = malloc(size ? size : 1);
-    if (!buf) {
-        close(fd);
-        return fn_fail(err, FN_ENOMEM, "%s: out of memory", path);
-    }
-    while (got < size) {
-        ssize_t r = read(fd, buf + got, size - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            int e = errno;
-            free(buf);
-            close(fd);
-            return fn_fail(err, FN_EIO, "%s: read error: %s", path, r < 0 ? strerror(e) : "file shrank");
-        }
-        got += (size_t)r;
-    }
-    close(fd);
-    int rc = fn_image_decode(buf, size, path, out, err);
+    /* the library's one reader (files.c): regular files only, never blocks on a FIFO, long paths */
+    unsigned char *buf;
+    size_t size;
+    int rc = fn_read_file(path, MAX_FILE_BYTES, "an image file", &buf, &size, err);
+    if (rc)
+        return rc;
+    rc = fn_image_decode(buf, size, path, out, err);
     free(buf);
     return rc;
 }

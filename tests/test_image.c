@@ -5,6 +5,8 @@
  */
 #include "testutil.h"
 
+#include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -616,7 +618,8 @@ static void test_formats_and_bad_inputs(void **s)
     assert_int_equal(fn_image_load("/nonexistent/x.jpg", &img, &e), FN_EIO);
     assert_non_null(strstr(e.msg, "/nonexistent/x.jpg"));
     assert_int_equal(fn_image_load(tmpdir, &img, &e), FN_EIO);
-    assert_non_null(strstr(e.msg, "directory"));
+    assert_non_null(strstr(e.msg, ": is a directory, not an image file"));
+    assert_non_null(strstr(e.msg, tmpdir));
     /* a PNG declaring 60000 x 60000 (valid CRC) is refused before any allocation */
     unsigned char png[33] = {0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13, 'I', 'H', 'D', 'R',
                              0, 0, 0xea, 0x60, 0, 0, 0xea, 0x60, 8, 2, 0, 0, 0};
@@ -665,6 +668,67 @@ static void test_fifo_not_blocking(void **s)
     assert_non_null(strstr(e.msg, "not a regular file"));
     unlink(fifo);
     rmdir(dir);
+}
+
+/* fn_image_load reads through the library's one reader (files.c), so a path longer than PATH_MAX opens
+ * (its own open(2) failed with "File name too long" while the extraction read the same path). */
+static void test_path_over_path_max(void **s)
+{
+    (void)s;
+    char base[] = "/tmp/fruitnet-longpath-XXXXXX";
+    assert_non_null(mkdtemp(base));
+    char comp[201];
+    memset(comp, 'd', 200);
+    comp[200] = 0;
+    enum { DEPTH = 24 }; /* 24 x 201 bytes > PATH_MAX (4096) */
+    int fds[DEPTH + 1];
+    fds[0] = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    assert_true(fds[0] >= 0);
+    size_t cap = strlen(base) + DEPTH * 201 + 16;
+    char *full = malloc(cap);
+    strcpy(full, base);
+    for (int i = 0; i < DEPTH; i++) {
+        assert_int_equal(mkdirat(fds[i], comp, 0700), 0);
+        fds[i + 1] = openat(fds[i], comp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        assert_true(fds[i + 1] >= 0);
+        strcat(full, "/"), strcat(full, comp);
+    }
+    /* a 32 x 20 RGB PNG written there */
+    uint8_t px[32 * 20 * 3];
+    for (size_t i = 0; i < sizeof px; i++)
+        px[i] = (uint8_t)(i * 7);
+    int len = 0;
+    unsigned char *png = stbi_write_png_to_mem(px, 32 * 3, 32, 20, 3, &len);
+    assert_non_null(png);
+    int fd = openat(fds[DEPTH], "deep.png", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, png, (size_t)len), len);
+    close(fd);
+    free(png);
+    strcat(full, "/deep.png");
+    assert_true(strlen(full) > PATH_MAX);
+    fn_image img;
+    fn_error e = {0};
+    int rc = fn_image_load(full, &img, &e);
+    if (rc != FN_OK)
+        fail_msg("fn_image_load of a %zu-byte path: %s", strlen(full), e.msg);
+    assert_int_equal(img.w, 32);
+    assert_int_equal(img.h, 20);
+    for (size_t i = 0; i < sizeof px; i++)
+        assert_int_equal(img.rgb[i], px[i]);
+    fn_image_free(&img);
+    /* a folder that deep is refused (its message, the path first, does not fit in fn_error.msg) */
+    full[strlen(full) - strlen("/deep.png")] = 0;
+    assert_int_equal(fn_image_load(full, &img, &e), FN_EIO);
+    assert_non_null(strstr(e.msg, base));
+    assert_int_equal(unlinkat(fds[DEPTH], "deep.png", 0), 0);
+    for (int i = DEPTH - 1; i >= 0; i--) {
+        close(fds[i + 1]);
+        assert_int_equal(unlinkat(fds[i], comp, AT_REMOVEDIR), 0);
+    }
+    close(fds[0]);
+    assert_int_equal(rmdir(base), 0);
+    free(full);
 }
 
 /* ---- tests/data/image-cases (made by its make.py with PIL 9.4): every PNG mode against PIL's pixels, and
@@ -959,7 +1023,7 @@ int main(void)
         cmocka_unit_test(test_png_modes_equal_pil),       cmocka_unit_test(test_hostile_cases),
         cmocka_unit_test(test_fuzz_ffffd8_not_a_jpeg),    cmocka_unit_test(test_png_every_cut),
         cmocka_unit_test(test_png_memory_bounded),        cmocka_unit_test(test_jpeg_scan_monitor),
-        cmocka_unit_test(test_fuzz_slow_scans),
+        cmocka_unit_test(test_fuzz_slow_scans),          cmocka_unit_test(test_path_over_path_max),
     };
     return cmocka_run_group_tests_name("image", tests, NULL, NULL);
 }
