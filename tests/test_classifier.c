@@ -176,9 +176,7 @@ static void test_file_errors(void **state)
     b[8] = 1;
     /* bad magic, on disk: the file is named */
     b[0] = 'X';
-    FILE *f = fopen(path, "wb");
-    fwrite(b, 1, n, f);
-    fclose(f);
+    tu_write(path, b, n);
     assert_int_equal(fn_classifier_load(path, &c2, &e), FN_EFORMAT);
     assert_non_null(strstr(e.msg, "m.fncls: not a fruitnet classifier file (bad magic)"));
     assert_int_equal(fn_classifier_load("/nonexistent/x.fncls", &c2, &e), FN_EIO);
@@ -202,27 +200,6 @@ static void test_file_errors(void **state)
 }
 
 /* ---------------------------------------------------------------- real data */
-
-static float half_to_float(uint16_t h)
-{
-    uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 31, m = h & 1023, bits;
-    if (e == 0) {
-        if (m == 0)
-            bits = s;
-        else {
-            e = 113;
-            while (!(m & 1024))
-                m <<= 1, e--;
-            bits = s | (e << 23) | ((m & 1023) << 13);
-        }
-    } else if (e == 31)
-        bits = s | 0x7f800000u | (m << 13);
-    else
-        bits = s | ((e + 112) << 23) | (m << 13);
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
@@ -289,7 +266,7 @@ static void test_accuracy(void **state)
     gzclose(gz);
     float *xt = malloc((size_t)NT * D * sizeof(float)), *p = malloc((size_t)NT * K * sizeof(float));
     for (size_t j = 0; j < (size_t)NT * D; j++)
-        xt[j] = half_to_float(h[j]);
+        xt[j] = tu_half_to_float(h[j]);
     assert_int_equal(fn_classifier_predict_proba(c, xt, NT, p, &e), FN_OK);
     FILE *mf = fopen(tu_path(g, "all2880/manifest.csv"), "r");
     assert_non_null(mf);

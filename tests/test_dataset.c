@@ -22,8 +22,7 @@ static char tmp[256], mini[4096];
 static int setup(void **s)
 {
     (void)s;
-    snprintf(tmp, sizeof tmp, "/tmp/fruitnet-test-dataset-XXXXXX");
-    if (!mkdtemp(tmp) || !realpath("tests/data/fruits-360-mini/images", mini))
+    if (!tu_mkdtemp(tmp, sizeof tmp, "dataset") || !realpath("tests/data/fruits-360-mini/images", mini))
         return -1;
     return 0;
 }
@@ -31,18 +30,7 @@ static int setup(void **s)
 static int teardown(void **s)
 {
     (void)s;
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-static void put(const char *path, const void *data, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    if (n)
-        assert_int_equal(fwrite(data, 1, n, f), n);
-    fclose(f);
+    return tu_rm_rf(tmp);
 }
 
 /* Every byte value, valid and invalid UTF-8: escaped text is valid UTF-8 without %-ambiguity, tabs or
@@ -109,10 +97,10 @@ static void test_inputs_listing(void **s)
     snprintf(d, sizeof d, "%s/list/Kiwi", tmp);
     mkdir(tu_path(tmp, "list"), 0777);
     mkdir(d, 0777);
-    put(tu_path(d, "a.jpg"), "x", 1);
-    put(tu_path(d, "b.PNG"), "y", 1);
-    put(tu_path(d, "notes.txt"), "z", 1);
-    put(tu_path(d, ".hidden.jpg"), "z", 1);
+    tu_write(tu_path(d, "a.jpg"), "x", 1);
+    tu_write(tu_path(d, "b.PNG"), "y", 1);
+    tu_write(tu_path(d, "notes.txt"), "z", 1);
+    tu_write(tu_path(d, ".hidden.jpg"), "z", 1);
     assert_int_equal(mkfifo(tu_path(d, "pipe.jpg"), 0600), 0); /* opening it blocking would hang */
     assert_non_null(getcwd(cwd, sizeof cwd));
     assert_int_equal(chdir(tu_path(tmp, "list")), 0);
@@ -380,8 +368,8 @@ static void test_reader_checks(void **s)
     char d[512];
     snprintf(d, sizeof d, "%s/ds", tmp);
     mkdir(d, 0777);
-    put(tu_path(d, "part-00000.parquet"), "abc", 3);
-    put(tu_path(d, "part-00001.parquet"), "defg", 4);
+    tu_write(tu_path(d, "part-00000.parquet"), "abc", 3);
+    tu_write(tu_path(d, "part-00001.parquet"), "defg", 4);
     char **files;
     int nf;
     fn_error e;
@@ -392,23 +380,23 @@ static void test_reader_checks(void **s)
     assert_int_equal(nf, 2);
     fn_free_list(files, nf);
     const char *ok = "fruitnet-dataset\t1\npart-00000.parquet\t3\t1\npart-00001.parquet\t4\t2\n";
-    put(tu_path(d, "_SUCCESS"), ok, strlen(ok));
+    tu_write(tu_path(d, "_SUCCESS"), ok, strlen(ok));
     assert_int_equal(fn_dataset_files(d, 0, &files, &nf, &e), FN_OK);
     assert_int_equal(nf, 2);
     fn_free_list(files, nf);
-    put(tu_path(d, "part-00002.parquet"), "stale", 5); /* not in the commit record */
+    tu_write(tu_path(d, "part-00002.parquet"), "stale", 5); /* not in the commit record */
     assert_int_equal(fn_dataset_files(d, 0, &files, &nf, &e), FN_EFORMAT);
     assert_non_null(strstr(e.msg, "part-00002.parquet"));
     assert_non_null(strstr(e.msg, "not part of the committed dataset"));
     unlink(tu_path(d, "part-00002.parquet"));
-    put(tu_path(d, "part-00001.parquet"), "changed", 7);
+    tu_write(tu_path(d, "part-00001.parquet"), "changed", 7);
     assert_int_equal(fn_dataset_files(d, 0, &files, &nf, &e), FN_EFORMAT);
     assert_non_null(strstr(e.msg, "changed after the commit"));
     unlink(tu_path(d, "part-00001.parquet"));
     assert_int_equal(fn_dataset_files(d, 0, &files, &nf, &e), FN_EFORMAT);
     assert_non_null(strstr(e.msg, "part-00001.parquet: listed in _SUCCESS but missing"));
     /* Spark's empty _SUCCESS: every part file */
-    put(tu_path(d, "_SUCCESS"), "", 0);
+    tu_write(tu_path(d, "_SUCCESS"), "", 0);
     assert_int_equal(fn_dataset_files(d, 0, &files, &nf, &e), FN_OK);
     assert_int_equal(nf, 1);
     fn_free_list(files, nf);

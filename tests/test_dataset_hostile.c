@@ -19,28 +19,16 @@ static char tmp[256];
 static int setup(void **s)
 {
     (void)s;
-    snprintf(tmp, sizeof tmp, "/tmp/fruitnet-test-hostile-XXXXXX");
-    return mkdtemp(tmp) ? 0 : -1;
+    return tu_mkdtemp(tmp, sizeof tmp, "hostile") ? 0 : -1;
 }
 
 static int teardown(void **s)
 {
     (void)s;
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    return system(cmd) == 0 ? 0 : -1;
+    return tu_rm_rf(tmp);
 }
 
-static void put(const char *path, const void *data, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    if (n)
-        assert_int_equal(fwrite(data, 1, n, f), n);
-    fclose(f);
-}
-
-static void put_s(const char *dir, const char *name, const char *text) { put(tu_path(dir, name), text, strlen(text)); }
+static void put_s(const char *dir, const char *name, const char *text) { tu_write(tu_path(dir, name), text, strlen(text)); }
 
 static const char *new_dir(const char *name)
 {
@@ -240,7 +228,7 @@ static void test_write_refusals(void **s)
     /* the dataset path is a regular file: named, left as it was */
     char f[512];
     snprintf(f, sizeof f, "%s/file-ds", tmp);
-    put(f, "keep", 4);
+    tu_write(f, "keep", 4);
     assert_int_equal(fn_dataset_write(f, m, in, &o, NULL, &rep, &e), FN_EIO);
     assert_non_null(strstr(e.msg, f));
     assert_non_null(strstr(e.msg, "exists and is not a folder (a regular file)"));
@@ -331,7 +319,7 @@ static void test_commit_checks_parts(void **s)
             char *p = strstr(t, "part\tpart-00000-s00002of00002.parquet");
             assert_non_null(p);
             memcpy(p + 5, "part-00007", 10);
-            put(tu_path(d, "_manifest-s00002of00002.tsv"), t, len);
+            tu_write(tu_path(d, "_manifest-s00002of00002.tsv"), t, len);
             free(t);
         }
         last_note[0] = 0;

@@ -43,8 +43,7 @@ static int setup(void **s)
         snprintf(pca_tool, sizeof pca_tool, "%s", abs_);
     if (!realpath("tests/data/fruits-360-mini/images", mini))
         return -1; /* part of the repository: must exist */
-    snprintf(tmp, sizeof tmp, "/tmp/fruitnet-test-extract-XXXXXX");
-    if (!mkdtemp(tmp))
+    if (!tu_mkdtemp(tmp, sizeof tmp, "extract"))
         return -1;
     return 0;
 }
@@ -52,9 +51,7 @@ static int setup(void **s)
 static int teardown(void **s)
 {
     (void)s;
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    return system(cmd) == 0 ? 0 : -1;
+    return tu_rm_rf(tmp);
 }
 
 /* Start the tool with args (NULL-terminated), stdout/stderr to files in tmp. */
@@ -104,65 +101,6 @@ static char *slurp(const char *tag, const char *ext)
     return s;
 }
 
-/* All rows of a dataset (or file), in part order. */
-typedef struct rows {
-    int n;
-    char *path[512];
-    char *label[512];
-    float *vec[512];
-} rows;
-
-/* flags: FN_DATASET_UNCOMMITTED to read a dataset without _SUCCESS */
-static void read_rows_ex(const char *path, int flags, rows *r)
-{
-    char **files = NULL;
-    int nf = 0;
-    fn_error e = {0};
-    memset(r, 0, sizeof *r);
-    if (fn_dataset_files(path, flags, &files, &nf, &e) != FN_OK)
-        fail_msg("%s", e.msg);
-    for (int f = 0; f < nf; f++) {
-        fn_parquet_reader *rd = NULL;
-        if (fn_parquet_reader_open(files[f], &rd, &e) != FN_OK)
-            fail_msg("%s", e.msg);
-        fn_parquet_row row;
-        int rc;
-        while ((rc = fn_parquet_reader_next(rd, &row, &e)) == 1) {
-            assert_true(r->n < 512);
-            assert_int_equal(row.n, 2048);
-            r->path[r->n] = strdup(row.path);
-            r->label[r->n] = strdup(row.label);
-            r->vec[r->n] = malloc(2048 * sizeof(float));
-            memcpy(r->vec[r->n], row.vec, 2048 * sizeof(float));
-            r->n++;
-        }
-        if (rc != 0)
-            fail_msg("%s", e.msg);
-        fn_parquet_reader_close(rd);
-    }
-    fn_free_list(files, nf);
-}
-
-static void read_rows(const char *path, rows *r) { read_rows_ex(path, 0, r); }
-
-static void free_rows(rows *r)
-{
-    for (int i = 0; i < r->n; i++) {
-        free(r->path[i]);
-        free(r->label[i]);
-        free(r->vec[i]);
-    }
-    r->n = 0;
-}
-
-static int find_row(const rows *r, const char *path)
-{
-    for (int i = 0; i < r->n; i++)
-        if (strcmp(r->path[i], path) == 0)
-            return i;
-    return -1;
-}
-
 static void write_list(const char *name, const char **paths, int n)
 {
     char p[512];
@@ -195,14 +133,14 @@ static void test_golden_dataset(void **s)
     if (rc != 0)
         fail_msg("exit %d: %s", rc, err);
     free(err);
-    rows r;
-    read_rows(out, &r);
+    tu_rows r;
+    tu_read_rows(out, &r);
     assert_int_equal(r.n, 8);
     float *ref = tu_read_f32(tu_path(g, "img8/all8.avgpool.f32"), 8 * 2048);
     assert_non_null(ref);
     double worst = 1;
     for (int i = 0; i < 8; i++) {
-        int k = find_row(&r, paths[i]);
+        int k = tu_find_row(&r, paths[i]);
         assert_true(k >= 0);
         const char *cls = golden_rel[i];
         assert_int_equal(strncmp(r.label[k], cls, strlen(r.label[k])), 0);
@@ -222,18 +160,9 @@ static void test_golden_dataset(void **s)
     snprintf(p, sizeof p, "%s/part-00003.parquet", out);
     assert_int_not_equal(access(p, F_OK), 0);
     free(ref);
-    free_rows(&r);
+    tu_free_rows(&r);
     for (int i = 0; i < 8; i++)
         free((void *)paths[i]);
-}
-
-static void write_bytes(const char *path, const void *data, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    if (n)
-        assert_int_equal(fwrite(data, 1, n, f), n);
-    fclose(f);
 }
 
 /* Bad inputs are reported with file and reason, skipped and counted; the good ones are all written. */
@@ -252,20 +181,20 @@ static void test_bad_inputs(void **s)
     unsigned char *jpg = tu_read_file(tu_path(sample, golden_rel[0]), &n);
     assert_non_null(jpg);
     snprintf(p, sizeof p, "%s/good1.jpg", d);
-    write_bytes(p, jpg, n);
+    tu_write(p, jpg, n);
     snprintf(p, sizeof p, "%s/good2.jpg", d);
-    write_bytes(p, jpg, n);
+    tu_write(p, jpg, n);
     snprintf(p, sizeof p, "%s/empty.jpg", d);
-    write_bytes(p, "", 0);
+    tu_write(p, "", 0);
     snprintf(p, sizeof p, "%s/text.jpg", d);
-    write_bytes(p, "this is not an image\n", 21);
+    tu_write(p, "this is not an image\n", 21);
     snprintf(p, sizeof p, "%s/truncated.jpg", d);
-    write_bytes(p, jpg, 200);
+    tu_write(p, jpg, 200);
     /* a PNG header declaring 60000 x 60000 */
     static const unsigned char huge[] = {0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13, 'I', 'H', 'D', 'R',
                                          0, 0, 0xea, 0x60, 0, 0, 0xea, 0x60, 8, 2, 0, 0, 0, 0, 0, 0, 0};
     snprintf(p, sizeof p, "%s/huge.png", d);
-    write_bytes(p, huge, sizeof huge);
+    tu_write(p, huge, sizeof huge);
     free(jpg);
     char out[512], in[512], missing[512];
     snprintf(out, sizeof out, "%s/bad.parquet", tmp);
@@ -294,19 +223,19 @@ static void test_bad_inputs(void **s)
     const char *h = strstr(errs, "huge.png");
     assert_non_null(strstr(h, "60000x60000"));
     assert_non_null(strstr(strstr(errs, "empty.jpg"), "empty file"));
-    rows r;
-    read_rows(out, &r);
+    tu_rows r;
+    tu_read_rows(out, &r);
     /* good1, good2 and perhaps the truncated JPEG (stb may decode a partial image) */
     int has_trunc = 0;
     for (int i = 0; i < r.n; i++)
         has_trunc += strstr(r.path[i], "truncated.jpg") != NULL;
     assert_int_equal(r.n, 2 + has_trunc);
     assert_int_equal(has_trunc, strstr(errs, "truncated.jpg") == NULL);
-    assert_true(find_row(&r, tu_path(d, "good1.jpg")) >= 0);
-    assert_true(find_row(&r, tu_path(d, "good2.jpg")) >= 0);
+    assert_true(tu_find_row(&r, tu_path(d, "good1.jpg")) >= 0);
+    assert_true(tu_find_row(&r, tu_path(d, "good2.jpg")) >= 0);
     assert_string_equal(r.label[0], "Mixed");
     free(errs);
-    free_rows(&r);
+    tu_free_rows(&r);
 }
 
 /* --shard K/N: disjoint parts whose union is the whole input, same features as one run. */
@@ -354,21 +283,21 @@ static void test_sharding(void **s)
     }
     const char *args1[] = {"--weights", w, "-o", one, "--single-file", lst, NULL};
     assert_int_equal(run("single", args1), 0);
-    rows a, b;
-    read_rows(out, &a);
-    read_rows(one, &b);
+    tu_rows a, b;
+    tu_read_rows(out, &a);
+    tu_read_rows(one, &b);
     assert_int_equal(a.n, np);
     assert_int_equal(b.n, np);
     for (int i = 0; i < np; i++) {
-        int ka = find_row(&a, paths[i]), kb = find_row(&b, paths[i]);
+        int ka = tu_find_row(&a, paths[i]), kb = tu_find_row(&b, paths[i]);
         assert_true(ka >= 0 && kb >= 0);
         for (int j = 0; j < a.n; j++) /* no duplicates */
             assert_true(j == ka || strcmp(a.path[j], paths[i]) != 0);
         /* the runs batch the images differently */
         assert_true(tu_max_abs(a.vec[ka], b.vec[kb], 2048) <= TU_BATCH_TOL);
     }
-    free_rows(&a);
-    free_rows(&b);
+    tu_free_rows(&a);
+    tu_free_rows(&b);
     for (int i = 0; i < np; i++)
         free((void *)paths[i]);
 }
@@ -418,10 +347,10 @@ static void test_kill_and_resume(void **s)
     assert_true(parts >= 2);
     assert_true(parts < 8); /* it really was killed half way */
     /* every part on disk is complete and readable; the dataset is not committed */
-    rows r;
-    read_rows_ex(out, FN_DATASET_UNCOMMITTED, &r);
+    tu_rows r;
+    tu_read_rows_ex(out, FN_DATASET_UNCOMMITTED, &r);
     assert_int_equal(r.n, 3 * parts);
-    free_rows(&r);
+    tu_free_rows(&r);
     char succ[600];
     snprintf(succ, sizeof succ, "%s/_SUCCESS", out);
     assert_int_not_equal(access(succ, F_OK), 0);
@@ -430,27 +359,18 @@ static void test_kill_and_resume(void **s)
     char *err = slurp("resume", "err");
     assert_non_null(strstr(err, "resumed"));
     free(err);
-    read_rows(out, &r);
+    tu_read_rows(out, &r);
     assert_int_equal(r.n, 24);
     for (int i = 0; i < r.n; i++)
         for (int j = i + 1; j < r.n; j++)
             assert_int_not_equal(strcmp(r.path[i], r.path[j]), 0);
-    free_rows(&r);
+    tu_free_rows(&r);
     assert_int_equal(count_parts(out, &tmpf), 8);
     assert_int_equal(tmpf, 0); /* stale temporary files of the killed run are gone */
     assert_int_equal(access(succ, F_OK), 0);
 }
 
 /* ---------------------------------------------------------------- dataset protocol (issue 13) */
-
-static void copy_file(const char *src, const char *dst)
-{
-    size_t n;
-    unsigned char *b = tu_read_file(src, &n);
-    assert_non_null(b);
-    write_bytes(dst, b, n);
-    free(b);
-}
 
 static void sh(const char *fmt, ...)
 {
@@ -483,11 +403,11 @@ static void make_set(const char *dir, int n)
         mkdir(dir, 0777);
         mkdir(d, 0777);
         snprintf(dst, sizeof dst, "%s/%03d.jpg", d, i);
-        copy_file(src, dst);
+        tu_copy_file(src, dst);
     }
 }
 
-static int count_distinct(const rows *r)
+static int count_distinct(const tu_rows *r)
 {
     int d = 0;
     for (int i = 0; i < r->n; i++) {
@@ -515,11 +435,11 @@ static void test_part_size_rerun(void **s)
     assert_int_equal(run("ps1", a1), 0);
     const char *a2[] = {"--weights", w, "-o", out, "--part-size", "10", in, NULL};
     assert_int_equal(run("ps2", a2), 0);
-    rows r;
-    read_rows(out, &r);
+    tu_rows r;
+    tu_read_rows(out, &r);
     assert_int_equal(r.n, 13);
     assert_int_equal(count_distinct(&r), 13);
-    free_rows(&r);
+    tu_free_rows(&r);
     char *err = slurp("ps2", "err");
     assert_non_null(strstr(err, "part_size 3 -> 10")); /* and the tool says why it started clean */
     free(err);
@@ -527,12 +447,12 @@ static void test_part_size_rerun(void **s)
     /* removing a class folder between runs: no stale rows (was 13 rows, 9 distinct) */
     sh("rm -rf '%s/Banana'", in);
     assert_int_equal(run("ps3", a2), 0);
-    read_rows(out, &r);
+    tu_read_rows(out, &r);
     assert_int_equal(r.n, 11);
     assert_int_equal(count_distinct(&r), 11);
     for (int i = 0; i < r.n; i++)
         assert_null(strstr(r.path[i], "/Banana/"));
-    free_rows(&r);
+    tu_free_rows(&r);
 }
 
 /* --shard 1/2, 2/2, then a plain run: 40 rows, 40 distinct (was 80); single-file shards refused. */
@@ -563,17 +483,17 @@ static void test_shards_then_plain(void **s)
     const char *a2[] = {"--weights", w, "-o", out, "--shard", "2/2", "--part-size", "8", in, NULL};
     assert_int_equal(run("sh2", a2), 0);
     assert_true(exists(out, "_SUCCESS"));
-    rows r;
-    read_rows(out, &r);
+    tu_rows r;
+    tu_read_rows(out, &r);
     assert_int_equal(r.n, 40);
     assert_int_equal(count_distinct(&r), 40);
-    free_rows(&r);
+    tu_free_rows(&r);
     const char *a3[] = {"--weights", w, "-o", out, "--part-size", "16", in, NULL};
     assert_int_equal(run("sh3", a3), 0);
-    read_rows(out, &r);
+    tu_read_rows(out, &r);
     assert_int_equal(r.n, 40);
     assert_int_equal(count_distinct(&r), 40);
-    free_rows(&r);
+    tu_free_rows(&r);
     assert_false(exists(out, "part-00000-s00001of00002.parquet"));
     /* a part removed after the commit: the reader and fruitnet-pca say so */
     assert_int_equal(unlink(tu_path(out, "part-00001.parquet")), 0);
@@ -606,8 +526,8 @@ static void test_success_cleared_and_changed_image(void **s)
     make_set(in, 16);
     const char *a1[] = {"--weights", w, "-o", out, "--part-size", "2", "--batch", "2", "--threads", "1", in, NULL};
     assert_int_equal(run("ch1", a1), 0);
-    rows before;
-    read_rows(out, &before);
+    tu_rows before;
+    tu_read_rows(out, &before);
     assert_int_equal(before.n, 16);
     /* a.jpg gets b.jpg's bytes (another size, a later mtime) */
     char a[700], b[700];
@@ -615,7 +535,7 @@ static void test_success_cleared_and_changed_image(void **s)
     snprintf(b, sizeof b, "%s/Kiwi/003.jpg", in);
     struct timespec ts = {0, 20 * 1000 * 1000};
     nanosleep(&ts, NULL);
-    copy_file(b, a);
+    tu_copy_file(b, a);
     /* the re-run: killed once it has started, _SUCCESS must already be gone */
     pid_t pid = spawn("ch2", a1);
     int gone = 0;
@@ -631,15 +551,15 @@ static void test_success_cleared_and_changed_image(void **s)
     char *err = slurp("ch3", "err");
     assert_non_null(strstr(err, "resum"));
     free(err);
-    rows after;
-    read_rows(out, &after);
+    tu_rows after;
+    tu_read_rows(out, &after);
     assert_int_equal(after.n, 16);
-    int ka = find_row(&after, a), kb = find_row(&after, b), k0 = find_row(&before, a);
+    int ka = tu_find_row(&after, a), kb = tu_find_row(&after, b), k0 = tu_find_row(&before, a);
     assert_true(ka >= 0 && kb >= 0 && k0 >= 0);
     assert_true(tu_max_abs(after.vec[ka], after.vec[kb], 2048) <= TU_BATCH_TOL); /* the new content */
     assert_true(tu_max_abs(after.vec[ka], before.vec[k0], 2048) > 0.01);           /* not the old one */
-    free_rows(&before);
-    free_rows(&after);
+    tu_free_rows(&before);
+    tu_free_rows(&after);
 }
 
 /* --errors naming a device node or a FIFO: refused, left intact (as root the old code deleted it). */
@@ -713,13 +633,13 @@ static void test_paths_and_labels(void **s)
     char oddd[600];
     snprintf(oddd, sizeof oddd, "%s/Caf\xe9", root);
     mkdir(oddd, 0777);
-    write_bytes(odd, jpg, n);
+    tu_write(odd, jpg, n);
     /* one file, six spellings: a//b, ./a, a/./b, absolute, a symlink, a hard link */
     char cls[600], f[700], link_[700], hard[700];
     snprintf(cls, sizeof cls, "%s/Six", root);
     mkdir(cls, 0777);
     snprintf(f, sizeof f, "%s/six.jpg", cls);
-    write_bytes(f, jpg, n);
+    tu_write(f, jpg, n);
     free(jpg);
     snprintf(link_, sizeof link_, "%s/link.jpg", tmp);
     snprintf(hard, sizeof hard, "%s/hard.jpg", tmp);
@@ -735,8 +655,8 @@ static void test_paths_and_labels(void **s)
         fail_msg("exit %d: %s", rc, err);
     assert_non_null(strstr(err, "second spelling"));
     free(err);
-    rows r;
-    read_rows(out, &r);
+    tu_rows r;
+    tu_read_rows(out, &r);
     assert_int_equal(r.n, 3); /* deep, odd, six */
     int deep = -1, six = -1, oddk = -1;
     for (int i = 0; i < r.n; i++) {
@@ -758,7 +678,7 @@ static void test_paths_and_labels(void **s)
     char raw[600];
     fn_unescape_path(r.path[oddk], raw, sizeof raw);
     assert_string_equal(raw, "names/Caf\xe9/\xe9t\xe9\t100%.jpg");
-    free_rows(&r);
+    tu_free_rows(&r);
     /* "." inside a class folder: the label is the folder's real name, not "." (nor "" for a//b) */
     char out2[512];
     snprintf(out2, sizeof out2, "%s/dot.parquet", tmp);
@@ -767,11 +687,11 @@ static void test_paths_and_labels(void **s)
     rc = run("dot", a2);
     spawn_cwd = NULL;
     assert_int_equal(rc, 0);
-    read_rows(out2, &r);
+    tu_read_rows(out2, &r);
     assert_int_equal(r.n, 1);
     assert_string_equal(r.path[0], "six.jpg");
     assert_string_equal(r.label[0], "Six");
-    free_rows(&r);
+    tu_free_rows(&r);
 }
 
 /* A second writer of the same dataset at the same time is refused; the first one completes. */
@@ -807,11 +727,11 @@ static void test_concurrent_writer(void **s)
     free(err);
     waitpid(pid, &st, 0);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    rows r;
-    read_rows(out, &r);
+    tu_rows r;
+    tu_read_rows(out, &r);
     assert_int_equal(r.n, 24);
     assert_int_equal(count_distinct(&r), 24);
-    free_rows(&r);
+    tu_free_rows(&r);
 }
 
 /* SIGKILL at random points (listing, mid-part, commit), then a re-run: exactly one row per input. */
@@ -833,23 +753,23 @@ static void test_kill_random(void **s)
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
         print_message("[ extract  ] SIGKILL after %ld ms\n", ts.tv_nsec / 1000000 + ts.tv_sec * 1000);
-        rows r;
+        tu_rows r;
         char **files;
         int nf;
         fn_error e;
         if (fn_dataset_files(out, FN_DATASET_UNCOMMITTED, &files, &nf, &e) == FN_OK) {
             fn_free_list(files, nf);
-            read_rows_ex(out, FN_DATASET_UNCOMMITTED, &r); /* whatever is on disk is readable */
+            tu_read_rows_ex(out, FN_DATASET_UNCOMMITTED, &r); /* whatever is on disk is readable */
             assert_int_equal(count_distinct(&r), r.n);
-            free_rows(&r);
+            tu_free_rows(&r);
         }
     }
     assert_int_equal(run("kr2", a), 0);
-    rows r;
-    read_rows(out, &r);
+    tu_rows r;
+    tu_read_rows(out, &r);
     assert_int_equal(r.n, 12);
     assert_int_equal(count_distinct(&r), 12);
-    free_rows(&r);
+    tu_free_rows(&r);
 }
 
 static void test_usage_errors(void **s)

@@ -31,27 +31,6 @@
 
 static float *X; /* the golden features as float32 */
 
-static float half_to_float(uint16_t h)
-{
-    uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 31, m = h & 1023, bits;
-    if (e == 0) {
-        if (m == 0)
-            bits = s;
-        else {
-            e = 113;
-            while (!(m & 1024))
-                m <<= 1, e--;
-            bits = s | (e << 23) | ((m & 1023) << 13);
-        }
-    } else if (e == 31)
-        bits = s | 0x7f800000u | (m << 13);
-    else
-        bits = s | ((e + 112) << 23) | (m << 13);
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
 static int setup(void **s)
 {
     (void)s;
@@ -66,7 +45,7 @@ static int setup(void **s)
     gzclose(gz);
     X = malloc((size_t)N * D * sizeof(float));
     for (size_t i = 0; ok && i < (size_t)N * D; i++)
-        X[i] = half_to_float(h[i]);
+        X[i] = tu_half_to_float(h[i]);
     free(h);
     return ok ? 0 : -1;
 }
@@ -76,15 +55,6 @@ static int teardown(void **s)
     (void)s;
     free(X);
     return 0;
-}
-
-static int tu_write_file(const char *path, const void *data, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        return -1;
-    int ok = fwrite(data, 1, n, f) == n;
-    return fclose(f) == 0 && ok ? 0 : -1;
 }
 
 static double json_number(const char *path, const char *key)
@@ -271,8 +241,7 @@ static void test_golden_pca(void **s)
         fclose(f);
         print_message("[ pca      ] eigenvalues vs numpy eigvalsh on the same input: top-100 max rel %.2e\n", worst);
         assert_true(worst <= 1e-9);
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-        assert_int_equal(system(cmd), 0);
+        assert_int_equal(tu_rm_rf(dir), 0);
     } else {
         print_message("[ pca      ] numpy not available: same-input comparison skipped\n");
     }
@@ -317,14 +286,14 @@ static void test_merge_shards(void **s)
         snprintf(pb, sizeof pb, "%s/bad.stats", dir);
         fn_pca_stats bad;
         raw[len - 100] ^= 0x10;
-        assert_int_equal(tu_write_file(pb, raw, len), 0);
+        tu_write(pb, raw, len);
         assert_int_equal(fn_pca_stats_load(&bad, pb, &e), FN_ECHECKSUM);
         assert_non_null(strstr(e.msg, pb));
         raw[len - 100] ^= 0x10;
-        assert_int_equal(tu_write_file(pb, raw, len - 9), 0);
+        tu_write(pb, raw, len - 9);
         assert_int_equal(fn_pca_stats_load(&bad, pb, &e), FN_EFORMAT);
         raw[0] = 'X';
-        assert_int_equal(tu_write_file(pb, raw, len), 0);
+        tu_write(pb, raw, len);
         assert_int_equal(fn_pca_stats_load(&bad, pb, &e), FN_EFORMAT);
         free(raw);
     }
@@ -379,9 +348,7 @@ static void test_merge_shards(void **s)
     fn_pca_stats_free(&all);
     fn_pca_stats_free(&one);
     free(x);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(tu_rm_rf(dir), 0);
 }
 
 static void test_degenerate(void **s)

@@ -140,28 +140,6 @@ static void test_bf16_golden8(void **s)
     free(in), free(ref), free(f8), free(f1), free(f32);
 }
 
-static float half_to_float(uint16_t h)
-{
-    uint32_t sg = (uint32_t)(h >> 15) << 31, ex = (h >> 10) & 31, mt = h & 1023, bits;
-    if (ex == 0) {
-        if (mt == 0) {
-            bits = sg;
-        } else {
-            ex = 127 - 15 + 1;
-            while (!(mt & 1024))
-                mt <<= 1, ex--;
-            bits = sg | (ex << 23) | ((mt & 1023) << 13);
-        }
-    } else if (ex == 31) {
-        bits = sg | 0x7f800000u | (mt << 13);
-    } else {
-        bits = sg | ((ex - 15 + 127) << 23) | (mt << 13);
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
 /* Components for 80% of the variance of n rows. */
 static int n80(const float *rows, int n)
 {
@@ -211,7 +189,7 @@ static void test_bf16_sample(void **s)
     float *ref = malloc((size_t)n * D * sizeof(float)), *feat = malloc((size_t)n * D * sizeof(float));
     for (int r = 0; r < n; r++)
         for (int k = 0; k < D; k++)
-            ref[(size_t)r * D + k] = half_to_float(h[(size_t)r * STEP * D + k]);
+            ref[(size_t)r * D + k] = tu_half_to_float(h[(size_t)r * STEP * D + k]);
     free(h);
     /* the manifest's paths of rows 0, STEP, 2 STEP, ... */
     FILE *mf = fopen(tu_path(g, "all2880/manifest.csv"), "r");

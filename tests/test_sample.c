@@ -20,31 +20,6 @@
 #define N 2880
 #define D 2048
 
-static float half_to_float(uint16_t h)
-{
-    uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 31, m = h & 1023, bits;
-    if (e == 0) {
-        if (m == 0) {
-            bits = s;
-        } else { /* subnormal */
-            e = 127 - 15 + 1;
-            while (!(m & 1024)) {
-                m <<= 1;
-                e--;
-            }
-            m &= 1023;
-            bits = s | (e << 23) | (m << 13);
-        }
-    } else if (e == 31) {
-        bits = s | 0x7f800000u | (m << 13);
-    } else {
-        bits = s | ((e - 15 + 127) << 23) | (m << 13);
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
 /* The golden features are stored as float16 (README: rounding alone gives rel-L2 up to 2.62e-4 per row), so
  * parity is measured beyond that rounding: per value, the distance from ours to the float16 interval
  * [ref - ulp/2, ref + ulp/2] that the exact float32 feature lies in; rel-L2 of those distances. */
@@ -89,7 +64,7 @@ static void test_full_sample(void **state)
     gzclose(gz);
     float *ref = malloc((size_t)N * D * sizeof(float));
     for (size_t i = 0; i < (size_t)N * D; i++)
-        ref[i] = half_to_float(h[i]);
+        ref[i] = tu_half_to_float(h[i]);
     free(h);
     FILE *mf = fopen(tu_path(g, "all2880/manifest.csv"), "r");
     assert_non_null(mf);

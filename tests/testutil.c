@@ -1,11 +1,15 @@
 /* testutil.c — helpers shared by the tests. */
 #include "testutil.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 void *tu_read_file(const char *path, size_t *len)
 {
@@ -121,4 +125,147 @@ int tu_supported_isas(fn_isa out[3])
     for (int i = FN_ISA_PORTABLE; i <= (int)best; i++)
         out[n++] = (fn_isa)i;
     return n;
+}
+
+/* ---------------------------------------------------------------- temporary folders and files */
+
+char *tu_mkdtemp(char *buf, size_t cap, const char *tag)
+{
+    if (snprintf(buf, cap, "/tmp/fruitnet-test-%s-XXXXXX", tag) >= (int)cap)
+        return NULL;
+    return mkdtemp(buf);
+}
+
+/* Empty the folder open as dfd (closed here), depth first through openat: no path length limit. */
+static int rm_under(int dfd)
+{
+    DIR *d = fdopendir(dfd);
+    if (!d) {
+        close(dfd);
+        return -1;
+    }
+    int rc = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        if (unlinkat(dirfd(d), e->d_name, 0) == 0)
+            continue;
+        if (errno != EISDIR && errno != EPERM) {
+            rc = -1;
+            continue;
+        }
+        int sub = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (sub < 0 || rm_under(sub) != 0 || unlinkat(dirfd(d), e->d_name, AT_REMOVEDIR) != 0)
+            rc = -1;
+    }
+    closedir(d);
+    return rc;
+}
+
+int tu_rm_rf(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return errno == ENOENT ? 0 : -1;
+    if (!S_ISDIR(st.st_mode))
+        return unlink(path);
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 || rm_under(fd) != 0)
+        return -1;
+    return rmdir(path);
+}
+
+void tu_write(const char *path, const void *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        fail_msg("%s: cannot create: %s", path, strerror(errno));
+    if (n && fwrite(data, 1, n, f) != n)
+        fail_msg("%s: short write", path);
+    if (fclose(f) != 0)
+        fail_msg("%s: cannot close: %s", path, strerror(errno));
+}
+
+void tu_copy_file(const char *src, const char *dst)
+{
+    size_t n;
+    unsigned char *b = tu_read_file(src, &n);
+    if (!b)
+        fail_msg("%s: cannot read", src);
+    tu_write(dst, b, n);
+    free(b);
+}
+
+float tu_half_to_float(uint16_t h)
+{
+    uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 31, m = h & 1023, bits;
+    if (e == 0) {
+        if (m == 0)
+            bits = s;
+        else {
+            e = 113;
+            while (!(m & 1024))
+                m <<= 1, e--;
+            bits = s | (e << 23) | ((m & 1023) << 13);
+        }
+    } else if (e == 31)
+        bits = s | 0x7f800000u | (m << 13);
+    else
+        bits = s | ((e + 112) << 23) | (m << 13);
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+/* ---------------------------------------------------------------- dataset rows */
+
+void tu_read_rows_ex(const char *path, int flags, tu_rows *r)
+{
+    char **files = NULL;
+    int nf = 0;
+    fn_error e = {0};
+    memset(r, 0, sizeof *r);
+    if (fn_dataset_files(path, flags, &files, &nf, &e) != FN_OK)
+        fail_msg("%s", e.msg);
+    for (int f = 0; f < nf; f++) {
+        fn_parquet_reader *rd = NULL;
+        if (fn_parquet_reader_open(files[f], &rd, &e) != FN_OK)
+            fail_msg("%s", e.msg);
+        fn_parquet_row row;
+        int rc;
+        while ((rc = fn_parquet_reader_next(rd, &row, &e)) == 1) {
+            assert_true(r->n < TU_MAX_ROWS);
+            assert_int_equal(row.n, FN_FEATURE_DIM);
+            r->path[r->n] = strdup(row.path);
+            r->label[r->n] = strdup(row.label);
+            r->vec[r->n] = malloc(FN_FEATURE_DIM * sizeof(float));
+            memcpy(r->vec[r->n], row.vec, FN_FEATURE_DIM * sizeof(float));
+            r->n++;
+        }
+        if (rc != 0)
+            fail_msg("%s", e.msg);
+        fn_parquet_reader_close(rd);
+    }
+    fn_free_list(files, nf);
+}
+
+void tu_read_rows(const char *path, tu_rows *r) { tu_read_rows_ex(path, 0, r); }
+
+void tu_free_rows(tu_rows *r)
+{
+    for (int i = 0; i < r->n; i++) {
+        free(r->path[i]);
+        free(r->label[i]);
+        free(r->vec[i]);
+    }
+    r->n = 0;
+}
+
+int tu_find_row(const tu_rows *r, const char *path)
+{
+    for (int i = 0; i < r->n; i++)
+        if (strcmp(r->path[i], path) == 0)
+            return i;
+    return -1;
 }

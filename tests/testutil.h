@@ -17,6 +17,33 @@ float *tu_read_f32(const char *path, size_t count);
 /* Path join into a static rotating buffer: tu_path(dir, "a/b"). */
 const char *tu_path(const char *dir, const char *rel);
 
+/* Temporary folders and files. tu_mkdtemp: a new folder /tmp/fruitnet-test-<tag>-XXXXXX in buf (cap bytes),
+ * or NULL. tu_rm_rf: remove path and everything under it, at any depth (paths over PATH_MAX too), links not
+ * followed; 0 when done (an absent path counts), -1 else. tu_write: path gets the n bytes (created or
+ * truncated), the test fails if not. tu_copy_file: dst gets src's bytes, the test fails if not. */
+char *tu_mkdtemp(char *buf, size_t cap, const char *tag);
+int tu_rm_rf(const char *path);
+void tu_write(const char *path, const void *data, size_t n);
+void tu_copy_file(const char *src, const char *dst);
+
+/* IEEE 754 binary16 to float (the golden *.f16 files). */
+float tu_half_to_float(uint16_t h);
+
+/* Every row of a dataset folder (fn_dataset_files, committed unless flags has FN_DATASET_UNCOMMITTED) or of
+ * one Parquet file, in part order, each vector FN_FEATURE_DIM floats; any read error fails the test. */
+#define TU_MAX_ROWS 512
+typedef struct tu_rows {
+    int n;
+    char *path[TU_MAX_ROWS];
+    char *label[TU_MAX_ROWS];
+    float *vec[TU_MAX_ROWS];
+} tu_rows;
+void tu_read_rows_ex(const char *path, int flags, tu_rows *r);
+void tu_read_rows(const char *path, tu_rows *r); /* flags 0 */
+void tu_free_rows(tu_rows *r);
+/* Index of the row with that path, or -1. */
+int tu_find_row(const tu_rows *r, const char *path);
+
 /* $FRUITNET_GOLDEN (default ../shared/golden) if it exists, else NULL;
  * with FRUITNET_REQUIRE_DATA=1 (set by CI) a missing folder fails the test. */
 const char *tu_golden_dir(void);
