@@ -446,6 +446,9 @@ int fn_inputs_add_list_fd(fn_inputs *in, int fd, const char *name, fn_skip_fn sk
 /* Sort by path (byte order), keep one spelling per file (st_dev/st_ino; the first in byte order; the others
  * go to skip with is_error = 0), then keep shard k of n (1 <= k <= n; FNV-1a of the path mod n == k-1). */
 int fn_inputs_finish(fn_inputs *in, int shard_k, int shard_n, fn_skip_fn skip, void *ctx, fn_error *err);
+/* One command-line input: "@-" is a list read from stdin (fd 0), "@FILE" a list file (fn_inputs_add_list),
+ * anything else a file or folder (fn_inputs_add). */
+int fn_inputs_add_arg(fn_inputs *in, const char *arg, fn_skip_fn skip, void *ctx, fn_error *err);
 size_t fn_inputs_count(const fn_inputs *in);
 /* Raw bytes of the i-th path / label (NULL when out of range). */
 const char *fn_inputs_path(const fn_inputs *in, size_t i);
@@ -470,6 +473,13 @@ typedef int (*fn_row_fn)(void *ctx, size_t i, const float *features, const char 
 int fn_extract_run(fn_model *m, const fn_extract_options *opt, size_t n, const char *const *paths,
                    const void *const *bufs, const size_t *lens, fn_row_fn row, void *ctx, double *net_seconds,
                    fn_error *err);
+
+/* fn_extract_run on the files of a finished input list: input i is fn_inputs_path(in, i). */
+int fn_extract_inputs(fn_model *m, const fn_extract_options *opt, const fn_inputs *in, fn_row_fn row, void *ctx,
+                      double *net_seconds, fn_error *err);
+/* The fn_model_options.max_batch to open a model with for ninputs inputs: opt's batch (0 = 8), or fewer when
+ * there are fewer inputs (less to pack at open; the same features). */
+int fn_extract_max_batch(const fn_extract_options *opt, size_t ninputs);
 
 /* Writing a dataset folder (or one file) with its commit protocol (README "Datasets"). */
 typedef struct fn_dataset_options {
