@@ -57,11 +57,13 @@ int fn_pca_stats_save(const fn_pca_stats *s, const char *path, fn_error *err)
     return rc;
 }
 
-int fn_pca_stats_load(fn_pca_stats *s, const char *path, fn_error *err)
+int fn_pca_stats_load(const char *path, fn_pca_stats **out, fn_error *err)
 {
+    if (!path || !out)
+        return fn_fail(err, FN_EARG, "fn_pca_stats_load: invalid arguments");
+    *out = NULL;
     unsigned char *b;
     size_t n;
-    memset(s, 0, sizeof *s);
     int rc = read_file(path, &b, &n, (size_t)1 << 34, err);
     if (rc)
         return rc;
@@ -82,7 +84,8 @@ int fn_pca_stats_load(fn_pca_stats *s, const char *path, fn_error *err)
         free(b);
         return fn_fail(err, FN_ECHECKSUM, "%s: checksum mismatch (corrupt file)", path);
     }
-    if ((rc = fn_pca_stats_init(s, (int)dim, err))) {
+    fn_pca_stats *s;
+    if ((rc = fn_pca_stats_new((int)dim, &s, err))) {
         free(b);
         return rc;
     }
@@ -95,6 +98,7 @@ int fn_pca_stats_load(fn_pca_stats *s, const char *path, fn_error *err)
         p += (d - i) * 8;
     }
     free(b);
+    *out = s;
     return FN_OK;
 }
 
@@ -122,12 +126,52 @@ int fn_pca_model_save(const fn_pca_model *m, const char *path, fn_error *err)
     return rc;
 }
 
-void fn_pca_model_free(fn_pca_model *m)
+void pca_model_clear(fn_pca_model *m)
 {
     if (!m)
         return;
     free(m->mean), free(m->eigvals), free(m->components);
     m->mean = m->eigvals = m->components = NULL;
+}
+
+void fn_pca_model_free(fn_pca_model *m)
+{
+    pca_model_clear(m);
+    free(m);
+}
+
+int fn_pca_model_dim(const fn_pca_model *m) { return m ? m->dim : 0; }
+int fn_pca_model_k(const fn_pca_model *m) { return m ? m->k : 0; }
+int64_t fn_pca_model_rows(const fn_pca_model *m) { return m ? m->n : 0; }
+double fn_pca_model_total_var(const fn_pca_model *m) { return m ? m->total_var : 0; }
+const double *fn_pca_model_mean(const fn_pca_model *m) { return m ? m->mean : NULL; }
+const double *fn_pca_model_eigvals(const fn_pca_model *m) { return m ? m->eigvals : NULL; }
+const double *fn_pca_model_components(const fn_pca_model *m) { return m ? m->components : NULL; }
+
+int fn_pca_model_new(int dim, int k, int64_t n, double total_var, const double *mean, const double *eigvals,
+                     const double *components, fn_pca_model **out, fn_error *err)
+{
+    if (!out)
+        return fn_fail(err, FN_EARG, "fn_pca_model_new: invalid arguments");
+    *out = NULL;
+    if (dim < 1 || dim > 65536 || k < 0 || k > dim || n < 0 || !mean || (k > 0 && (!eigvals || !components)))
+        return fn_fail(err, FN_EARG, "fn_pca_model_new: invalid model (dim %d, k %d, n %lld)", dim, k, (long long)n);
+    fn_pca_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return fn_fail(err, FN_ENOMEM, "pca: out of memory");
+    int rc = pca_model_alloc(m, dim, k, err);
+    if (rc) {
+        free(m);
+        return rc;
+    }
+    m->n = n, m->total_var = total_var;
+    memcpy(m->mean, mean, (size_t)dim * sizeof(double));
+    if (k > 0) {
+        memcpy(m->eigvals, eigvals, (size_t)k * sizeof(double));
+        memcpy(m->components, components, (size_t)k * dim * sizeof(double));
+    }
+    *out = m;
+    return FN_OK;
 }
 
 int pca_model_alloc(fn_pca_model *m, int dim, int k, fn_error *err)
@@ -137,17 +181,19 @@ int pca_model_alloc(fn_pca_model *m, int dim, int k, fn_error *err)
     m->eigvals = calloc((size_t)(k ? k : 1), sizeof(double));
     m->components = calloc((size_t)(k ? k : 1) * (size_t)dim, sizeof(double));
     if (!m->mean || !m->eigvals || !m->components) {
-        fn_pca_model_free(m);
+        pca_model_clear(m);
         return fn_fail(err, FN_ENOMEM, "pca: out of memory");
     }
     return FN_OK;
 }
 
-int fn_pca_model_load(fn_pca_model *m, const char *path, fn_error *err)
+int fn_pca_model_load(const char *path, fn_pca_model **out, fn_error *err)
 {
+    if (!path || !out)
+        return fn_fail(err, FN_EARG, "fn_pca_model_load: invalid arguments");
+    *out = NULL;
     unsigned char *b;
     size_t n;
-    memset(m, 0, sizeof *m);
     int rc = read_file(path, &b, &n, (size_t)1 << 34, err);
     if (rc)
         return rc;
@@ -167,9 +213,10 @@ int fn_pca_model_load(fn_pca_model *m, const char *path, fn_error *err)
         free(b);
         return fn_fail(err, FN_ECHECKSUM, "%s: checksum mismatch (corrupt file)", path);
     }
-    if ((rc = pca_model_alloc(m, (int)dim, (int)k, err))) {
-        free(b);
-        return rc;
+    fn_pca_model *m = calloc(1, sizeof *m);
+    if (!m || (rc = pca_model_alloc(m, (int)dim, (int)k, err))) {
+        free(b), free(m);
+        return m ? rc : fn_fail(err, FN_ENOMEM, "pca: out of memory");
     }
     memcpy(&m->n, b + 24, 8);
     memcpy(&m->total_var, b + 32, 8);
@@ -178,6 +225,7 @@ int fn_pca_model_load(fn_pca_model *m, const char *path, fn_error *err)
     memcpy(m->eigvals, p, kk * 8), p += kk * 8;
     memcpy(m->components, p, kk * d * 8);
     free(b);
+    *out = m;
     return FN_OK;
 }
 

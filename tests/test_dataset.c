@@ -424,10 +424,10 @@ static void test_atomic_refusals(void **s)
     assert_int_equal(fn_parquet_writer_open(fifo, &po, &pw, &e), FN_EARG);
     assert_non_null(strstr(e.msg, "not a regular file"));
     /* and PCA files */
-    fn_pca_stats ps;
-    assert_int_equal(fn_pca_stats_init(&ps, 2, &e), FN_OK);
-    assert_int_equal(fn_pca_stats_save(&ps, fifo, &e), FN_EARG);
-    fn_pca_stats_free(&ps);
+    fn_pca_stats *ps;
+    assert_int_equal(fn_pca_stats_new(2, &ps, &e), FN_OK);
+    assert_int_equal(fn_pca_stats_save(ps, fifo, &e), FN_EARG);
+    fn_pca_stats_free(ps);
 }
 
 /* The reader: a committed dataset's listed parts only; refusals name the file and the reason. */
