@@ -5,10 +5,11 @@
  * features, reduces them with PCA and reads/writes Parquet. Pure C11, no BLAS.
  *
  * Conventions
- *  - Every function that can fail returns an int status (FN_OK == 0, or a
- *    negative FN_E* code) and, when `err` is not NULL, fills it with a
- *    readable reason that names the file or argument at fault. The library
- *    never prints.
+ *  - Status: a function that can fail returns FN_OK (0) or a negative FN_E* code and fills `err` when not
+ *    NULL (err->code = the status; msg names the file or argument at fault). Constructors set their `**out`
+ *    to an opaque object (read through accessors), or to NULL on failure; every _free/_close accepts NULL.
+ *    Exceptions: fn_isa_parse, fn_precision_parse (no fn_error), fn_parquet_reader_next (1 row, 0 end),
+ *    fn_escape_path, fn_unescape_path (a length, as snprintf). The library never prints.
  *  - Tensors are NHWC float32, row-major. A model input is [n,224,224,3] with
  *    channels in BGR order and the Caffe means subtracted (see
  *    fn_preprocess_rgb224).

@@ -343,9 +343,10 @@ int fn_classifier_train(const float *x, int n, int dim, const int *y, int nclass
         opt = *opt_in;
     else
         fn_classifier_options_default(&opt);
+    if (out)
+        *out = NULL; /* on every failure (fruitnet.h's convention) */
     if (!out || !x || !y || !class_names || n < 2 || dim < 1 || dim > 65536 || nclasses < 2 || nclasses > 65536)
         return fn_fail(err, FN_EARG, "fn_classifier_train: invalid arguments (need >= 2 rows and >= 2 classes)");
-    *out = NULL;
     int folds = opt.folds ? opt.folds : 5, path_len = opt.path_len ? opt.path_len : 4;
     double c_min = opt.c_min > 0 ? opt.c_min : 0.1, c_max = opt.c_max > 0 ? opt.c_max : 3.1622776601683795;
     double tol = opt.tol > 0 ? opt.tol : 1e-2;
