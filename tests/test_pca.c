@@ -449,6 +449,70 @@ static void test_opaque_objects(void **s)
     fn_pca_stats_free(st), fn_pca_stats_free(copy);
 }
 
+/* Both PCA files go through one header check: magic, version, dim, k <= dim, rows >= 0, exact size, CRC. */
+static void test_file_headers(void **s)
+{
+    (void)s;
+    const int n = 20, d = 5;
+    float x[20 * 5];
+    tu_fill_random(x, (size_t)n * d, 9, -1, 1);
+    char dir[] = "/tmp/fruitnet-test-headers-XXXXXX", ps[96], pm[96], pb[96];
+    assert_non_null(mkdtemp(dir));
+    snprintf(ps, sizeof ps, "%s/a.stats", dir);
+    snprintf(pm, sizeof pm, "%s/a.fnpca", dir);
+    snprintf(pb, sizeof pb, "%s/bad", dir);
+    fn_error e;
+    fn_pca_stats *st, *st2;
+    fn_pca_model *m, *m2;
+    assert_int_equal(fn_pca_stats_new(d, &st, &e), FN_OK);
+    assert_int_equal(fn_pca_stats_add(st, x, n, 1, &e), FN_OK);
+    assert_int_equal(fn_pca_fit(st, 2, 0, &m, &e), FN_OK);
+    assert_int_equal(fn_pca_stats_save(st, ps, &e), FN_OK);
+    assert_int_equal(fn_pca_model_save(m, pm, &e), FN_OK);
+    size_t ls, lm;
+    unsigned char *rs = tu_read_file(ps, &ls), *rm = tu_read_file(pm, &lm);
+    assert_non_null(rs);
+    assert_non_null(rm);
+    /* untouched: they load, with the same values */
+    assert_int_equal(fn_pca_stats_load(ps, &st2, &e), FN_OK);
+    assert_int_equal(fn_pca_stats_rows(st2), n);
+    assert_memory_equal(fn_pca_stats_mean(st2), fn_pca_stats_mean(st), d * sizeof(double));
+    assert_int_equal(fn_pca_model_load(pm, &m2, &e), FN_OK);
+    assert_int_equal(fn_pca_model_k(m2), 2);
+    assert_memory_equal(fn_pca_model_components(m2), fn_pca_model_components(m), 2 * d * sizeof(double));
+    fn_pca_stats_free(st2), fn_pca_model_free(m2);
+    /* version 2 */
+    rs[8] = 2, rm[8] = 2;
+    assert_int_equal(tu_write_file(pb, rs, ls), 0);
+    assert_int_equal(fn_pca_stats_load(pb, &st2, &e), FN_EFORMAT);
+    assert_non_null(strstr(e.msg, "version 2, dim 5"));
+    assert_non_null(strstr(e.msg, pb));
+    assert_int_equal(tu_write_file(pb, rm, lm), 0);
+    assert_int_equal(fn_pca_model_load(pb, &m2, &e), FN_EFORMAT);
+    assert_non_null(strstr(e.msg, "version 2, dim 5, k 2"));
+    rs[8] = 1, rm[8] = 1;
+    /* a model with k > dim, and one fitted on a negative number of rows */
+    rm[16] = 6;
+    assert_int_equal(tu_write_file(pb, rm, lm), 0);
+    assert_int_equal(fn_pca_model_load(pb, &m2, &e), FN_EFORMAT);
+    assert_non_null(strstr(e.msg, "k 6"));
+    rm[16] = 2;
+    memset(rm + 24, 0xff, 8);
+    assert_int_equal(tu_write_file(pb, rm, lm), 0);
+    assert_int_equal(fn_pca_model_load(pb, &m2, &e), FN_EFORMAT);
+    assert_null(m2);
+    /* a statistics file read as a model, and the reverse */
+    assert_int_equal(fn_pca_model_load(ps, &m2, &e), FN_EFORMAT);
+    assert_non_null(strstr(e.msg, "not a fruitnet PCA model file"));
+    assert_int_equal(fn_pca_stats_load(pm, &st2, &e), FN_EFORMAT);
+    assert_non_null(strstr(e.msg, "not a fruitnet PCA statistics file"));
+    free(rs), free(rm);
+    fn_pca_stats_free(st), fn_pca_model_free(m);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 static void test_degenerate(void **s)
 {
     (void)s;
@@ -683,6 +747,7 @@ int main(void)
         cmocka_unit_test(test_merge_shards),
         cmocka_unit_test(test_degenerate),
         cmocka_unit_test(test_opaque_objects),
+        cmocka_unit_test(test_file_headers),
         cmocka_unit_test(test_reference_small),
         cmocka_unit_test(test_isas_bit_identical),
         cmocka_unit_test(test_load_fifo_refused),
