@@ -107,9 +107,12 @@ int main(int argc, char **argv)
     struct rusage ru0;
     getrusage(RUSAGE_SELF, &ru0);
     double t0 = now_s();
-    fn_pca_stats st;
+    fn_pca_stats *st;
     fn_error e;
-    fn_pca_stats_init(&st, dim, &e);
+    if (fn_pca_stats_new(dim, &st, &e) != FN_OK) {
+        fprintf(stderr, "%s\n", e.msg);
+        return 1;
+    }
     FILE *in = fopen(datapath, "rb");
     if (!in) {
         perror(datapath);
@@ -119,15 +122,15 @@ int main(int argc, char **argv)
         int n = rows - r0 < CH ? rows - r0 : CH;
         if (fread(x, sizeof(float), (size_t)n * dim, in) != (size_t)n * dim)
             return 1;
-        if (fn_pca_stats_add(&st, x, n, 0, &e) != FN_OK) {
+        if (fn_pca_stats_add(st, x, n, 0, &e) != FN_OK) {
             fprintf(stderr, "%s\n", e.msg);
             return 1;
         }
     }
     fclose(in);
     double t_stats = now_s() - t0;
-    fn_pca_model m;
-    if (fn_pca_fit(&st, 0, 0.80, &m, &e) != FN_OK) {
+    fn_pca_model *m;
+    if (fn_pca_fit(st, 0, 0.80, &m, &e) != FN_OK) {
         fprintf(stderr, "%s\n", e.msg);
         return 1;
     }
@@ -135,8 +138,8 @@ int main(int argc, char **argv)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double rss = ru.ru_maxrss / 1024.0;
-    printf("fruitnet  rows=%d dim=%d k80=%d stats=%.2fs total=%.2fs peak_rss_mb=%.0f\n", rows, dim, m.k, t_stats, t_fit,
-           rss);
+    printf("fruitnet  rows=%d dim=%d k80=%d stats=%.2fs total=%.2fs peak_rss_mb=%.0f\n", rows, dim, fn_pca_model_k(m),
+           t_stats, t_fit, rss);
     double sk_s = 0, sk_rss = 0;
     int sk_k = 0;
     if (use_sk) {
@@ -159,7 +162,7 @@ int main(int argc, char **argv)
         fprintf(md, "# PCA fit: fruitnet vs scikit-learn (same data, same run)\n\n");
         fprintf(md, "%d x %d synthetic features (decaying spectrum), 80%% variance, 2 cores.\n\n", rows, dim);
         fprintf(md, "| | seconds | peak RSS (MB) | components for 80%% |\n|---|---:|---:|---:|\n");
-        fprintf(md, "| fruitnet (stream + fit) | %.1f | %.0f | %d |\n", t_fit, rss, m.k);
+        fprintf(md, "| fruitnet (stream + fit) | %.1f | %.0f | %d |\n", t_fit, rss, fn_pca_model_k(m));
         if (sk_s > 0)
             fprintf(md, "| scikit-learn PCA(0.8, svd_solver='full') | %.1f | %.0f | %d |\n| ratio | **%.1fx faster** | %.1fx less | |\n",
                     sk_s, sk_rss, sk_k, sk_s / t_fit, sk_rss / rss);
@@ -167,8 +170,8 @@ int main(int argc, char **argv)
     }
     if (sk_s > 0)
         printf("ratio: fruitnet %.1fx faster, %.1fx less memory\n", sk_s / t_fit, sk_rss / rss);
-    fn_pca_model_free(&m);
-    fn_pca_stats_free(&st);
+    fn_pca_model_free(m);
+    fn_pca_stats_free(st);
     free(x);
     free(sl);
     return 0;

@@ -18,16 +18,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     char path[64];
     snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-    fn_pca_stats s;
-    fn_pca_model m;
+    fn_pca_stats *s;
+    fn_pca_model *m;
     fn_error e;
-    if (fn_pca_stats_load(&s, path, &e) == FN_OK)
-        fn_pca_stats_free(&s);
-    if (fn_pca_model_load(&m, path, &e) == FN_OK) {
+    if (fn_pca_stats_load(path, &s, &e) == FN_OK)
+        fn_pca_stats_free(s);
+    if (fn_pca_model_load(path, &m, &e) == FN_OK) {
         float x[64] = {0}, y[64];
-        if (m.dim <= 64 && m.k <= 64)
-            fn_pca_transform(&m, x, y);
-        fn_pca_model_free(&m);
+        if (fn_pca_model_dim(m) <= 64 && fn_pca_model_k(m) <= 64)
+            fn_pca_transform(m, x, y);
+        fn_pca_model_free(m);
     }
     close(fd);
     return 0;

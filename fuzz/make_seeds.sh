@@ -53,8 +53,8 @@ int main(int c, char **v) {
   if (fn_parquet_writer_close(w, 0)) return 1;
   o.codec = FN_CODEC_UNCOMPRESSED; if (fn_parquet_writer_open(v[2], &o, &w, 0)) return 1;
   fn_parquet_writer_add(w, "p", "l", x, 4, 0); if (fn_parquet_writer_close(w, 0)) return 1;
-  fn_pca_stats s; fn_pca_stats_init(&s, 4, 0); float r[12] = {1, 2, 3, 4, 2, 2, 1, 0, 5, 1, 0, 3}; fn_pca_stats_add(&s, r, 3, 1, 0);
-  fn_pca_stats_save(&s, v[3], 0); fn_pca_model m; if (fn_pca_fit(&s, 2, 0, &m, 0)) return 1; fn_pca_model_save(&m, v[4], 0); return 0; }
+  fn_pca_stats *s; if (fn_pca_stats_new(4, &s, 0)) return 1; float r[12] = {1, 2, 3, 4, 2, 2, 1, 0, 5, 1, 0, 3}; fn_pca_stats_add(s, r, 3, 1, 0);
+  fn_pca_stats_save(s, v[3], 0); fn_pca_model *m; if (fn_pca_fit(s, 2, 0, &m, 0)) return 1; fn_pca_model_save(m, v[4], 0); return 0; }
 C
 cc -std=c11 -I../include -I/usr/include/stb "$t/w.c" "../$B/libfruitnet.a" -lz -lm -pthread -o "$t/w"
 "$t/w" corpus/parquet/gzip.parquet corpus/parquet/plain.parquet corpus/pca/seed.stats corpus/pca/seed.fnpca corpus/image/rgb8.jpg corpus/image/grey8.jpg

@@ -5,10 +5,11 @@
  * features, reduces them with PCA and reads/writes Parquet. Pure C11, no BLAS.
  *
  * Conventions
- *  - Every function that can fail returns an int status (FN_OK == 0, or a
- *    negative FN_E* code) and, when `err` is not NULL, fills it with a
- *    readable reason that names the file or argument at fault. The library
- *    never prints.
+ *  - Status: a function that can fail returns FN_OK (0) or a negative FN_E* code and fills `err` when not
+ *    NULL (err->code = the status; msg names the file or argument at fault). Constructors set their `**out`
+ *    to an opaque object (read through accessors), or to NULL on failure; every _free/_close accepts NULL.
+ *    Exceptions: fn_isa_parse, fn_precision_parse (no fn_error), fn_parquet_reader_next (1 row, 0 end),
+ *    fn_escape_path, fn_unescape_path (a length, as snprintf). The library never prints.
  *  - Tensors are NHWC float32, row-major. A model input is [n,224,224,3] with
  *    channels in BGR order and the Caffe means subtracted (see
  *    fn_preprocess_rgb224).
@@ -332,51 +333,69 @@ void fn_free_list(char **list, int n);
 /* PCA                                                                 */
 /* ------------------------------------------------------------------ */
 
-/* Streaming, mergeable first and second moments (double precision). */
-typedef struct fn_pca_stats {
-    int64_t n;     /* rows seen */
-    int dim;
-    double *mean;  /* [dim] */
-    double *m2;    /* [dim*dim] centred co-moment sum (x-mean)(x-mean)^T; only the upper triangle (i <= j) is kept */
-} fn_pca_stats;
-
+/* PCA objects are opaque: made by the functions below, read through accessors, freed by their _free. */
+/* Streaming, mergeable first and second moments (double precision) of dim-d rows. */
+typedef struct fn_pca_stats fn_pca_stats;
 /* A fitted PCA: k components of dimension dim. */
-typedef struct fn_pca_model {
-    int dim, k;
-    int64_t n;            /* rows the model was fitted on */
-    double total_var;     /* trace of the covariance */
-    double *mean;         /* [dim] */
-    double *eigvals;      /* [k] descending (covariance with ddof = 1) */
-    double *components;   /* [k*dim] unit rows, sign: largest-magnitude entry positive */
-} fn_pca_model;
+typedef struct fn_pca_model fn_pca_model;
 
-/* Allocate empty statistics of dimension dim. */
-int fn_pca_stats_init(fn_pca_stats *s, int dim, fn_error *err);
+/* Empty statistics of dimension dim (1..65536). */
+int fn_pca_stats_new(int dim, fn_pca_stats **out, fn_error *err);
+/* Statistics from their moments: n rows, mean[dim], m2[dim*dim] (the centred co-moment sum
+ * (x-mean)(x-mean)^T; only its upper triangle i <= j is read). Both are copied. */
+int fn_pca_stats_from_moments(int dim, int64_t n, const double *mean, const double *m2, fn_pca_stats **out,
+                              fn_error *err);
 /* Add nrows rows of dim floats (rejects NaN/Inf with FN_ENUMERIC). Uses `threads` threads (0 = all). */
 int fn_pca_stats_add(fn_pca_stats *s, const float *rows, int nrows, int threads, fn_error *err);
 /* dst += src (Chan et al. pairwise merge). */
 int fn_pca_stats_merge(fn_pca_stats *dst, const fn_pca_stats *src, fn_error *err);
-/* Save/load statistics to a small binary file (atomic write, CRC32-checked). */
+/* Save statistics to a small binary file (atomic write, CRC32-checked). */
 int fn_pca_stats_save(const fn_pca_stats *s, const char *path, fn_error *err);
-int fn_pca_stats_load(fn_pca_stats *s, const char *path, fn_error *err);
+/* Read statistics written by fn_pca_stats_save (magic, version, size and CRC32 checked). */
+int fn_pca_stats_load(const char *path, fn_pca_stats **out, fn_error *err);
+/* Dimension, and rows seen (0 for NULL). */
+int fn_pca_stats_dim(const fn_pca_stats *s);
+int64_t fn_pca_stats_rows(const fn_pca_stats *s);
+/* The mean row [dim], and the centred co-moment sum [dim*dim] (upper triangle i <= j valid; the lower is
+ * unspecified). Owned by s: valid until the next add, merge or free. */
+const double *fn_pca_stats_mean(const fn_pca_stats *s);
+const double *fn_pca_stats_m2(const fn_pca_stats *s);
+/* Free; NULL is allowed. */
 void fn_pca_stats_free(fn_pca_stats *s);
+
 /* Fit: k > 0 takes k components; k == 0 takes the fewest reaching `variance` (e.g. 0.80). */
-int fn_pca_fit(const fn_pca_stats *s, int k, double variance, fn_pca_model *out, fn_error *err);
+int fn_pca_fit(const fn_pca_stats *s, int k, double variance, fn_pca_model **out, fn_error *err);
 /* fn_pca_fit on `threads` threads (0 = all); if spectrum is not NULL it receives all dim eigenvalues,
  * descending. Errors: FN_ENUMERIC for fewer than 2 rows or zero total variance (identical rows). */
-int fn_pca_fit_ex(const fn_pca_stats *s, int k, double variance, int threads, fn_pca_model *out, double *spectrum,
+int fn_pca_fit_ex(const fn_pca_stats *s, int k, double variance, int threads, fn_pca_model **out, double *spectrum,
                   fn_error *err);
+/* A model from its parts (copied): mean[dim], eigvals[k], components[k*dim] (unit rows), fitted on n rows
+ * whose covariance has trace total_var; 0 <= k <= dim. */
+int fn_pca_model_new(int dim, int k, int64_t n, double total_var, const double *mean, const double *eigvals,
+                     const double *components, fn_pca_model **out, fn_error *err);
 /* Project one row: out[k] = components * (x - mean). */
 void fn_pca_transform(const fn_pca_model *m, const float *x, float *out);
-/* Save/load a model (atomic write, CRC32-checked). */
+/* Save a model (atomic write, CRC32-checked). */
 int fn_pca_model_save(const fn_pca_model *m, const char *path, fn_error *err);
-int fn_pca_model_load(fn_pca_model *m, const char *path, fn_error *err);
+/* Read a model written by fn_pca_model_save (magic, version, size and CRC32 checked). */
+int fn_pca_model_load(const char *path, fn_pca_model **out, fn_error *err);
+/* Dimension, number of components, rows fitted on, and trace of the covariance (0 for NULL). */
+int fn_pca_model_dim(const fn_pca_model *m);
+int fn_pca_model_k(const fn_pca_model *m);
+int64_t fn_pca_model_rows(const fn_pca_model *m);
+double fn_pca_model_total_var(const fn_pca_model *m);
+/* mean [dim]; eigvals [k] descending (covariance with ddof = 1); components [k*dim], unit rows, each with
+ * its largest-magnitude entry positive. Owned by m (NULL for NULL). */
+const double *fn_pca_model_mean(const fn_pca_model *m);
+const double *fn_pca_model_eigvals(const fn_pca_model *m);
+const double *fn_pca_model_components(const fn_pca_model *m);
+/* Free; NULL is allowed. */
 void fn_pca_model_free(fn_pca_model *m);
 
 /* PCA over a features dataset (pca_dataset.c). flags: 0, or FN_DATASET_UNCOMMITTED (see fn_dataset_files). */
 typedef void (*fn_pca_progress_fn)(void *ctx, int64_t rows_done, int64_t rows_total);
 /* Statistics of every row of a committed dataset or file (one streaming pass; progress may be NULL). */
-int fn_pca_stats_from_dataset(const char *path, int flags, int threads, fn_pca_stats *out,
+int fn_pca_stats_from_dataset(const char *path, int flags, int threads, fn_pca_stats **out,
                               fn_pca_progress_fn progress, void *ctx, fn_error *err);
 /* Project every row into out_parquet (path, label, pcs LIST<FLOAT>); scatter_dir (may be NULL) also gets
  * scatter.svg (PC1 vs PC2, one colour per label). */
@@ -446,6 +465,9 @@ int fn_inputs_add_list_fd(fn_inputs *in, int fd, const char *name, fn_skip_fn sk
 /* Sort by path (byte order), keep one spelling per file (st_dev/st_ino; the first in byte order; the others
  * go to skip with is_error = 0), then keep shard k of n (1 <= k <= n; FNV-1a of the path mod n == k-1). */
 int fn_inputs_finish(fn_inputs *in, int shard_k, int shard_n, fn_skip_fn skip, void *ctx, fn_error *err);
+/* One command-line input: "@-" is a list read from stdin (fd 0), "@FILE" a list file (fn_inputs_add_list),
+ * anything else a file or folder (fn_inputs_add). */
+int fn_inputs_add_arg(fn_inputs *in, const char *arg, fn_skip_fn skip, void *ctx, fn_error *err);
 size_t fn_inputs_count(const fn_inputs *in);
 /* Raw bytes of the i-th path / label (NULL when out of range). */
 const char *fn_inputs_path(const fn_inputs *in, size_t i);
@@ -470,6 +492,13 @@ typedef int (*fn_row_fn)(void *ctx, size_t i, const float *features, const char 
 int fn_extract_run(fn_model *m, const fn_extract_options *opt, size_t n, const char *const *paths,
                    const void *const *bufs, const size_t *lens, fn_row_fn row, void *ctx, double *net_seconds,
                    fn_error *err);
+
+/* fn_extract_run on the files of a finished input list: input i is fn_inputs_path(in, i). */
+int fn_extract_inputs(fn_model *m, const fn_extract_options *opt, const fn_inputs *in, fn_row_fn row, void *ctx,
+                      double *net_seconds, fn_error *err);
+/* The fn_model_options.max_batch to open a model with for ninputs inputs: opt's batch (0 = 8), or fewer when
+ * there are fewer inputs (less to pack at open; the same features). */
+int fn_extract_max_batch(const fn_extract_options *opt, size_t ninputs);
 
 /* Writing a dataset folder (or one file) with its commit protocol (README "Datasets"). */
 typedef struct fn_dataset_options {

@@ -345,9 +345,10 @@ int fn_classifier_train(const float *x, int n, int dim, const int *y, int nclass
         opt = *opt_in;
     else
         fn_classifier_options_default(&opt);
+    if (out)
+        *out = NULL; /* on every failure (fruitnet.h's convention) */
     if (!out || !x || !y || !class_names || n < 2 || dim < 1 || dim > 65536 || nclasses < 2 || nclasses > 65536)
         return fn_fail(err, FN_EARG, "fn_classifier_train: invalid arguments (need >= 2 rows and >= 2 classes)");
-    *out = NULL;
     int folds = opt.folds ? opt.folds : 5, path_len = opt.path_len ? opt.path_len : 4;
     double c_min = opt.c_min > 0 ? opt.c_min : 0.1, c_max = opt.c_max > 0 ? opt.c_max : 3.1622776601683795;
     double tol = opt.tol > 0 ? opt.tol : 1e-2;
@@ -412,8 +413,7 @@ int fn_classifier_train(const float *x, int n, int dim, const int *y, int nclass
     int *fold = malloc((size_t)n * sizeof(int)), *pred = malloc((size_t)n * sizeof(int)),
         *preds = malloc((size_t)path_len * n * sizeof(int)), *yf = malloc((size_t)n * sizeof(int));
     double *acc = calloc((size_t)path_len, sizeof(double)), *ll = calloc((size_t)path_len, sizeof(double));
-    fn_pca_model pm;
-    memset(&pm, 0, sizeof pm);
+    fn_pca_model *pm = NULL;
     fn_classifier *cl = NULL;
     float *xcopy = NULL;
     int total_it = 0;
@@ -457,17 +457,17 @@ int fn_classifier_train(const float *x, int n, int dim, const int *y, int nclass
             Z[(size_t)i * dim + j] = (float)((x[(size_t)i * dim + j] - mean[j]) / scale[j]);
     /* 2. principal components (or the identity) */
     if (k < dim) {
-        fn_pca_stats st;
-        if ((rc = fn_pca_stats_init(&st, dim, err)))
+        fn_pca_stats *st;
+        if ((rc = fn_pca_stats_new(dim, &st, err)))
             goto done;
-        rc = fn_pca_stats_add(&st, Z, n, fn_pool_threads(pool), err);
+        rc = fn_pca_stats_add(st, Z, n, fn_pool_threads(pool), err);
         if (!rc)
-            rc = fn_pca_fit_ex(&st, k, 0, 2, &pm, NULL, err);
-        fn_pca_stats_free(&st);
+            rc = fn_pca_fit_ex(st, k, 0, 2, &pm, NULL, err);
+        fn_pca_stats_free(st);
         if (rc)
             goto done;
         for (int q = 0; q < k; q++)
-            eig[q] = pm.eigvals[q];
+            eig[q] = fn_pca_model_eigvals(pm)[q];
         U = fn_aalloc((size_t)n * k * sizeof(float));
         float *Qf = malloc((size_t)k * dim * sizeof(float)), *zero = calloc((size_t)k, sizeof(float));
         fn_conv cv;
@@ -478,7 +478,7 @@ int fn_classifier_train(const float *x, int n, int dim, const int *y, int nclass
         }
         for (int j = 0; j < dim; j++) /* [dim][k]: the GEMM's weight layout */
             for (int q = 0; q < k; q++)
-                Qf[(size_t)j * k + q] = (float)pm.components[(size_t)q * dim + j];
+                Qf[(size_t)j * k + q] = (float)fn_pca_model_components(pm)[(size_t)q * dim + j];
         rc = fn_conv_init(&cv, 1, 1, 1, 0, dim, k, Qf, zero, 0, isa, err);
         if (!rc) {
             size_t sf = fn_conv_scratch_floats(&cv, n, 1, 1, fn_pool_threads(pool));
@@ -639,7 +639,7 @@ int fn_classifier_train(const float *x, int n, int dim, const int *y, int nclass
         double *o = cl->W + (size_t)c * dim;
         if (k < dim) {
             for (int q = 0; q < k; q++) {
-                const double *v = pm.components + (size_t)q * dim;
+                const double *v = fn_pca_model_components(pm) + (size_t)q * dim;
                 for (int j = 0; j < dim; j++)
                     o[j] += w[q] * v[j];
             }
@@ -666,7 +666,7 @@ int fn_classifier_train(const float *x, int n, int dim, const int *y, int nclass
 done:
     if (pool)
         fn_pool_destroy(pool);
-    fn_pca_model_free(&pm);
+    fn_pca_model_free(pm);
     if (U != Z)
         fn_afree(U);
     fn_afree(Z), fn_afree(Uf), fn_afree(Utf);

@@ -201,3 +201,27 @@ int fn_extract_run(fn_model *m, const fn_extract_options *opt, size_t n, const c
         *net_seconds = t_net;
     return rc;
 }
+
+int fn_extract_inputs(fn_model *m, const fn_extract_options *opt, const fn_inputs *in, fn_row_fn row, void *ctx,
+                      double *net_seconds, fn_error *err)
+{
+    if (net_seconds)
+        *net_seconds = 0;
+    if (!in)
+        return fn_fail(err, FN_EARG, "fn_extract_inputs: invalid arguments");
+    size_t n = fn_inputs_count(in);
+    const char **paths = malloc((n + 1) * sizeof *paths);
+    if (!paths)
+        return fn_fail(err, FN_ENOMEM, "fn_extract_inputs: out of memory for %zu paths", n);
+    for (size_t i = 0; i < n; i++)
+        paths[i] = fn_inputs_path(in, i);
+    int rc = fn_extract_run(m, opt, n, paths, NULL, NULL, row, ctx, net_seconds, err);
+    free(paths);
+    return rc;
+}
+
+int fn_extract_max_batch(const fn_extract_options *opt, size_t ninputs)
+{
+    int batch = opt && opt->batch > 0 ? opt->batch : 8;
+    return ninputs >= 1 && ninputs < (size_t)batch ? (int)ninputs : batch;
+}

@@ -467,6 +467,15 @@ int fn_inputs_add_list_fd(fn_inputs *in, int fd, const char *name, fn_skip_fn sk
     return rc;
 }
 
+int fn_inputs_add_arg(fn_inputs *in, const char *arg, fn_skip_fn skip, void *ctx, fn_error *err)
+{
+    if (!in || !arg)
+        return fn_fail(err, FN_EARG, "fn_inputs_add_arg: invalid arguments");
+    if (!strcmp(arg, "@-"))
+        return fn_inputs_add_list_fd(in, 0, "stdin", skip, ctx, err);
+    return arg[0] == '@' ? fn_inputs_add_list(in, arg + 1, skip, ctx, err) : fn_inputs_add(in, arg, skip, ctx, err);
+}
+
 static int cmp_identity(const void *a, const void *b)
 {
     const fn_input_entry *x = a, *y = b;

@@ -126,7 +126,7 @@ static int for_each_row(const char *in, int flags, row_fn fn, void *ctx, fn_pca_
 #define STATS_BATCH 1024
 
 typedef struct stats_ctx {
-    fn_pca_stats s;
+    fn_pca_stats *s;
     int dim, threads;
     float *buf;
     int nbuf;
@@ -134,7 +134,7 @@ typedef struct stats_ctx {
 
 static int stats_flush(stats_ctx *c, fn_error *err)
 {
-    int rc = c->nbuf ? fn_pca_stats_add(&c->s, c->buf, c->nbuf, c->threads, err) : FN_OK;
+    int rc = c->nbuf ? fn_pca_stats_add(c->s, c->buf, c->nbuf, c->threads, err) : FN_OK;
     c->nbuf = 0;
     return rc;
 }
@@ -145,7 +145,7 @@ static int stats_row(void *ctx, const fn_parquet_row *row, fn_error *err)
     if (c->dim == 0) {
         if (row->n < 1)
             return fn_fail(err, FN_EFORMAT, "empty vector");
-        int rc = fn_pca_stats_init(&c->s, row->n, err);
+        int rc = fn_pca_stats_new(row->n, &c->s, err);
         if (rc)
             return rc;
         c->dim = row->n;
@@ -158,12 +158,12 @@ static int stats_row(void *ctx, const fn_parquet_row *row, fn_error *err)
     return ++c->nbuf == STATS_BATCH ? stats_flush(c, err) : FN_OK;
 }
 
-int fn_pca_stats_from_dataset(const char *path, int flags, int threads, fn_pca_stats *out,
+int fn_pca_stats_from_dataset(const char *path, int flags, int threads, fn_pca_stats **out,
                               fn_pca_progress_fn progress, void *ctx, fn_error *err)
 {
     if (!path || !out)
         return fn_fail(err, FN_EARG, "fn_pca_stats_from_dataset: invalid arguments");
-    memset(out, 0, sizeof *out);
+    *out = NULL;
     stats_ctx c = {.threads = threads};
     int64_t rows = 0;
     int rc = for_each_row(path, flags, stats_row, &c, progress, ctx, &rows, err);
@@ -172,13 +172,11 @@ int fn_pca_stats_from_dataset(const char *path, int flags, int threads, fn_pca_s
     if (!rc)
         rc = stats_flush(&c, err);
     free(c.buf);
-    if (rc) {
-        if (c.dim)
-            fn_pca_stats_free(&c.s);
-        return rc;
-    }
-    *out = c.s;
-    return FN_OK;
+    if (rc)
+        fn_pca_stats_free(c.s);
+    else
+        *out = c.s;
+    return rc;
 }
 
 /* ---------------------------------------------------------------- report files */
@@ -292,10 +290,10 @@ typedef struct xf_ctx {
 static int xf_row(void *ctx, const fn_parquet_row *row, fn_error *err)
 {
     xf_ctx *c = ctx;
-    if (row->n != c->m->dim)
-        return fn_fail(err, FN_EFORMAT, "vector has %d values, the model %d", row->n, c->m->dim);
+    if (row->n != fn_pca_model_dim(c->m))
+        return fn_fail(err, FN_EFORMAT, "vector has %d values, the model %d", row->n, fn_pca_model_dim(c->m));
     fn_pca_transform(c->m, row->vec, c->pcs);
-    int rc = fn_parquet_writer_add(c->w, row->path, row->label, c->pcs, c->m->k, err);
+    int rc = fn_parquet_writer_add(c->w, row->path, row->label, c->pcs, fn_pca_model_k(c->m), err);
     if (rc || !c->keep_xy)
         return rc;
     if (c->n == c->cap) {
@@ -310,7 +308,7 @@ static int xf_row(void *ctx, const fn_parquet_row *row, fn_error *err)
             return fn_fail(err, FN_ENOMEM, "out of memory");
     }
     c->xy[c->n * 2] = c->pcs[0];
-    c->xy[c->n * 2 + 1] = c->m->k > 1 ? c->pcs[1] : 0;
+    c->xy[c->n * 2 + 1] = fn_pca_model_k(c->m) > 1 ? c->pcs[1] : 0;
     int li = label_index(&c->labels, row->label);
     if (li < 0)
         return fn_fail(err, FN_ENOMEM, "out of memory");
@@ -368,9 +366,9 @@ static int write_scatter(const char *dir, const xf_ctx *c, const fn_pca_model *m
         sb(&s, "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\">%.1f</text>\n", L - 8, py + 4, vy);
     }
     sb(&s, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\">PC1 (%.1f%% of variance)</text>\n", L + PW / 2,
-       T + PH + 40, 100 * m->eigvals[0] / m->total_var);
+       T + PH + 40, 100 * fn_pca_model_eigvals(m)[0] / fn_pca_model_total_var(m));
     sb(&s, "<text transform=\"translate(20,%.0f) rotate(-90)\" text-anchor=\"middle\">PC2 (%.1f%% of variance)</text>\n",
-       T + PH / 2, m->k > 1 ? 100 * m->eigvals[1] / m->total_var : 0.0);
+       T + PH / 2, fn_pca_model_k(m) > 1 ? 100 * fn_pca_model_eigvals(m)[1] / fn_pca_model_total_var(m) : 0.0);
     char col[8];
     for (int64_t i = 0; i < c->n; i++) {
         colour(c->lab[i], nl, col);
@@ -401,11 +399,11 @@ int fn_pca_transform_dataset(const fn_pca_model *m, const char *in, int flags, c
     if (!m || !in || !out_parquet)
         return fn_fail(err, FN_EARG, "fn_pca_transform_dataset: invalid arguments");
     char kv_k[16];
-    snprintf(kv_k, sizeof kv_k, "%d", m->k);
+    snprintf(kv_k, sizeof kv_k, "%d", fn_pca_model_k(m));
     fn_kv meta[] = {{"fruitnet.version", FRUITNET_VERSION}, {"fruitnet.pca_components", kv_k}};
     fn_parquet_options po = {.list_column = "pcs", .codec = codec, .meta = meta, .nmeta = 2};
     xf_ctx c = {.m = m, .keep_xy = scatter_dir != NULL};
-    c.pcs = malloc((size_t)(m->k ? m->k : 1) * sizeof(float));
+    c.pcs = malloc((size_t)(fn_pca_model_k(m) ? fn_pca_model_k(m) : 1) * sizeof(float));
     int rc = c.pcs ? fn_parquet_writer_open(out_parquet, &po, &c.w, err) : fn_fail(err, FN_ENOMEM, "out of memory");
     if (!rc)
         rc = for_each_row(in, flags, xf_row, &c, progress, ctx, NULL, err);

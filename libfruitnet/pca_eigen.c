@@ -329,13 +329,33 @@ static void back_task(void *arg, int tid, int nthreads)
     free(s);
 }
 
-int fn_pca_fit(const fn_pca_stats *s, int k, double variance, fn_pca_model *out, fn_error *err)
+int fn_pca_fit(const fn_pca_stats *s, int k, double variance, fn_pca_model **out, fn_error *err)
 {
     return fn_pca_fit_ex(s, k, variance, 0, out, NULL, err);
 }
 
-int fn_pca_fit_ex(const fn_pca_stats *s, int k, double variance, int threads, fn_pca_model *out, double *spectrum,
+static int fit_into(const fn_pca_stats *s, int k, double variance, int threads, fn_pca_model *out, double *spectrum,
+                    fn_error *err);
+
+int fn_pca_fit_ex(const fn_pca_stats *s, int k, double variance, int threads, fn_pca_model **out, double *spectrum,
                   fn_error *err)
+{
+    if (!out)
+        return fn_fail(err, FN_EARG, "fn_pca_fit: invalid arguments");
+    *out = NULL;
+    fn_pca_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return fn_fail(err, FN_ENOMEM, "pca: out of memory");
+    int rc = fit_into(s, k, variance, threads, m, spectrum, err);
+    if (rc)
+        fn_pca_model_free(m);
+    else
+        *out = m;
+    return rc;
+}
+
+static int fit_into(const fn_pca_stats *s, int k, double variance, int threads, fn_pca_model *out, double *spectrum,
+                    fn_error *err)
 {
     if (!s || !out || !s->m2 || !s->mean || k < 0 || (k == 0 && !(variance > 0 && variance <= 1)))
         return fn_fail(err, FN_EARG, "fn_pca_fit: need k > 0 or a variance fraction in (0, 1]");

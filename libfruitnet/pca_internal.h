@@ -43,7 +43,32 @@ static inline int pca_threads(int threads)
     return n > 0 ? (int)(n > 64 ? 64 : n) : 1;
 }
 
-/* Allocate a model of k components of dimension dim (pca_io.c); frees nothing on failure. */
+/* The opaque objects of fruitnet.h (callers use the accessors; the library, these fields). */
+struct fn_pca_stats {
+    int64_t n;     /* rows seen */
+    int dim;
+    double *mean;  /* [dim] */
+    double *m2;    /* [dim*dim] centred co-moment sum (x-mean)(x-mean)^T; only the upper triangle (i <= j) is kept */
+};
+
+struct fn_pca_model {
+    int dim, k;
+    int64_t n;            /* rows the model was fitted on */
+    double total_var;     /* trace of the covariance */
+    double *mean;         /* [dim] */
+    double *eigvals;      /* [k] descending (covariance with ddof = 1) */
+    double *components;   /* [k*dim] unit rows, sign: largest-magnitude entry positive */
+};
+
+/* Statistics in place (pca_stats.c): empty ones of dimension dim, and freeing their arrays only. */
+int pca_stats_init(fn_pca_stats *s, int dim, fn_error *err);
+void pca_stats_clear(fn_pca_stats *s);
+/* A heap copy of the struct *s (its arrays moved, not copied): NULL when out of memory (s then untouched). */
+fn_pca_stats *pca_stats_box(const fn_pca_stats *s);
+
+/* Allocate a model's arrays of k components of dimension dim in place (pca_io.c); frees them on failure. */
 int pca_model_alloc(fn_pca_model *m, int dim, int k, fn_error *err);
+/* Free a model's arrays only. */
+void pca_model_clear(fn_pca_model *m);
 
 #endif

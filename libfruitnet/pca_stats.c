@@ -25,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int fn_pca_stats_init(fn_pca_stats *s, int dim, fn_error *err)
+int pca_stats_init(fn_pca_stats *s, int dim, fn_error *err)
 {
     memset(s, 0, sizeof *s);
     if (dim < 1 || dim > 65536)
@@ -34,14 +34,14 @@ int fn_pca_stats_init(fn_pca_stats *s, int dim, fn_error *err)
     s->mean = calloc((size_t)dim, sizeof(double));
     s->m2 = fn_aalloc((size_t)dim * dim * sizeof(double));
     if (!s->mean || !s->m2) {
-        fn_pca_stats_free(s);
+        pca_stats_clear(s);
         return fn_fail(err, FN_ENOMEM, "pca: out of memory for %dx%d statistics", dim, dim);
     }
     memset(s->m2, 0, (size_t)dim * dim * sizeof(double));
     return FN_OK;
 }
 
-void fn_pca_stats_free(fn_pca_stats *s)
+void pca_stats_clear(fn_pca_stats *s)
 {
     if (!s)
         return;
@@ -49,6 +49,68 @@ void fn_pca_stats_free(fn_pca_stats *s)
     fn_afree(s->m2);
     s->mean = s->m2 = NULL;
 }
+
+fn_pca_stats *pca_stats_box(const fn_pca_stats *s)
+{
+    fn_pca_stats *b = malloc(sizeof *b);
+    if (b)
+        *b = *s;
+    return b;
+}
+
+int fn_pca_stats_new(int dim, fn_pca_stats **out, fn_error *err)
+{
+    if (!out)
+        return fn_fail(err, FN_EARG, "fn_pca_stats_new: invalid arguments");
+    *out = NULL;
+    fn_pca_stats s;
+    int rc = pca_stats_init(&s, dim, err);
+    if (rc)
+        return rc;
+    if (!(*out = pca_stats_box(&s))) {
+        pca_stats_clear(&s);
+        return fn_fail(err, FN_ENOMEM, "pca: out of memory");
+    }
+    return FN_OK;
+}
+
+int fn_pca_stats_from_moments(int dim, int64_t n, const double *mean, const double *m2, fn_pca_stats **out,
+                              fn_error *err)
+{
+    if (!out || n < 0 || (n > 0 && (!mean || !m2)))
+        return fn_fail(err, FN_EARG, "fn_pca_stats_from_moments: invalid arguments");
+    int rc = fn_pca_stats_new(dim, out, err);
+    if (rc || n == 0)
+        return rc;
+    fn_pca_stats *s = *out;
+    size_t d = (size_t)dim;
+    for (size_t i = 0; i < d; i++) {
+        if (!isfinite(mean[i]))
+            goto bad;
+        for (size_t j = i; j < d; j++)
+            if (!isfinite(m2[i * d + j]))
+                goto bad;
+    }
+    s->n = n;
+    memcpy(s->mean, mean, d * sizeof(double));
+    for (size_t i = 0; i < d; i++) /* the upper triangle; the lower stays zero */
+        memcpy(s->m2 + i * d + i, m2 + i * d + i, (d - i) * sizeof(double));
+    return FN_OK;
+bad:
+    fn_pca_stats_free(s), *out = NULL;
+    return fn_fail(err, FN_ENUMERIC, "fn_pca_stats_from_moments: the moments hold NaN or Inf");
+}
+
+void fn_pca_stats_free(fn_pca_stats *s)
+{
+    pca_stats_clear(s);
+    free(s);
+}
+
+int fn_pca_stats_dim(const fn_pca_stats *s) { return s ? s->dim : 0; }
+int64_t fn_pca_stats_rows(const fn_pca_stats *s) { return s ? s->n : 0; }
+const double *fn_pca_stats_mean(const fn_pca_stats *s) { return s ? s->mean : NULL; }
+const double *fn_pca_stats_m2(const fn_pca_stats *s) { return s ? s->m2 : NULL; }
 
 /* ---------------------------------------------------------------- SYRK */
 

@@ -240,9 +240,66 @@ static void test_deep_path(void **s)
     assert_int_equal(ca.calls, 1);
     assert_int_equal(cb.calls, 1);
     assert_true(tu_max_abs(fa, fb, 2048) == 0);
+    /* fn_extract_inputs: the pipeline on the list's own paths */
+    static float fc[2048];
+    cap cc = {fc, 0};
+    double net = -1;
+    assert_int_equal(fn_extract_inputs(m, NULL, in, row, &cc, &net, &e), FN_OK);
+    assert_int_equal(cc.calls, 1);
+    assert_true(net > 0);
+    assert_true(tu_max_abs(fa, fc, 2048) == 0);
+    assert_int_equal(fn_extract_inputs(m, NULL, NULL, row, &cc, NULL, &e), FN_EARG);
+    assert_non_null(strstr(e.msg, "fn_extract_inputs"));
     fn_model_close(m);
     fn_inputs_free(in);
     free(jpg);
+}
+
+/* Command-line inputs: "@-" reads the list from stdin, "@FILE" a list file, anything else a path; the batch
+ * a model is opened with never exceeds the inputs. */
+static void test_inputs_add_arg(void **s)
+{
+    (void)s;
+    char list[512], body[8192];
+    snprintf(list, sizeof list, "%s/args.txt", tmp);
+    int len = snprintf(body, sizeof body, "%s\n", tu_path(mini, "Kiwi/39_100.jpg"));
+    put(list, body, (size_t)len);
+    int fds[2], saved = dup(0);
+    assert_int_equal(pipe(fds), 0);
+    len = snprintf(body, sizeof body, "# from stdin\n%s\n", tu_path(mini, "Lemon/321_100.jpg"));
+    assert_int_equal(write(fds[1], body, (size_t)len), len);
+    close(fds[1]);
+    assert_int_equal(dup2(fds[0], 0), 0);
+    close(fds[0]);
+    char at[520];
+    snprintf(at, sizeof at, "@%s", list);
+    fn_inputs *in;
+    fn_error e;
+    skips k = {0};
+    assert_int_equal(fn_inputs_new(&in, &e), FN_OK);
+    assert_int_equal(fn_inputs_add_arg(in, at, on_skip, &k, &e), FN_OK);
+    assert_int_equal(fn_inputs_add_arg(in, "@-", on_skip, &k, &e), FN_OK);
+    assert_int_equal(dup2(saved, 0), 0);
+    close(saved);
+    assert_int_equal(fn_inputs_add_arg(in, tu_path(mini, "Banana/108_100.jpg"), on_skip, &k, &e), FN_OK);
+    assert_int_equal(fn_inputs_add_arg(in, tu_path(tmp, "no-such.jpg"), on_skip, &k, &e), FN_OK);
+    assert_int_equal(k.errors, 1);
+    assert_non_null(strstr(k.last, "no-such.jpg"));
+    snprintf(at, sizeof at, "@%s/no-such-list", tmp);
+    assert_int_not_equal(fn_inputs_add_arg(in, at, on_skip, &k, &e), FN_OK); /* a list that cannot be read */
+    assert_non_null(strstr(e.msg, "no-such-list"));
+    assert_int_equal(fn_inputs_add_arg(in, NULL, on_skip, &k, &e), FN_EARG);
+    assert_int_equal(fn_inputs_finish(in, 1, 1, on_skip, &k, &e), FN_OK);
+    assert_int_equal(fn_inputs_count(in), 3);
+    assert_true(find(in, tu_path(mini, "Kiwi/39_100.jpg")) >= 0);
+    assert_true(find(in, tu_path(mini, "Lemon/321_100.jpg")) >= 0);
+    assert_true(find(in, tu_path(mini, "Banana/108_100.jpg")) >= 0);
+    fn_inputs_free(in);
+    fn_extract_options xo = {.batch = 16};
+    assert_int_equal(fn_extract_max_batch(&xo, 3), 3);
+    assert_int_equal(fn_extract_max_batch(&xo, 0), 16);
+    assert_int_equal(fn_extract_max_batch(&xo, 100), 16);
+    assert_int_equal(fn_extract_max_batch(NULL, 100), 8);
 }
 
 typedef struct rowlog {
@@ -355,10 +412,10 @@ static void test_atomic_refusals(void **s)
     assert_int_equal(fn_parquet_writer_open(fifo, &po, &pw, &e), FN_EARG);
     assert_non_null(strstr(e.msg, "not a regular file"));
     /* and PCA files */
-    fn_pca_stats ps;
-    assert_int_equal(fn_pca_stats_init(&ps, 2, &e), FN_OK);
-    assert_int_equal(fn_pca_stats_save(&ps, fifo, &e), FN_EARG);
-    fn_pca_stats_free(&ps);
+    fn_pca_stats *ps;
+    assert_int_equal(fn_pca_stats_new(2, &ps, &e), FN_OK);
+    assert_int_equal(fn_pca_stats_save(ps, fifo, &e), FN_EARG);
+    fn_pca_stats_free(ps);
 }
 
 /* The reader: a committed dataset's listed parts only; refusals name the file and the reason. */
@@ -408,7 +465,7 @@ int main(void)
         cmocka_unit_test(test_escape_round_trip), cmocka_unit_test(test_inputs_listing),
         cmocka_unit_test(test_inputs_shards),     cmocka_unit_test(test_atomic_refusals),
         cmocka_unit_test(test_reader_checks),     cmocka_unit_test(test_pipeline_order),
-        cmocka_unit_test(test_deep_path),
+        cmocka_unit_test(test_deep_path),         cmocka_unit_test(test_inputs_add_arg),
     };
     return cmocka_run_group_tests_name("dataset", tests, setup, teardown);
 }

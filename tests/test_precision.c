@@ -143,16 +143,16 @@ static void test_bf16_golden8(void **s)
 /* Components for 80% of the variance of n rows. */
 static int n80(const float *rows, int n)
 {
-    fn_pca_stats st;
-    fn_pca_model pm;
+    fn_pca_stats *st;
+    fn_pca_model *pm;
     fn_error e = {0};
-    assert_int_equal(fn_pca_stats_init(&st, D, &e), FN_OK);
-    assert_int_equal(fn_pca_stats_add(&st, rows, n, 2, &e), FN_OK);
-    if (fn_pca_fit(&st, 0, 0.80, &pm, &e) != FN_OK)
+    assert_int_equal(fn_pca_stats_new(D, &st, &e), FN_OK);
+    assert_int_equal(fn_pca_stats_add(st, rows, n, 2, &e), FN_OK);
+    if (fn_pca_fit(st, 0, 0.80, &pm, &e) != FN_OK)
         fail_msg("pca: %s", e.msg);
-    int k = pm.k;
-    free(pm.mean), free(pm.eigvals), free(pm.components);
-    fn_pca_stats_free(&st);
+    int k = fn_pca_model_k(pm);
+    fn_pca_model_free(pm);
+    fn_pca_stats_free(st);
     return k;
 }
 

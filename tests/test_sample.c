@@ -101,8 +101,8 @@ static void test_full_sample(void **state)
     size_t slen = strlen(sample);
     double worst = 1, sum_rel = 0, worst_rel = 0, worst_beyond = 0;
     int rows = 0, worst_row = -1;
-    fn_pca_stats st;
-    assert_int_equal(fn_pca_stats_init(&st, D, &e), FN_OK);
+    fn_pca_stats *st;
+    assert_int_equal(fn_pca_stats_new(D, &st, &e), FN_OK);
     float *buf = malloc((size_t)256 * D * sizeof(float));
     int nbuf = 0;
     for (int f = 0; f < nf; f++) {
@@ -134,7 +134,7 @@ static void test_full_sample(void **state)
                 worst = c, worst_row = k;
             memcpy(buf + (size_t)nbuf * D, row.vec, D * sizeof(float));
             if (++nbuf == 256) {
-                assert_int_equal(fn_pca_stats_add(&st, buf, nbuf, 0, &e), FN_OK);
+                assert_int_equal(fn_pca_stats_add(st, buf, nbuf, 0, &e), FN_OK);
                 nbuf = 0;
             }
             rows++;
@@ -143,7 +143,7 @@ static void test_full_sample(void **state)
         fn_parquet_reader_close(r);
     }
     if (nbuf)
-        assert_int_equal(fn_pca_stats_add(&st, buf, nbuf, 0, &e), FN_OK);
+        assert_int_equal(fn_pca_stats_add(st, buf, nbuf, 0, &e), FN_OK);
     fn_free_list(files, nf);
     print_message("[ sample   ] %d rows; cosine to golden: worst %.6f (%s); rel-L2 mean %.2e worst %.2e\n", rows, worst,
                   worst_row >= 0 ? rel[worst_row] : "-", sum_rel / (rows ? rows : 1), worst_rel);
@@ -156,8 +156,8 @@ static void test_full_sample(void **state)
         assert_true(worst >= 0.999); /* make JPEG=stb */
 
     /* PCA of our features: same n80 as the golden PCA, top-10 eigenvalues within 1e-3 */
-    fn_pca_model pm;
-    assert_int_equal(fn_pca_fit(&st, 0, 0.80, &pm, &e), FN_OK);
+    fn_pca_model *pm;
+    assert_int_equal(fn_pca_fit(st, 0, 0.80, &pm, &e), FN_OK);
     FILE *ev = fopen(tu_path(g, "all2880/pca/pca_eigenvalues_top100.txt"), "r");
     assert_non_null(ev);
     double lam[100];
@@ -184,18 +184,18 @@ static void test_full_sample(void **state)
         fclose(sf);
     }
     double worst_ev = 0;
-    for (int k = 0; k < 10 && k < pm.k; k++) {
-        double d = fabs(pm.eigvals[k] - lam[k]) / lam[k];
+    for (int k = 0; k < 10 && k < fn_pca_model_k(pm); k++) {
+        double d = fabs(fn_pca_model_eigvals(pm)[k] - lam[k]) / lam[k];
         if (d > worst_ev)
             worst_ev = d;
     }
     print_message("[ sample   ] PCA of fruitnet features: %d components for 80%% (golden %d); top-10 eigenvalues max "
                   "rel diff %.2e\n",
-                  pm.k, n80, worst_ev);
-    assert_int_equal(pm.k, n80);
+                  fn_pca_model_k(pm), n80, worst_ev);
+    assert_int_equal(fn_pca_model_k(pm), n80);
     assert_true(worst_ev <= 1e-3);
-    fn_pca_model_free(&pm);
-    fn_pca_stats_free(&st);
+    fn_pca_model_free(pm);
+    fn_pca_stats_free(st);
     free(buf);
     free(seen);
     for (int i = 0; i < N; i++)

@@ -5,7 +5,6 @@
 #include "tool_weights.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -249,22 +248,15 @@ int main(int argc, char **argv)
     fn_inputs *in = NULL;
     if (fn_inputs_new(&in, &err) != FN_OK)
         die("%s", err.msg);
-    for (int i = 0; i < ninputs; i++) {
-        const char *a = inputs[i];
-        int rc = !strcmp(a, "@-") ? fn_inputs_add_list_fd(in, 0, "stdin", on_skip, &u, &err) /* @-: stdin */
-                 : a[0] == '@'    ? fn_inputs_add_list(in, a + 1, on_skip, &u, &err)
-                                  : fn_inputs_add(in, a, on_skip, &u, &err);
-        if (rc != FN_OK)
+    for (int i = 0; i < ninputs; i++)
+        if (fn_inputs_add_arg(in, inputs[i], on_skip, &u, &err) != FN_OK) /* @-: stdin, @LIST, file, folder */
             die("%s", err.msg);
-    }
     free(inputs);
     if (fn_inputs_finish(in, o.shard_k, o.shard_n, on_skip, &u, &err) != FN_OK)
         die("%s", err.msg);
 
     /* 2. model */
-    /* no batch holds more than the inputs: fewer images, less to pack at open (same features) */
-    size_t ninputs_all = fn_inputs_count(in);
-    mo.max_batch = ninputs_all >= 1 && ninputs_all < (size_t)o.extract.batch ? (int)ninputs_all : o.extract.batch;
+    mo.max_batch = fn_extract_max_batch(&o.extract, fn_inputs_count(in)); /* no batch holds more than the inputs */
     mo.classifier = u.top5;
     if (fn_model_open(weights, &mo, &u.model, &err) != FN_OK)
         die("%s (run `make weights`, or pass --weights FILE)", err.msg);
@@ -275,15 +267,9 @@ int main(int argc, char **argv)
     u.t0 = u.t_bar = now_s();
     int rc = output ? fn_dataset_write(output, u.model, in, &o, &cb, &rep, &err) : FN_OK;
     if (!output) {
-        size_t n = fn_inputs_count(in);
-        const char **paths = malloc((n + 1) * sizeof *paths);
-        for (size_t i = 0; paths && i < n; i++)
-            paths[i] = fn_inputs_path(in, i);
         u.in = in;
-        rc = paths ? fn_extract_run(u.model, &o.extract, n, paths, NULL, NULL, top5_row, &u, &rep.net_seconds, &err)
-                   : FN_ENOMEM;
-        rep.inputs = n, rep.failed = u.failed + u.list_errors, rep.ok = n - u.failed;
-        free(paths);
+        rc = fn_extract_inputs(u.model, &o.extract, in, top5_row, &u, &rep.net_seconds, &err);
+        rep.inputs = fn_inputs_count(in), rep.failed = u.failed + u.list_errors, rep.ok = rep.inputs - u.failed;
     }
     double secs = now_s() - u.t0;
     fputs(u.bar ? "\n" : "", stderr);

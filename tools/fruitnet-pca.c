@@ -77,14 +77,16 @@ static void on_progress(void *ctx, int64_t done, int64_t total)
     fprintf(stderr, "\rreading %lld/%lld rows", (long long)done, (long long)total);
 }
 
-static void compute_stats(const opts *o, fn_pca_stats *out)
+static fn_pca_stats *compute_stats(const opts *o)
 {
     fn_error e;
+    fn_pca_stats *out;
     int bar = !o->quiet && isatty(2);
-    if (fn_pca_stats_from_dataset(o->in, 0, o->threads, out, bar ? on_progress : NULL, NULL, &e) != FN_OK)
+    if (fn_pca_stats_from_dataset(o->in, 0, o->threads, &out, bar ? on_progress : NULL, NULL, &e) != FN_OK)
         die("%s", e.msg);
     if (bar)
         fprintf(stderr, "\r\033[K");
+    return out;
 }
 
 static double now_s(void)
@@ -116,16 +118,18 @@ static const char *path_join(const char *dir, const char *name)
 }
 
 /* Fit, save model + variance files. */
-static void do_fit(const opts *o, fn_pca_stats *st, fn_pca_model *m)
+static fn_pca_model *do_fit(const opts *o, const fn_pca_stats *st)
 {
     fn_error e;
+    fn_pca_model *m;
     double t0 = now_s();
-    double *ev = malloc((size_t)st->dim * sizeof(double));
+    double *ev = malloc((size_t)fn_pca_stats_dim(st) * sizeof(double));
     if (!ev)
         die("out of memory");
-    if (fn_pca_fit_ex(st, o->k, o->variance, o->threads, m, ev, &e) != FN_OK)
+    if (fn_pca_fit_ex(st, o->k, o->variance, o->threads, &m, ev, &e) != FN_OK)
         die("%s", e.msg);
-    int k = m->k;
+    int k = fn_pca_model_k(m);
+    double total = fn_pca_model_total_var(m);
     mkdir_out(o->out);
     if (fn_pca_model_save(m, path_join(o->out, "model.fnpca"), &e) != FN_OK)
         die("%s", e.msg);
@@ -133,19 +137,21 @@ static void do_fit(const opts *o, fn_pca_stats *st, fn_pca_model *m)
     if (o->k) { /* report the variance the k components reach */
         double cum = 0;
         for (int i = 0; i < k; i++)
-            cum += m->eigvals[i];
-        v = cum / m->total_var;
+            cum += fn_pca_model_eigvals(m)[i];
+        v = cum / total;
     }
-    if (fn_pca_write_variance(o->out, ev, st->dim, m->total_var, k, v, &e) != FN_OK)
+    if (fn_pca_write_variance(o->out, ev, fn_pca_stats_dim(st), total, k, v, &e) != FN_OK)
         die("%s", e.msg);
     free(ev);
     if (!o->quiet)
-        fprintf(stderr, "fruitnet-pca: fitted %lld rows x %d dims in %.1f s\n", (long long)st->n, st->dim,
+        fprintf(stderr, "fruitnet-pca: fitted %lld rows x %d dims in %.1f s\n", (long long)fn_pca_stats_rows(st),
+                fn_pca_stats_dim(st),
                 now_s() - t0);
     if (o->k)
         printf("%d principal components explain %.2f%% of the total variance\n", k, 100 * v);
     else
         printf("%d principal components explain at least %g%% of the total variance\n", k, 100 * o->variance);
+    return m;
 }
 
 static void do_transform(const opts *o, const fn_pca_model *m, const char *out_parquet, int scatter)
@@ -222,73 +228,65 @@ int main(int argc, char **argv)
             usage(stderr);
             return EXIT_USAGE;
         }
-        fn_pca_stats st;
-        compute_stats(&o, &st);
-        fn_pca_model m;
-        do_fit(&o, &st, &m);
-        do_transform(&o, &m, path_join(o.out, "pcs.parquet"), 1);
+        fn_pca_stats *st = compute_stats(&o);
+        fn_pca_model *m = do_fit(&o, st);
+        do_transform(&o, m, path_join(o.out, "pcs.parquet"), 1);
         if (!o.quiet)
             fprintf(stderr, "fruitnet-pca: wrote %s/{model.fnpca,explained_variance.csv,scree.svg,pcs.parquet,scatter.svg}\n",
                     o.out);
-        fn_pca_model_free(&m);
-        fn_pca_stats_free(&st);
+        fn_pca_model_free(m);
+        fn_pca_stats_free(st);
     } else if (!strcmp(cmd, "stats")) {
         if (!o.in || !o.out)
             die("stats needs -i FEATURES and -o FILE");
-        fn_pca_stats st;
-        compute_stats(&o, &st);
-        if (fn_pca_stats_save(&st, o.out, &e) != FN_OK)
+        fn_pca_stats *st = compute_stats(&o);
+        if (fn_pca_stats_save(st, o.out, &e) != FN_OK)
             die("%s", e.msg);
         if (!o.quiet)
-            fprintf(stderr, "fruitnet-pca: %lld rows summarised in %s\n", (long long)st.n, o.out);
-        fn_pca_stats_free(&st);
+            fprintf(stderr, "fruitnet-pca: %lld rows summarised in %s\n", (long long)fn_pca_stats_rows(st), o.out);
+        fn_pca_stats_free(st);
     } else if (!strcmp(cmd, "merge")) {
         if (!o.out || npos < 1)
             die("merge needs -o FILE and at least one statistics file");
-        fn_pca_stats all;
-        if (fn_pca_stats_load(&all, pos[0], &e) != FN_OK)
+        fn_pca_stats *all;
+        if (fn_pca_stats_load(pos[0], &all, &e) != FN_OK)
             die("%s", e.msg);
         for (int i = 1; i < npos; i++) {
-            fn_pca_stats s;
-            if (fn_pca_stats_load(&s, pos[i], &e) != FN_OK || fn_pca_stats_merge(&all, &s, &e) != FN_OK)
+            fn_pca_stats *s;
+            if (fn_pca_stats_load(pos[i], &s, &e) != FN_OK || fn_pca_stats_merge(all, s, &e) != FN_OK)
                 die("%s: %s", pos[i], e.msg);
-            fn_pca_stats_free(&s);
+            fn_pca_stats_free(s);
         }
         struct stat sbuf_;
         size_t ol = strlen(o.out);
         if ((stat(o.out, &sbuf_) == 0 && S_ISDIR(sbuf_.st_mode)) || (ol && o.out[ol - 1] == '/')) {
-            fn_pca_model m; /* -o DIR: fit the merged statistics directly */
-            do_fit(&o, &all, &m);
-            fn_pca_model_free(&m);
+            fn_pca_model_free(do_fit(&o, all)); /* -o DIR: fit the merged statistics directly */
         } else {
-            if (fn_pca_stats_save(&all, o.out, &e) != FN_OK)
+            if (fn_pca_stats_save(all, o.out, &e) != FN_OK)
                 die("%s", e.msg);
             if (!o.quiet)
-                fprintf(stderr, "fruitnet-pca: merged %d files, %lld rows -> %s\n", npos, (long long)all.n, o.out);
+                fprintf(stderr, "fruitnet-pca: merged %d files, %lld rows -> %s\n", npos, (long long)fn_pca_stats_rows(all),
+                        o.out);
         }
-        fn_pca_stats_free(&all);
+        fn_pca_stats_free(all);
     } else if (!strcmp(cmd, "fit")) {
         if ((!o.in && !o.stats_in) || !o.out)
             die("fit needs -i FEATURES or --stats FILE, and -o OUTDIR");
-        fn_pca_stats st;
-        if (o.stats_in) {
-            if (fn_pca_stats_load(&st, o.stats_in, &e) != FN_OK)
-                die("%s", e.msg);
-        } else {
-            compute_stats(&o, &st);
-        }
-        fn_pca_model m;
-        do_fit(&o, &st, &m);
-        fn_pca_model_free(&m);
-        fn_pca_stats_free(&st);
+        fn_pca_stats *st = NULL;
+        if (o.stats_in && fn_pca_stats_load(o.stats_in, &st, &e) != FN_OK)
+            die("%s", e.msg);
+        if (!o.stats_in)
+            st = compute_stats(&o);
+        fn_pca_model_free(do_fit(&o, st));
+        fn_pca_stats_free(st);
     } else { /* transform */
         if (!o.model || !o.in || !o.out)
             die("transform needs --model FILE, -i FEATURES and -o OUT.parquet");
-        fn_pca_model m;
-        if (fn_pca_model_load(&m, o.model, &e) != FN_OK)
+        fn_pca_model *m;
+        if (fn_pca_model_load(o.model, &m, &e) != FN_OK)
             die("%s", e.msg);
-        do_transform(&o, &m, o.out, 0);
-        fn_pca_model_free(&m);
+        do_transform(&o, m, o.out, 0);
+        fn_pca_model_free(m);
     }
     return EXIT_OK;
 }

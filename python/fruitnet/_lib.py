@@ -86,15 +86,6 @@ class Row(ctypes.Structure):
     _fields_ = [("path", cp), ("label", cp), ("vec", fp), ("n", c_int)]
 
 
-class PcaStatsC(ctypes.Structure):
-    _fields_ = [("n", c_int64), ("dim", c_int), ("mean", P(c_double)), ("m2", P(c_double))]
-
-
-class PcaModelC(ctypes.Structure):
-    _fields_ = [("dim", c_int), ("k", c_int), ("n", c_int64), ("total_var", c_double), ("mean", P(c_double)),
-                ("eigvals", P(c_double)), ("components", P(c_double))]
-
-
 def _sig(name: str, res: Any, *args: Any) -> None:
     f = getattr(lib, name)
     f.restype, f.argtypes = res, list(args)
@@ -135,16 +126,31 @@ _sig("fn_parquet_reader_next", c_int, vp, P(Row), E)
 _sig("fn_parquet_reader_close", None, vp)
 _sig("fn_parquet_dataset_files", c_int, cp, P(P(cp)), P(c_int), E)
 _sig("fn_free_list", None, P(cp), c_int)
-_sig("fn_pca_stats_init", c_int, P(PcaStatsC), c_int, E)
-_sig("fn_pca_stats_add", c_int, P(PcaStatsC), fp, c_int, c_int, E)
-_sig("fn_pca_stats_merge", c_int, P(PcaStatsC), P(PcaStatsC), E)
-_sig("fn_pca_stats_save", c_int, P(PcaStatsC), cp, E)
-_sig("fn_pca_stats_load", c_int, P(PcaStatsC), cp, E)
-_sig("fn_pca_stats_free", None, P(PcaStatsC))
-_sig("fn_pca_fit_ex", c_int, P(PcaStatsC), c_int, c_double, c_int, P(PcaModelC), P(c_double), E)
-_sig("fn_pca_model_save", c_int, P(PcaModelC), cp, E)
-_sig("fn_pca_model_load", c_int, P(PcaModelC), cp, E)
-_sig("fn_pca_model_free", None, P(PcaModelC))
+# PCA objects are opaque (fn_pca_stats *, fn_pca_model *): handles, read through the accessors
+dp = P(c_double)
+_sig("fn_pca_stats_new", c_int, c_int, P(vp), E)
+_sig("fn_pca_stats_from_moments", c_int, c_int, c_int64, dp, dp, P(vp), E)
+_sig("fn_pca_stats_add", c_int, vp, fp, c_int, c_int, E)
+_sig("fn_pca_stats_merge", c_int, vp, vp, E)
+_sig("fn_pca_stats_save", c_int, vp, cp, E)
+_sig("fn_pca_stats_load", c_int, cp, P(vp), E)
+_sig("fn_pca_stats_dim", c_int, vp)
+_sig("fn_pca_stats_rows", c_int64, vp)
+_sig("fn_pca_stats_mean", dp, vp)
+_sig("fn_pca_stats_m2", dp, vp)
+_sig("fn_pca_stats_free", None, vp)
+_sig("fn_pca_fit_ex", c_int, vp, c_int, c_double, c_int, P(vp), dp, E)
+_sig("fn_pca_model_new", c_int, c_int, c_int, c_int64, c_double, dp, dp, dp, P(vp), E)
+_sig("fn_pca_model_save", c_int, vp, cp, E)
+_sig("fn_pca_model_load", c_int, cp, P(vp), E)
+_sig("fn_pca_model_dim", c_int, vp)
+_sig("fn_pca_model_k", c_int, vp)
+_sig("fn_pca_model_rows", c_int64, vp)
+_sig("fn_pca_model_total_var", c_double, vp)
+_sig("fn_pca_model_mean", dp, vp)
+_sig("fn_pca_model_eigvals", dp, vp)
+_sig("fn_pca_model_components", dp, vp)
+_sig("fn_pca_model_free", None, vp)
 HAVE_ADD_ROWS = hasattr(lib, "fn_parquet_writer_add_rows")
 if HAVE_ADD_ROWS:
     _sig("fn_parquet_writer_add_rows", c_int, vp, c_int, P(cp), P(cp), fp, c_int, E)
@@ -230,7 +236,7 @@ _sig("fn_extract_run", c_int, vp, P(ExtractOptions), c_size_t, P(cp), P(vp), P(c
      P(c_double), E)
 _sig("fn_atomic_write_file", c_int, cp, ctypes.c_char_p, c_size_t, c_int, E)
 _sig("fn_atomic_check", c_int, cp, c_int, E)
-_sig("fn_pca_transform", None, P(PcaModelC), fp, fp)
+_sig("fn_pca_transform", None, vp, fp, fp)
 
 
 def _escape_call(f: Any, raw: bytes) -> bytes:

@@ -38,14 +38,27 @@ def _project(mean: np.ndarray, components: np.ndarray, x: Any) -> np.ndarray:
     out = np.empty((x.shape[0], k), np.float32)
     if x.shape[0] == 0 or k == 0:
         return out
-    c = _lib.PcaModelC(dim, k, 0, 0.0, _lib.dptr(mean), _lib.dptr(comps[:, 0].copy()), _lib.dptr(comps))
-    f = _lib.lib.fn_pca_transform
-    cref = ctypes.byref(c)
-    xp = x.ctypes.data
-    op = out.ctypes.data
-    for i in range(x.shape[0]):
-        f(cref, ctypes.cast(xp + i * dim * 4, _lib.fp), ctypes.cast(op + i * k * 4, _lib.fp))
+    h = _new_model(dim, k, 0, 0.0, mean, np.zeros(k, np.float64), comps)
+    try:
+        f = _lib.lib.fn_pca_transform
+        xp = x.ctypes.data
+        op = out.ctypes.data
+        for i in range(x.shape[0]):
+            f(h, ctypes.cast(xp + i * dim * 4, _lib.fp), ctypes.cast(op + i * k * 4, _lib.fp))
+    finally:
+        _lib.lib.fn_pca_model_free(h)
     return out
+
+
+def _new_model(dim: int, k: int, n: int, total_var: float, mean: np.ndarray, eigvals: np.ndarray,
+               components: np.ndarray) -> ctypes.c_void_p:
+    """A C fn_pca_model (opaque handle) holding copies of the arrays; free it with fn_pca_model_free."""
+    h = ctypes.c_void_p()
+    err = _lib.Error()
+    _lib.check(_lib.lib.fn_pca_model_new(int(dim), int(k), int(n), float(total_var), _lib.dptr(mean),
+                                         _lib.dptr(eigvals), _lib.dptr(components), ctypes.byref(h),
+                                         ctypes.byref(err)), err)
+    return h
 
 
 class PcaModel:
@@ -68,14 +81,17 @@ class PcaModel:
         self.dim, self.k, self.n, self.total_var = self.mean.size, self.eigenvalues.size, int(n), float(total_var)
 
     @classmethod
-    def _from_c(cls, m: _lib.PcaModelC) -> "PcaModel":
+    def _from_c(cls, m: ctypes.c_void_p) -> "PcaModel":
+        """Copy the arrays of a C fn_pca_model handle (through its accessors), then free it."""
         try:
-            k = m.k
-            return cls(np.ctypeslib.as_array(m.mean, shape=(m.dim,)).copy(),
-                       np.ctypeslib.as_array(m.eigvals, shape=(max(k, 1),))[:k].copy(),
-                       np.ctypeslib.as_array(m.components, shape=(max(k, 1), m.dim))[:k].copy(), m.n, m.total_var)
+            L = _lib.lib
+            k, dim = L.fn_pca_model_k(m), L.fn_pca_model_dim(m)
+            return cls(np.ctypeslib.as_array(L.fn_pca_model_mean(m), shape=(dim,)).copy(),
+                       np.ctypeslib.as_array(L.fn_pca_model_eigvals(m), shape=(max(k, 1),))[:k].copy(),
+                       np.ctypeslib.as_array(L.fn_pca_model_components(m), shape=(max(k, 1), dim))[:k].copy(),
+                       L.fn_pca_model_rows(m), L.fn_pca_model_total_var(m))
         finally:
-            _lib.lib.fn_pca_model_free(ctypes.byref(m))
+            _lib.lib.fn_pca_model_free(m)
 
     @property
     def explained_variance_ratio(self) -> np.ndarray:
@@ -90,17 +106,19 @@ class PcaModel:
 
     def save(self, path: PathArg) -> None:
         """Write a ``model.fnpca`` file (atomic, CRC32-checked)."""
-        c = _lib.PcaModelC(self.dim, self.k, self.n, self.total_var, _lib.dptr(self.mean),
-                           _lib.dptr(self.eigenvalues), _lib.dptr(self.components))
-        err = _lib.Error()
-        _lib.check(_lib.lib.fn_pca_model_save(ctypes.byref(c), _lib.cpath(path), ctypes.byref(err)), err)
+        h = _new_model(self.dim, self.k, self.n, self.total_var, self.mean, self.eigenvalues, self.components)
+        try:
+            err = _lib.Error()
+            _lib.check(_lib.lib.fn_pca_model_save(h, _lib.cpath(path), ctypes.byref(err)), err)
+        finally:
+            _lib.lib.fn_pca_model_free(h)
 
     @classmethod
     def load(cls, path: PathArg) -> "PcaModel":
         """Read a ``model.fnpca`` file (checks the CRC; FruitnetError names the file otherwise)."""
-        m = _lib.PcaModelC()
+        m = ctypes.c_void_p()
         err = _lib.Error()
-        _lib.check(_lib.lib.fn_pca_model_load(ctypes.byref(m), _lib.cpath(path), ctypes.byref(err)), err)
+        _lib.check(_lib.lib.fn_pca_model_load(_lib.cpath(path), ctypes.byref(m), ctypes.byref(err)), err)
         return cls._from_c(m)
 
 
@@ -113,30 +131,30 @@ class PcaStats:
     """
 
     def __init__(self, dim: int = FEATURE_DIM) -> None:
-        self._s = _lib.PcaStatsC()
+        self._s = ctypes.c_void_p()  # the C fn_pca_stats (opaque)
         if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
             raise TypeError(f"dim must be an int, not {type(dim).__name__}")
         err = _lib.Error()
-        _lib.check(_lib.lib.fn_pca_stats_init(ctypes.byref(self._s), int(dim), ctypes.byref(err)), err)
+        _lib.check(_lib.lib.fn_pca_stats_new(int(dim), ctypes.byref(self._s), ctypes.byref(err)), err)
 
     @property
     def n(self) -> int:
         """Rows seen."""
-        return int(self._s.n)
+        return int(_lib.lib.fn_pca_stats_rows(self._s))
 
     @property
     def dim(self) -> int:
         """Row dimension."""
-        return int(self._s.dim)
+        return int(_lib.lib.fn_pca_stats_dim(self._s))
 
     @property
     def mean(self) -> np.ndarray:
         """The mean row (a copy)."""
-        return np.ctypeslib.as_array(self._s.mean, shape=(self.dim,)).copy()
+        return np.ctypeslib.as_array(_lib.lib.fn_pca_stats_mean(self._s), shape=(self.dim,)).copy()
 
     def covariance(self, ddof: int = 1) -> np.ndarray:
         """The (dim, dim) covariance matrix (a copy)."""
-        m2 = np.triu(np.ctypeslib.as_array(self._s.m2, shape=(self.dim, self.dim)))
+        m2 = np.triu(self._m2())
         m2 = m2 + np.triu(m2, 1).T
         return m2 / max(self.n - ddof, 1)
 
@@ -155,7 +173,7 @@ class PcaStats:
         err = _lib.Error()
         if x.dtype == np.float32 or x.dtype.kind in "iub" and x.dtype.itemsize <= 2:
             xf = np.ascontiguousarray(x, dtype=np.float32)
-            _lib.check(_lib.lib.fn_pca_stats_add(ctypes.byref(self._s), _lib.fptr(xf), xf.shape[0], int(threads),
+            _lib.check(_lib.lib.fn_pca_stats_add(self._s, _lib.fptr(xf), xf.shape[0], int(threads),
                                                  ctypes.byref(err)), err)
             return self
         xd = np.asarray(x, dtype=np.float64)
@@ -167,41 +185,47 @@ class PcaStats:
     @classmethod
     def _from_moments(cls, n: int, mean: np.ndarray, m2: Optional[np.ndarray], x: Optional[np.ndarray] = None
                       ) -> "PcaStats":
-        s = cls(mean.size)
-        d = s.dim
-        if n:
-            dst_mean = np.ctypeslib.as_array(s._s.mean, shape=(d,))
-            dst_m2 = np.ctypeslib.as_array(s._s.m2, shape=(d, d))
-            dst_mean[:] = mean
-            if m2 is None:
-                xc = x - mean
-                np.matmul(xc.T, xc, out=dst_m2)
-            else:
-                dst_m2[:] = m2
-            s._s.n = int(n)
+        if not n:
+            return cls(mean.size)
+        d = mean.size
+        mean = np.ascontiguousarray(mean, dtype=np.float64)
+        if m2 is None:
+            xc = x - mean
+            m2 = xc.T @ xc
+        m2 = np.ascontiguousarray(m2, dtype=np.float64).reshape(d, d)
+        s = cls.__new__(cls)
+        s._s = ctypes.c_void_p()
+        err = _lib.Error()
+        _lib.check(_lib.lib.fn_pca_stats_from_moments(d, int(n), _lib.dptr(mean), _lib.dptr(m2), ctypes.byref(s._s),
+                                                      ctypes.byref(err)), err)
         return s
+
+    def _m2(self) -> np.ndarray:
+        """A copy of the (dim, dim) centred co-moment sum (upper triangle valid)."""
+        d = self.dim
+        return np.ctypeslib.as_array(_lib.lib.fn_pca_stats_m2(self._s), shape=(d, d)).copy()
 
     def merge(self, other: "PcaStats") -> "PcaStats":
         """Add the statistics of ``other`` (same dim) to these."""
         if not isinstance(other, PcaStats):
             raise TypeError(f"can only merge PcaStats, not {type(other).__name__}")
         err = _lib.Error()
-        _lib.check(_lib.lib.fn_pca_stats_merge(ctypes.byref(self._s), ctypes.byref(other._s), ctypes.byref(err)),
+        _lib.check(_lib.lib.fn_pca_stats_merge(self._s, other._s, ctypes.byref(err)),
                    err)
         return self
 
     def save(self, path: PathArg) -> None:
         """Write the statistics to a file (atomic, CRC32-checked)."""
         err = _lib.Error()
-        _lib.check(_lib.lib.fn_pca_stats_save(ctypes.byref(self._s), _lib.cpath(path), ctypes.byref(err)), err)
+        _lib.check(_lib.lib.fn_pca_stats_save(self._s, _lib.cpath(path), ctypes.byref(err)), err)
 
     @classmethod
     def load(cls, path: PathArg) -> "PcaStats":
         """Read statistics written by :meth:`save` or ``fruitnet-pca stats``."""
         s = cls.__new__(cls)
-        s._s = _lib.PcaStatsC()
+        s._s = ctypes.c_void_p()
         err = _lib.Error()
-        _lib.check(_lib.lib.fn_pca_stats_load(ctypes.byref(s._s), _lib.cpath(path), ctypes.byref(err)), err)
+        _lib.check(_lib.lib.fn_pca_stats_load(_lib.cpath(path), ctypes.byref(s._s), ctypes.byref(err)), err)
         return s
 
     def fit(self, k: int = 0, variance: float = 0.80, threads: int = 0) -> PcaModel:
@@ -216,21 +240,20 @@ class PcaStats:
     def _fit(self, k: int, variance: float, threads: int) -> Tuple[PcaModel, np.ndarray]:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
             raise ValueError(f"k must be an int >= 0, not {k!r}")
-        m = _lib.PcaModelC()
+        m = ctypes.c_void_p()
         spectrum = np.empty(self.dim, np.float64)
         err = _lib.Error()
-        _lib.check(_lib.lib.fn_pca_fit_ex(ctypes.byref(self._s), int(k), float(variance), int(threads),
+        _lib.check(_lib.lib.fn_pca_fit_ex(self._s, int(k), float(variance), int(threads),
                                           ctypes.byref(m), _lib.dptr(spectrum), ctypes.byref(err)), err)
         return PcaModel._from_c(m), spectrum
 
     def __reduce__(self) -> Any:
-        d = self.dim
-        m2 = np.ctypeslib.as_array(self._s.m2, shape=(d, d)).copy()
-        return (PcaStats._from_moments, (self.n, self.mean, m2))
+        return (PcaStats._from_moments, (self.n, self.mean, self._m2()))
 
     def __del__(self) -> None:
         try:
-            _lib.lib.fn_pca_stats_free(ctypes.byref(self._s))
+            s, self._s = self._s, ctypes.c_void_p()
+            _lib.lib.fn_pca_stats_free(s)
         except Exception:
             pass
 
