@@ -412,8 +412,8 @@ static void conv_task(void *arg, int tid, int nth)
             u.first = kb == 0, u.last = kb + 1 == q->nblocks;
             if (FN_CONV_TILE_OUTER && q->nblocks == 1) {
                 /* one K block: a tile's rows are finished across a group of panels (whose B slivers
-                 * fit in FN_CONV_NC_BYTES of L2) before the next tile */
-                size_t group = FN_CONV_NC_BYTES / (j->K * nr * sizeof(float));
+                 * fit in the plan's nc_bytes of L2) before the next tile */
+                size_t group = q->nc_bytes / (j->K * nr * sizeof(float));
                 group = group < 1 ? 1 : group;
                 for (size_t pg = p_begin; pg < p_end; pg += group) {
                     size_t pe = pg + group < p_end ? pg + group : p_end;

@@ -53,8 +53,9 @@ fn_conv conv_bf16_view(const fn_conv *c)
 
 /* The variant fn_conv_forward runs for n images with oh x ow outputs on nth threads, given the Winograd
  * weights the layer has (wino; 0 unless 3x3/1 pad 1): 4, 2, or 0 (direct). */
-static int wino_pick(int wino, size_t mr, int n, int oh, int ow, int nth)
+static int wino_pick(int wino, const fn_gemm_impl *g, int n, int oh, int ow, int nth)
 {
+    const size_t mr = (size_t)g->mr;
     const int has2 = (wino & FN_WINO_F2) != 0, has4 = (wino & FN_WINO_F4) != 0;
     size_t t2 = (size_t)n * (((size_t)oh + 1) / 2) * (((size_t)ow + 1) / 2);
     size_t t4 = (size_t)n * (((size_t)oh + 3) / 4) * (((size_t)ow + 3) / 4);
@@ -62,7 +63,7 @@ static int wino_pick(int wino, size_t mr, int n, int oh, int ow, int nth)
     /* F(4x4) when every thread gets >= FN_WINO_MIN_TILES chunks of its tiles, else F(2x2) (smaller chunks,
      * a quarter of the transformed weights to stream) when there are at least 3 MR tiles; else F(4x4) if
      * only it is there, else direct */
-    if (has4 && (t4 >= many * conv_round_up(FN_WINO4_TC, mr) || (!has2 && t4 >= mr)))
+    if (has4 && (t4 >= many * conv_round_up((size_t)g->blk.tc4, mr) || (!has2 && t4 >= mr)))
         return 4;
     if (has2 && t2 >= 3 * mr) /* fewer: direct is faster (measured, 7x7 at batch 1) */
         return 2;
@@ -74,18 +75,40 @@ int fn_conv_wino_needed(int kh, int kw, int stride, int pad, int h, int w, int w
 {
     if (!conv_wino_ok(kh, kw, stride, pad) || max_batch < 1)
         return 0;
-    const size_t mr = (size_t)conv_gemm(isa)->mr;
+    const fn_gemm_impl *g = conv_gemm(isa);
     const int oh = fn_conv_out_dim(h, kh, stride, pad), ow = fn_conv_out_dim(w, kw, stride, pad);
     if (nthreads < 1)
         nthreads = 1;
     int used = 0;
     for (int n = 1; n <= max_batch; n++)
-        used |= wino_pick(wino, mr, n, oh, ow, nthreads);
+        used |= wino_pick(wino, g, n, oh, ow, nthreads);
     /* dropping a kind must not change any pick (F(4x4) is also taken on few tiles when F(2x2) is absent) */
     for (int n = 1; n <= max_batch; n++)
-        if (wino_pick(used, mr, n, oh, ow, nthreads) != wino_pick(wino, mr, n, oh, ow, nthreads))
+        if (wino_pick(used, g, n, oh, ow, nthreads) != wino_pick(wino, g, n, oh, ow, nthreads))
             return wino;
     return used;
+}
+
+static size_t g_l2_override; /* conv_plan_set_l2 (tests) */
+
+void conv_plan_set_l2(size_t bytes) { g_l2_override = bytes; }
+
+static size_t plan_l2(const fn_gemm_impl *g)
+{
+    size_t l2 = g_l2_override ? g_l2_override : fn_cpu_caches_get().l2;
+    return l2 ? l2 : g->blk.ref_l2;
+}
+
+void conv_blocking(const fn_gemm_impl *g, size_t l2, size_t blk, size_t *mc, size_t *nc_bytes)
+{
+    const size_t mr = (size_t)g->mr;
+    if (!l2)
+        l2 = g->blk.ref_l2;
+    size_t m = (size_t)g->blk.mc, fit = l2 / 3 * 2 / ((blk ? blk : 1) * sizeof(float));
+    m = (fit < m ? fit : m) / mr * mr;
+    *mc = m < mr ? mr : m;
+    /* in proportion to the L2 (l2 / ref_l2 in 1/64ths, so that it cannot overflow) */
+    *nc_bytes = g->blk.nc_bytes / 64 * ((l2 * 64 + g->blk.ref_l2 / 2) / g->blk.ref_l2);
 }
 
 /* a row stride (multiple of 16 floats) of an odd number of cache lines: consecutive rows on different L1 sets */
@@ -98,18 +121,19 @@ conv_geom conv_geometry(const fn_conv *c, const fn_gemm_impl *g, int wm)
     conv_geom q;
     size_t mr = (size_t)g->mr, cin = (size_t)c->cin;
     /* Short taps (conv1: 7x7x3): one tap per kernel row, its kw pixels being contiguous in NHWC. */
-    q.rowtap = c->kw > 1 && cin < 16 && (size_t)c->kw * cin <= FN_CONV_KC;
+    const size_t KC = (size_t)g->blk.kc;
+    q.rowtap = c->kw > 1 && cin < 16 && (size_t)c->kw * cin <= KC;
     q.ntaps = q.rowtap ? c->kh : c->kh * c->kw;
     q.tapk = q.rowtap ? (size_t)c->kw * cin : cin;
     const size_t tk = q.tapk;
     q.nsub = 1, q.ksub = tk, q.group = 1;
-    if (tk > FN_CONV_KC) {
-        q.nsub = (tk + FN_CONV_KC - 1) / FN_CONV_KC;
+    if (tk > KC) {
+        q.nsub = (tk + KC - 1) / KC;
         q.ksub = conv_round_up((tk + q.nsub - 1) / q.nsub, 8);
         q.nsub = (tk + q.ksub - 1) / q.ksub;
         q.nblocks = (size_t)q.ntaps * q.nsub;
     } else {
-        q.group = FN_CONV_KC / tk;
+        q.group = KC / tk;
         q.nblocks = ((size_t)q.ntaps + q.group - 1) / q.group;
     }
     size_t blk = q.nsub > 1 ? q.ksub : (q.group < (size_t)q.ntaps ? q.group : (size_t)q.ntaps) * tk;
@@ -117,14 +141,14 @@ conv_geom conv_geometry(const fn_conv *c, const fn_gemm_impl *g, int wm)
      * on one or two sets). */
     q.pack = !q.rowtap && (cin * (size_t)c->stride) % 512 == 0;
     q.ld = odd_lines(conv_round_up(blk, 16));
-    q.mc = conv_round_up(FN_CONV_MC, mr);
+    conv_blocking(g, plan_l2(g), blk, &q.mc, &q.nc_bytes);
     q.zeros = conv_round_up(tk > 64 ? tk : 64, 16);
     q.wino = conv_wino_ok(c->kh, c->kw, c->stride, c->pad) && (c->wino & wm) ? wm : 0;
     q.wa = q.wino + 2, q.nxi = q.wino ? q.wa * q.wa : 0;
-    q.tc = conv_round_up(q.wino == 4 ? FN_WINO4_TC : FN_WINO_TC, mr);
+    q.tc = conv_round_up((size_t)(q.wino == 4 ? g->blk.tc4 : g->blk.tc), mr);
     q.ldv = odd_lines(conv_round_up(cin, 16));
     q.ldm = odd_lines(conv_round_up((size_t)c->cout, (size_t)g->nr));
-    q.wnsub = (cin + FN_CONV_KC - 1) / FN_CONV_KC; /* the Winograd GEMMs' K (cin) split like a tap's */
+    q.wnsub = (cin + KC - 1) / KC; /* the Winograd GEMMs' K (cin) split like a tap's */
     q.wksub = conv_round_up((cin + q.wnsub - 1) / q.wnsub, 8);
     q.wnsub = (cin + q.wksub - 1) / q.wksub;
     q.wino_thr = q.wino ? (size_t)q.nxi * q.tc * (q.ldv + q.ldm) + PTR_FLOATS((size_t)q.nxi * q.tc) : 0;
@@ -181,7 +205,7 @@ int conv_plan_make(const fn_conv *c, int n, int h, int w, int nth, conv_plan *p)
      * chunks of its tiles, else F(2x2) (smaller chunks, a quarter of the transformed weights to stream)
      * when there are at least 3 MR tiles, with the output channels split when there are few chunks; else
      * F(4x4) if only it is there, else direct. */
-    p->wino = wino_pick(conv_wino_ok(c->kh, c->kw, c->stride, c->pad) ? c->wino : 0, (size_t)p->g->mr, n, p->oh,
+    p->wino = wino_pick(conv_wino_ok(c->kh, c->kw, c->stride, c->pad) ? c->wino : 0, p->g, n, p->oh,
                         p->ow, nth);
     size_t t2 = (size_t)n * (((size_t)p->oh + 1) / 2) * (((size_t)p->ow + 1) / 2);
     size_t t4 = (size_t)n * (((size_t)p->oh + 3) / 4) * (((size_t)p->ow + 3) / 4);
@@ -200,6 +224,8 @@ int conv_plan_make(const fn_conv *c, int n, int h, int w, int nth, conv_plan *p)
         p->g = &fn_gemm_avx512bf16;
         p->q = conv_geometry(&view, p->g, 0);
         p->K /= 2;
+        if (p->chunk > p->q.mc) /* (a word holds two channels: its A blocks are never wider, its mc smaller) */
+            p->chunk = p->q.mc;
     }
     return 1;
 }

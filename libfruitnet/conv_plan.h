@@ -19,16 +19,8 @@
 
 #include <stddef.h>
 
-#ifndef FN_CONV_KC
-#define FN_CONV_KC 2048 /* floats of K per block: every 1x1 of ResNet50 in one block, so each output tile is
-                           finished at once (tile-outer loop); the B sliver (KC x NR) streams from L2 */
-#endif
-#ifndef FN_CONV_MC
-#define FN_CONV_MC 168 /* rows of A per chunk (a multiple of every MR keeps tiles full) */
-#endif
-#ifndef FN_CONV_NC_BYTES
-#define FN_CONV_NC_BYTES (256 << 10) /* B slivers of one panel group (tile-outer loop) */
-#endif
+/* The blocking (kc, mc, nc, Winograd tiles per chunk) comes from the micro-kernel's table (gemm.h,
+ * fn_gemm_blocking), mc and nc scaled to this core's L2 (conv_blocking). */
 #ifndef FN_CONV_TILE_OUTER
 #define FN_CONV_TILE_OUTER 1
 #endif
@@ -36,13 +28,6 @@
 #define FN_CONV_PREFETCH 1 /* prefetch the next B slivers into L2 while the current ones are reused */
 #endif
 #define FN_CONV_NR_MAX 32 /* widest NR of the micro-kernels (gemm_*.c) */
-
-#ifndef FN_WINO_TC
-#define FN_WINO_TC 56 /* Winograd tiles per chunk */
-#endif
-#ifndef FN_WINO4_TC
-#define FN_WINO4_TC 28 /* F(4x4,3x3) tiles per chunk */
-#endif
 
 /* The blocking of one variant of a layer: K blocks, chunk rows, scratch per thread (floats). */
 typedef struct conv_geom {
@@ -57,6 +42,7 @@ typedef struct conv_geom {
     size_t nblocks; /* K blocks */
     size_t ld;      /* packed row stride (floats) */
     size_t mc;      /* rows per chunk (multiple of MR) */
+    size_t nc_bytes; /* B slivers of one panel group (one K block: tile-outer loop) */
     size_t zeros;   /* floats of the zero row (also the zero bias of Winograd's GEMMs) */
     int wino;       /* Winograd F(m x m,3x3) possible: m (2 or 4), else 0 */
     int wa, nxi;    /* input tile side m + 2, transformed components (m + 2)^2 */
@@ -85,6 +71,13 @@ static inline int conv_wino_ok(int kh, int kw, int stride, int pad)
 {
     return kh == 3 && kw == 3 && stride == 1 && pad == 1;
 }
+
+/* Rows per chunk (mc, a multiple of MR) and panel-group bytes (nc) of table g for K blocks of blk floats on
+ * a core with l2 bytes of L2 (0: the table's reference): A blocks of mc rows fill at most 2/3 of the L2,
+ * at most the table's mc; nc in proportion to the L2. Neither changes a result (conv_plan.h). */
+void conv_blocking(const fn_gemm_impl *g, size_t l2, size_t blk, size_t *mc, size_t *nc_bytes);
+/* Tests only: plan as if the L2 had `bytes` (0: as CPUID reports). Not thread-safe. */
+void conv_plan_set_l2(size_t bytes);
 
 /* The micro-kernel table of a resolved ISA. */
 const fn_gemm_impl *conv_gemm(fn_isa isa);
