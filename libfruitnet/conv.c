@@ -178,6 +178,8 @@ typedef struct conv_job {
     const float *in, *res, *zeros;
     float *out, *scratch;
     int n, h, w, oh, ow, relu, split_n, wino;
+    int dyn_n;       /* split_n with one chunk and one K block: panel groups taken dynamically (next) */
+    size_t dyn_step; /* panels per dynamic group */
     size_t M, K;
     size_t chunk;      /* rows (or Winograd tiles) per chunk handed out */
     atomic_size_t next; /* next chunk: threads take chunks as they finish (a stalled thread delays no one) */
@@ -236,7 +238,7 @@ static void build_rows(const conv_job *j, size_t m0, size_t rows, const float **
 }
 
 /* Copy K block (taps t0..t0+nt, floats k0..k0+kt of each) of the chunk's rows into rows of ld floats. */
-static void pacconv_k_block(const conv_job *j, const float *const *ptr, size_t rows_pad, size_t t0, size_t nt,
+static void pack_block(const conv_job *j, const float *const *ptr, size_t rows_pad, size_t t0, size_t nt,
                        size_t k0, size_t kt, float *dst)
 {
     const size_t mr = (size_t)j->g->mr, ntaps = (size_t)j->q.ntaps, ld = j->q.ld;
@@ -373,7 +375,7 @@ static void conv_task(void *arg, int tid, int nth)
     const size_t mr = (size_t)j->g->mr, nr = (size_t)j->g->nr, N = (size_t)c->cout;
     const size_t panels = (N + nr - 1) / nr, nt = (size_t)q->ntaps, tapk = q->tapk;
     size_t p_begin = 0, p_end = panels;
-    if (j->split_n) { /* small M: static split of the panels, every thread walks all rows */
+    if (j->split_n && !j->dyn_n) { /* small M: static split of the panels, every thread walks all rows */
         p_begin = panels * (size_t)tid / (size_t)nth;
         p_end = panels * (size_t)(tid + 1) / (size_t)nth;
         if (p_begin >= p_end)
@@ -404,7 +406,7 @@ static void conv_task(void *arg, int tid, int nth)
             size_t t0, k0, tn, kt;
             conv_k_block(q, kb, &t0, &k0, &tn, &kt);
             if (q->pack) {
-                pacconv_k_block(j, ptr, tiles * mr, t0, tn, k0, kt, packed);
+                pack_block(j, ptr, tiles * mr, t0, tn, k0, kt, packed);
                 u.ntaps = 1, u.kt = (int)(tn * kt), u.k0 = 0;
             } else {
                 u.ntaps = (int)tn, u.kt = (int)kt, u.k0 = (int)k0;
@@ -415,11 +417,18 @@ static void conv_task(void *arg, int tid, int nth)
                  * fit in the plan's nc_bytes of L2) before the next tile */
                 size_t group = q->nc_bytes / (j->K * nr * sizeof(float));
                 group = group < 1 ? 1 : group;
-                for (size_t pg = p_begin; pg < p_end; pg += group) {
-                    size_t pe = pg + group < p_end ? pg + group : p_end;
+                /* dyn_n (one chunk, channels split): groups of at most `step` panels taken as threads
+                 * finish (a descheduled thread delays no one), else this thread's range in order */
+                const size_t step = j->dyn_n && j->dyn_step < group ? j->dyn_step : group;
+                for (size_t gi = 0;; gi++) {
+                    size_t pg = j->dyn_n ? atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed) * step
+                                         : p_begin + gi * step;
+                    if (pg >= p_end)
+                        break;
+                    size_t pe = pg + step < p_end ? pg + step : p_end;
                     /* the next group's slivers (contiguous after this group's) are prefetched by the calls
                      * after the first tile, which find this group's in L2 */
-                    size_t nx = (pe + group < p_end ? pe + group : p_end) - pe;
+                    size_t nx = (pe + step < p_end ? pe + step : p_end) - pe;
                     const float *nb = c->packed + pe * j->K * nr;
                     const size_t lines = nx * j->K * nr / 16, per = prefetch_per(lines, (tiles - 1) * (pe - pg));
                     for (size_t ti = 0; ti < tiles; ti++) {
@@ -504,6 +513,7 @@ void fn_conv_forward(const fn_conv *c, fn_pool *pool, const float *in, int n, in
     j.n = n, j.h = h, j.w = w, j.relu = relu;
     j.oh = p.oh, j.ow = p.ow, j.M = p.M, j.K = p.K;
     j.split_n = p.split_n, j.chunk = p.chunk, j.wino = p.wino;
+    j.dyn_n = p.dyn_n, j.dyn_step = p.dyn_step;
     if (p.bf16) {
         /* the input converted once (in parallel) into the front of scratch, then the bf16 view of the
          * layer (a word = two channels) on the bf16 kernel */
