@@ -240,7 +240,7 @@ sanitize:
 bench: deps all weights bench-deps $(BENCHES) bench-peers-deps
 	@mkdir -p bench/results
 	$(B)/bench/bench_layers --weights $(WEIGHTS) --out bench/results
-	$(B)/bench/bench_pca --out bench/results
+	FRUITNET_PYTHON=$(PYTHON) $(B)/bench/bench_pca --out bench/results
 	$(B)/bench/bench_ukernel | tee bench/results/ukernel.txt
 	$(B)/bench/bench_precision --weights $(WEIGHTS) --out bench/results/precision.md
 	$(PYTHON) bench/peers.py --weights $(WEIGHTS) --out bench/results/peers.md
@@ -255,18 +255,11 @@ bench-peers: all weights bench-peers-deps
 	$(PYTHON) bench/peers.py --weights $(WEIGHTS) --out bench/results/peers.md
 .PHONY: bench-peers bench-peers-deps
 
-# The PCA peer: scikit-learn on OpenBLAS (else numpy falls back to the reference BLAS).
-# (ONNX Runtime's own set-up is in bench/run_peer.sh.)
-BENCH_PKGS := python3-sklearn libopenblas0-pthread
-bench-deps:
-	@if ! $(PYTHON) -c 'import sklearn' 2>/dev/null || [ ! -d /usr/lib/x86_64-linux-gnu/openblas-pthread ]; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "fruitnet: installing $(BENCH_PKGS)"; \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BENCH_PKGS)) >/dev/null || exit 1; \
-	  else \
-	    echo "fruitnet: the PCA peer needs: sudo apt-get install $(BENCH_PKGS) (bench goes on without it)"; \
-	  fi; \
-	fi
+# The PCA peer: scikit-learn in the test venv (python/requirements-test.txt, from PyPI; its numpy and
+# scipy wheels bring their own OpenBLAS), run by bench_pca with $(PYTHON). (ONNX Runtime's own set-up is
+# in bench/run_peer.sh.)
+bench-deps: $(VENV)/.installed
+	@$(PYTHON) -c 'import sklearn' 2>/dev/null || { echo "fruitnet: $(PYTHON) cannot import sklearn: rm -rf $(VENV) and make venv"; exit 1; }
 .PHONY: bench-deps
 
 $(B)/bench/%: bench/%.c $(B)/libfruitnet.a | $(B)/bench

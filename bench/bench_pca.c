@@ -6,6 +6,9 @@
  *
  * usage: bench_pca [--rows 90000] [--dim 2048] [--out bench/results] [--no-sklearn]
  *
+ * scikit-learn runs in $FRUITNET_PYTHON (make bench: the venv's python, which has scikit-learn from PyPI
+ * with its own OpenBLAS), else python3 from PATH.
+ *
  * Rows are generated in chunks (x = sum_j sqrt(l_j) z_j v_j + noise with
  * l_j = 66 / j over 256 latent directions, small isotropic noise: about 50 components
  * reach 80%, as on the real Fruits-360 features), fed to fn_pca_stats_add and
@@ -144,7 +147,9 @@ int main(int argc, char **argv)
     int sk_k = 0;
     if (use_sk) {
         char cmd[1024];
-        snprintf(cmd, sizeof cmd, "/usr/bin/python3 bench/pca_sklearn.py %s %d %d", datapath, rows, dim);
+        const char *py = getenv("FRUITNET_PYTHON");
+        snprintf(cmd, sizeof cmd, "'%s' bench/pca_sklearn.py '%s' %d %d", py && *py ? py : "python3", datapath, rows,
+                 dim);
         FILE *p = popen(cmd, "r");
         char line[512];
         while (p && fgets(line, sizeof line, p)) {

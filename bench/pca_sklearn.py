@@ -1,5 +1,5 @@
 """scikit-learn's PCA on the float32 file bench_pca wrote: seconds and peak RSS.
-usage: /usr/bin/python3 bench/pca_sklearn.py FILE ROWS DIM"""
+usage: .venv/bin/python bench/pca_sklearn.py FILE ROWS DIM  (bench_pca runs it with $FRUITNET_PYTHON)"""
 import resource
 import sys
 import time

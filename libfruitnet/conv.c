@@ -20,8 +20,12 @@
  * chunk's tiles while their partial C stays in L2. Threads split M (or N when
  * M is small). 3x3 stride-1 layers use Winograd F(2x2,3x3) or F(4x4,3x3)
  * instead when the batch has enough tiles (wino_task).
+ *
+ * Which of these a call runs, its blocking and its thread split are decided in conv_plan.c (conv_plan.h);
+ * this file packs the weights and runs a plan.
  */
 #include "conv.h"
+#include "conv_plan.h"
 #include "gemm.h"
 #include "threadpool.h"
 #include "util.h"
@@ -29,107 +33,6 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
-
-#ifndef FN_CONV_KC
-#define FN_CONV_KC 2048 /* floats of K per block: every 1x1 of ResNet50 in one block, so each output tile is
-                           finished at once (tile-outer loop); the B sliver (KC x NR) streams from L2 */
-#endif
-#ifndef FN_CONV_MC
-#define FN_CONV_MC 168 /* rows of A per chunk (a multiple of every MR keeps tiles full) */
-#endif
-#ifndef FN_CONV_NC_BYTES
-#define FN_CONV_NC_BYTES (256 << 10) /* B slivers of one panel group (tile-outer loop) */
-#endif
-#ifndef FN_CONV_TILE_OUTER
-#define FN_CONV_TILE_OUTER 1
-#endif
-#ifndef FN_CONV_PREFETCH
-#define FN_CONV_PREFETCH 1 /* prefetch the next B slivers into L2 while the current ones are reused */
-#endif
-#define FN_CONV_NR_MAX 32 /* widest NR of the micro-kernels (gemm_*.c) */
-
-#ifndef FN_WINO_TC
-#define FN_WINO_TC 56 /* Winograd tiles per chunk */
-#endif
-#ifndef FN_WINO4_TC
-#define FN_WINO4_TC 28 /* F(4x4,3x3) tiles per chunk */
-#endif
-#ifndef FN_WINO_MIN_TILES
-#define FN_WINO_MIN_TILES 2 /* Winograd chunks per thread below which threads split the output channels */
-#endif
-
-static int wino_ok(int kh, int kw, int stride, int pad) { return kh == 3 && kw == 3 && stride == 1 && pad == 1; }
-
-#ifndef FN_WINO4_MIN_SIDE
-#define FN_WINO4_MIN_SIDE 7
-#endif
-#ifndef FN_WINO2_MIN_SIDE
-#define FN_WINO2_MIN_SIDE 14
-#endif
-#ifndef FN_WINO2_MAX_SIDE
-#define FN_WINO2_MAX_SIDE 28
-#endif
-
-/* F(4x4,3x3) on maps of at least FN_WINO4_MIN_SIDE (all four ResNet50 stages: 1.15x faster than F(2x2) at
- * batch 32 on 56 and 28, and with the next weight sliver prefetched, on 14 and 7 too, where its 36
- * transformed weight sets are 9.4 and 37.7 MB a layer: stage 5 at batch 8 and 32 in 0.28-0.31 ms/img
- * against 0.37-0.41 with F(2x2)), and F(2x2,3x3) on the maps where batch 1 has too few 4x4 tiles and
- * F(2x2) is faster than direct (14 and 28). */
-int fn_conv_wino_kinds(int k, int h)
-{
-    if (k != 3)
-        return 0;
-    return (h >= FN_WINO4_MIN_SIDE ? FN_WINO_F4 : 0) |
-           (h >= FN_WINO2_MIN_SIDE && h <= FN_WINO2_MAX_SIDE ? FN_WINO_F2 : 0);
-}
-
-static const fn_gemm_impl *impl_for(fn_isa isa)
-{
-    switch (isa) {
-    case FN_ISA_AVX512: return &fn_gemm_avx512;
-    case FN_ISA_AVX2: return &fn_gemm_avx2;
-    default: return &fn_gemm_portable;
-    }
-}
-
-static size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
-
-/* The variant fn_conv_forward runs for n images with oh x ow outputs on nth threads, given the Winograd
- * weights the layer has (wino; 0 unless 3x3/1 pad 1): 4, 2, or 0 (direct). */
-static int wino_pick(int wino, size_t mr, int n, int oh, int ow, int nth)
-{
-    const int has2 = (wino & FN_WINO_F2) != 0, has4 = (wino & FN_WINO_F4) != 0;
-    size_t t2 = (size_t)n * (((size_t)oh + 1) / 2) * (((size_t)ow + 1) / 2);
-    size_t t4 = (size_t)n * (((size_t)oh + 3) / 4) * (((size_t)ow + 3) / 4);
-    const size_t many = (size_t)FN_WINO_MIN_TILES * (size_t)nth;
-    /* F(4x4) when every thread gets >= FN_WINO_MIN_TILES chunks of its tiles, else F(2x2) (smaller chunks,
-     * a quarter of the transformed weights to stream) when there are at least 3 MR tiles; else F(4x4) if
-     * only it is there, else direct */
-    if (has4 && (t4 >= many * round_up(FN_WINO4_TC, mr) || (!has2 && t4 >= mr)))
-        return 4;
-    if (has2 && t2 >= 3 * mr) /* fewer: direct is faster (measured, 7x7 at batch 1) */
-        return 2;
-    return 0;
-}
-
-int fn_conv_wino_needed(int kh, int kw, int stride, int pad, int h, int w, int wino, fn_isa isa, int max_batch,
-                        int nthreads)
-{
-    if (!wino_ok(kh, kw, stride, pad) || max_batch < 1)
-        return 0;
-    const size_t mr = (size_t)impl_for(isa)->mr;
-    const int oh = fn_conv_out_dim(h, kh, stride, pad), ow = fn_conv_out_dim(w, kw, stride, pad);
-    if (nthreads < 1)
-        nthreads = 1;
-    int used = 0;
-    for (int n = 1; n <= max_batch; n++)
-        used |= wino_pick(wino, mr, n, oh, ow, nthreads);
-    /* dropping a kind must not change any pick (F(4x4) is also taken on few tiles when F(2x2) is absent) */
-    for (int n = 1; n <= max_batch; n++)
-        if (wino_pick(used, mr, n, oh, ow, nthreads) != wino_pick(wino, mr, n, oh, ow, nthreads))
-            return wino;
-    return used;
-}
 
 int fn_conv_init(fn_conv *c, int kh, int kw, int stride, int pad, int cin, int cout, const float *w,
                  const float *bias, int wino, fn_isa isa, fn_error *err)
@@ -142,14 +45,14 @@ int fn_conv_init(fn_conv *c, int kh, int kw, int stride, int pad, int cin, int c
         return fn_fail(err, FN_EARG, "conv: Winograd set %d is not 0, 2 (F(2x2,3x3)), 4 (F(4x4,3x3)) or 6", wino);
     if (isa != FN_ISA_PORTABLE && isa != FN_ISA_AVX2 && isa != FN_ISA_AVX512)
         return fn_fail(err, FN_EARG, "conv: ISA %d is not resolved", (int)isa);
-    const fn_gemm_impl *g = impl_for(isa);
+    const fn_gemm_impl *g = conv_gemm(isa);
     if (g->nr > FN_CONV_NR_MAX)
         return fn_fail(err, FN_EARG, "conv: micro-kernel NR %d is over %d", g->nr, FN_CONV_NR_MAX);
     size_t K = (size_t)kh * kw * cin, NR = (size_t)g->nr;
     size_t panels = ((size_t)cout + NR - 1) / NR, len, bytes;
     /* 3x3/1 pad 1: Winograd F(2x2,3x3) then F(4x4,3x3) weights ((m+2)^2 x cin x cout each) follow the
      * direct ones */
-    if (!wino_ok(kh, kw, stride, pad))
+    if (!conv_wino_ok(kh, kw, stride, pad))
         wino = 0;
     size_t kw_len = (size_t)((wino & FN_WINO_F2 ? 16 : 0) + (wino & FN_WINO_F4 ? 36 : 0)) * (size_t)cin;
     if (K > INT32_MAX || !fn_mul_size(panels * NR, K + kw_len, &len) || !fn_mul_size(len, sizeof(float), &bytes) ||
@@ -270,113 +173,17 @@ int fn_conv_enable_bf16(fn_conv *c, const float *w, fn_error *err)
     return FN_OK;
 }
 
-/* The bf16 view of a conv for the direct path: the same shape in words (a word = two channels), its
- * bf16 weights, no Winograd. */
-static fn_conv bf16_view(const fn_conv *c)
-{
-    fn_conv v = *c;
-    v.cin = c->cin / 2, v.packed = c->packed16, v.wino = 0, v.bf16 = 0;
-    return v;
-}
-
-/* ---------------------------------------------------------------- geometry */
-
-typedef struct geom {
-    int pack;       /* copy each A block into padded rows (else read the input in place) */
-    int rowtap;     /* small cin: a tap is one kernel row, kw pixels x cin contiguous floats (edge
-                     * windows copied, zero-filled, into a per-thread buffer) */
-    int ntaps;      /* kh * kw, or kh for row taps */
-    size_t tapk;    /* floats per tap (cin, or kw * cin) */
-    size_t nsub;    /* tapk > KC: pieces per tap, of ksub floats */
-    size_t ksub;
-    size_t group;   /* else: taps per K block */
-    size_t nblocks; /* K blocks */
-    size_t ld;      /* packed row stride (floats) */
-    size_t mc;      /* rows per chunk (multiple of MR) */
-    size_t zeros;   /* floats of the zero row (also the zero bias of Winograd's GEMMs) */
-    int wino;       /* Winograd F(m x m,3x3) possible: m (2 or 4), else 0 */
-    int wa, nxi;    /* input tile side m + 2, transformed components (m + 2)^2 */
-    size_t tc, ldv, ldm, wino_thr; /* tiles per chunk, V/M row strides, scratch floats per thread */
-    size_t ptr_floats, pptr_floats, edge_floats, per_thr; /* scratch per thread */
-} geom;
-
-
-/* a row stride (multiple of 16 floats) of an odd number of cache lines: consecutive rows on different L1 sets */
-static size_t odd_lines(size_t ld) { return (ld / 16) % 2 ? ld : ld + 16; }
-
-#define PTR_FLOATS(n) round_up((n) * (sizeof(void *) / sizeof(float)), 16)
-
-static geom geometry(const fn_conv *c, const fn_gemm_impl *g, int wm)
-{
-    geom q;
-    size_t mr = (size_t)g->mr, cin = (size_t)c->cin;
-    /* Short taps (conv1: 7x7x3): one tap per kernel row, its kw pixels being contiguous in NHWC. */
-    q.rowtap = c->kw > 1 && cin < 16 && (size_t)c->kw * cin <= FN_CONV_KC;
-    q.ntaps = q.rowtap ? c->kh : c->kh * c->kw;
-    q.tapk = q.rowtap ? (size_t)c->kw * cin : cin;
-    const size_t tk = q.tapk;
-    q.nsub = 1, q.ksub = tk, q.group = 1;
-    if (tk > FN_CONV_KC) {
-        q.nsub = (tk + FN_CONV_KC - 1) / FN_CONV_KC;
-        q.ksub = round_up((tk + q.nsub - 1) / q.nsub, 8);
-        q.nsub = (tk + q.ksub - 1) / q.ksub;
-        q.nblocks = (size_t)q.ntaps * q.nsub;
-    } else {
-        q.group = FN_CONV_KC / tk;
-        q.nblocks = ((size_t)q.ntaps + q.group - 1) / q.group;
-    }
-    size_t blk = q.nsub > 1 ? q.ksub : (q.group < (size_t)q.ntaps ? q.group : (size_t)q.ntaps) * tk;
-    /* Pack when rows 2 KiB-multiples apart would crowd into few L1 sets (cin*stride % 512 == 0: 14 rows
-     * on one or two sets). */
-    q.pack = !q.rowtap && (cin * (size_t)c->stride) % 512 == 0;
-    q.ld = odd_lines(round_up(blk, 16));
-    q.mc = round_up(FN_CONV_MC, mr);
-    q.zeros = round_up(tk > 64 ? tk : 64, 16);
-    q.wino = wino_ok(c->kh, c->kw, c->stride, c->pad) && (c->wino & wm) ? wm : 0;
-    q.wa = q.wino + 2, q.nxi = q.wino ? q.wa * q.wa : 0;
-    q.tc = round_up(q.wino == 4 ? FN_WINO4_TC : FN_WINO_TC, mr);
-    q.ldv = odd_lines(round_up(cin, 16));
-    q.ldm = odd_lines(round_up((size_t)c->cout, (size_t)g->nr));
-    q.wino_thr = q.wino ? (size_t)q.nxi * q.tc * (q.ldv + q.ldm) + PTR_FLOATS((size_t)q.nxi * q.tc) : 0;
-    q.ptr_floats = PTR_FLOATS(q.mc * (size_t)q.ntaps);
-    q.pptr_floats = q.pack ? PTR_FLOATS(q.mc) : 0;
-    q.edge_floats = q.rowtap ? q.mc * (size_t)q.ntaps * round_up(tk, 16) : 0;
-    q.per_thr = q.ptr_floats + q.pptr_floats + (q.pack ? q.mc * q.ld : 0) + q.edge_floats;
-    return q;
-}
-
-size_t fn_conv_scratch_floats(const fn_conv *c, int n, int h, int w, int nthreads)
-{
-    size_t t = (size_t)(nthreads > 0 ? nthreads : 1), per = 0, s;
-    geom q;
-    for (int wm = 0; wm <= 4; wm += 2) { /* direct, F(2x2), F(4x4): the largest */
-        q = geometry(c, impl_for(c->isa), wm);
-        per = q.per_thr > per ? q.per_thr : per;
-        per = q.wino_thr > per ? q.wino_thr : per;
-    }
-    size_t in16 = 0;
-    if (c->bf16) { /* the bf16 copy of the input first, then the bf16 view's own scratch */
-        fn_conv v = bf16_view(c);
-        geom q16 = geometry(&v, &fn_gemm_avx512bf16, 0);
-        per = q16.per_thr > per ? q16.per_thr : per;
-        if (!fn_mul_size((size_t)(n > 0 ? n : 0) * (size_t)h, (size_t)w * (size_t)(c->cin / 2), &in16))
-            return SIZE_MAX;
-        in16 = round_up(in16, 16);
-    }
-    if (!fn_mul_size(t, per, &s) || !fn_add_size(s, q.zeros, &s) || !fn_add_size(s, in16, &s))
-        return SIZE_MAX;
-    return s;
-}
-
 /* ---------------------------------------------------------------- forward */
 
 typedef struct conv_job {
     const fn_conv *c;
     const fn_gemm_impl *g;
-    geom q;
+    conv_geom q;
     const float *in, *res, *zeros;
     float *out, *scratch;
     int n, h, w, oh, ow, relu, split_n, wino;
+    int dyn_n;       /* split_n with one chunk and one K block: panel groups taken dynamically (next) */
+    size_t dyn_step; /* panels per dynamic group */
     size_t M, K;
     size_t chunk;      /* rows (or Winograd tiles) per chunk handed out */
     atomic_size_t next; /* next chunk: threads take chunks as they finish (a stalled thread delays no one) */
@@ -388,7 +195,7 @@ static void build_rows(const conv_job *j, size_t m0, size_t rows, const float **
 {
     const fn_conv *c = j->c;
     const size_t mr = (size_t)j->g->mr, cin = (size_t)c->cin, ohw = (size_t)j->oh * j->ow, nt = (size_t)j->q.ntaps;
-    const size_t rows_pad = round_up(rows, mr);
+    const size_t rows_pad = conv_round_up(rows, mr);
     for (size_t r = 0; r < rows_pad; r++) {
         const float **dst = ptr + ((r / mr) * nt) * mr + r % mr; /* tap t at dst[t * mr] */
         if (r >= rows) {                                          /* M edge: rows of zeros, never stored */
@@ -401,7 +208,7 @@ static void build_rows(const conv_job *j, size_t m0, size_t rows, const float **
         const float *base = j->in + img * (size_t)j->h * j->w * cin;
         size_t t = 0;
         if (j->q.rowtap) {
-            const size_t es = round_up(j->q.tapk, 16);
+            const size_t es = conv_round_up(j->q.tapk, 16);
             int x0 = ox * c->stride - c->pad;
             for (int ky = 0; ky < c->kh; ky++, t++) {
                 int y = oy * c->stride - c->pad + ky;
@@ -454,18 +261,6 @@ static void pack_block(const conv_job *j, const float *const *ptr, size_t rows_p
     }
 }
 
-/* K block kb: taps t0..t0+tn, floats k0..k0+kt of each. */
-static void k_block(const geom *q, size_t kb, size_t *t0, size_t *k0, size_t *tn, size_t *kt)
-{
-    if (q->nsub > 1) {
-        *t0 = kb / q->nsub, *k0 = (kb % q->nsub) * q->ksub;
-        *tn = 1, *kt = q->tapk - *k0 < q->ksub ? q->tapk - *k0 : q->ksub;
-    } else {
-        *t0 = kb * q->group, *k0 = 0;
-        *tn = (size_t)q->ntaps - *t0 < q->group ? (size_t)q->ntaps - *t0 : q->group, *kt = q->tapk;
-    }
-}
-
 /* Prefetch of the B sliver needed next: `lines` cache lines split over `calls` micro-kernel calls (those
  * after a sliver's first tile, which find theirs in L2), per = lines per call. */
 static size_t prefetch_per(size_t lines, size_t calls)
@@ -487,7 +282,7 @@ static void wino_task(void *arg, int tid, int nth)
 {
     conv_job *j = arg;
     const fn_conv *c = j->c;
-    const geom *q = &j->q;
+    const conv_geom *q = &j->q;
     const fn_gemm_impl *g = j->g;
     const size_t mr = (size_t)g->mr, nr = (size_t)g->nr, N = (size_t)c->cout, cin = (size_t)c->cin;
     const int wm = q->wino, wa = q->wa, nxi = q->nxi;
@@ -500,8 +295,7 @@ static void wino_task(void *arg, int tid, int nth)
     float *V = j->scratch + q->zeros + (size_t)tid * q->wino_thr, *Mb = V + (size_t)nxi * tc * q->ldv;
     const float **pp = (const float **)(void *)(Mb + (size_t)nxi * tc * q->ldm);
     const size_t vstride = tc * q->ldv, mstride = tc * q->ldm, ck = j->chunk;
-    size_t nsub = (cin + FN_CONV_KC - 1) / FN_CONV_KC, ksub = round_up((cin + nsub - 1) / nsub, 8);
-    nsub = (cin + ksub - 1) / ksub;
+    const size_t nsub = q->wnsub, ksub = q->wksub; /* K (cin) pieces */
     size_t p_begin = 0, p_end = panels;
     if (j->split_n) { /* few tiles: every thread transforms all of them and takes its share of the panels */
         p_begin = panels * (size_t)tid / (size_t)nth;
@@ -581,11 +375,11 @@ static void conv_task(void *arg, int tid, int nth)
 {
     conv_job *j = arg;
     const fn_conv *c = j->c;
-    const geom *q = &j->q;
+    const conv_geom *q = &j->q;
     const size_t mr = (size_t)j->g->mr, nr = (size_t)j->g->nr, N = (size_t)c->cout;
     const size_t panels = (N + nr - 1) / nr, nt = (size_t)q->ntaps, tapk = q->tapk;
     size_t p_begin = 0, p_end = panels;
-    if (j->split_n) { /* small M: static split of the panels, every thread walks all rows */
+    if (j->split_n && !j->dyn_n) { /* small M: static split of the panels, every thread walks all rows */
         p_begin = panels * (size_t)tid / (size_t)nth;
         p_end = panels * (size_t)(tid + 1) / (size_t)nth;
         if (p_begin >= p_end)
@@ -614,7 +408,7 @@ static void conv_task(void *arg, int tid, int nth)
         build_rows(j, m0, rows, ptr, edge);
         for (size_t kb = 0; kb < q->nblocks; kb++) {
             size_t t0, k0, tn, kt;
-            k_block(q, kb, &t0, &k0, &tn, &kt);
+            conv_k_block(q, kb, &t0, &k0, &tn, &kt);
             if (q->pack) {
                 pack_block(j, ptr, tiles * mr, t0, tn, k0, kt, packed);
                 u.ntaps = 1, u.kt = (int)(tn * kt), u.k0 = 0;
@@ -624,14 +418,21 @@ static void conv_task(void *arg, int tid, int nth)
             u.first = kb == 0, u.last = kb + 1 == q->nblocks;
             if (FN_CONV_TILE_OUTER && q->nblocks == 1) {
                 /* one K block: a tile's rows are finished across a group of panels (whose B slivers
-                 * fit in FN_CONV_NC_BYTES of L2) before the next tile */
-                size_t group = FN_CONV_NC_BYTES / (j->K * nr * sizeof(float));
+                 * fit in the plan's nc_bytes of L2) before the next tile */
+                size_t group = q->nc_bytes / (j->K * nr * sizeof(float));
                 group = group < 1 ? 1 : group;
-                for (size_t pg = p_begin; pg < p_end; pg += group) {
-                    size_t pe = pg + group < p_end ? pg + group : p_end;
+                /* dyn_n (one chunk, channels split): groups of at most `step` panels taken as threads
+                 * finish (a descheduled thread delays no one), else this thread's range in order */
+                const size_t step = j->dyn_n && j->dyn_step < group ? j->dyn_step : group;
+                for (size_t gi = 0;; gi++) {
+                    size_t pg = j->dyn_n ? atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed) * step
+                                         : p_begin + gi * step;
+                    if (pg >= p_end)
+                        break;
+                    size_t pe = pg + step < p_end ? pg + step : p_end;
                     /* the next group's slivers (contiguous after this group's) are prefetched by the calls
                      * after the first tile, which find this group's in L2 */
-                    size_t nx = (pe + group < p_end ? pe + group : p_end) - pe;
+                    size_t nx = (pe + step < p_end ? pe + step : p_end) - pe;
                     const float *nb = c->packed + pe * j->K * nr;
                     const size_t lines = nx * j->K * nr / 16, per = prefetch_per(lines, (tiles - 1) * (pe - pg));
                     for (size_t ti = 0; ti < tiles; ti++) {
@@ -660,7 +461,7 @@ static void conv_task(void *arg, int tid, int nth)
             const float *nx_b = NULL;
             if (kb + 1 < q->nblocks) {
                 size_t t1, k1, tn1, kt1;
-                k_block(q, kb + 1, &t1, &k1, &tn1, &kt1);
+                conv_k_block(q, kb + 1, &t1, &k1, &tn1, &kt1);
                 nx_b = c->packed + (p_begin * j->K + t1 * tapk + k1) * nr;
                 nx_lines = tn1 * kt1 * nr / 16;
             }
@@ -695,7 +496,7 @@ typedef struct cvt_job {
 static void cvt_task(void *arg, int tid, int nth)
 {
     const cvt_job *cj = arg;
-    size_t a = round_up(cj->n * (size_t)tid / (size_t)nth, 32), b = round_up(cj->n * (size_t)(tid + 1) / (size_t)nth, 32);
+    size_t a = conv_round_up(cj->n * (size_t)tid / (size_t)nth, 32), b = conv_round_up(cj->n * (size_t)(tid + 1) / (size_t)nth, 32);
     b = b < cj->n ? b : cj->n;
     if (a < b)
         cj->to_bf16(cj->src + a, b - a, (uint16_t *)cj->dst + a);
@@ -704,56 +505,30 @@ static void cvt_task(void *arg, int tid, int nth)
 void fn_conv_forward(const fn_conv *c, fn_pool *pool, const float *in, int n, int h, int w, float *out,
                      const float *residual, int relu, float *scratch)
 {
+    conv_plan p;
+    if (!conv_plan_make(c, n, h, w, fn_pool_threads(pool), &p))
+        return;
     fn_conv view;
     conv_job j;
     j.c = c;
-    j.g = impl_for(c->isa);
-    j.q = geometry(c, j.g, 0);
+    j.g = p.g;
+    j.q = p.q;
     j.in = in, j.res = residual, j.out = out, j.scratch = scratch;
     j.n = n, j.h = h, j.w = w, j.relu = relu;
-    j.oh = fn_conv_out_dim(h, c->kh, c->stride, c->pad);
-    j.ow = fn_conv_out_dim(w, c->kw, c->stride, c->pad);
-    if (n <= 0 || j.oh <= 0 || j.ow <= 0)
-        return;
-    j.M = (size_t)n * j.oh * j.ow;
-    j.K = (size_t)c->kh * c->kw * c->cin;
-    memset(scratch, 0, j.q.zeros * sizeof(float));
-    j.zeros = scratch;
-    int nth = fn_pool_threads(pool);
-    size_t tiles = (j.M + (size_t)j.g->mr - 1) / (size_t)j.g->mr;
-    size_t panels = ((size_t)c->cout + (size_t)j.g->nr - 1) / (size_t)j.g->nr;
-    /* few M tiles per thread: split the output channels instead */
-    j.split_n = nth > 1 && tiles < 4 * (size_t)nth && panels >= (size_t)nth;
-    /* chunks: at most MC rows, and at least 4 per thread when M allows (small tail imbalance) */
-    size_t ct = (tiles + 4 * (size_t)nth - 1) / (4 * (size_t)nth), ctmax = j.q.mc / (size_t)j.g->mr;
-    j.chunk = (j.split_n ? ctmax : (ct < 1 ? 1 : ct > ctmax ? ctmax : ct)) * (size_t)j.g->mr;
-    /* Winograd (3x3/1 with transformed weights): F(4x4) when every thread gets >= FN_WINO_MIN_TILES
-     * chunks of its tiles, else F(2x2) (smaller chunks, a quarter of the transformed weights to stream)
-     * when there are at least 3 MR tiles, with the output channels split when there are few chunks; else
-     * F(4x4) if only it is there, else direct. */
-    j.wino = wino_pick(wino_ok(c->kh, c->kw, c->stride, c->pad) ? c->wino : 0, (size_t)j.g->mr, n, j.oh, j.ow,
-                       nth);
-    size_t t2 = (size_t)n * (((size_t)j.oh + 1) / 2) * (((size_t)j.ow + 1) / 2);
-    size_t t4 = (size_t)n * (((size_t)j.oh + 3) / 4) * (((size_t)j.ow + 3) / 4);
-    const size_t many = (size_t)FN_WINO_MIN_TILES * (size_t)nth;
-    if (j.wino) {
-        j.q = geometry(c, j.g, j.wino);
-        size_t wt = j.wino == 4 ? t4 : t2;
-        j.split_n = nth > 1 && wt < many * j.q.tc && panels >= (size_t)nth;
-        j.chunk = j.q.tc;
-    } else if (c->bf16) {
-        /* direct on bf16: the input converted once (in parallel) into the front of scratch, then the
-         * bf16 view of the layer (a word = two channels) on the bf16 kernel; same tiles and panels */
-        view = bf16_view(c);
+    j.oh = p.oh, j.ow = p.ow, j.M = p.M, j.K = p.K;
+    j.split_n = p.split_n, j.chunk = p.chunk, j.wino = p.wino;
+    j.dyn_n = p.dyn_n, j.dyn_step = p.dyn_step;
+    if (p.bf16) {
+        /* the input converted once (in parallel) into the front of scratch, then the bf16 view of the
+         * layer (a word = two channels) on the bf16 kernel */
+        view = conv_bf16_view(c);
         cvt_job cj = {in, (size_t)n * h * w * c->cin, scratch, fn_gemm_avx512bf16.to_bf16};
         fn_pool_run(pool, cvt_task, &cj);
-        float *rest = scratch + round_up(cj.n / 2, 16);
-        j.c = &view, j.g = &fn_gemm_avx512bf16;
-        j.q = geometry(&view, j.g, 0);
-        j.in = scratch, j.scratch = rest, j.K /= 2;
-        memset(rest, 0, j.q.zeros * sizeof(float));
-        j.zeros = rest;
+        j.c = &view;
+        j.in = scratch, j.scratch = scratch + p.in16;
     }
+    memset(j.scratch, 0, j.q.zeros * sizeof(float));
+    j.zeros = j.scratch;
     atomic_init(&j.next, 0);
     fn_pool_run(pool, j.wino ? wino_task : conv_task, &j);
 }

@@ -48,17 +48,38 @@ typedef void (*fn_wino_in)(const float *const d[], size_t c, float *v, size_t vs
 typedef void (*fn_wino_out)(float *m, size_t mstride, size_t c, const float *bias, float *out, const float *res,
                             size_t ldo_row, size_t ldo_px, int ny, int nx, int relu);
 
+/* The blocking of the convolution's macro-kernel on one table (as BLIS's bli_cntx_init_<arch>.c: the
+ * values sit beside each kernel), for a core with ref_l2 bytes of L2. conv_plan.c scales mc and nc_bytes
+ * to the L2 that CPUID reports (fn_cpu_caches). kc is never scaled: the K blocks fix the summation order
+ * (each block's products are summed by the kernel, then added to the output), so a machine's results do
+ * not depend on its cache sizes; tc and tc4 bound the transformed-weight reuse, not a cache footprint. */
+typedef struct fn_gemm_blocking {
+    int kc;          /* floats of K per block (words for bf16 tables) */
+    int mc;          /* most rows of A per chunk (a multiple of mr) */
+    int tc, tc4;     /* Winograd F(2x2,3x3) and F(4x4,3x3) tiles per chunk */
+    size_t nc_bytes; /* B slivers of a panel group in the one-K-block (tile-outer) loop, at ref_l2 */
+    size_t ref_l2;   /* bytes of L2 per core the values above were measured with */
+} fn_gemm_blocking;
+
 typedef struct fn_gemm_impl {
     int mr, nr;
     fn_ukernel kernel;
     fn_wino_in wino_in, wino4_in;
     fn_wino_out wino_out, wino4_out;
     void (*to_bf16)(const float *src, size_t n, void *dst); /* bf16 tables only (else NULL) */
+    fn_gemm_blocking blk;
 } fn_gemm_impl;
 
 extern const fn_gemm_impl fn_gemm_portable;
 extern const fn_gemm_impl fn_gemm_avx2;
 extern const fn_gemm_impl fn_gemm_avx512;
 extern const fn_gemm_impl fn_gemm_avx512bf16; /* vdpbf16ps on bf16 pairs (see above); no Winograd */
+
+/* The data caches of one core as CPUID reports them (isa.c: leaf 4 on Intel, 0x8000001D on AMD, else
+ * 0x80000005/6), in bytes; a level CPUID does not describe is 0. Read once, then cached. */
+typedef struct fn_cpu_caches {
+    size_t l1d, l2, l3;
+} fn_cpu_caches;
+fn_cpu_caches fn_cpu_caches_get(void);
 
 #endif

@@ -103,4 +103,6 @@ static void to_bf16(const float *src, size_t n, void *dst)
     }
 }
 
-const fn_gemm_impl fn_gemm_avx512bf16 = {MR, NR, kernel_bf16, NULL, NULL, NULL, NULL, to_bf16};
+const fn_gemm_impl fn_gemm_avx512bf16 = {MR, NR, kernel_bf16, NULL, NULL, NULL, NULL, to_bf16,
+                                          /* as the float32 AVX-512 table (a K word is two channels) */
+                                          {2048, 168, 56, 28, 256 << 10, 2 << 20}};

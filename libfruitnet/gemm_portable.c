@@ -41,4 +41,6 @@ static void kernel_portable(const fn_ukargs *u)
     }
 }
 
-const fn_gemm_impl fn_gemm_portable = {MR, NR, kernel_portable, wino_input, wino4_input, wino_output, wino4_output, NULL};
+const fn_gemm_impl fn_gemm_portable = {MR, NR, kernel_portable, wino_input, wino4_input, wino_output, wino4_output, NULL,
+                                        /* the AVX-512 set (mc a multiple of 4) */
+                                        {2048, 168, 56, 28, 256 << 10, 2 << 20}};

@@ -1,5 +1,9 @@
-/* isa.c — run-time instruction-set detection and selection (CPUID + XGETBV). */
+/* isa.c — run-time instruction-set detection and selection (CPUID + XGETBV), and the cache sizes the
+ * convolution's blocking scales to (fn_cpu_caches_get). */
 #include "util.h"
+#include "gemm.h"
+
+#include <pthread.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -51,10 +55,74 @@ static int has_avx512bf16(void)
     __cpuid_count(7, 1, a, b, c, d);
     return (a >> 5) & 1;
 }
+
+/* The deterministic cache parameters of leaf 4 (Intel) or 0x8000001D (AMD, same layout): one subleaf per
+ * cache until type 0; size = ways x partitions x line x sets. Data and unified caches only. */
+static void caches_from_leaf(unsigned int leaf, fn_cpu_caches *out)
+{
+    for (unsigned int i = 0; i < 16; i++) {
+        unsigned int a, b, c, d;
+        __cpuid_count(leaf, i, a, b, c, d);
+        unsigned int type = a & 0x1f, level = (a >> 5) & 7;
+        if (type == 0)
+            break;
+        if (type != 1 && type != 3) /* 2 = instruction */
+            continue;
+        size_t bytes = (size_t)((b >> 22) + 1) * (((b >> 12) & 0x3ff) + 1) * ((b & 0xfff) + 1) * ((size_t)c + 1);
+        if (level == 1)
+            out->l1d = bytes;
+        else if (level == 2)
+            out->l2 = bytes;
+        else if (level == 3)
+            out->l3 = bytes;
+    }
+}
+
+static void detect_caches(fn_cpu_caches *out)
+{
+    unsigned int max = __get_cpuid_max(0, NULL), a, b, c, d;
+    unsigned int emax = __get_cpuid_max(0x80000000u, NULL);
+    if (max == 0)
+        return;
+    __cpuid(0, a, b, c, d);
+    const int intel = b == 0x756e6547u; /* "GenuineIntel" */
+    if (intel && max >= 4) {
+        caches_from_leaf(4, out);
+        return;
+    }
+    if (emax >= 0x80000001u) {
+        __cpuid(0x80000001u, a, b, c, d);
+        if (((c >> 22) & 1) && emax >= 0x8000001Du) { /* TOPOEXT: AMD's copy of leaf 4 */
+            caches_from_leaf(0x8000001Du, out);
+            if (out->l2)
+                return;
+        }
+    }
+    if (emax >= 0x80000006u) { /* legacy AMD: L1d KB in 0x80000005 ECX[31:24], L2 KB in 0x80000006 ECX[31:16] */
+        __cpuid(0x80000005u, a, b, c, d);
+        out->l1d = (size_t)(c >> 24) << 10;
+        __cpuid(0x80000006u, a, b, c, d);
+        out->l2 = (size_t)(c >> 16) << 10;
+        out->l3 = (size_t)(d >> 18) << 19; /* EDX[31:18]: 512 KB units */
+    } else if (max >= 4) {
+        caches_from_leaf(4, out);
+    }
+}
 #else
 fn_isa fn_isa_detect(void) { return FN_ISA_PORTABLE; }
 static int has_avx512bf16(void) { return 0; }
+static void detect_caches(fn_cpu_caches *out) { (void)out; }
 #endif
+
+static fn_cpu_caches g_caches;
+static pthread_once_t g_caches_once = PTHREAD_ONCE_INIT;
+static void caches_init(void) { detect_caches(&g_caches); }
+
+fn_cpu_caches fn_cpu_caches_get(void)
+{
+    pthread_once(&g_caches_once, caches_init);
+    return g_caches;
+}
 
 const char *fn_precision_name(fn_precision p)
 {

@@ -6,6 +6,7 @@
  */
 #include "testutil.h"
 #include "conv.h"
+#include "conv_plan.h"
 #include "layers.h"
 #include "threadpool.h"
 #include "util.h"
@@ -176,6 +177,74 @@ static void test_conv_wino_needed(void **s)
     assert_int_equal(fn_conv_wino_needed(1, 1, 1, 0, 56, 56, all56, FN_ISA_AVX512, 64, 2), 0);
 }
 
+/* The blocking follows the cache sizes CPUID reports: the A block of mc rows fills at most 2/3 of the L2
+ * (at most the table's mc, at least MR), nc is in proportion to the L2; and since K blocks stay fixed, a
+ * conv planned for a small L2 gives the same bits as one planned for this machine's. */
+static void test_conv_blocking(void **s)
+{
+    (void)s;
+    fn_cpu_caches k = fn_cpu_caches_get();
+    print_message("[ layers   ] CPUID caches: L1d %zu KB, L2 %zu KB, L3 %zu KB\n", k.l1d >> 10, k.l2 >> 10, k.l3 >> 10);
+#if defined(__x86_64__)
+    assert_true(k.l1d >= (4 << 10) && k.l1d <= (4 << 20));
+    assert_true(k.l2 >= k.l1d && k.l2 <= (1u << 30));
+#endif
+    size_t mc, nc;
+    conv_blocking(&fn_gemm_avx512, 2 << 20, 2048, &mc, &nc); /* the table's reference: its own values */
+    assert_int_equal(mc, 168);
+    assert_int_equal(nc, 256 << 10);
+    conv_blocking(&fn_gemm_avx512, 1 << 20, 2048, &mc, &nc); /* 1 MB: 699050 / 8192 = 85 rows -> 84 */
+    assert_int_equal(mc, 84);
+    assert_int_equal(nc, 128 << 10);
+    conv_blocking(&fn_gemm_avx512, 1 << 20, 256, &mc, &nc); /* narrow blocks: the table's mc */
+    assert_int_equal(mc, 168);
+    conv_blocking(&fn_gemm_avx2, 256 << 10, 2048, &mc, &nc); /* 174762 / 8192 = 21 rows -> 18 (MR 6) */
+    assert_int_equal(mc, 18);
+    assert_int_equal(nc, 32 << 10);
+    conv_blocking(&fn_gemm_portable, 32 << 10, 2048, &mc, &nc); /* never below MR */
+    assert_int_equal(mc, 4);
+    conv_blocking(&fn_gemm_avx512, 0, 2048, &mc, &nc); /* no L2 known: the reference */
+    assert_int_equal(mc, 168);
+
+    static const conv_case cases[] = {{2, 14, 14, 600, 40, 1, 1, 0}, {1, 9, 9, 512, 40, 3, 1, 1},
+                                      {1, 23, 23, 3, 64, 7, 2, 3},   {3, 7, 5, 512, 70, 1, 1, 0}};
+    fn_isa isas[3];
+    int ni = tu_supported_isas(isas);
+    for (int i = 0; i < ni; i++)
+        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+            const conv_case *q = &cases[c];
+            int oh = fn_conv_out_dim(q->h, q->k, q->stride, q->pad), ow = fn_conv_out_dim(q->w, q->k, q->stride, q->pad);
+            size_t nin = (size_t)q->n * q->h * q->w * q->cin, nout = (size_t)q->n * oh * ow * q->cout;
+            size_t nw = (size_t)q->k * q->k * q->cin * q->cout;
+            float *in = malloc(nin * 4), *W = malloc(nw * 4), *b = malloc((size_t)q->cout * 4);
+            float *o1 = malloc(nout * 4), *o2 = malloc(nout * 4);
+            tu_fill_random(in, nin, 11, -1, 1);
+            tu_fill_random(W, nw, 12, -0.5f, 0.5f);
+            tu_fill_random(b, (size_t)q->cout, 13, -1, 1);
+            fn_conv conv;
+            fn_error e;
+            assert_int_equal(fn_conv_init(&conv, q->k, q->k, q->stride, q->pad, q->cin, q->cout, W, b, 0, isas[i], &e),
+                             FN_OK);
+            fn_pool *pool = fn_pool_create(2);
+            for (int v = 0; v < 2; v++) {
+                conv_plan_set_l2(v ? 16 << 10 : 0); /* 16 KB: chunks of 1 to 4 MR tiles */
+                conv_plan p;
+                assert_int_equal(conv_plan_make(&conv, q->n, q->h, q->w, 2, &p), 1);
+                const size_t mr = (size_t)conv_gemm(isas[i])->mr;
+                if (v)
+                    assert_true(p.q.mc <= 4 * mr && p.q.mc % mr == 0 && p.chunk <= p.q.mc);
+                float *scratch = fn_aalloc(fn_conv_scratch_floats(&conv, q->n, q->h, q->w, 2) * 4 + 64);
+                fn_conv_forward(&conv, pool, in, q->n, q->h, q->w, v ? o2 : o1, NULL, 1, scratch);
+                fn_afree(scratch);
+            }
+            conv_plan_set_l2(0);
+            assert_memory_equal(o1, o2, nout * 4);
+            fn_pool_destroy(pool);
+            fn_conv_free(&conv);
+            free(in), free(W), free(b), free(o1), free(o2);
+        }
+}
+
 static void test_maxpool(void **s)
 {
     (void)s;
@@ -303,7 +372,7 @@ int main(void)
         cmocka_unit_test(test_isa_selection),       cmocka_unit_test(test_threadpool),
         cmocka_unit_test(test_conv_all_isas),       cmocka_unit_test(test_conv_inplace_residual),
         cmocka_unit_test(test_conv_bad_args),       cmocka_unit_test(test_maxpool),
-        cmocka_unit_test(test_conv_wino_needed),
+        cmocka_unit_test(test_conv_wino_needed),    cmocka_unit_test(test_conv_blocking),
         cmocka_unit_test(test_avgpool_dense_softmax),
     };
     return cmocka_run_group_tests_name("layers", tests, NULL, NULL);
