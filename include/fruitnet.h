@@ -546,7 +546,7 @@ typedef struct fn_classifier_options {
     int pca_dim;      /* train on the top principal components of the standardised features: their number;
                          0 = the default (512, or the dimension if smaller); -1 = no reduction */
     int threads;      /* 0 = all online CPUs; the result is the same whatever the number */
-    int max_iter;     /* optimiser iterations per fit (the final fit: 3x); 0 = 30 */
+    int max_iter;     /* optimiser iterations per fit (the final fit: 3x); 0 = 20 */
     double tol;       /* stop when the gradient's max-norm <= tol x its value at the fit's (warm) start; 0 = 1e-2 */
     uint64_t seed;    /* of the fold assignment; 0 = the default seed */
     const char *info; /* free text (UTF-8, no NUL) kept in the model file, e.g. where the features come from */
