@@ -595,6 +595,11 @@ int fn_classifier_load_from_memory(const void *data, size_t size, const char *na
                                    fn_error *err);
 /* Free; NULL is allowed. */
 void fn_classifier_free(fn_classifier *c);
+/* Out-of-set score of n feature rows: dist[i] = mean squared difference per feature between the standardised
+ * row and the nearest class mean. FN_EUNSUPPORTED for a model without class means (a version-1 file). */
+int fn_classifier_distance(const fn_classifier *c, const float *x, int n, float *dist, fn_error *err);
+/* The distance beyond which a row is out of set: the 99th percentile over the training rows; 0 when none. */
+double fn_classifier_distance_threshold(const fn_classifier *c);
 
 #if defined(__GNUC__)
 #pragma GCC visibility pop

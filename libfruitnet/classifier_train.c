@@ -445,33 +445,42 @@ static int orth_weights(float *Y, int rows, int p, fn_pool *pool, float *W, fn_e
     double top = 0;
     for (int i = 0; i < p; i++)
         top = st.m2[(size_t)i * p + i] > top ? st.m2[(size_t)i * p + i] : top;
-    for (int i = 0; i < p; i++) { /* R upper, row i; G = m2 / 2 */
-        double dd = st.m2[(size_t)i * p + i] / 2;
-        for (int t = 0; t < i; t++)
-            dd -= R[(size_t)t * p + i] * R[(size_t)t * p + i];
-        if (!(dd > 1e-12 * top / 2))
-            continue; /* row i of R stays 0: column i of Q is dropped */
-        double rii = sqrt(dd);
-        R[(size_t)i * p + i] = rii;
+    /* right-looking Cholesky on the upper triangle of G = m2 / 2 (R overwrites it row by row) */
+    for (size_t i = 0; i < (size_t)p * p; i++)
+        R[i] = st.m2[i] / 2;
+    for (int i = 0; i < p; i++) {
+        double *ri = R + (size_t)i * p, dd = ri[i];
+        if (!(dd > 1e-12 * top / 2)) { /* dependent column: row i of R is 0, column i of Q dropped */
+            memset(ri + i, 0, (size_t)(p - i) * sizeof(double));
+            continue;
+        }
+        double rii = sqrt(dd), inv = 1 / rii;
+        ri[i] = rii;
+        for (int j = i + 1; j < p; j++)
+            ri[j] *= inv;
         for (int j = i + 1; j < p; j++) {
-            double v = st.m2[(size_t)i * p + j] / 2;
-            for (int t = 0; t < i; t++)
-                v -= R[(size_t)t * p + i] * R[(size_t)t * p + j];
-            R[(size_t)i * p + j] = v / rii;
+            double *rj = R + (size_t)j * p, f = ri[j];
+            for (int l = j; l < p; l++)
+                rj[l] -= f * ri[l];
         }
     }
-    for (int j = 0; j < p; j++) { /* X = R^-1 (upper), column by column; dropped rows/columns stay 0 */
-        if (R[(size_t)j * p + j] == 0)
+    for (int i = 0; i < p; i++) /* only the upper triangle is R */
+        memset(R + (size_t)i * p, 0, (size_t)i * sizeof(double));
+    for (int i = p - 1; i >= 0; i--) { /* X = R^-1 (upper), row by row from the bottom */
+        const double *ri = R + (size_t)i * p;
+        double *xi = X + (size_t)i * p;
+        if (ri[i] == 0)
             continue;
-        X[(size_t)j * p + j] = 1 / R[(size_t)j * p + j];
-        for (int i = j - 1; i >= 0; i--) {
-            if (R[(size_t)i * p + i] == 0)
-                continue;
-            double v = 0;
-            for (int t = i + 1; t <= j; t++)
-                v += R[(size_t)i * p + t] * X[(size_t)t * p + j];
-            X[(size_t)i * p + j] = -v / R[(size_t)i * p + i];
+        xi[i] = 1;
+        for (int t = i + 1; t < p; t++) {
+            const double *xt = X + (size_t)t * p;
+            double f = ri[t];
+            for (int j = t; j < p; j++)
+                xi[j] -= f * xt[j];
         }
+        double inv = 1 / ri[i];
+        for (int j = i; j < p; j++)
+            xi[j] *= inv;
     }
     for (size_t i = 0; i < (size_t)p * p; i++)
         W[i] = (float)X[i];
@@ -586,6 +595,67 @@ out:
     fn_pca_model_free(&pm);
     fn_pca_stats_free(&st);
     fn_afree(C), fn_afree(Q), fn_afree(Y), fn_afree(W), fn_afree(P), fn_afree(Ct);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- out-of-set distance */
+
+#define DIST_QUANTILE 0.99 /* of the training rows' nearest-class-mean distances: the threshold */
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* cent[K][dim] = the class means of Z's rows; *th = the DIST_QUANTILE quantile of the rows' mean squared
+ * distance per feature to the nearest class mean (||z||^2 - 2 z.m + ||m||^2, z.m on the GEMM), + 1e-4
+ * relative (with few rows the quantile is the largest row, which must stay within under inference's rounding). */
+static int class_means(const float *Z, int n, int dim, const int *y, int K, const int *count, fn_pool *pool,
+                       fn_isa isa, float *cent, double *th, fn_error *err)
+{
+    double *acc = calloc((size_t)K * dim, sizeof(double)), *dist = malloc((size_t)n * sizeof(double)),
+           *mm = calloc((size_t)K, sizeof(double));
+    float *Mt = malloc((size_t)dim * K * sizeof(float)), *ZM = fn_aalloc((size_t)n * K * sizeof(float));
+    int rc = FN_OK;
+    if (!acc || !dist || !mm || !Mt || !ZM) {
+        rc = fn_fail(err, FN_ENOMEM, "classifier: out of memory");
+        goto out;
+    }
+    for (int i = 0; i < n; i++) {
+        double *a = acc + (size_t)y[i] * dim;
+        const float *z = Z + (size_t)i * dim;
+        for (int j = 0; j < dim; j++)
+            a[j] += z[j];
+    }
+    for (int c = 0; c < K; c++)
+        for (int j = 0; j < dim; j++) {
+            float v = (float)(acc[(size_t)c * dim + j] / count[c]);
+            cent[(size_t)c * dim + j] = v;
+            Mt[(size_t)j * K + c] = v;
+            mm[c] += (double)v * v;
+        }
+    if ((rc = matmul(pool, isa, Z, n, dim, Mt, K, ZM, err)))
+        goto out;
+    for (int i = 0; i < n; i++) {
+        const float *z = Z + (size_t)i * dim;
+        double zz = 0, best = INFINITY;
+        for (int j = 0; j < dim; j++)
+            zz += (double)z[j] * z[j];
+        for (int c = 0; c < K; c++) {
+            double d2 = zz - 2.0 * ZM[(size_t)i * K + c] + mm[c];
+            best = d2 < best ? d2 : best;
+        }
+        dist[i] = (best > 0 ? best : 0) / dim;
+    }
+    qsort(dist, (size_t)n, sizeof(double), cmp_double);
+    int q = (int)ceil(DIST_QUANTILE * n) - 1;
+    *th = dist[q < 0 ? 0 : q >= n ? n - 1 : q] * (1 + 1e-4); /* slack: these distances are float, inference's double */
+    if (!(*th > 1e-12))
+        *th = 1e-12;
+out:
+    free(acc), free(dist), free(mm), free(Mt);
+    fn_afree(ZM);
     return rc;
 }
 
@@ -949,17 +1019,29 @@ int fn_classifier_train(const float *x, int n, int dim, const int *y, int nclass
         if (rc)
             goto done;
     }
+    /* out-of-set threshold: class means of z, each training row's distance to the nearest one */
+    float *cent = malloc((size_t)K * dim * sizeof(float));
+    double dist_th = 0;
+    if (!cent || (rc = class_means(Z, n, dim, y, K, count, pool, isa, cent, &dist_th, err))) {
+        free(cent);
+        if (!rc)
+            rc = fn_fail(err, FN_ENOMEM, "classifier: out of memory");
+        goto done;
+    }
     /* compose back to the standardised space */
     char info[1024];
     snprintf(info, sizeof info,
              "format=fruitnet classifier\nmodel=multinomial logistic regression, L2\nfruitnet_version=%s\n"
-             "transform=%s\nC=%.17g\ncv_folds=%d\ncv_accuracy=%.6f\ncv_log_loss=%.6f\nrows=%d\npca_dim=%d\n%s%s%s",
+             "transform=%s\nC=%.17g\ncv_folds=%d\ncv_accuracy=%.6f\ncv_log_loss=%.6f\nrows=%d\npca_dim=%d\n"
+             "distance_threshold=%.6g\n%s%s%s",
              FRUITNET_VERSION, opt.transform ? "sqrt" : "identity", cs[best], folds, folds ? acc[best] : -1.0, folds ? ll[best] : -1.0, n, k,
-             opt.info ? "info=" : "", opt.info ? opt.info : "", opt.info ? "\n" : "");
+             dist_th, opt.info ? "info=" : "", opt.info ? opt.info : "", opt.info ? "\n" : "");
     if (!(cl = fn_cls_alloc(dim, K, class_names, info))) {
+        free(cent);
         rc = fn_fail(err, FN_ENOMEM, "classifier: out of memory");
         goto done;
     }
+    cl->centroids = cent, cl->dist_threshold = dist_th;
     cl->transform = opt.transform;
     memcpy(cl->mean, mean, (size_t)dim * sizeof(double));
     memcpy(cl->scale, scale, (size_t)dim * sizeof(double));
