@@ -670,6 +670,7 @@ typedef struct cv_ctx {
     int max_iter;
     fn_isa isa;
     int inner;         /* threads of each job */
+    int side;          /* folds [0, side) run side by side; the others one after the other on all threads */
     _Atomic int next;  /* the next fold to take */
     double *xsol;      /* [folds][path_len][N]: each fold's solution at each C */
     double *acc, *ll;  /* [folds][path_len]: correct rows and summed log-loss on the fold's held-out rows */
@@ -754,12 +755,12 @@ out:
 static void cv_task(void *arg, int tid, int nthreads)
 {
     cv_ctx *c = arg;
-    if (tid >= c->folds) /* more threads than folds: the others work inside the jobs (c->inner) */
+    if (tid >= c->side) /* more threads than folds: the others work inside the jobs (c->inner) */
         return;
     fn_pool *pool = fn_pool_create(c->inner);
     for (;;) {
         int f = atomic_fetch_add(&c->next, 1);
-        if (f >= c->folds)
+        if (f >= c->side)
             break;
         if (!pool) {
             c->rc[f] = fn_fail(&c->errs[f], FN_ENOMEM, "classifier: cannot create threads");
@@ -949,6 +950,8 @@ int fn_classifier_train(const float *x, int n, int dim, const int *y, int nclass
                      .cs = cs, .eig = eig, .tol = tol, .max_iter = max_iter, .isa = isa, .preds = preds};
         int nt = fn_pool_threads(pool);
         cc.inner = nt / folds > 1 ? nt / folds : 1;
+        /* e.g. 5 folds on 2 threads: 4 side by side, then the 5th on both threads (not on one, the other idle) */
+        cc.side = nt >= folds ? folds : folds - folds % nt;
         cc.xsol = malloc((size_t)folds * path_len * N * sizeof(double));
         cc.acc = calloc((size_t)folds * path_len, sizeof(double));
         cc.ll = calloc((size_t)folds * path_len, sizeof(double));
@@ -959,6 +962,8 @@ int fn_classifier_train(const float *x, int n, int dim, const int *y, int nclass
             rc = fn_fail(err, FN_ENOMEM, "classifier: out of memory");
         else
             fn_pool_run(pool, cv_task, &cc);
+        for (int f = cc.side; f < folds && !rc; f++)
+            cc.rc[f] = cv_fold(&cc, f, pool, &cc.errs[f]);
         for (int f = 0; f < folds && !rc; f++) /* in fold order: the sums do not depend on the schedule */
             if (cc.rc[f]) {
                 rc = cc.rc[f];
