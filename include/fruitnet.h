@@ -575,7 +575,7 @@ typedef struct fn_classifier_options {
     int pca_dim;      /* train on the top principal components of the standardised features: their number;
                          0 = the default (512, or the dimension if smaller); -1 = no reduction */
     int threads;      /* 0 = all online CPUs; the result is the same whatever the number */
-    int max_iter;     /* optimiser iterations per fit (the final fit: 3x); 0 = 30 */
+    int max_iter;     /* optimiser iterations per fit (the final fit: 3x); 0 = 20 */
     double tol;       /* stop when the gradient's max-norm <= tol x its value at the fit's (warm) start; 0 = 1e-2 */
     uint64_t seed;    /* of the fold assignment; 0 = the default seed */
     const char *info; /* free text (UTF-8, no NUL) kept in the model file, e.g. where the features come from */
@@ -624,6 +624,11 @@ int fn_classifier_load_from_memory(const void *data, size_t size, const char *na
                                    fn_error *err);
 /* Free; NULL is allowed. */
 void fn_classifier_free(fn_classifier *c);
+/* Out-of-set score of n feature rows: dist[i] = mean squared difference per feature between the standardised
+ * row and the nearest class mean. FN_EUNSUPPORTED for a model without class means (a version-1 file). */
+int fn_classifier_distance(const fn_classifier *c, const float *x, int n, float *dist, fn_error *err);
+/* The distance beyond which a row is out of set: the 99th percentile over the training rows; 0 when none. */
+double fn_classifier_distance_threshold(const fn_classifier *c);
 
 #if defined(__GNUC__)
 #pragma GCC visibility pop

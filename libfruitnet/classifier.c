@@ -8,9 +8,13 @@
  * (whatever space training worked in: a PCA-reduced model is composed back).
  * Inference runs in double precision.
  *
- * File (.fncls), little-endian, version 1:
+ * Out-of-set score (version 2): the mean squared distance per feature of z to the nearest class mean
+ * (the nearest-centroid distance in the standardised space), against a threshold set by training (the
+ * 99th percentile over the training rows).
+ *
+ * File (.fncls), little-endian, version 2 (version 1: the same without the last two fields; still read):
  *   0   "FNCLSMOD"                     magic
- *   8   u32 version (1)
+ *   8   u32 version (1 or 2)
  *   12  u32 dim                        1..65536
  *   16  u32 nclasses                   2..65536
  *   20  u32 names_bytes                class names, each NUL-terminated, in class order
@@ -18,6 +22,7 @@
  *   28  u32 transform                  0: none, 1: sign(x) sqrt(|x|) before standardisation
  *   32  names, info, zero padding to a multiple of 8
  *       f64 mean[dim], f64 scale[dim], f64 W[nclasses][dim], f64 b[nclasses]
+ *       (version 2) f64 distance threshold (> 0), f32 class means of z [nclasses][dim]
  *   end u32 CRC32 of every byte before it
  * Written by the library's one atomic writer (fn_atomic_write_file): a hidden
  * temporary in the target's folder, fsync, rename, folder fsync; an existing
@@ -37,7 +42,7 @@
 #include <unistd.h>
 
 #define MAGIC "FNCLSMOD"
-#define VERSION 1
+#define VERSION 2 /* written when the model has class means (trained by this version); else 1 */
 #define HEADER 32
 #define MAX_DIM 65536
 #define MAX_CLASSES 65536
@@ -50,7 +55,7 @@ void fn_classifier_free(fn_classifier *c)
     free(c->names);
     free(c->names_buf);
     free(c->info);
-    free(c->mean), free(c->scale), free(c->W), free(c->b);
+    free(c->mean), free(c->scale), free(c->W), free(c->b), free(c->centroids);
     free(c);
 }
 
@@ -162,6 +167,45 @@ int fn_classifier_predict_proba(const fn_classifier *c, const float *x, int n, f
     return FN_OK;
 }
 
+double fn_classifier_distance_threshold(const fn_classifier *c) { return c && c->centroids ? c->dist_threshold : 0; }
+
+int fn_classifier_distance(const fn_classifier *c, const float *x, int n, float *dist, fn_error *err)
+{
+    if (!c || n < 0 || (n > 0 && (!x || !dist)))
+        return fn_fail(err, FN_EARG, "fn_classifier_distance: invalid arguments");
+    if (!c->centroids)
+        return fn_fail(err, FN_EUNSUPPORTED, "classifier: this model has no class means (a version-1 file): "
+                                             "retrain it to get out-of-set distances");
+    const int d = c->dim, K = c->nclasses;
+    double *z = malloc((size_t)d * sizeof(double));
+    if (!z)
+        return fn_fail(err, FN_ENOMEM, "classifier: out of memory");
+    for (int i = 0; i < n; i++) {
+        const float *r = x + (size_t)i * d;
+        for (int j = 0; j < d; j++) {
+            if (!isfinite(r[j])) {
+                free(z);
+                return fn_fail(err, FN_ENUMERIC, "classifier: feature row %d has a NaN or infinite value at index %d",
+                               i, j);
+            }
+            z[j] = (fn_cls_transform(c->transform, r[j]) - c->mean[j]) / c->scale[j];
+        }
+        double best = INFINITY;
+        for (int k = 0; k < K; k++) {
+            const float *m = c->centroids + (size_t)k * d;
+            double s = 0;
+            for (int j = 0; j < d; j++) {
+                double t = z[j] - m[j];
+                s += t * t;
+            }
+            best = s < best ? s : best;
+        }
+        dist[i] = (float)(best / d);
+    }
+    free(z);
+    return FN_OK;
+}
+
 /* ---------------------------------------------------------------- file */
 
 static void wr32(unsigned char *p, uint32_t v)
@@ -177,10 +221,10 @@ static uint32_t rd32(const unsigned char *p)
 static size_t pad8(size_t n) { return (n + 7) & ~(size_t)7; }
 
 /* Bytes of the file for these sizes (0 on overflow). */
-static size_t file_size(size_t dim, size_t K, size_t names_bytes, size_t info_bytes)
+static size_t file_size(uint32_t ver, size_t dim, size_t K, size_t names_bytes, size_t info_bytes)
 {
-    size_t nums = 2 * dim + K * dim + K, total;
-    if (!fn_mul_size(nums, 8, &nums) || !fn_add_size(pad8(HEADER + names_bytes + info_bytes), nums, &total) ||
+    size_t nums = 2 * dim + K * dim + K + (ver >= 2), total;
+    if (!fn_mul_size(nums, 8, &nums) || (ver >= 2 && !fn_add_size(nums, K * dim * 4, &nums)) || !fn_add_size(pad8(HEADER + names_bytes + info_bytes), nums, &total) ||
         !fn_add_size(total, 4, &total))
         return 0;
     return total;
@@ -191,12 +235,13 @@ int fn_classifier_save(const fn_classifier *c, const char *path, fn_error *err)
     if (!c || !path || !*path)
         return fn_fail(err, FN_EARG, "fn_classifier_save: invalid arguments");
     const size_t d = (size_t)c->dim, K = (size_t)c->nclasses, ib = strlen(c->info) + 1;
-    size_t n = file_size(d, K, c->names_bytes, ib);
+    const uint32_t ver = c->centroids ? 2 : 1;
+    size_t n = file_size(ver, d, K, c->names_bytes, ib);
     unsigned char *buf = n ? calloc(1, n) : NULL;
     if (!buf)
         return fn_fail(err, FN_ENOMEM, "%s: out of memory", path);
     memcpy(buf, MAGIC, 8);
-    wr32(buf + 8, VERSION), wr32(buf + 12, (uint32_t)d), wr32(buf + 16, (uint32_t)K);
+    wr32(buf + 8, ver), wr32(buf + 12, (uint32_t)d), wr32(buf + 16, (uint32_t)K);
     wr32(buf + 20, (uint32_t)c->names_bytes), wr32(buf + 24, (uint32_t)ib), wr32(buf + 28, (uint32_t)c->transform);
     memcpy(buf + HEADER, c->names_buf, c->names_bytes);
     memcpy(buf + HEADER + c->names_bytes, c->info, ib);
@@ -205,6 +250,10 @@ int fn_classifier_save(const fn_classifier *c, const char *path, fn_error *err)
     memcpy(p, c->scale, d * 8), p += d * 8;
     memcpy(p, c->W, K * d * 8), p += K * d * 8;
     memcpy(p, c->b, K * 8), p += K * 8;
+    if (ver >= 2) {
+        memcpy(p, &c->dist_threshold, 8), p += 8;
+        memcpy(p, c->centroids, K * d * 4), p += K * d * 4;
+    }
     wr32(p, fn_crc32(0, buf, n - 4));
     int rc = fn_atomic_write_file(path, buf, n, 0, err); /* the library's one atomic writer (atomic.c) */
     free(buf);
@@ -227,15 +276,15 @@ static int parse(const unsigned char *b, size_t size, const char *name, fn_class
         return fn_fail(err, FN_EFORMAT, "%s: truncated: %zu bytes, shorter than the %d-byte header", name, size,
                        HEADER + 4);
     uint32_t ver = rd32(b + 8), dim = rd32(b + 12), K = rd32(b + 16), nb = rd32(b + 20), ib = rd32(b + 24);
-    if (ver != VERSION)
-        return fn_fail(err, FN_EUNSUPPORTED, "%s: classifier file version %u is not supported (expected %d)", name,
-                       ver, VERSION);
+    if (ver != 1 && ver != VERSION)
+        return fn_fail(err, FN_EUNSUPPORTED, "%s: classifier file version %u is not supported (expected 1 to %d)",
+                       name, ver, VERSION);
     if (rd32(b + 28) > FN_CLS_SQRT)
         return fn_fail(err, FN_EUNSUPPORTED, "%s: unknown feature transform %u", name, rd32(b + 28));
     if (dim < 1 || dim > MAX_DIM || K < 2 || K > MAX_CLASSES || nb > MAX_TEXT || ib < 1 || ib > MAX_TEXT)
         return fn_fail(err, FN_EFORMAT, "%s: bad header (dim %u, classes %u, names %u bytes, info %u bytes)", name,
                        dim, K, nb, ib);
-    size_t want = file_size(dim, K, nb, ib);
+    size_t want = file_size(ver, dim, K, nb, ib);
     if (size < want)
         return fn_fail(err, FN_EFORMAT, "%s: truncated: %zu bytes, the header announces %zu", name, size, want);
     if (size > want)
@@ -282,7 +331,19 @@ static int parse(const unsigned char *b, size_t size, const char *name, fn_class
     memcpy(c->mean, p, (size_t)dim * 8), p += (size_t)dim * 8;
     memcpy(c->scale, p, (size_t)dim * 8), p += (size_t)dim * 8;
     memcpy(c->W, p, (size_t)K * dim * 8), p += (size_t)K * dim * 8;
-    memcpy(c->b, p, (size_t)K * 8);
+    memcpy(c->b, p, (size_t)K * 8), p += (size_t)K * 8;
+    if (!rc && ver >= 2) {
+        memcpy(&c->dist_threshold, p, 8), p += 8;
+        if (!(c->centroids = malloc((size_t)K * dim * 4)))
+            rc = fn_fail(err, FN_ENOMEM, "%s: out of memory", name);
+        else
+            memcpy(c->centroids, p, (size_t)K * dim * 4);
+        int bad = !(c->dist_threshold > 0 && c->dist_threshold <= 1.7976931348623157e308);
+        for (size_t i = 0; !rc && c->centroids && i < (size_t)K * dim; i++)
+            bad |= !(fabsf(c->centroids[i]) <= 3.402823466e38f);
+        if (!rc && bad)
+            rc = fn_fail(err, FN_EFORMAT, "%s: a NaN, infinite or non-positive number in the class means", name);
+    }
     if (!rc && (!all_finite(c->mean, dim) || !all_finite(c->scale, dim) || !all_finite(c->W, (size_t)K * dim) ||
                 !all_finite(c->b, K)))
         rc = fn_fail(err, FN_EFORMAT, "%s: a NaN or infinite number in the model", name);
@@ -313,7 +374,7 @@ int fn_classifier_load(const char *path, fn_classifier **out, fn_error *err)
     *out = NULL;
     unsigned char *b; /* the library's one reader of whole files: regular files only, never blocks on a FIFO */
     size_t n;
-    int rc = fn_read_regular(path, file_size(MAX_DIM, MAX_CLASSES, MAX_TEXT, MAX_TEXT), &b, &n, err);
+    int rc = fn_read_regular(path, file_size(VERSION, MAX_DIM, MAX_CLASSES, MAX_TEXT, MAX_TEXT), &b, &n, err);
     if (rc != FN_OK)
         return rc;
     rc = parse(b, n, path, out, err);

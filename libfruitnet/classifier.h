@@ -21,6 +21,8 @@ struct fn_classifier {
     double *mean, *scale; /* [dim] standardisation: z = (x - mean) / scale */
     double *W;          /* [nclasses][dim] weights on z */
     double *b;          /* [nclasses] intercepts */
+    float *centroids;   /* [nclasses][dim] class means of z (file version 2); NULL: none (version 1) */
+    double dist_threshold; /* fn_classifier_distance's threshold; 0 with no centroids */
 };
 
 /* A classifier with these names and info, numbers zeroed; NULL when out of memory. */

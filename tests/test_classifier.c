@@ -18,11 +18,11 @@
 #include <unistd.h>
 #include <zlib.h>
 
-/* Issue 17's target is 98.5% top-1 on the 114 shared classes; NOT met: with every fit of the path
- * optimised (the stopping rule is relative to each fit's own start) this build measures 98.43% (43 wrong;
- * the CV ties C = 1 and 3.16 at 99.89% and keeps 1); C = 1 converged to 1e-6 also gives 98.43%, so the
- * 98.65% once quoted for it came from an unconverged fit. The scikit-learn anchor, StandardScaler +
- * LogisticRegression(C=1): 97.26% (bench/classifier_bench.py). Asserted: 98.0%, a regression guard. */
+/* Issue 17's target is 98.5% top-1 on the 114 shared classes; NOT met: this build measures 98.43% (43 wrong;
+ * the CV ties C = 0.316, 1 and 3.16 at 99.89% and the lower out-of-fold log-loss keeps 3.16). Fits converged
+ * to 1e-5 at C = 1, 3.16 and 10 also give 98.43% each: the figure is the model's, not the optimiser's. The
+ * scikit-learn anchor, StandardScaler + LogisticRegression(C=1): 97.26% (bench/classifier_bench.py).
+ * Asserted: 98.0%, a regression guard. */
 #define FN_TEST_MIN_ACCURACY 0.980
 
 /* K well-separated clusters in d dimensions, m rows each (deterministic). */
@@ -100,13 +100,14 @@ static void test_separable(void **state)
     free(p), free(x), free(y);
 }
 
-static unsigned char *train_bytes(int threads, size_t *len)
+/* pca_dim 12 of 40: randomised subspace iteration (12 + 16 oversampling < 40); 30: the exact PCA. */
+static unsigned char *train_bytes(int threads, int pca_dim, size_t *len)
 {
     int *y, K = 3, d = 40, m = 30, n = K * m;
     float *x = clusters(K, d, m, &y);
     fn_classifier_options o;
     fn_classifier_options_default(&o);
-    o.folds = 3, o.pca_dim = 12, o.threads = threads;
+    o.folds = 3, o.pca_dim = pca_dim, o.threads = threads;
     fn_classifier *c;
     fn_error e;
     assert_int_equal(fn_classifier_train(x, n, d, y, K, names3, &o, &c, NULL, &e), FN_OK);
@@ -125,12 +126,17 @@ static unsigned char *train_bytes(int threads, size_t *len)
 static void test_deterministic(void **state)
 {
     (void)state;
-    size_t n1, n2, n3;
-    unsigned char *a = train_bytes(1, &n1), *b = train_bytes(2, &n2), *c = train_bytes(2, &n3);
-    assert_true(n1 > 100 && n1 == n2 && n2 == n3);
-    assert_memory_equal(a, b, n1);
-    assert_memory_equal(b, c, n1);
-    free(a), free(b), free(c);
+    /* 1 thread; 2 (the 3 fold jobs on 1 thread each); 7 (fold jobs of 2 threads each, one idle) */
+    for (int pd = 12; pd <= 30; pd += 18) {
+        size_t n1, n2, n3, n4;
+        unsigned char *a = train_bytes(1, pd, &n1), *b = train_bytes(2, pd, &n2), *c = train_bytes(2, pd, &n3),
+                      *d = train_bytes(7, pd, &n4);
+        assert_true(n1 > 100 && n1 == n2 && n2 == n3 && n3 == n4);
+        assert_memory_equal(a, b, n1);
+        assert_memory_equal(b, c, n1);
+        assert_memory_equal(a, d, n1);
+        free(a), free(b), free(c), free(d);
+    }
 }
 
 static void test_file_errors(void **state)
@@ -173,7 +179,49 @@ static void test_file_errors(void **state)
     b[8] = 9;
     assert_int_equal(fn_classifier_load_from_memory(b, n, "v.fncls", &c2, &e), FN_EUNSUPPORTED);
     assert_non_null(strstr(e.msg, "version 9"));
-    b[8] = 1;
+    b[8] = 2;
+    /* version 1 (before the class means): still read, predicts the same; distances refused by name */
+    {
+        size_t n1 = n - 4 - 8 - (size_t)K * d * 4;
+        unsigned char *v1 = malloc(n);
+        memcpy(v1, b, n1);
+        v1[8] = 1;
+        uint32_t crc = (uint32_t)crc32(0, v1, (uInt)n1);
+        for (int i = 0; i < 4; i++)
+            v1[n1 + i] = (unsigned char)(crc >> (8 * i));
+        assert_int_equal(fn_classifier_load_from_memory(v1, n1 + 4, "v1.fncls", &c2, &e), FN_OK);
+        assert_true(fn_classifier_distance_threshold(c2) == 0);
+        float dd;
+        assert_int_equal(fn_classifier_distance(c2, x, 1, &dd, &e), FN_EUNSUPPORTED);
+        assert_non_null(strstr(e.msg, "version-1"));
+        assert_int_equal(fn_classifier_predict_proba(c2, x, K * m, p2, &e), FN_OK);
+        assert_memory_equal(p1, p2, sizeof p1);
+        fn_classifier_free(c2);
+        /* a v2 file whose threshold is not positive is refused */
+        memcpy(v1, b, n);
+        memset(v1 + n - 4 - (size_t)K * d * 4 - 8, 0, 8);
+        crc = (uint32_t)crc32(0, v1, (uInt)(n - 4));
+        for (int i = 0; i < 4; i++)
+            v1[n - 4 + i] = (unsigned char)(crc >> (8 * i));
+        assert_int_equal(fn_classifier_load_from_memory(v1, n, "th.fncls", &c2, &e), FN_EFORMAT);
+        assert_non_null(strstr(e.msg, "th.fncls: a NaN, infinite or non-positive number in the class means"));
+        free(v1);
+    }
+    /* distances: every training row within the threshold (the 99th percentile of 30 rows is their
+     * largest; float GEMM vs double: 1e-4 slack), a row far from all three clusters beyond it */
+    {
+        float dd[30], farrow[6] = {40, -40, 40, -40, 40, -40};
+        double th = fn_classifier_distance_threshold(c);
+        assert_true(th > 0);
+        assert_int_equal(fn_classifier_distance(c, x, K * m, dd, &e), FN_OK);
+        for (int i = 0; i < K * m; i++)
+            assert_true(dd[i] <= th * (1 + 1e-4));
+        assert_int_equal(fn_classifier_distance(c, farrow, 1, dd, &e), FN_OK);
+        assert_true(dd[0] > 10 * th);
+        farrow[2] = NAN;
+        assert_int_equal(fn_classifier_distance(c, farrow, 1, dd, &e), FN_ENUMERIC);
+        assert_non_null(strstr(e.msg, "row 0"));
+    }
     /* bad magic, on disk: the file is named */
     b[0] = 'X';
     tu_write(path, b, n);
@@ -268,6 +316,10 @@ static void test_accuracy(void **state)
     for (size_t j = 0; j < (size_t)NT * D; j++)
         xt[j] = tu_half_to_float(h[j]);
     assert_int_equal(fn_classifier_predict_proba(c, xt, NT, p, &e), FN_OK);
+    float *dist = malloc((size_t)NT * sizeof(float));
+    assert_int_equal(fn_classifier_distance(c, xt, NT, dist, &e), FN_OK);
+    const double th = fn_classifier_distance_threshold(c);
+    int far_shared = 0, far_unseen = 0;
     FILE *mf = fopen(tu_path(g, "all2880/manifest.csv"), "r");
     assert_non_null(mf);
     char line[1024];
@@ -281,8 +333,11 @@ static void test_accuracy(void **state)
         for (int k = 0; k < K; k++)
             if (!strcmp(names[k], cls))
                 t = k;
-        if (t < 0)
+        if (t < 0) {
+            far_unseen += dist[j] > th;
             continue;
+        }
+        far_shared += dist[j] > th;
         int am;
         float pm;
         fn_topk(p + (size_t)j * K, K, 1, &am, &pm);
@@ -305,6 +360,22 @@ static void test_accuracy(void **state)
                   shared, 100 * acc, shared - correct, ece, rep.c[rep.best], 100 * rep.cv_accuracy[rep.best]);
     assert_int_equal(shared, 2736);
     assert_true(acc >= FN_TEST_MIN_ACCURACY);
+    /* out-of-set distance: 1% of the training rows lie beyond the threshold by construction; the test
+     * sample's photos of the same classes about as few (measured 2.0%); uniform noise always */
+    float xmax = 0, *noise = malloc((size_t)200 * D * sizeof(float)), dn[200];
+    for (size_t j = 0; j < (size_t)n * D; j++)
+        xmax = x[j] > xmax ? x[j] : xmax;
+    tu_fill_random(noise, (size_t)200 * D, 11, 0, xmax);
+    assert_int_equal(fn_classifier_distance(c, noise, 200, dn, &e), FN_OK);
+    int far_noise = 0;
+    for (int j = 0; j < 200; j++)
+        far_noise += dn[j] > th;
+    print_message("out-of-set distance > %.3f: %d of %d test photos of the shared classes, %d of %d of the 6 "
+                  "unseen classes, %d of 200 noise vectors\n", th, far_shared, shared, far_unseen, NT - shared,
+                  far_noise);
+    assert_true(th > 0 && far_shared < 0.04 * shared);
+    assert_int_equal(far_noise, 200);
+    free(noise), free(dist);
     fn_classifier_free(c);
     for (int j = 0; j < n; j++)
         free(lab[j]);

@@ -18,6 +18,8 @@ static void usage(FILE *f)
                "  -c, --classifier FILE   model written by fruitnet-train (required)\n"
                "  -k, --top K             labels per image (default 1)\n"
                "      --min-probability P print 'unknown' when the top probability is below P\n"
+               "      --ood               print 'unknown' when the features are farther from every class\n"
+               "                          mean than 99%% of the training photos (the model's threshold)\n"
                "      --json              one JSON object per line instead\n"
                "      --weights FILE      ResNet50 weights (default $FRUITNET_WEIGHTS, weights/resnet50.fnw,\n"
                "                          PREFIX/share/fruitnet/ of the tool's prefix, " FN_DEFAULT_WEIGHTS ")\n"
@@ -56,6 +58,8 @@ int main(int argc, char **argv)
     const char *model_path = NULL, *weights = NULL;
     int top = 1, json = 0, threads = 0;
     double minp = 0;
+    int ood = 0;
+    float dist = 0;
     const char **args = calloc((size_t)argc, sizeof(char *));
     int nargs = 0, failed = 0;
     if (!args) {
@@ -81,6 +85,8 @@ int main(int argc, char **argv)
             top = (int)strtol(argv[++i], &end, 10);
         } else if (!strcmp(a, "--threads") && i + 1 < argc) {
             threads = (int)strtol(argv[++i], &end, 10);
+        } else if (!strcmp(a, "--ood")) {
+            ood = 1;
         } else if (!strcmp(a, "--min-probability") && i + 1 < argc) {
             minp = strtod(argv[++i], &end);
         } else if (a[0] == '-' && a[1]) {
@@ -132,6 +138,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "fruitnet-classify: %s (%s)\n", e.msg, fn_status_name(e.code));
         return 2;
     }
+    if (ood && !(fn_classifier_distance_threshold(cl) > 0)) {
+        fprintf(stderr, "fruitnet-classify: %s: --ood needs a model with class means (retrain it with this "
+                        "version)\n", model_path);
+        return 2;
+    }
     const int K = fn_classifier_classes(cl);
     if (top > K)
         top = K;
@@ -147,18 +158,23 @@ int main(int argc, char **argv)
         fn_escape_path(fn_inputs_path(in, i), path, sizeof path);
         if (fn_input_from_file(fn_inputs_path(in, i), FN_RESIZE_PIL, input, &e) != FN_OK ||
             fn_model_features(m, input, 1, feat, &e) != FN_OK ||
-            fn_classifier_predict_proba(cl, feat, 1, probs, &e) != FN_OK) {
+            fn_classifier_predict_proba(cl, feat, 1, probs, &e) != FN_OK ||
+            (ood && fn_classifier_distance(cl, feat, 1, &dist, &e) != FN_OK)) {
             fprintf(stderr, "fruitnet-classify: %s (%s)\n", e.msg, fn_status_name(e.code));
             failed++;
             continue;
         }
         fn_topk(probs, K, top, idx, val);
+        int unknown = val[0] < minp || (ood && dist > fn_classifier_distance_threshold(cl));
         if (json) {
             printf("{\"path\": ");
             json_str(path);
             printf(", \"label\": ");
-            json_str(val[0] < minp ? "unknown" : fn_classifier_class_name(cl, idx[0]));
-            printf(", \"probability\": %.6f, \"top\": [", val[0]);
+            json_str(unknown ? "unknown" : fn_classifier_class_name(cl, idx[0]));
+            printf(", \"probability\": %.6f, ", val[0]);
+            if (ood)
+                printf("\"distance\": %.6f, ", dist);
+            printf("\"top\": [");
             for (int t = 0; t < top; t++) {
                 printf("%s{\"label\": ", t ? ", " : "");
                 json_str(fn_classifier_class_name(cl, idx[t]));
@@ -168,7 +184,7 @@ int main(int argc, char **argv)
         } else {
             fputs(path, stdout);
             for (int t = 0; t < top; t++)
-                printf("\t%s\t%.6f", t == 0 && val[0] < minp ? "unknown" : fn_classifier_class_name(cl, idx[t]),
+                printf("\t%s\t%.6f", t == 0 && unknown ? "unknown" : fn_classifier_class_name(cl, idx[t]),
                        val[t]);
             putchar('\n');
         }

@@ -62,6 +62,8 @@ _sig("fn_classifier_save", _c_int, _vp, ctypes.c_char_p, _E)
 _sig("fn_classifier_load", _c_int, ctypes.c_char_p, _P(_vp), _E)
 _sig("fn_classifier_load_from_memory", _c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, _P(_vp), _E)
 _sig("fn_classifier_free", None, _vp)
+_sig("fn_classifier_distance", _c_int, _vp, _fp, _c_int, _fp, _E)
+_sig("fn_classifier_distance_threshold", _c_double, _vp)
 
 
 class _Handle:
@@ -145,6 +147,7 @@ class Classifier:
         names = [_lib.fn_classifier_class_name(p, i).decode("utf-8") for i in range(_lib.fn_classifier_classes(p))]
         self.classes_ = classes if classes is not None else np.array(names)
         self.n_features_in_ = _lib.fn_classifier_dim(p)
+        self.distance_threshold_ = _lib.fn_classifier_distance_threshold(p)
         self.info_ = dict(line.split("=", 1) for line in _lib.fn_classifier_info(p).decode("utf-8").splitlines()
                           if "=" in line)
 
@@ -162,6 +165,20 @@ class Classifier:
         err = _Error()
         _check(_lib.fn_classifier_predict_proba(self._h.ptr, X.ctypes.data_as(_fp), X.shape[0], out.ctypes.data_as(_fp),
                                                 ctypes.byref(err)), err)
+        return out
+
+    def distance(self, X: Any) -> np.ndarray:
+        """Out-of-set score of each row: mean squared difference per feature between the standardised row and
+        the nearest class mean (float32 [n]); above ``distance_threshold_`` (the 99th percentile over the
+        training rows) a row is unlike the training photos. Raises FruitnetError for a version-1 model."""
+        self._check_fitted()
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X must be [n, {self.n_features_in_}]")
+        out = np.empty(X.shape[0], np.float32)
+        err = _Error()
+        _check(_lib.fn_classifier_distance(self._h.ptr, X.ctypes.data_as(_fp), X.shape[0], out.ctypes.data_as(_fp),
+                                           ctypes.byref(err)), err)
         return out
 
     def predict(self, X: Any) -> np.ndarray:

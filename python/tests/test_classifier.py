@@ -59,6 +59,12 @@ class TestClassifier(unittest.TestCase):
             with open(p, "rb") as f:
                 data = f.read()
             np.testing.assert_array_equal(Classifier.load(data).predict_proba(X), clf.predict_proba(X))
+            # out-of-set distance: kept in the file; training rows within the threshold, a far row beyond
+            self.assertGreater(c2.distance_threshold_, 0)
+            self.assertEqual(c2.distance_threshold_, clf.distance_threshold_)
+            np.testing.assert_array_equal(c2.distance(X), clf.distance(X))
+            self.assertTrue((clf.distance(X) <= clf.distance_threshold_ * (1 + 1e-4)).all())
+            self.assertGreater(clf.distance(np.full((1, X.shape[1]), 40, np.float32))[0], 10 * clf.distance_threshold_)
             bad = bytearray(data)
             bad[-10] ^= 1
             with self.assertRaises(fruitnet.FruitnetError) as cm:
