@@ -263,7 +263,7 @@ static void test_inputs_add_arg(void **s)
     char list[512], body[8192];
     snprintf(list, sizeof list, "%s/args.txt", tmp);
     int len = snprintf(body, sizeof body, "%s\n", tu_path(mini, "Kiwi/39_100.jpg"));
-    put(list, body, (size_t)len);
+    tu_write(list, body, (size_t)len);
     int fds[2], saved = dup(0);
     assert_int_equal(pipe(fds), 0);
     len = snprintf(body, sizeof body, "# from stdin\n%s\n", tu_path(mini, "Lemon/321_100.jpg"));
