@@ -3,6 +3,7 @@
 
 usage: .venv/bin/python bench/peers.py [--threads 2] [--batch 32] [--rounds 3] [--iters N] [--iters1 K]
                                        [--only NAME,...] [--out bench/results/peers.md]
+                                       [--machine-record bench/results] [--baseline-lib OLD/libfruitnet.so]
 
 Engines (each on the same weights: weights/resnet50.fnw, batch norm folded in; the same NHWC inputs, the
 8 golden ones tiled to the batch; the same number of threads):
@@ -19,8 +20,15 @@ Rounds: in each round every engine is timed at batch N then batch 1, back to bac
 same machine load (this machine is shared: compare within a round; the table gives each engine's median
 over the rounds and every round's fruitnet/peer ratio). Output: one `peer ...` key=value line per engine
 and batch and round on stdout, the markdown table on stdout and in --out.
+
+Records: the table also goes to bench/results/<cpu-model>-<features>.md (machine_slug: one file per machine
+model, e.g. intel-xeon-avx512-bf16.md), which keeps the last run's table and one summary line per earlier
+run, and bench/results/README.md lists the last run of every machine (--machine-record '' for neither).
+--baseline-lib times a second libfruitnet.so (fp32, as "fruitnet-baseline") in the same rounds, for a
+before/after comparison of a change; such a run writes no machine record.
 """
 import argparse
+import re
 import ctypes
 import os
 import statistics
@@ -73,8 +81,8 @@ class _Err(ctypes.Structure):
     _fields_ = [("code", ctypes.c_int), ("msg", ctypes.c_char * 512)]
 
 
-def make_fruitnet(weights, threads, batch, precision):
-    lib = ctypes.CDLL(os.environ.get("FRUITNET_LIB", os.path.join(ROOT, "build", "libfruitnet.so")))
+def make_fruitnet(weights, threads, batch, precision, lib_path=None):
+    lib = ctypes.CDLL(lib_path or os.environ.get("FRUITNET_LIB", os.path.join(ROOT, "build", "libfruitnet.so")))
     lib.fn_model_open.argtypes = [ctypes.c_char_p, ctypes.POINTER(_Opts), ctypes.POINTER(ctypes.c_void_p),
                                   ctypes.POINTER(_Err)]
     lib.fn_model_features.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p,
@@ -204,6 +212,78 @@ def cpu_text():
     return f"{model} ({os.cpu_count()} CPUs; {' '.join(feats) or 'no AVX-512'})"
 
 
+def machine_slug():
+    """The file name of this machine model's record in bench/results/: the CPU model (without (R), (TM),
+    CPU, Processor, frequency) and the vector features that change which kernels run, e.g.
+    intel-xeon-avx512-bf16 or amd-epyc-avx512."""
+    model, flags = "unknown-cpu", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                if k.strip() == "model name" and model == "unknown-cpu":
+                    model = v.strip()
+                elif k.strip() == "flags" and not flags:
+                    flags = set(v.split())
+    except OSError:
+        pass
+    m = re.sub(r"\((R|TM|r|tm)\)|\bCPU\b|\bProcessor\b|@.*$|\b\d+-Core\b", " ", model)
+    m = re.sub(r"[^a-z0-9]+", "-", m.lower()).strip("-") or "unknown-cpu"
+    feats = "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "sse2"
+    feats += "".join(t for f, t in (("avx512_bf16", "-bf16"), ("amx_tile", "-amx")) if f in flags)
+    return f"{m}-{feats}"
+
+
+MACHINE_MARK = "<!-- bench/peers.py machine record -->"
+
+
+def write_machine_record(results_dir, slug, table, summary, stamp):
+    """bench/results/<slug>.md: this run's table (replacing the previous one) and one summary line per
+    earlier run, newest first; then bench/results/README.md, the last run of every machine."""
+    path = os.path.join(results_dir, slug + ".md")
+    earlier = []
+    try:
+        with open(path) as f:
+            old = f.read()
+        if MACHINE_MARK in old:
+            last = re.search(r"^Summary \((.*?)\): (.*)$", old, re.M)
+            if last:
+                earlier.append(f"- {last.group(1)}: {last.group(2)}")
+            earlier += [ln for ln in old.split("## Earlier runs", 1)[-1].splitlines() if ln.startswith("- ")] \
+                if "## Earlier runs" in old else []
+    except OSError:
+        pass
+    text = (f"{MACHINE_MARK}\n# make bench peers on {slug}\n\nSummary ({stamp}): {summary}\n\n"
+            + table.split("\n", 1)[1].lstrip("\n")
+            + ("\n## Earlier runs\n\n" + "\n".join(earlier[:50]) + "\n" if earlier else ""))
+    _write(path, text)
+    rows = []
+    for name in sorted(os.listdir(results_dir)):
+        if not name.endswith(".md") or name == "README.md":
+            continue
+        try:
+            with open(os.path.join(results_dir, name)) as f:
+                body = f.read()
+        except OSError:
+            continue
+        m = re.search(r"^Summary \((.*?)\): (.*)$", body, re.M)
+        if MACHINE_MARK in body and m:
+            rows.append(f"| [{name[:-3]}]({name}) | {m.group(1)} | {m.group(2)} |")
+    _write(os.path.join(results_dir, "README.md"),
+           "# bench/results: the last `make bench` peers run on each machine model\n\n"
+           "Written by bench/peers.py (one `<cpu-model>-<features>.md` per machine model, its last table and "
+           "its earlier runs' summaries). Ratios are fruitnet's over the best peer of the same precision, "
+           "medians of the rounds of one run; batch 1 compares latencies (> 1: fruitnet faster).\n\n"
+           "| machine | last run | summary |\n|---|---|---|\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def _write(path, text):
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+
+
 def time_it(run, x, iters, warmup):
     for _ in range(warmup):
         run(x)
@@ -225,15 +305,24 @@ def main():
     ap.add_argument("--iters1", type=int, default=10, help="timed batch-1 passes per round")
     ap.add_argument("--only", default="", help="comma-separated engine[:precision] names")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "peers.md"))
+    ap.add_argument("--machine-record", default=os.path.join(ROOT, "bench", "results"),
+                    help="folder of the per-machine records (<cpu-model>-<features>.md and README.md); '' for none")
+    ap.add_argument("--baseline-lib", default="", help="also time this libfruitnet.so (fp32) as "
+                    "fruitnet-baseline, in the same rounds: before/after a change")
     a = ap.parse_args()
     xg, ref = load_golden()
     xb = np.stack([xg[i % 8] for i in range(a.batch)])
     only = [s for s in a.only.split(",") if s]
     engines = {}
     notes = []
-    for name, prec, make in ENGINES:
+    engine_list = list(ENGINES)
+    if a.baseline_lib:
+        base = os.path.abspath(a.baseline_lib)
+        engine_list.insert(1, ("fruitnet-baseline", "fp32",
+                               lambda w, t, b, p: make_fruitnet(w, t, b, p, base)[:1] + (f"libfruitnet {base}",)))
+    for name, prec, make in engine_list:
         key = f"{name}:{prec}"
-        if only and name not in only and key not in only:
+        if only and name not in only and key not in only and name != "fruitnet-baseline":
             continue
         try:
             t0 = time.perf_counter()
@@ -265,7 +354,8 @@ def main():
              f"CPU: {cpu_text()}", "",
              f"{a.threads} threads; batch {a.batch} and 1; {a.rounds} rounds, each timing every engine back to "
              f"back (medians of {a.iters} batch-{a.batch} and {a.iters1} batch-1 passes per round). Shared, noisy "
-             "machine: compare within rounds (ratios below), not across runs.", "",
+             f"machine (1-minute load average {os.getloadavg()[0]:.1f} at the end of the rounds): compare within "
+             "rounds (ratios below), not across runs.", "",
              "| engine | precision | batch %d img/s | batch 1 ms | vs fruitnet, batch %d (rounds) | vs fruitnet, batch 1 (rounds) | version |" % (a.batch, a.batch),
              "|---|---|---:|---:|---|---|---|"]
     best = {}
@@ -279,7 +369,7 @@ def main():
             q1 = [o / f for f, o in zip(fn["one"], res[key]["one"])]
             rb = f"{statistics.median(qb):.2f}x ({', '.join(f'{q:.2f}' for q in qb)})"
             r1 = f"{statistics.median(q1):.2f}x ({', '.join(f'{q:.2f}' for q in q1)})"
-            if p not in best or ims > best[p][1]:
+            if not e.startswith("fruitnet") and (p not in best or ims > best[p][1]):
                 best[p] = (e, ims)
         lines.append(f"| {e} | {p} | {ims:.2f} | {ms:.1f} | {rb} | {r1} | {engines[key][1]} |")
     lines.append("")
@@ -297,14 +387,35 @@ def main():
         lines.append(f"Best {p} peer (batch {a.batch}): **{e}** ({ims:.2f} img/s).")
     for n in notes:
         lines.append(f"- {n}")
+    # the summary: per precision, the peer closest to fruitnet in the rounds' ratios (the median of each
+    # peer's per-round ratios, the smallest of them), at batch N and at batch 1 separately
+    summary = []
+    for p in sorted({k.split(":")[1] for k in engines}):
+        fn = res.get(f"fruitnet:{p}")
+        peers_p = [k for k in engines if k.split(":")[1] == p and not k.startswith("fruitnet")]
+        if not fn or not peers_p:
+            continue
+        parts = []
+        for what, n in (("b", f"batch {a.batch}"), ("one", "batch 1")):
+            qs = {k: ([f / o for f, o in zip(fn["b"], res[k]["b"])] if what == "b"
+                      else [o / f for f, o in zip(fn["one"], res[k]["one"])]) for k in peers_p}
+            k = min(qs, key=lambda k: statistics.median(qs[k]))
+            parts.append(f"{n} {statistics.median(qs[k]):.2f}x {k.split(':')[0]} (rounds "
+                         f"{', '.join(f'{q:.2f}' for q in qs[k])})")
+        summary.append(f"{p} vs the closest peer: " + ", ".join(parts))
+    stamp = time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())
+    if summary:
+        lines.append("")
+        lines.append(f"Summary ({stamp}): " + "; ".join(summary) + ".")
     text = "\n".join(lines) + "\n"
     print(text)
     if a.out:
         os.makedirs(os.path.dirname(a.out), exist_ok=True)
-        with open(a.out + ".tmp", "w") as f:
-            f.write(text)
-        os.replace(a.out + ".tmp", a.out)
+        _write(a.out, text)
         log(f"wrote {a.out}")
+    if a.machine_record and summary and not a.baseline_lib:
+        os.makedirs(a.machine_record, exist_ok=True)
+        log(f"wrote {write_machine_record(a.machine_record, machine_slug(), text, '; '.join(summary) + '.', stamp)}")
 
 
 if __name__ == "__main__":

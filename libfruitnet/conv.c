@@ -297,22 +297,34 @@ static void wino_task(void *arg, int tid, int nth)
     const size_t vstride = tc * q->ldv, mstride = tc * q->ldm, ck = j->chunk;
     const size_t nsub = q->wnsub, ksub = q->wksub; /* K (cin) pieces */
     size_t p_begin = 0, p_end = panels;
-    if (j->split_n) { /* few tiles: every thread transforms all of them and takes its share of the panels */
+    if (j->split_n && !j->dyn_n) { /* few tiles: every thread transforms all of them, takes its panels */
         p_begin = panels * (size_t)tid / (size_t)nth;
         p_end = panels * (size_t)(tid + 1) / (size_t)nth;
         if (p_begin >= p_end)
             return;
     }
-    const size_t c0 = p_begin * nr, cn = (p_end * nr < N ? p_end * nr : N) - c0;
+    /* dyn_n: work items (chunk, group of dyn_step panels) taken in order as threads finish; a thread
+     * transforms a chunk's tiles when its first item of that chunk comes (the tiles' V is its own) */
+    const size_t step = j->dyn_n ? j->dyn_step : panels, ngroups = (panels + step - 1) / step;
+    size_t have = (size_t)-1; /* the chunk whose tiles V holds */
     fn_ukargs u;
     u.ldc = q->ldm, u.ldr = 0, u.r = NULL, u.relu = 0, u.ntaps = 1, u.bias = j->zeros, u.pf = NULL, u.pfn = 0;
     size_t split_next = 0;
     for (;;) {
-        size_t t0 = (j->split_n ? split_next++ : atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) * ck;
+        size_t ci;
+        if (j->dyn_n) {
+            size_t item = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+            ci = item / ngroups, p_begin = item % ngroups * step;
+            p_end = p_begin + step < panels ? p_begin + step : panels;
+        } else {
+            ci = j->split_n ? split_next++ : atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+        }
+        size_t t0 = ci * ck;
         if (t0 >= T)
             break;
+        const size_t c0 = p_begin * nr, cn = (p_end * nr < N ? p_end * nr : N) - c0;
         size_t rows = T - t0 < ck ? T - t0 : ck, tiles = (rows + mr - 1) / mr;
-        for (size_t r = 0; r < tiles * mr; r++) {
+        for (size_t r = 0; ci != have && r < tiles * mr; r++) {
             if (r >= rows) {
                 for (int xi = 0; xi < nxi; xi++)
                     pp[(size_t)xi * tc + r] = j->zeros;
@@ -332,6 +344,7 @@ static void wino_task(void *arg, int tid, int nth)
             for (int xi = 0; xi < nxi; xi++)
                 pp[(size_t)xi * tc + r] = V + (size_t)xi * vstride + r * q->ldv;
         }
+        have = ci;
         for (int xi = 0; xi < nxi; xi++)
             for (size_t kb = 0; kb < nsub; kb++) {
                 size_t k0 = kb * ksub;

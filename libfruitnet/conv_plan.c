@@ -234,6 +234,12 @@ int conv_plan_make(const fn_conv *c, int n, int h, int w, int nth, conv_plan *p)
         p->dyn_n = FN_CONV_TILE_OUTER && p->split_n && p->M <= p->chunk && p->q.nblocks == 1;
         p->dyn_step = panels / (4 * (size_t)(nth > 0 ? nth : 1));
         p->dyn_step = p->dyn_step < 1 ? 1 : p->dyn_step;
+    } else if (p->split_n) {
+        /* Winograd on few tiles: (chunk, panel group) items handed out as threads finish, about 2 groups
+         * per thread and chunk (each thread transforms the chunks it works on, as before) */
+        p->dyn_n = 1;
+        p->dyn_step = panels / (2 * (size_t)nth);
+        p->dyn_step = p->dyn_step < 1 ? 1 : p->dyn_step;
     }
     return 1;
 }

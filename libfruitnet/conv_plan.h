@@ -62,8 +62,8 @@ typedef struct conv_plan {
     int wino;          /* 0 direct, else Winograd F(m x m,3x3) with m = 2 or 4 */
     int bf16;          /* direct on the bf16 view (conv_bf16_view): the input converted first */
     int split_n;       /* few rows or tiles: threads split the output channels (panels) */
-    int dyn_n;         /* split_n on one chunk and one K block (direct): panel groups of dyn_step taken as
-                        * threads finish instead of a static half each */
+    int dyn_n;         /* split_n, direct on one chunk and one K block, or Winograd: (chunk,) groups of
+                        * dyn_step panels taken as threads finish instead of a static share each */
     size_t dyn_step;
     size_t chunk;      /* rows (or Winograd tiles) per chunk handed out */
     size_t in16;       /* bf16: floats at the front of scratch for the converted input */

@@ -132,9 +132,12 @@ static void test_conv_inplace_residual(void **s)
 {
     (void)s;
     /* one K block, K split in a tap (in place: the first block reads the residual, the others the output),
-     * and packed blocks */
+     * packed blocks, and Winograd with the output channels split */
     static const conv_case cases[] = {{2, 7, 7, 64, 96, 1, 1, 0}, {1, 5, 5, 600, 64, 1, 1, 0}, {1, 5, 5, 512, 40, 3, 1, 1},
-                                     {2, 23, 21, 17, 48, 3, 1, 1}};
+                                     {2, 23, 21, 17, 48, 3, 1, 1},
+                                     /* few Winograd tiles, many panels: on 2 threads the (chunk, panel group)
+                                      * items are shared out dynamically, over one chunk and over three */
+                                     {1, 14, 14, 64, 160, 3, 1, 1}, {3, 14, 14, 40, 100, 3, 1, 1}};
     fn_isa isas[3];
     int ni = tu_supported_isas(isas);
     for (int i = 0; i < ni; i++)
