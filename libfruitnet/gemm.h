@@ -75,11 +75,4 @@ extern const fn_gemm_impl fn_gemm_avx2;
 extern const fn_gemm_impl fn_gemm_avx512;
 extern const fn_gemm_impl fn_gemm_avx512bf16; /* vdpbf16ps on bf16 pairs (see above); no Winograd */
 
-/* The data caches of one core as CPUID reports them (isa.c: leaf 4 on Intel, 0x8000001D on AMD, else
- * 0x80000005/6), in bytes; a level CPUID does not describe is 0. Read once, then cached. */
-typedef struct fn_cpu_caches {
-    size_t l1d, l2, l3;
-} fn_cpu_caches;
-fn_cpu_caches fn_cpu_caches_get(void);
-
 #endif

@@ -1,7 +1,6 @@
 /* isa.c — run-time instruction-set detection and selection (CPUID + XGETBV), and the cache sizes the
  * convolution's blocking scales to (fn_cpu_caches_get). */
 #include "util.h"
-#include "gemm.h"
 
 #include <pthread.h>
 

@@ -42,4 +42,13 @@ static inline uint64_t fn_fnv1a(const void *data, size_t n, uint64_t h)
     return h;
 }
 
+/* ---------------- the CPU (isa.c) ---------------- */
+
+/* The data caches of one core as CPUID reports them (isa.c: leaf 4 on Intel, 0x8000001D on AMD, else
+ * 0x80000005/6), in bytes; a level CPUID does not describe is 0. Read once, then cached. */
+typedef struct fn_cpu_caches {
+    size_t l1d, l2, l3;
+} fn_cpu_caches;
+fn_cpu_caches fn_cpu_caches_get(void);
+
 #endif /* FRUITNET_UTIL_H */

@@ -15,7 +15,7 @@ layer_of() {
     glibc_compat.h | util.h | util.c | isa.c) echo base ;;
     gemm.h | gemm_*.c | winograd_impl.h | threadpool.h | threadpool.c) echo kernels ;;
     pca_kernels.h | pca_kernels_impl.h | pca_portable.c | pca_avx2.c | pca_avx512.c) echo kernels ;;
-    conv.h | conv.c | conv_*.c | layers.h | pool.c) echo layers ;;
+    conv.h | conv_plan.h | conv.c | conv_*.c | layers.h | pool.c) echo layers ;;
     files.h | files.c | atomic.c) echo io ;;
     image.c | png.c | jpeg_turbo.c | resize.c) echo io ;;
     fnw.h | weights.c | convert_tfjs.c | json.h | json.c) echo io ;;
