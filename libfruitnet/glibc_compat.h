@@ -6,7 +6,7 @@
  * are bound to their older version, which every later glibc still exports:
  *
  *   hypot 2.35, expf 2.27, pow/exp/log 2.29 -> GLIBC_2.2.5 (same function, older implementation)
- *   pthread_create/join 2.34         -> GLIBC_2.2.5 (libpthread.so.0 before 2.34: the
+ *   pthread_create/join/once 2.34    -> GLIBC_2.2.5 (libpthread.so.0 before 2.34: the
  *                                       library is linked with libpthread.so.0 too)
  *   stat/fstat/lstat 2.33            -> __xstat/__fxstat/__lxstat@GLIBC_2.2.5 (what the
  *                                       inline stat() of glibc < 2.33 called)
@@ -42,6 +42,7 @@ __asm__(".symver exp,exp@GLIBC_2.2.5");
 __asm__(".symver log,log@GLIBC_2.2.5");
 __asm__(".symver pthread_create,pthread_create@GLIBC_2.2.5");
 __asm__(".symver pthread_join,pthread_join@GLIBC_2.2.5");
+__asm__(".symver pthread_once,pthread_once@GLIBC_2.2.5");
 
 #if __GLIBC__ == 2 && __GLIBC_MINOR__ >= 33
 extern int __xstat(int ver, const char *path, struct stat *buf);
