@@ -78,6 +78,16 @@ static void csv(FILE *f, const char *s)
     fputc('"', f);
 }
 
+/* p, or exit with "out of memory" (the tool's allocations are all-or-nothing). */
+static void *need(void *p)
+{
+    if (!p) {
+        fprintf(stderr, "fruitnet-train: out of memory\n");
+        exit(1);
+    }
+    return p;
+}
+
 /* confusion_matrix.svg and per_class.csv of (truth, pred) pairs; returns 0 or 1 (message printed). */
 static int write_report(const char *dir, char **names, int K, const int *truth, const int *pred, int m,
                         const char *what)
@@ -255,8 +265,8 @@ int main(int argc, char **argv)
                 }
             }
             memcpy(x + (size_t)n * dim, row.vec, (size_t)dim * sizeof(float));
-            labels[n] = strdup(row.label);
-            paths[n] = strdup(row.path);
+            labels[n] = need(strdup(row.label));
+            paths[n] = need(strdup(row.path));
             n++;
         }
         fn_parquet_reader_close(r);
@@ -271,8 +281,8 @@ int main(int argc, char **argv)
         return 1;
     }
     /* classes: sorted unique labels (byte order) */
-    char **names = malloc((size_t)n * sizeof(char *));
-    int K = 0, *y = malloc((size_t)n * sizeof(int)), *isval = calloc((size_t)n, sizeof(int));
+    char **names = need(malloc((size_t)n * sizeof(char *)));
+    int K = 0, *y = need(malloc((size_t)n * sizeof(int))), *isval = need(calloc((size_t)n, sizeof(int)));
     memcpy(names, labels, (size_t)n * sizeof(char *));
     qsort(names, (size_t)n, sizeof(char *), cmp_str);
     for (int i = 0; i < n; i++)
@@ -284,7 +294,7 @@ int main(int argc, char **argv)
     int nv = 0;
     if (val > 0) {
         uint64_t s = 0x243F6A8885A308D3ull;
-        int *idx = malloc((size_t)n * sizeof(int));
+        int *idx = need(malloc((size_t)n * sizeof(int)));
         for (int c = 0; c < K; c++) {
             int m = 0;
             for (int i = 0; i < n; i++)
@@ -303,8 +313,8 @@ int main(int argc, char **argv)
         }
         free(idx);
     }
-    int nt = n - nv, *yt = malloc((size_t)nt * sizeof(int)), *cvp = malloc((size_t)nt * sizeof(int));
-    float *xt = malloc((size_t)nt * dim * sizeof(float));
+    int nt = n - nv, *yt = need(malloc((size_t)nt * sizeof(int))), *cvp = need(malloc((size_t)nt * sizeof(int)));
+    float *xt = need(malloc((size_t)nt * dim * sizeof(float)));
     for (int i = 0, t = 0; i < n; i++)
         if (!isval[i]) {
             memcpy(xt + (size_t)t * dim, x + (size_t)i * dim, (size_t)dim * sizeof(float));
@@ -357,8 +367,8 @@ int main(int argc, char **argv)
     }
     int rc = 0;
     if (nv) {
-        float *xv = malloc((size_t)nv * dim * sizeof(float)), *pr = malloc((size_t)nv * K * sizeof(float));
-        int *tv = malloc((size_t)nv * sizeof(int)), *pv = malloc((size_t)nv * sizeof(int)), ok = 0;
+        float *xv = need(malloc((size_t)nv * dim * sizeof(float))), *pr = need(malloc((size_t)nv * K * sizeof(float)));
+        int *tv = need(malloc((size_t)nv * sizeof(int))), *pv = need(malloc((size_t)nv * sizeof(int))), ok = 0;
         for (int i = 0, t = 0; i < n; i++)
             if (isval[i]) {
                 memcpy(xv + (size_t)t * dim, x + (size_t)i * dim, (size_t)dim * sizeof(float));
