@@ -196,18 +196,25 @@ ENGINES = [("fruitnet", "fp32", make_fruitnet), ("fruitnet", "bf16", make_fruitn
            ("openvino", "bf16", make_openvino), ("onnxruntime", "fp32", make_onnxruntime)]
 
 
-def cpu_text():
-    model, flags = "unknown CPU", set()
+def cpuinfo():
+    """The first CPU's model name (None if /proc/cpuinfo has none) and its flags."""
+    model, flags = None, set()
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 k, _, v = line.partition(":")
-                if k.strip() == "model name" and model == "unknown CPU":
+                if k.strip() == "model name" and model is None:
                     model = v.strip()
                 elif k.strip() == "flags" and not flags:
                     flags = set(v.split())
     except OSError:
         pass
+    return model, flags
+
+
+def cpu_text():
+    model, flags = cpuinfo()
+    model = model or "unknown CPU"
     feats = [f for f in ("avx512f", "avx512_bf16", "avx512_vnni", "avx512_fp16", "amx_bf16", "amx_int8") if f in flags]
     return f"{model} ({os.cpu_count()} CPUs; {' '.join(feats) or 'no AVX-512'})"
 
@@ -216,17 +223,8 @@ def machine_slug():
     """The file name of this machine model's record in bench/results/: the CPU model (without (R), (TM),
     CPU, Processor, frequency) and the vector features that change which kernels run, e.g.
     intel-xeon-avx512-bf16 or amd-epyc-avx512."""
-    model, flags = "unknown-cpu", set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                k, _, v = line.partition(":")
-                if k.strip() == "model name" and model == "unknown-cpu":
-                    model = v.strip()
-                elif k.strip() == "flags" and not flags:
-                    flags = set(v.split())
-    except OSError:
-        pass
+    model, flags = cpuinfo()
+    model = model or "unknown-cpu"
     m = re.sub(r"\((R|TM|r|tm)\)|\bCPU\b|\bProcessor\b|@.*$|\b\d+-Core\b", " ", model)
     m = re.sub(r"[^a-z0-9]+", "-", m.lower()).strip("-") or "unknown-cpu"
     feats = "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "sse2"
