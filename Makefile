@@ -51,6 +51,8 @@ isa_flags = $(if $(findstring _avx512bf16,$(1)),$(BF16_FLAGS),$(if $(findstring 
 
 B := build
 VERSION := $(shell sed -n 's/^#define FRUITNET_VERSION "\(.*\)"/\1/p' include/fruitnet.h)
+# the soname: libfruitnet.so.$(ABI), FRUITNET_ABI of the header (it grows when the ABI breaks)
+ABI     := $(shell sed -n 's/^#define FRUITNET_ABI \([0-9]*\)$$/\1/p' include/fruitnet.h)
 
 LIB_SRC   := $(sort $(wildcard libfruitnet/*.c))
 LIB_OBJ   := $(LIB_SRC:libfruitnet/%.c=$(B)/obj/%.o)
@@ -131,7 +133,7 @@ $(B)/libfruitnet.a: $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
 $(B)/libfruitnet.so: $(LIB_OBJ)
-	$(CC) -shared $(ALLCFLAGS) -Wl,-soname,libfruitnet.so.0 -o $@ $^ $(LDLIBS) $(SO_LDLIBS)
+	$(CC) -shared $(ALLCFLAGS) -Wl,-soname,libfruitnet.so.$(ABI) -o $@ $^ $(LDLIBS) $(SO_LDLIBS)
 
 $(B)/obj $(B)/tests $(B)/bench:
 	mkdir -p $@
@@ -302,7 +304,7 @@ demo-classifier: all weights
 # $(PREFIX)/bin/python3, python3 or /usr/bin/python3 (e.g. /usr/local/lib/python3.11/dist-packages on
 # Debian, a venv's site-packages), else sysconfig's posix_prefix purelib of $(PREFIX) (then it needs
 # PYTHONPATH; install says so). Its generated _prefix.py names $(PREFIX): the package loads
-# $(PREFIX)/lib/libfruitnet.so.0 and the weights of $(PREFIX)/share/fruitnet, as the tools do.
+# $(PREFIX)/lib/libfruitnet.so.$(ABI) and the weights of $(PREFIX)/share/fruitnet, as the tools do.
 PY_SITE_PY := import sys; p = sys.argv[1].rstrip("/"); c = [d for d in sys.path if d.startswith(p + "/") and d.endswith(("site-packages", "dist-packages"))]; print(c[0] if c else "")
 PY_FALLBACK_PY := import sys, sysconfig; p = sys.argv[1]; print(sysconfig.get_path("purelib", "posix_prefix", vars={"base": p, "platbase": p}))
 PYSITE ?= $(shell for py in $(PREFIX)/bin/python3 $(PYTHON3) /usr/bin/python3; do command -v $$py >/dev/null 2>&1 || continue; \
@@ -315,13 +317,13 @@ install: all
 	install -m 644 include/fruitnet.h $(DESTDIR)$(PREFIX)/include/
 	install -m 644 $(B)/libfruitnet.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(B)/libfruitnet.so $(DESTDIR)$(PREFIX)/lib/libfruitnet.so.$(VERSION)
-	ln -sf libfruitnet.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libfruitnet.so.0
-	ln -sf libfruitnet.so.0 $(DESTDIR)$(PREFIX)/lib/libfruitnet.so
+	ln -sf libfruitnet.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libfruitnet.so.$(ABI)
+	ln -sf libfruitnet.so.$(ABI) $(DESTDIR)$(PREFIX)/lib/libfruitnet.so
 	for t in $(INSTALLED_TOOLS); do install -m 755 $(B)/$$t $(DESTDIR)$(PREFIX)/bin/; done
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' -e 's|@LIBS_PRIVATE@|$(strip $(LDLIBS))|g' fruitnet.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/fruitnet.pc
 	install -d $(DESTDIR)$(PYSITE)/fruitnet $(DESTDIR)$(PREFIX)/share/fruitnet
 	install -m 644 $(filter-out %/_prefix.py,$(wildcard python/fruitnet/*.py)) $(DESTDIR)$(PYSITE)/fruitnet/
-	printf '"""Written by make install: the prefix whose lib/, bin/ and share/fruitnet/ this package uses."""\nPREFIX = "%s"\n' '$(PREFIX)' > $(DESTDIR)$(PYSITE)/fruitnet/_prefix.py
+	printf '"""Written by make install: the prefix whose lib/, bin/ and share/fruitnet/ this package uses."""\nPREFIX = "%s"\nSONAME = "libfruitnet.so.%s"\n' '$(PREFIX)' '$(ABI)' > $(DESTDIR)$(PYSITE)/fruitnet/_prefix.py
 	if [ -f $(WEIGHTS) ]; then install -m 644 $(WEIGHTS) $(DESTDIR)$(PREFIX)/share/fruitnet/resnet50.fnw; \
 	else echo "fruitnet: no $(WEIGHTS): run make weights, then make install again"; fi
 	@echo "fruitnet: Python package installed in $(PYSITE)"
@@ -332,7 +334,7 @@ install: all
 # Removes what install put there (the Python package only if make install wrote it: _prefix.py).
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/include/fruitnet.h $(DESTDIR)$(PREFIX)/lib/libfruitnet.a \
-	  $(DESTDIR)$(PREFIX)/lib/libfruitnet.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libfruitnet.so.0 \
+	  $(DESTDIR)$(PREFIX)/lib/libfruitnet.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libfruitnet.so.$(ABI) \
 	  $(DESTDIR)$(PREFIX)/lib/libfruitnet.so $(DESTDIR)$(PREFIX)/lib/pkgconfig/fruitnet.pc \
 	  $(addprefix $(DESTDIR)$(PREFIX)/bin/,$(INSTALLED_TOOLS)) $(DESTDIR)$(PREFIX)/share/fruitnet/resnet50.fnw
 	if [ -f $(DESTDIR)$(PYSITE)/fruitnet/_prefix.py ]; then rm -rf $(DESTDIR)$(PYSITE)/fruitnet; fi

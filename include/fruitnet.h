@@ -34,7 +34,11 @@
 extern "C" {
 #endif
 
-#define FRUITNET_VERSION "0.1.0"
+#define FRUITNET_VERSION "0.2.0"
+/* The ABI number: the shared library is libfruitnet.so.FRUITNET_ABI. It grows at every change that
+ * breaks programs built against an earlier header (1: the opaque PCA objects of 0.2.0); additions (new
+ * functions, enum values appended at the end) keep it. */
+#define FRUITNET_ABI 1
 
 /* Symbol visibility: libfruitnet is built with -fvisibility=hidden, and what
  * this header declares between the push and the pop below is exported; no
@@ -43,7 +47,7 @@ extern "C" {
 #pragma GCC visibility push(default)
 #endif
 
-/* The library's version, FRUITNET_VERSION of the build ("0.1.0"): compare with
+/* The library's version, FRUITNET_VERSION of the build ("0.2.0"): compare with
  * the header's to detect a mismatched shared library. */
 const char *fn_version(void);
 

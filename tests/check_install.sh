@@ -16,6 +16,8 @@ trap 'rm -rf "$tmp"' EXIT
 fails=0
 fail() { echo "check_install: $*"; fails=$((fails + 1)); }
 version=$(sed -n 's/^#define FRUITNET_VERSION "\(.*\)"/\1/p' include/fruitnet.h)
+abi=$(sed -n 's/^#define FRUITNET_ABI \([0-9]*\)$/\1/p' include/fruitnet.h)
+[ -n "$abi" ] || { echo "check_install: no FRUITNET_ABI in include/fruitnet.h"; exit 1; }
 
 # the stand-in weights: any bytes do (install copies them, the tools only find them)
 mkdir -p "$tmp/src"
@@ -30,11 +32,11 @@ for f in include/fruitnet.h lib/libfruitnet.a "lib/libfruitnet.so.$version" lib/
     share/fruitnet/resnet50.fnw; do
     [ -f "$P/$f" ] || fail "$P/$f: not installed"
 done
-[ "$(readlink "$P/lib/libfruitnet.so.0")" = "libfruitnet.so.$version" ] || fail "lib/libfruitnet.so.0: not a symlink to libfruitnet.so.$version"
-[ "$(readlink "$P/lib/libfruitnet.so")" = libfruitnet.so.0 ] || fail "lib/libfruitnet.so: not a symlink to libfruitnet.so.0"
+[ "$(readlink "$P/lib/libfruitnet.so.$abi")" = "libfruitnet.so.$version" ] || fail "lib/libfruitnet.so.$abi: not a symlink to libfruitnet.so.$version"
+[ "$(readlink "$P/lib/libfruitnet.so")" = libfruitnet.so.$abi ] || fail "lib/libfruitnet.so: not a symlink to libfruitnet.so.$abi"
 cmp -s "$tmp/src/stand-in.fnw" "$P/share/fruitnet/resnet50.fnw" || fail "share/fruitnet/resnet50.fnw: not the WEIGHTS file"
-[ "$(objdump -p "$P/lib/libfruitnet.so.$version" | awk '$1 == "SONAME" {print $2}')" = libfruitnet.so.0 ] ||
-    fail "libfruitnet.so.$version: SONAME is not libfruitnet.so.0"
+[ "$(objdump -p "$P/lib/libfruitnet.so.$version" | awk '$1 == "SONAME" {print $2}')" = libfruitnet.so.$abi ] ||
+    fail "libfruitnet.so.$version: SONAME is not libfruitnet.so.$abi"
 
 # a program built against the installed header and fruitnet.pc, shared and static
 cat > "$tmp/src/v.c" <<'EOF'
@@ -49,8 +51,8 @@ export PKG_CONFIG_PATH="$P/lib/pkgconfig"
 if ${CC:-cc} ${FRUITNET_SAN:-} -o "$tmp/v_shared" "$tmp/src/v.c" $(pkg-config --cflags --libs fruitnet) 2> "$tmp/cc.log"; then
     got=$(LD_LIBRARY_PATH="$P/lib" "$tmp/v_shared") || fail "the program linked to libfruitnet.so failed"
     [ "$got" = "$version" ] || fail "fn_version() of the installed libfruitnet.so is '$got', not $version"
-    LD_LIBRARY_PATH="$P/lib" ldd "$tmp/v_shared" | grep -q "libfruitnet.so.0 => $P/lib/libfruitnet.so.0" ||
-        fail "the program does not load $P/lib/libfruitnet.so.0"
+    LD_LIBRARY_PATH="$P/lib" ldd "$tmp/v_shared" | grep -q "libfruitnet.so.$abi => $P/lib/libfruitnet.so.$abi" ||
+        fail "the program does not load $P/lib/libfruitnet.so.$abi"
 else
     cat "$tmp/cc.log"
     fail "a program does not build with pkg-config --cflags --libs fruitnet"
@@ -91,7 +93,7 @@ elif [ -n "$PY" ]; then
 import fruitnet, fruitnet._paths as p
 print(fruitnet.__file__); print(fruitnet._lib.lib._name); print(p.PREFIX); print(fruitnet.find_weights())' 2>&1) ||
             fail "the installed Python package does not import: $got"
-        want=$(printf '%s\n%s\n%s\n%s' "$site/__init__.py" "$P/lib/libfruitnet.so.0" "$P" "$P/share/fruitnet/resnet50.fnw")
+        want=$(printf '%s\n%s\n%s\n%s' "$site/__init__.py" "$P/lib/libfruitnet.so.$abi" "$P" "$P/share/fruitnet/resnet50.fnw")
         [ "$got" = "$want" ] || fail "the installed Python package uses other files:"$'\n'"$got"$'\n'"expected:"$'\n'"$want"
     fi
 else
@@ -105,7 +107,7 @@ left=$(find "$P" ! -type d)
 # ------------------------------------------------------------- DESTDIR=<tmp> PREFIX=/usr/local
 D="$tmp/stage"
 mk DESTDIR="$D" PREFIX=/usr/local install || { echo "check_install: FAILED"; exit 1; }
-for f in include/fruitnet.h lib/libfruitnet.a lib/libfruitnet.so lib/libfruitnet.so.0 lib/pkgconfig/fruitnet.pc \
+for f in include/fruitnet.h lib/libfruitnet.a lib/libfruitnet.so lib/libfruitnet.so.$abi lib/pkgconfig/fruitnet.pc \
     share/fruitnet/resnet50.fnw bin/fruitnet-extract; do
     [ -e "$D/usr/local/$f" ] || fail "DESTDIR=$D: /usr/local/$f not installed"
 done

@@ -40,7 +40,7 @@ from .pca import PCA, PcaModel, PcaStats
 from .weights import WeightsNotFoundError, fetch_weights, find_weights
 from .classifier import Classifier
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["Model", "Classifier", "FeatureResult", "ImageInput", "extract", "read_dataset", "write_dataset", "to_arrow",
            "feature_matrix", "list_images", "ParquetWriter", "read_parquet", "dataset_files", "PCA", "PcaStats",
@@ -50,7 +50,7 @@ __all__ = ["Model", "Classifier", "FeatureResult", "ImageInput", "extract", "rea
 
 
 def version() -> str:
-    """The package (and library) version, e.g. "0.1.0"."""
+    """The package (and library) version, e.g. "0.2.0"."""
     return __version__
 
 

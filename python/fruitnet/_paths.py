@@ -20,8 +20,10 @@ WEIGHTS_NAME = "resnet50.fnw"
 try:  # written by `make install`
     from . import _prefix  # type: ignore[attr-defined]
     PREFIX: Optional[str] = _prefix.PREFIX
+    SONAME: str = _prefix.SONAME
 except ImportError:
     PREFIX = None
+    SONAME = "libfruitnet.so.1"  # libfruitnet.so.FRUITNET_ABI (tests/test_api.py checks it against the header)
 
 
 def _repo() -> Optional[str]:
@@ -40,7 +42,7 @@ def library_candidates() -> List[str]:
         out.append(env)
     out.append(os.path.join(PACKAGE_DIR, "libfruitnet.so"))
     if PREFIX:
-        out.append(os.path.join(PREFIX, "lib", "libfruitnet.so.0"))
+        out.append(os.path.join(PREFIX, "lib", SONAME))
     repo = _repo()
     if repo:
         out.append(os.path.join(repo, "build", "libfruitnet.so"))

@@ -86,6 +86,13 @@ def test_version_matches_header():
     assert fruitnet.__version__ == v == fruitnet.version()
 
 
+def test_soname_matches_header_abi():
+    from fruitnet import _paths
+    with open(os.path.join(REPO, "include", "fruitnet.h")) as f:
+        abi = re.search(r'#define FRUITNET_ABI ([0-9]+)', f.read()).group(1)
+    assert _paths.SONAME == "libfruitnet.so." + abi
+
+
 def test_help_and_hints():
     text = pydoc.render_doc(fruitnet, renderer=pydoc.plaintext)
     for name in ("Model", "extract", "read_dataset", "PCA", "features", "fit_transform", "fetch_weights"):

@@ -7,7 +7,7 @@
    DataFrame, PCA(0.8) vs scikit-learn, a dataset written and read with pandas, the
    fruitnet-extract entry point.
 2. `make install PREFIX=<a venv>`: that venv's python imports the package, which
-   loads PREFIX/lib/libfruitnet.so.0 and the weights of PREFIX/share/fruitnet; the
+   loads PREFIX/lib/libfruitnet.so.1 and the weights of PREFIX/share/fruitnet; the
    installed fruitnet-extract finds the same weights; `make uninstall` removes it all.
 """
 import glob
@@ -135,7 +135,7 @@ def test_make_install_prefix(sample, tmp_path):
             "m = fruitnet.Model(classifier=True); print(m.classify(sys.argv[1], k=1)[0][0][0])")
     r = run([py, "-c", code, img], env=env, cwd=str(tmp_path))
     lib, weights, top1 = r.stdout.split("\n")[:3]
-    assert lib == str(pfx / "lib" / "libfruitnet.so.0")
+    assert lib == str(pfx / "lib" / "libfruitnet.so.1")
     assert weights == str(pfx / "share" / "fruitnet" / "resnet50.fnw")
     assert top1 == "banana"
     # the installed tool finds the weights of its own prefix (not /usr/local/share/fruitnet)
