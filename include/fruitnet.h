@@ -573,7 +573,7 @@ typedef struct fn_classifier_options {
     double c_max;     /* 0 = 10^1.5 (31.6) */
     int path_len;     /* number of C values on the path (1..FN_CLASSIFIER_MAX_PATH); 0 = 4 */
     int pca_dim;      /* train on the top principal components of the standardised features: their number;
-                         0 = the default (768, or the dimension if smaller); -1 = no reduction */
+                         0 = the default (512, or the dimension if smaller); -1 = no reduction */
     int threads;      /* 0 = all online CPUs; the result is the same whatever the number */
     int max_iter;     /* optimiser iterations per fit (the final fit: 3x); 0 = 20 */
     double tol;       /* stop when the gradient's max-norm <= tol x its value at the fit's (warm) start; 0 = 1e-2 */
@@ -599,7 +599,7 @@ typedef struct fn_classifier_report {
     int *cv_pred;     /* in: NULL, or room for n ints: receives each row's out-of-fold prediction at the chosen C */
 } fn_classifier_report;
 
-/* Defaults: 5 folds, C chosen on 4 values from 1 to 31.6, signed square root, 768 principal components. */
+/* Defaults: 5 folds, C chosen on 4 values from 1 to 31.6, signed square root, 512 principal components. */
 void fn_classifier_options_default(fn_classifier_options *opt);
 /* Train on n rows of dim floats x with labels y[i] in [0, nclasses) named class_names[] (unique, UTF-8):
  * standardisation, L2-regularised softmax regression whose C is chosen by cross-validation on these rows only.

@@ -27,7 +27,7 @@ static void usage(FILE *f)
                "      --random-folds  random stratified folds instead of blocked ones\n"
                "      --c C           use this C (no cross-validation)\n"
                "      --c-range A:B:N N values of C from A to B, log-spaced (default 1:31.6:4)\n"
-               "      --pca-dim K     principal components used (default 768; -1 = all features)\n"
+               "      --pca-dim K     principal components used (default 512; -1 = all features)\n"
                "      --threads N     threads (default: all CPUs; the model does not depend on it)\n"
                "  -q, --quiet         only errors\n"
                "Example: fruitnet-train -i train_features.parquet -o fruits.fncls --val 0.1\n"
