@@ -646,7 +646,7 @@ typedef struct fn_labeled_set {
 } fn_labeled_set;
 
 /* Every row (path, label, features) of a features Parquet file or committed dataset folder; a row without a
- * label or with another feature length is refused, naming the file and the row; FN_ENOMEM when too large. */
+ * label or with another feature length is refused, naming the file and the row (FN_EFORMAT); FN_ENOMEM. */
 int fn_labeled_set_read(const char *path, fn_labeled_set *out, fn_error *err);
 /* The same from rows in memory (copied; paths may be NULL); `name` is used in errors (may be NULL). */
 int fn_labeled_set_from_rows(int n, int dim, const float *x, const char *const *labels, const char *const *paths,

@@ -55,7 +55,8 @@ int fn_labeled_set_from_rows(int n, int dim, const float *x, const char *const *
         return fn_fail(err, FN_EARG, "%s: invalid arguments (%d rows of %d features)", name, n, dim);
     size_t xb;
     if (!fn_mul_size((size_t)n, (size_t)dim, &xb) || !fn_mul_size(xb, sizeof(float), &xb) || xb > ((size_t)1 << 40))
-        return fn_fail(err, FN_ENOMEM, "%s: %d rows x %d features: too large to hold in memory", name, n, dim);
+        return fn_fail(err, FN_ELIMIT, "%s: %d rows x %d features: too large to hold in memory (over 1 TiB)", name,
+                       n, dim);
     for (int i = 0; i < n; i++)
         if (!labels[i] || !*labels[i])
             return fn_fail(err, FN_EFORMAT, "%s: row %d (%s) has no label", name, i,
