@@ -651,10 +651,11 @@ int fn_labeled_set_read(const char *path, fn_labeled_set *out, fn_error *err);
 /* The same from rows in memory (copied; paths may be NULL); `name` is used in errors (may be NULL). */
 int fn_labeled_set_from_rows(int n, int dim, const float *x, const char *const *labels, const char *const *paths,
                              const char *name, fn_labeled_set *out, fn_error *err);
-/* Stratified split: per class, a seeded shuffle (seed 0: the default), the first round(fraction x rows)
- * held out, every class keeping a training row; fraction 0..0.5. Both sets are copies with all's classes. */
-int fn_labeled_set_split(const fn_labeled_set *all, double fraction, uint64_t seed, fn_labeled_set *train,
-                         fn_labeled_set *held, fn_error *err);
+/* Stratified split, per class round(fraction x rows) held out (fraction 0..0.5; every class keeps a training
+ * row): order NULL, after a seeded shuffle (seed 0: the default); else the class's last rows by order (e.g.
+ * fn_frame_order's: a block of frames, no near-duplicate on both sides). Copies with all's classes. */
+int fn_labeled_set_split(const fn_labeled_set *all, double fraction, uint64_t seed, const int64_t *order,
+                         fn_labeled_set *train, fn_labeled_set *held, fn_error *err);
 /* Free a set's arrays and zero it; NULL is allowed. */
 void fn_labeled_set_free(fn_labeled_set *s);
 /* Frame order of video-frame file names, for blocked cross-validation (fn_classifier_options.order):

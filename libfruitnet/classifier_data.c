@@ -192,8 +192,15 @@ static int gather(const fn_labeled_set *src, const unsigned char *keep, int want
     return 0;
 }
 
-int fn_labeled_set_split(const fn_labeled_set *all, double fraction, uint64_t seed, fn_labeled_set *train,
-                         fn_labeled_set *held, fn_error *err)
+static _Thread_local const int64_t *split_keys;
+static int cmp_split(const void *a, const void *b)
+{
+    int i = *(const int *)a, j = *(const int *)b;
+    return split_keys[i] < split_keys[j] ? -1 : split_keys[i] > split_keys[j] ? 1 : (i > j) - (i < j);
+}
+
+int fn_labeled_set_split(const fn_labeled_set *all, double fraction, uint64_t seed, const int64_t *order,
+                         fn_labeled_set *train, fn_labeled_set *held, fn_error *err)
 {
     if (!all || !train || !held || !(fraction >= 0 && fraction <= 0.5) || all->n < 0 || all->nclasses < 0)
         return fn_fail(err, FN_EARG, "fn_labeled_set_split: invalid arguments (fraction %g: 0 to 0.5)", fraction);
@@ -210,10 +217,19 @@ int fn_labeled_set_split(const fn_labeled_set *all, double fraction, uint64_t se
         for (int i = 0; i < n; i++)
             if (all->y[i] == c)
                 idx[m++] = i;
-        for (int i = m - 1; i > 0; i--) {
-            s ^= s << 13, s ^= s >> 7, s ^= s << 17;
-            int j = (int)(s % (uint64_t)(i + 1)), t = idx[i];
-            idx[i] = idx[j], idx[j] = t;
+        if (order) { /* blocked: the class's last rows in order (idx reversed: they come first) */
+            split_keys = order;
+            qsort(idx, (size_t)m, sizeof(int), cmp_split);
+            for (int i = 0; i < m / 2; i++) {
+                int t = idx[i];
+                idx[i] = idx[m - 1 - i], idx[m - 1 - i] = t;
+            }
+        } else {
+            for (int i = m - 1; i > 0; i--) {
+                s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+                int j = (int)(s % (uint64_t)(i + 1)), t = idx[i];
+                idx[i] = idx[j], idx[j] = t;
+            }
         }
         int h = (int)(fraction * m + 0.5);
         if (h >= m)

@@ -335,7 +335,7 @@ static void test_labeled_set(void **state)
     }
     assert_memory_equal(s.x, x, sizeof x);
     /* split: per class round(0.25 m) held out; the held-out rows and the training rows partition the set */
-    assert_int_equal(fn_labeled_set_split(&s, 0.25, 0, &tr, &va, &e), FN_OK);
+    assert_int_equal(fn_labeled_set_split(&s, 0.25, 0, NULL, &tr, &va, &e), FN_OK);
     assert_int_equal(tr.n + va.n, n);
     assert_int_equal(va.n, 4 + 3 + 3); /* Pear 14 rows: round(3.5) = 4; Apple, Kiwi 13: round(3.25) = 3 */
     int seen[40] = {0};
@@ -347,11 +347,30 @@ static void test_labeled_set(void **state)
         assert_string_equal(t->paths[k], paths[row]);
     }
     fn_labeled_set tr2, va2;
-    assert_int_equal(fn_labeled_set_split(&s, 0.25, 0, &tr2, &va2, &e), FN_OK); /* deterministic */
+    assert_int_equal(fn_labeled_set_split(&s, 0.25, 0, NULL, &tr2, &va2, &e), FN_OK); /* deterministic */
     assert_int_equal(va2.n, va.n);
     assert_memory_equal(va2.x, va.x, (size_t)va.n * d * sizeof(float));
     fn_labeled_set_free(&tr2), fn_labeled_set_free(&va2), fn_labeled_set_free(&tr), fn_labeled_set_free(&va);
-    assert_int_equal(fn_labeled_set_split(&s, 0.6, 0, &tr, &va, &e), FN_EARG);
+    /* blocked: by frame order, each class's last frames held out (Pear: frames 30, 33, 36, 39) */
+    int64_t ord[40];
+    assert_int_equal(fn_frame_order(paths, n, ord, &e), FN_OK);
+    assert_int_equal(fn_labeled_set_split(&s, 0.25, 0, ord, &tr, &va, &e), FN_OK);
+    assert_int_equal(va.n, 10);
+    int maxtr[3] = {-1, -1, -1}, minva[3] = {99, 99, 99}, pear = 0;
+    for (int i = 0; i < tr.n; i++) {
+        int f = (int)(tr.x[(size_t)i * d] / 10);
+        maxtr[tr.y[i]] = f > maxtr[tr.y[i]] ? f : maxtr[tr.y[i]];
+    }
+    for (int i = 0; i < va.n; i++) {
+        int f = (int)(va.x[(size_t)i * d] / 10);
+        minva[va.y[i]] = f < minva[va.y[i]] ? f : minva[va.y[i]];
+        pear += va.y[i] == 2 && f >= 30;
+    }
+    for (int c = 0; c < 3; c++)
+        assert_true(maxtr[c] < minva[c]);
+    assert_int_equal(pear, 4);
+    fn_labeled_set_free(&tr), fn_labeled_set_free(&va);
+    assert_int_equal(fn_labeled_set_split(&s, 0.6, 0, NULL, &tr, &va, &e), FN_EARG);
     assert_non_null(strstr(e.msg, "0.6"));
     /* the same rows through a Parquet file */
     char dir[256], path[300];

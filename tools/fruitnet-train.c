@@ -21,10 +21,11 @@ static void usage(FILE *f)
                "  -i, --input PATH    Parquet file or dataset folder written by fruitnet-extract\n"
                "  -o, --output FILE   the model (.fncls)\n"
                "      --report DIR    where the report goes (default: the folder of -o)\n"
-               "      --val F         hold out a stratified fraction F (0..0.5) of the rows: trained\n"
-               "                      without them, the report describes them\n"
+               "      --val F         hold out a fraction F (0..0.5) of each class's rows, the last in\n"
+               "                      frame order (random with --random-folds): trained without\n"
+               "                      them, the report describes them\n"
                "      --folds K       cross-validation folds (default 5)\n"
-               "      --random-folds  random stratified folds instead of blocked ones\n"
+               "      --random-folds  random stratified folds (and --val rows) instead of blocked\n"
                "      --c C           use this C (no cross-validation)\n"
                "      --c-range A:B:N N values of C from A to B, log-spaced (default 1:31.6:4)\n"
                "      --pca-dim K     principal components used (default 512; -1 = all features)\n"
@@ -109,12 +110,19 @@ int main(int argc, char **argv)
     fn_error e;
     fn_labeled_set all, tr, va;
     double t0 = now();
-    if (fn_labeled_set_read(in, &all, &e) || fn_labeled_set_split(&all, val, 0, &tr, &va, &e))
+    if (fn_labeled_set_read(in, &all, &e))
         return fail(&e);
-    int64_t *order = malloc((size_t)tr.n * sizeof(int64_t));
+    int64_t *order = malloc((size_t)all.n * sizeof(int64_t));
+    if (!order) {
+        fprintf(stderr, "fruitnet-train: out of memory\n");
+        return 1;
+    }
+    if ((!random_folds && fn_frame_order((const char *const *)all.paths, all.n, order, &e)) ||
+        fn_labeled_set_split(&all, val, 0, random_folds ? NULL : order, &tr, &va, &e))
+        return fail(&e);
     int *cvp = malloc((size_t)tr.n * sizeof(int)), *pv = malloc((size_t)(va.n ? va.n : 1) * sizeof(int));
     float *pr = malloc((size_t)(va.n ? va.n : 1) * tr.nclasses * sizeof(float));
-    if (!order || !cvp || !pv || !pr) {
+    if (!cvp || !pv || !pr) {
         fprintf(stderr, "fruitnet-train: out of memory\n");
         return 1;
     }
