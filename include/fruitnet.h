@@ -573,8 +573,8 @@ typedef struct fn_classifier fn_classifier;
 typedef struct fn_classifier_options {
     int folds;        /* stratified k-fold cross-validation choosing C: k (2..50); 0 = 5 */
     double c;         /* > 0: train with this C and skip the cross-validation; 0 = choose C by cross-validation */
-    double c_min;     /* the path of C values, log-spaced from c_min to c_max (both included); 0 = 0.1 */
-    double c_max;     /* 0 = 10^0.5 (3.16) */
+    double c_min;     /* the path of C values, log-spaced from c_min to c_max (both included); 0 = 1 */
+    double c_max;     /* 0 = 10^1.5 (31.6) */
     int path_len;     /* number of C values on the path (1..FN_CLASSIFIER_MAX_PATH); 0 = 4 */
     int pca_dim;      /* train on the top principal components of the standardised features: their number;
                          0 = the default (512, or the dimension if smaller); -1 = no reduction */
@@ -584,6 +584,8 @@ typedef struct fn_classifier_options {
     uint64_t seed;    /* of the fold assignment; 0 = the default seed */
     const char *info; /* free text (UTF-8, no NUL) kept in the model file, e.g. where the features come from */
     int transform;    /* applied to each feature before standardisation: FN_CLS_SQRT (default) or FN_CLS_IDENTITY */
+    const int64_t *order; /* NULL: random stratified folds; else n keys (e.g. fn_frame_order's): blocked folds,
+                             each class's rows sorted by key and cut into `folds` contiguous blocks */
 } fn_classifier_options;
 
 enum { FN_CLS_IDENTITY = 0, FN_CLS_SQRT = 1 /* sign(x) sqrt(|x|): +0.7 points of top-1 on Fruits-360 */ };
@@ -601,7 +603,7 @@ typedef struct fn_classifier_report {
     int *cv_pred;     /* in: NULL, or room for n ints: receives each row's out-of-fold prediction at the chosen C */
 } fn_classifier_report;
 
-/* Defaults: 5 folds, C chosen on 4 values from 0.1 to 3.16, signed square root, 512 principal components. */
+/* Defaults: 5 folds, C chosen on 4 values from 1 to 31.6, signed square root, 512 principal components. */
 void fn_classifier_options_default(fn_classifier_options *opt);
 /* Train on n rows of dim floats x with labels y[i] in [0, nclasses) named class_names[] (unique, UTF-8):
  * standardisation, L2-regularised softmax regression whose C is chosen by cross-validation on these rows only.
@@ -633,6 +635,41 @@ void fn_classifier_free(fn_classifier *c);
 int fn_classifier_distance(const fn_classifier *c, const float *x, int n, float *dist, fn_error *err);
 /* The distance beyond which a row is out of set: the 99th percentile over the training rows; 0 when none. */
 double fn_classifier_distance_threshold(const fn_classifier *c);
+
+/* ------------------------------------------------------------------ */
+/* Classifier training data: labelled rows, split, frame order, report (classifier_data.c) */
+/* ------------------------------------------------------------------ */
+
+/* Labelled feature rows; owns everything (free with fn_labeled_set_free). */
+typedef struct fn_labeled_set {
+    int n, dim, nclasses;
+    float *x;     /* [n][dim] */
+    int *y;       /* [n] class index */
+    char **names; /* [nclasses] the distinct labels, sorted (byte order) */
+    char **paths; /* [n] each row's path ("" when none) */
+} fn_labeled_set;
+
+/* Every row (path, label, features) of a features Parquet file or committed dataset folder; a row without a
+ * label or with another feature length is refused, naming the file and the row (FN_EFORMAT); FN_ENOMEM. */
+int fn_labeled_set_read(const char *path, fn_labeled_set *out, fn_error *err);
+/* The same from rows in memory (copied; paths may be NULL); `name` is used in errors (may be NULL). */
+int fn_labeled_set_from_rows(int n, int dim, const float *x, const char *const *labels, const char *const *paths,
+                             const char *name, fn_labeled_set *out, fn_error *err);
+/* Stratified split, per class round(fraction x rows) held out (fraction 0..0.5; every class keeps a training
+ * row): order NULL, after a seeded shuffle (seed 0: the default); else the class's last rows by order (e.g.
+ * fn_frame_order's: a block of frames, no near-duplicate on both sides). Copies with all's classes. */
+int fn_labeled_set_split(const fn_labeled_set *all, double fraction, uint64_t seed, const int64_t *order,
+                         fn_labeled_set *train, fn_labeled_set *held, fn_error *err);
+/* Free a set's arrays and zero it; NULL is allowed. */
+void fn_labeled_set_free(fn_labeled_set *s);
+/* Frame order of video-frame file names, for blocked cross-validation (fn_classifier_options.order):
+ * order[i] = row i's rank by (folder, name before the frame number, frame number, path), the frame number
+ * being the name's first all-digit token ("r2_151_100.jpg": sequence "r2_", frame 151). */
+int fn_frame_order(const char *const *paths, int n, int64_t *order, fn_error *err);
+/* Write DIR/per_class.csv (support, precision, recall, F1 per class) and DIR/confusion_matrix.svg of n
+ * (truth, pred) class pairs, each atomically; `what` titles the matrix (e.g. "out-of-fold predictions"). */
+int fn_classifier_write_report(const char *dir, const char *const *names, int nclasses, const int *truth,
+                               const int *pred, int n, const char *what, fn_error *err);
 
 #if defined(__GNUC__)
 #pragma GCC visibility pop

@@ -11,18 +11,21 @@
 #include "testutil.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
 
-/* Issue 17's target is 98.5% top-1 on the 114 shared classes; NOT met: this build measures 98.43% (43 wrong;
- * the CV ties C = 0.316, 1 and 3.16 at 99.89% and the lower out-of-fold log-loss keeps 3.16). Fits converged
- * to 1e-5 at C = 1, 3.16 and 10 also give 98.43% each: the figure is the model's, not the optimiser's. The
- * scikit-learn anchor, StandardScaler + LogisticRegression(C=1): 97.26% (bench/classifier_bench.py).
- * Asserted: 98.0%, a regression guard. */
+/* Issue 17's target is 98.5% top-1 on the 114 shared classes; NOT met: this build measures 98.43% (43 wrong)
+ * with the settings chosen by blocked cross-validation on the training sample (512 components, C = 10 of
+ * 1..31.6; CV 98.68%), and 98.43% too with 768 components (the CV's best, 98.77%, within one standard
+ * error). The scikit-learn anchor, StandardScaler + LogisticRegression(C=1): 97.26%
+ * (bench/classifier_bench.py). Asserted: 98.0%, a regression guard. */
 #define FN_TEST_MIN_ACCURACY 0.980
 
 /* K well-separated clusters in d dimensions, m rows each (deterministic). */
@@ -247,6 +250,247 @@ static void test_file_errors(void **state)
     fn_classifier_free(c);
 }
 
+
+/* ---------------------------------------------------------------- training data (classifier_data.c) */
+
+static void test_frame_order(void **state)
+{
+    (void)state;
+    const char *p[] = {"d/B/r_12_100.jpg", "d/B/103_100.jpg", "d/A/16_100.jpg", "d/B/16_100.jpg",
+                       "d/B/r2_151_100.jpg", "d/B/r_108_100.jpg", "d/B/r2_9_100.jpg", "d/B/160_100.jpg",
+                       "noframe.jpg", "d/B/2_100.jpg"};
+    int64_t o[10];
+    fn_error e;
+    assert_int_equal(fn_frame_order(p, 10, o, &e), FN_OK);
+    /* by folder, then the name's text before the frame number ("", "r2_", "r_"), then the number:
+     * A/16; B/2, 16, 103, 160; B/r2_9, r2_151; B/r_12, r_108; then noframe.jpg (no folder, byte order) */
+    const int64_t want[10] = {7, 3, 0, 2, 6, 8, 5, 4, 9, 1};
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(o[i], want[i]);
+    assert_int_equal(fn_frame_order(NULL, 3, o, &e), FN_EARG);
+    assert_int_equal(fn_frame_order(p, 0, o, &e), FN_OK);
+}
+
+/* Each class: 3 sub-clusters of 10 rows in row order, each on a dimension of its own. Random folds see
+ * every sub-cluster in training (all right); blocked folds hold a whole sub-cluster out at a time, whose
+ * dimension training never saw varying: they must score far lower. */
+static void test_blocked_folds(void **state)
+{
+    (void)state;
+    const int K = 2, S = 3, m = 10, n = K * S * m, d = K * S;
+    float *x = calloc((size_t)n * d, sizeof(float)), noise[60];
+    int y[60], cvp[60];
+    int64_t order[60];
+    tu_fill_random(noise, 60, 3, -0.2f, 0.2f);
+    for (int c = 0; c < K; c++)
+        for (int i = 0; i < S * m; i++) {
+            int r = c * S * m + i;
+            y[r] = c, order[r] = i;
+            x[(size_t)r * d + c * S + i / m] = 4 + noise[r];
+        }
+    fn_classifier_options o;
+    fn_classifier_options_default(&o);
+    o.folds = 3;
+    fn_classifier *c;
+    fn_classifier_report r;
+    fn_error e;
+    memset(&r, 0, sizeof r);
+    r.cv_pred = cvp;
+    assert_int_equal(fn_classifier_train(x, n, d, y, K, names3, &o, &c, &r, &e), FN_OK);
+    double random_acc = r.cv_accuracy[r.best];
+    fn_classifier_free(c);
+    o.order = order;
+    assert_int_equal(fn_classifier_train(x, n, d, y, K, names3, &o, &c, &r, &e), FN_OK);
+    double blocked_acc = r.cv_accuracy[r.best];
+    fn_classifier_free(c);
+    print_message("CV accuracy: random folds %.3f, blocked folds %.3f\n", random_acc, blocked_acc);
+    assert_true(random_acc == 1.0);
+    assert_true(blocked_acc < 0.8);
+    free(x);
+}
+
+static void test_labeled_set(void **state)
+{
+    (void)state;
+    const int n = 40, d = 3;
+    float x[120];
+    const char *lab[40], *paths[40];
+    char pbuf[40][32];
+    const char *cls[] = {"Pear", "Apple", "Kiwi"};
+    for (int i = 0; i < n; i++) {
+        lab[i] = cls[i % 3];
+        snprintf(pbuf[i], sizeof pbuf[i], "%s/%d_100.jpg", lab[i], i);
+        paths[i] = pbuf[i];
+        for (int j = 0; j < d; j++)
+            x[i * d + j] = (float)(i * 10 + j);
+    }
+    fn_labeled_set s, tr, va;
+    fn_error e;
+    assert_int_equal(fn_labeled_set_from_rows(n, d, x, lab, paths, "mem", &s, &e), FN_OK);
+    assert_int_equal(s.nclasses, 3);
+    assert_string_equal(s.names[0], "Apple");
+    assert_string_equal(s.names[2], "Pear");
+    for (int i = 0; i < n; i++) {
+        assert_string_equal(s.names[s.y[i]], lab[i]);
+        assert_string_equal(s.paths[i], paths[i]);
+    }
+    assert_memory_equal(s.x, x, sizeof x);
+    /* split: per class round(0.25 m) held out; the held-out rows and the training rows partition the set */
+    assert_int_equal(fn_labeled_set_split(&s, 0.25, 0, NULL, &tr, &va, &e), FN_OK);
+    assert_int_equal(tr.n + va.n, n);
+    assert_int_equal(va.n, 4 + 3 + 3); /* Pear 14 rows: round(3.5) = 4; Apple, Kiwi 13: round(3.25) = 3 */
+    int seen[40] = {0};
+    for (int i = 0; i < tr.n + va.n; i++) {
+        const fn_labeled_set *t = i < tr.n ? &tr : &va;
+        int k = i < tr.n ? i : i - tr.n, row = (int)(t->x[(size_t)k * d] / 10);
+        assert_int_equal(seen[row]++, 0);
+        assert_string_equal(t->names[t->y[k]], lab[row]);
+        assert_string_equal(t->paths[k], paths[row]);
+    }
+    fn_labeled_set tr2, va2;
+    assert_int_equal(fn_labeled_set_split(&s, 0.25, 0, NULL, &tr2, &va2, &e), FN_OK); /* deterministic */
+    assert_int_equal(va2.n, va.n);
+    assert_memory_equal(va2.x, va.x, (size_t)va.n * d * sizeof(float));
+    fn_labeled_set_free(&tr2), fn_labeled_set_free(&va2), fn_labeled_set_free(&tr), fn_labeled_set_free(&va);
+    /* blocked: by frame order, each class's last frames held out (Pear: frames 30, 33, 36, 39) */
+    int64_t ord[40];
+    assert_int_equal(fn_frame_order(paths, n, ord, &e), FN_OK);
+    assert_int_equal(fn_labeled_set_split(&s, 0.25, 0, ord, &tr, &va, &e), FN_OK);
+    assert_int_equal(va.n, 10);
+    int maxtr[3] = {-1, -1, -1}, minva[3] = {99, 99, 99}, pear = 0;
+    for (int i = 0; i < tr.n; i++) {
+        int f = (int)(tr.x[(size_t)i * d] / 10);
+        maxtr[tr.y[i]] = f > maxtr[tr.y[i]] ? f : maxtr[tr.y[i]];
+    }
+    for (int i = 0; i < va.n; i++) {
+        int f = (int)(va.x[(size_t)i * d] / 10);
+        minva[va.y[i]] = f < minva[va.y[i]] ? f : minva[va.y[i]];
+        pear += va.y[i] == 2 && f >= 30;
+    }
+    for (int c = 0; c < 3; c++)
+        assert_true(maxtr[c] < minva[c]);
+    assert_int_equal(pear, 4);
+    fn_labeled_set_free(&tr), fn_labeled_set_free(&va);
+    assert_int_equal(fn_labeled_set_split(&s, 0.6, 0, NULL, &tr, &va, &e), FN_EARG);
+    assert_non_null(strstr(e.msg, "0.6"));
+    /* the same rows through a Parquet file */
+    char dir[256], path[300];
+    assert_non_null(tu_mkdtemp(dir, sizeof dir, "lset"));
+    snprintf(path, sizeof path, "%s/f.parquet", dir);
+    fn_parquet_writer *w;
+    fn_parquet_options po = {.list_column = "features"};
+    assert_int_equal(fn_parquet_writer_open(path, &po, &w, &e), FN_OK);
+    assert_int_equal(fn_parquet_writer_add_rows(w, n, paths, lab, x, d, &e), FN_OK);
+    assert_int_equal(fn_parquet_writer_close(w, &e), FN_OK);
+    fn_labeled_set r;
+    assert_int_equal(fn_labeled_set_read(path, &r, &e), FN_OK);
+    assert_int_equal(r.n, n);
+    assert_int_equal(r.nclasses, 3);
+    assert_memory_equal(r.x, s.x, sizeof x);
+    assert_memory_equal(r.y, s.y, sizeof(int) * n);
+    fn_labeled_set_free(&r);
+    /* a row without a label is refused, naming the file and the row */
+    lab[7] = "";
+    assert_int_equal(fn_parquet_writer_open(path, &po, &w, &e), FN_OK);
+    assert_int_equal(fn_parquet_writer_add_rows(w, n, paths, lab, x, d, &e), FN_OK);
+    assert_int_equal(fn_parquet_writer_close(w, &e), FN_OK);
+    assert_int_equal(fn_labeled_set_read(path, &r, &e), FN_EFORMAT);
+    assert_non_null(strstr(e.msg, "f.parquet: row 7 (Apple/7_100.jpg): no label"));
+    assert_int_equal(fn_labeled_set_from_rows(n, d, x, lab, paths, "mem", &r, &e), FN_EFORMAT);
+    assert_non_null(strstr(e.msg, "mem: row 7 (Apple/7_100.jpg) has no label"));
+    assert_int_equal(fn_labeled_set_read("/nonexistent/f.parquet", &r, &e), FN_EIO);
+    assert_non_null(strstr(e.msg, "/nonexistent/f.parquet"));
+    /* the report: per_class.csv and confusion_matrix.svg, atomically */
+    int truth[6] = {0, 0, 1, 1, 2, 2}, pred[6] = {0, 1, 1, 1, 2, 0};
+    const char *nm[3] = {"Apple", "Kiwi \"gold\"", "Pear <red>"};
+    assert_int_equal(fn_classifier_write_report(dir, nm, 3, truth, pred, 6, "held-out rows", &e), FN_OK);
+    snprintf(path, sizeof path, "%s/per_class.csv", dir);
+    size_t len;
+    char *csv = tu_read_file(path, &len);
+    assert_non_null(csv);
+    const char *want = "class,support,predicted,correct,precision,recall,f1\n"
+                       "\"Apple\",2,2,1,0.5000,0.5000,0.5000\n"
+                       "\"Kiwi \"\"gold\"\"\",2,3,2,0.6667,1.0000,0.8000\n"
+                       "\"Pear <red>\",2,1,1,1.0000,0.5000,0.6667\n";
+    assert_int_equal(len, strlen(want));
+    assert_memory_equal(csv, want, len);
+    free(csv);
+    snprintf(path, sizeof path, "%s/confusion_matrix.svg", dir);
+    char *svg = tu_read_file(path, &len);
+    assert_non_null(svg);
+    assert_true(len > 100 && !strncmp(svg, "<svg", 4) && strstr(svg, "Pear &lt;red&gt; -&gt; Apple: 1"));
+    free(svg);
+    pred[0] = 3;
+    assert_int_equal(fn_classifier_write_report(dir, nm, 3, truth, pred, 6, NULL, &e), FN_EARG);
+    assert_non_null(strstr(e.msg, "row 0"));
+    pred[0] = 0;
+    assert_int_not_equal(fn_classifier_write_report("/nonexistent/rep", nm, 3, truth, pred, 6, NULL, &e), FN_OK);
+    assert_non_null(strstr(e.msg, "/nonexistent/rep/per_class.csv"));
+    fn_labeled_set_free(&s);
+    tu_rm_rf(dir);
+}
+
+/* Out of memory is an error that names the data, not a crash (fruitnet-train's rows once dereferenced a
+ * failed allocation): a child process whose address space is capped copies 256 MiB of rows. */
+static void test_out_of_memory(void **state)
+{
+    (void)state;
+#if defined(__SANITIZE_ADDRESS__)
+    print_message("not run under AddressSanitizer (it reserves the address space that the cap needs)\n");
+#else
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) { /* a crash here must end the child, not return into cmocka's handler */
+        signal(SIGSEGV, SIG_DFL), signal(SIGBUS, SIG_DFL), signal(SIGABRT, SIG_DFL);
+        close(fds[0]);
+        const int n = 32768, d = 2048;
+        float *x = calloc((size_t)n * d, sizeof(float)); /* 256 MiB, reserved before the cap */
+        const char **lab = malloc((size_t)n * sizeof(char *));
+        if (!x || !lab)
+            _exit(3);
+        for (int i = 0; i < n; i++)
+            lab[i] = "Apple";
+        FILE *f = fopen("/proc/self/statm", "r");
+        unsigned long pages = 0;
+        if (!f || fscanf(f, "%lu", &pages) != 1)
+            _exit(4);
+        fclose(f);
+        struct rlimit rl;
+        rl.rlim_cur = rl.rlim_max = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + ((rlim_t)64 << 20);
+        if (setrlimit(RLIMIT_AS, &rl))
+            _exit(5);
+        fn_labeled_set s;
+        fn_error e;
+        int rc = fn_labeled_set_from_rows(n, d, x, lab, NULL, "big.parquet", &s, &e);
+        char msg[600];
+        int len = snprintf(msg, sizeof msg, "%d %s", rc, rc ? e.msg : "");
+        if (write(fds[1], msg, (size_t)len) != len)
+            _exit(6);
+        _exit(0);
+    }
+    close(fds[1]);
+    char buf[600] = {0};
+    ssize_t got = read(fds[0], buf, sizeof buf - 1);
+    close(fds[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_true(got > 0);
+    char want[64];
+    snprintf(want, sizeof want, "%d big.parquet: out of memory for 32768 rows x 2048 features", FN_ENOMEM);
+    assert_string_equal(buf, want);
+#endif
+    /* a size that cannot be held is refused before any allocation */
+    fn_labeled_set s;
+    fn_error e;
+    float one = 0;
+    const char *lab = "A";
+    assert_int_equal(fn_labeled_set_from_rows(2000000000, 65536, &one, &lab, NULL, "huge", &s, &e), FN_ELIMIT);
+    assert_non_null(strstr(e.msg, "huge: 2000000000 rows x 65536 features: too large"));
+}
+
 /* ---------------------------------------------------------------- real data */
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -281,10 +525,12 @@ static void test_accuracy(void **state)
     int n = (int)fn_parquet_reader_rows(r), D = FN_FEATURE_DIM, i = 0;
     float *x = malloc((size_t)n * D * sizeof(float));
     char **lab = malloc((size_t)n * sizeof(char *)), **names = malloc((size_t)n * sizeof(char *));
+    char **paths = malloc((size_t)n * sizeof(char *));
     fn_parquet_row row;
     while (fn_parquet_reader_next(r, &row, &e) == 1) {
         assert_int_equal(row.n, D);
         memcpy(x + (size_t)i * D, row.vec, (size_t)D * sizeof(float));
+        paths[i] = strdup(row.path);
         lab[i++] = strdup(row.label);
     }
     fn_parquet_reader_close(r);
@@ -301,10 +547,18 @@ static void test_accuracy(void **state)
     for (int j = 0; j < n; j++)
         for (y[j] = 0; strcmp(names[y[j]], lab[j]); y[j]++)
             ;
+    /* blocked folds by frame order, as fruitnet-train does (random folds saturate: near-duplicate frames) */
+    int64_t *order = malloc((size_t)n * sizeof(int64_t));
+    assert_int_equal(fn_frame_order((const char *const *)paths, n, order, &e), FN_OK);
+    fn_classifier_options o;
+    fn_classifier_options_default(&o);
+    o.order = order;
     fn_classifier *c;
     fn_classifier_report rep;
     memset(&rep, 0, sizeof rep);
-    assert_int_equal(fn_classifier_train(x, n, D, y, K, (const char *const *)names, NULL, &c, &rep, &e), FN_OK);
+    assert_int_equal(fn_classifier_train(x, n, D, y, K, (const char *const *)names, &o, &c, &rep, &e), FN_OK);
+    /* blocked CV does not saturate (random folds: 99.89% at every C from 0.316) */
+    assert_true(rep.cv_accuracy[rep.best] > 0.97 && rep.cv_accuracy[rep.best] < 0.995);
     /* the test sample: golden features, manifest classes */
     gzFile gz = gzopen(tu_path(g, "all2880/features_2880x2048.f16.gz"), "rb");
     assert_non_null(gz);
@@ -378,8 +632,8 @@ static void test_accuracy(void **state)
     free(noise), free(dist);
     fn_classifier_free(c);
     for (int j = 0; j < n; j++)
-        free(lab[j]);
-    free(lab), free(names), free(x), free(y), free(h), free(xt), free(p);
+        free(lab[j]), free(paths[j]);
+    free(lab), free(paths), free(order), free(names), free(x), free(y), free(h), free(xt), free(p);
 }
 
 int main(void)
@@ -388,6 +642,10 @@ int main(void)
         cmocka_unit_test(test_separable),
         cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_file_errors),
+        cmocka_unit_test(test_frame_order),
+        cmocka_unit_test(test_blocked_folds),
+        cmocka_unit_test(test_labeled_set),
+        cmocka_unit_test(test_out_of_memory),
         cmocka_unit_test(test_accuracy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

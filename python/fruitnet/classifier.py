@@ -26,7 +26,7 @@ def _b(s):
     """str -> NUL-free UTF-8 bytes for C (a NUL raises ValueError instead of truncating)."""
     return _L.cstr(s, "name") if isinstance(s, str) else s
 
-__all__ = ["Classifier"]
+__all__ = ["Classifier", "frame_order"]
 
 MAX_PATH = 32
 
@@ -34,7 +34,8 @@ MAX_PATH = 32
 class _Options(ctypes.Structure):
     _fields_ = [("folds", _c_int), ("c", _c_double), ("c_min", _c_double), ("c_max", _c_double),
                 ("path_len", _c_int), ("pca_dim", _c_int), ("threads", _c_int), ("max_iter", _c_int),
-                ("tol", _c_double), ("seed", ctypes.c_uint64), ("info", ctypes.c_char_p), ("transform", _c_int)]
+                ("tol", _c_double), ("seed", ctypes.c_uint64), ("info", ctypes.c_char_p), ("transform", _c_int),
+                ("order", _P(ctypes.c_int64))]
 
 
 class _Report(ctypes.Structure):
@@ -64,6 +65,19 @@ _sig("fn_classifier_load_from_memory", _c_int, ctypes.c_char_p, ctypes.c_size_t,
 _sig("fn_classifier_free", None, _vp)
 _sig("fn_classifier_distance", _c_int, _vp, _fp, _c_int, _fp, _E)
 _sig("fn_classifier_distance_threshold", _c_double, _vp)
+_sig("fn_frame_order", _c_int, _P(ctypes.c_char_p), _c_int, _P(ctypes.c_int64), _E)
+
+
+def frame_order(paths: Any) -> np.ndarray:
+    """Each path's rank in frame order (libfruitnet's fn_frame_order): by folder, the name's text before its
+    frame number, the frame number ("r2_151_100.jpg": sequence "r2_", frame 151), then the path. Pass it as
+    ``Classifier.fit(X, y, order=...)`` for blocked cross-validation (neighbouring frames held out together)."""
+    paths = [_b(os.fspath(p)) for p in paths]
+    arr = (ctypes.c_char_p * max(len(paths), 1))(*paths)
+    out = np.zeros(len(paths), np.int64)
+    err = _Error()
+    _check(_lib.fn_frame_order(arr, len(paths), out.ctypes.data_as(_P(ctypes.c_int64)), ctypes.byref(err)), err)
+    return out
 
 
 class _Handle:
@@ -87,8 +101,8 @@ class Classifier:
 
     _estimator_type = "classifier"
 
-    def __init__(self, C: Optional[float] = None, folds: int = 5, c_min: float = 0.1,
-                 c_max: float = 3.1622776601683795, n_cs: int = 4, pca_dim: int = 0, threads: int = 0,
+    def __init__(self, C: Optional[float] = None, folds: int = 5, c_min: float = 1.0,
+                 c_max: float = 31.622776601683793, n_cs: int = 4, pca_dim: int = 0, threads: int = 0,
                  max_iter: int = 0, tol: float = 0.0, seed: int = 0, sqrt: bool = True) -> None:
         self.C, self.folds, self.c_min, self.c_max, self.n_cs = C, folds, c_min, c_max, n_cs
         self.pca_dim, self.threads, self.max_iter, self.tol, self.seed = pca_dim, threads, max_iter, tol, seed
@@ -108,9 +122,11 @@ class Classifier:
             setattr(self, k, v)
         return self
 
-    def fit(self, X: Any, y: Any) -> "Classifier":
+    def fit(self, X: Any, y: Any, order: Any = None) -> "Classifier":
         """Train on features ``X`` [n, d] (float32-convertible) and labels ``y`` [n]; deterministic.
 
+        ``order``: None for random stratified folds, or n sort keys (e.g. :func:`frame_order` of the rows'
+        paths) for blocked folds: each class's rows sorted by key, cut into contiguous blocks.
         Sets ``classes_`` (sorted labels), ``C_`` (the C used), ``cv_results_`` and ``cv_predictions_``."""
         X = np.ascontiguousarray(X, dtype=np.float32)
         if X.ndim != 2:
@@ -127,6 +143,11 @@ class Classifier:
         o.pca_dim, o.threads, o.max_iter, o.tol, o.seed = self.pca_dim, self.threads, self.max_iter, self.tol, self.seed
         o.info = b"trained by fruitnet.Classifier"
         o.transform = 1 if self.sqrt else 0
+        if order is not None:
+            order = np.ascontiguousarray(order, dtype=np.int64)
+            if order.shape != (X.shape[0],):
+                raise ValueError("order must hold one key per row")
+            o.order = order.ctypes.data_as(_P(ctypes.c_int64))
         rep = _Report()
         cvp = np.zeros(X.shape[0], np.int32)
         rep.cv_pred = cvp.ctypes.data_as(_P(_c_int))

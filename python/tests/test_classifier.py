@@ -114,9 +114,25 @@ class TestClassifier(unittest.TestCase):
             printed = [line.split("\t")[0] for line in r.stdout.splitlines()]
             self.assertEqual(len(printed), len(set(printed)))
             self.assertEqual(len(printed), len(os.listdir(banana)))
-            # the estimator trains the same model as the tool, byte for byte but for the info text
-            own = Classifier(folds=3).fit(X, y)
+            # the estimator trains the same model as the tool (blocked folds by frame order), byte for byte
+            # but for the info text; random folds are another model
+            from fruitnet.classifier import frame_order
+            order = frame_order([r[0] for r in rows])
+            self.assertEqual(sorted(order.tolist()), list(range(len(rows))))
+            own = Classifier(folds=3).fit(X, y, order=order)
             np.testing.assert_array_equal(own.predict_proba(X), P)
+            # the tool's report (per_class.csv beside -o) holds the same out-of-fold predictions
+            import csv as _csv
+            with open(os.path.join(d, "per_class.csv")) as f:
+                rep = {r["class"]: r for r in _csv.DictReader(f)}
+            self.assertEqual(sorted(rep), list(own.classes_))
+            for c in own.classes_:
+                self.assertEqual(int(rep[c]["support"]), int((y == c).sum()))
+                self.assertEqual(int(rep[c]["correct"]), int(((y == c) & (own.cv_predictions_ == c)).sum()))
+                self.assertEqual(int(rep[c]["predicted"]), int((own.cv_predictions_ == c).sum()))
+            self.assertTrue(open(os.path.join(d, "confusion_matrix.svg")).read().startswith("<svg"))
+            with self.assertRaises(ValueError):
+                Classifier(folds=3).fit(X, y, order=order[:-1])
             # fruitnet-extract --classifier: prediction and probability columns, as pyarrow reads them
             pred = os.path.join(d, "p.parquet")
             subprocess.run([os.path.join(BUILD, "fruitnet-extract"), "-q", "--single-file", "--weights", WEIGHTS,
