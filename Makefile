@@ -46,8 +46,9 @@ endif
 AVX2_FLAGS   := -mavx2 -mfma -mf16c
 AVX512_FLAGS := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx2 -mfma -mf16c
 BF16_FLAGS   := $(AVX512_FLAGS) -mavx512bf16
-# the ISA flags of a source named *_avx2.c, *_avx512.c or *_avx512bf16.c (the rest is plain x86-64)
-isa_flags = $(if $(findstring _avx512bf16,$(1)),$(BF16_FLAGS),$(if $(findstring _avx512,$(1)),$(AVX512_FLAGS),$(if $(findstring _avx2,$(1)),$(AVX2_FLAGS))))
+VNNI_FLAGS   := $(AVX512_FLAGS) -mavx512vnni
+# the ISA flags of a source named *_avx2.c, *_avx512.c, *_avx512bf16.c or *_avx512vnni.c (the rest is plain x86-64)
+isa_flags = $(if $(findstring _avx512bf16,$(1)),$(BF16_FLAGS),$(if $(findstring _avx512vnni,$(1)),$(VNNI_FLAGS),$(if $(findstring _avx512,$(1)),$(AVX512_FLAGS),$(if $(findstring _avx2,$(1)),$(AVX2_FLAGS)))))
 
 B := build
 VERSION := $(shell sed -n 's/^#define FRUITNET_VERSION "\(.*\)"/\1/p' include/fruitnet.h)

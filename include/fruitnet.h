@@ -97,13 +97,16 @@ int fn_isa_parse(const char *name, fn_isa *out);
 /* Arithmetic of the network's convolutions (fn_model_options.precision). */
 typedef enum fn_precision {
     FN_PRECISION_FP32 = 0, /* float32 everywhere (the default) */
-    FN_PRECISION_BF16 = 1  /* direct convolutions on bf16 inputs and weights with float32 sums
+    FN_PRECISION_BF16 = 1, /* direct convolutions on bf16 inputs and weights with float32 sums
                               (AVX512_BF16 vdpbf16ps); conv1, Winograd layers and the rest stay float32 */
+    FN_PRECISION_INT8 = 2  /* every convolution but conv1 direct on uint8 inputs (the weight file's calibrated
+                              activation scales) and int8 weights (per-channel scales), int32 sums, float32
+                              outputs (AVX512-VNNI vpdpbusd); conv1, residuals and pools stay float32 */
 } fn_precision;
 
-/* "fp32" or "bf16". */
+/* "fp32", "bf16" or "int8". */
 const char *fn_precision_name(fn_precision p);
-/* Parse "fp32" or "bf16"; returns FN_OK or FN_EARG. */
+/* Parse "fp32", "bf16" or "int8"; returns FN_OK or FN_EARG. */
 int fn_precision_parse(const char *name, fn_precision *out);
 /* FN_OK if this CPU can run precision p, else FN_EUNSUPPORTED with the missing CPU feature named in err. */
 int fn_precision_check(fn_precision p, fn_error *err);
@@ -629,6 +632,18 @@ void fn_classifier_free(fn_classifier *c);
 int fn_classifier_distance(const fn_classifier *c, const float *x, int n, float *dist, fn_error *err);
 /* The distance beyond which a row is out of set: the 99th percentile over the training rows; 0 when none. */
 double fn_classifier_distance_threshold(const fn_classifier *c);
+
+/* ------------------------------------------------------------------ */
+/* int8 calibration (FN_PRECISION_INT8)                                */
+/* ------------------------------------------------------------------ */
+
+/* Run weights_in's float32 network on the images of `images` (a file, folder or @list, as the tools'
+ * inputs; the first 1,000 in path order; undecodable files left out) and write weights_out (may be
+ * weights_in; written atomically): the same tensors plus, for every convolution int8 runs on uint8
+ * inputs, '<conv>/act_scale' float32 [1] = the MSE-optimal clip of its input / 255 (weights/README.md).
+ * threads: 0 = all cores. */
+int fn_weights_calibrate_int8(const char *weights_in, const char *images, const char *weights_out, int threads,
+                              fn_error *err);
 
 #if defined(__GNUC__)
 #pragma GCC visibility pop
