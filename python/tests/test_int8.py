@@ -41,8 +41,10 @@ def test_extract_records_int8(tmp_path):
     open_int8().close()  # skips without VNNI
     tool = need(os.path.join(BUILD, "fruitnet-extract"))
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    out = tmp_path / "f.parquet"
+    out = tmp_path / "features"  # a dataset folder (part-*.parquet)
     subprocess.run([tool, "-q", "--precision", "int8", "-o", str(out),
                     os.path.join(repo, "tests", "data", "fruits-360-mini", "images", "Banana")], check=True)
-    meta = pq.read_metadata(out).metadata
-    assert meta[b"fruitnet.precision"] == b"int8"
+    parts = sorted(out.glob("part-*.parquet"))
+    assert parts
+    for part in parts:
+        assert pq.read_metadata(part).metadata[b"fruitnet.precision"] == b"int8"
