@@ -99,9 +99,10 @@ typedef enum fn_precision {
     FN_PRECISION_FP32 = 0, /* float32 everywhere (the default) */
     FN_PRECISION_BF16 = 1, /* direct convolutions on bf16 inputs and weights with float32 sums
                               (AVX512_BF16 vdpbf16ps); conv1, Winograd layers and the rest stay float32 */
-    FN_PRECISION_INT8 = 2  /* every convolution but conv1 direct on uint8 inputs (the weight file's calibrated
-                              activation scales) and int8 weights (per-channel scales), int32 sums, float32
-                              outputs (AVX512-VNNI vpdpbusd); conv1, residuals and pools stay float32 */
+    FN_PRECISION_INT8 = 2  /* every convolution but conv1 and the 4 branch1 shortcuts direct on uint8 inputs
+                              (the weight file's calibrated activation scales) and int8 weights (per-channel
+                              scales), int32 sums, float32 outputs (AVX512-VNNI vpdpbusd); conv1, branch1,
+                              residuals and pools stay float32 */
 } fn_precision;
 
 /* "fp32", "bf16" or "int8". */
@@ -214,7 +215,8 @@ typedef struct fn_model_options {
     int max_batch;  /* largest n passed to fn_model_features; 0 = 8 */
     fn_isa isa;     /* FN_ISA_AUTO by default */
     int classifier; /* nonzero: also load fc1000 for fn_model_classify */
-    fn_precision precision; /* FN_PRECISION_FP32 by default; bf16 needs AVX512_BF16 (fn_precision_check) */
+    fn_precision precision; /* FN_PRECISION_FP32 by default; bf16 needs AVX512_BF16, int8 AVX512_VNNI
+                               (fn_precision_check) and a calibrated weight file (fn_weights_calibrate_int8) */
 } fn_model_options;
 
 /* Per-layer timing record (see fn_model_profile). */

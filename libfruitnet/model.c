@@ -72,7 +72,7 @@ struct fn_model {
     void *observe_ctx;
 };
 
-/* int8 precision: the convs whose input is post-ReLU (every one but conv1, cin 3) */
+/* the convs whose input is post-ReLU (every one but conv1, cin 3): those with an int8 activation scale */
 static int int8_layer(int cin) { return cin % 4 == 0 && cin >= 64; }
 
 /* ---------------------------------------------------------------- building */
@@ -101,8 +101,10 @@ static int add_conv(fn_model *m, const char *name, int in, int out, int res, int
      * model's threads (at batch 1, skipping the F(4x4) weights of the 7x7 maps saves most of the open) */
     L->wino = fn_conv_wino_needed(k, k, stride, pad, h, w, fn_conv_wino_kinds(k, h), m->isa, m->max_batch,
                                   m->threads);
-    /* int8: every conv whose input is post-ReLU (all but conv1, cin 3), direct only, at the file's scale */
-    L->int8 = m->precision == FN_PRECISION_INT8 && int8_layer(cin);
+    /* int8: every conv whose input is post-ReLU (all but conv1, cin 3), direct only, at the file's scale,
+     * but the 4 projection shortcuts (branch1), whose outputs go straight into the residual stream: in int8
+     * they alone cost the features most of their accuracy (README "Precision"); they stay float32 */
+    L->int8 = m->precision == FN_PRECISION_INT8 && int8_layer(cin) && !strstr(name, "_branch1");
     if (L->int8) {
         snprintf(key, sizeof key, "%s/act_scale", name);
         const fn_wtensor *as = fn_weights_find(m->weights, key);

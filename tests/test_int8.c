@@ -8,10 +8,12 @@
  *    same scales twice), read back by an int8 model; a file without them refused naming the file;
  *  - accuracy against the Keras features: cosine >= 0.995 per image on the 8 golden inputs (batch 8 and
  *    1) and on the 2,880 sample images (issue 16's gate), the PCA's 80% component count within 1 of
- *    float32's (issue 16's gate), and ImageNet top-1 equal to float32's on >= 93% of the sample: issue 16
- *    asks 97%, which this int8 scheme does NOT reach (measured 94.5%; the ablations in README "Precision":
- *    even float32 activations with int8 weights agree on only 95.6-97.2% of every 4th image, as these
- *    fruit photos are near-ties among ImageNet classes), so 93% guards against regressions only.
+ *    float32's (issue 16's gate), and ImageNet top-1 equal to float32's on >= 95% of the sample: issue 16
+ *    asks 97%, which this int8 scheme does NOT reach, so 95% guards against regressions only. Measured
+ *    (branch1 in float32): worst cosine 0.99783, mean 0.99946, top-1 equal on 2,774 = 96.32% (every flip
+ *    within 0.126 of probability in float32), PCA 47 = 47. With branch1 in int8 too: worst 0.99501, top-1
+ *    94.55%. Even int8 weights with float32 activations agree on only 95.6% of every 4th image: these
+ *    fruit photos are near-ties among ImageNet classes.
  * On a CPU without AVX512-VNNI everything that needs it is skipped with a message, and the refusal
  * (FN_EUNSUPPORTED naming the feature) is tested instead.
  */
@@ -283,7 +285,7 @@ static void test_scales_file(void **s)
         assert_int_equal(fn_model_open(bare, &o, &m, &e), FN_EFORMAT);
         assert_null(m);
         assert_non_null(strstr(e.msg, bare));
-        assert_non_null(strstr(e.msg, "res2a_branch1/act_scale"));
+        assert_non_null(strstr(e.msg, "res2a_branch2a/act_scale")); /* the first int8 conv (branch1 stays fp32) */
         assert_non_null(strstr(e.msg, "--calibrate"));
     }
     /* calibrate on the repository's own images: every other tensor unchanged, one scale per conv but conv1 */
@@ -496,7 +498,7 @@ static void test_sample(void **s)
         fail_msg("int8 %s: cosine to Keras %.6f < 0.995", paths[worst_row], worst);
     if (agree < 0.97 * n) /* issue 16's target, not met: said, not failed (see the top of this file) */
         print_message("[ int8     ] top-1 agreement %.2f%% is below issue 16's 97%% target\n", 100.0 * agree / n);
-    assert_true(agree >= 0.93 * n);
+    assert_true(agree >= 0.95 * n);
     assert_true(abs(k8 - k32) <= 1);
     fn_model_close(m);
     free(in), free(feat), free(ref), free(paths), free(p1), free(p2);
