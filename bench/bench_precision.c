@@ -1,8 +1,10 @@
 /*
- * bench_precision — fp32 against bf16, layer by layer, in one process: two models (one per precision) at
- * the same batch and threads take turns, one forward pass each, `passes` times, so the shared machine's
- * load weighs on both alike; per layer the mean time of each and the ratio, then the whole pass (median
- * of the per-pass ratios, and their range).
+ * bench_precision — fp32 against the reduced precisions this CPU runs (bf16: AVX512_BF16; int8:
+ * AVX512-VNNI and a weight file with activation scales), layer by layer, in one process: one model per
+ * precision at the same batch and threads take turns, one forward pass each, `passes` times (the order
+ * rotating), so the shared machine's load weighs on all alike; per layer the mean time of each and the
+ * speed-up over fp32, then the whole pass (img/s, and the median of the per-pass ratios with their range).
+ * Then the same at batch 1 (ms per image), on models of max_batch 1.
  *
  * usage: bench_precision [--weights W] [--batch N] [--threads T] [--passes P] [--out FILE.md]
  */
@@ -14,6 +16,7 @@
 #include <time.h>
 
 #define IN_FLOATS ((size_t)224 * 224 * 3)
+#define NP 3
 
 static double now_s(void)
 {
@@ -26,6 +29,31 @@ static int cmp_d(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
+}
+
+/* Alternating passes of the np models on batch images: total seconds per model in tp, per-pass ratios
+ * fp32 / model p (sorted) in q[p][0..passes). */
+static void run(fn_model **m, int np, const float *in, int batch, float *feat, int passes, double *tp, double **q)
+{
+    fn_error err;
+    for (int p = 0; p < np; p++) { /* warm-up, then profile from zero */
+        fn_model_features(m[p], in, batch, feat, &err);
+        fn_model_profile_enable(m[p], 1);
+        tp[p] = 0;
+    }
+    for (int i = 0; i < passes; i++) {
+        double t[NP];
+        for (int k = 0; k < np; k++) {
+            int p = (k + i) % np; /* rotate which goes first */
+            double t0 = now_s();
+            fn_model_features(m[p], in, batch, feat, &err);
+            t[p] = now_s() - t0;
+        }
+        for (int p = 0; p < np; p++)
+            tp[p] += t[p], q[p][i] = t[0] / t[p];
+    }
+    for (int p = 0; p < np; p++)
+        qsort(q[p], (size_t)passes, sizeof(double), cmp_d);
 }
 
 int main(int argc, char **argv)
@@ -53,72 +81,124 @@ int main(int argc, char **argv)
         return 2;
     }
     fn_error err;
-    if (fn_precision_check(FN_PRECISION_BF16, &err) != FN_OK) {
-        printf("bench_precision: %s; nothing to compare\n", err.msg);
-        return 0;
+    fn_precision prec[NP] = {FN_PRECISION_FP32};
+    int np = 1;
+    char notes[2][600] = {"", ""};
+    const fn_precision cand[2] = {FN_PRECISION_BF16, FN_PRECISION_INT8};
+    fn_model *m[NP] = {0}, *m1[NP] = {0};
+    for (int c = 0; c < 2; c++) {
+        if (fn_precision_check(cand[c], &err) != FN_OK) {
+            snprintf(notes[c], sizeof notes[c], "%s not measured: %s", fn_precision_name(cand[c]), err.msg);
+            continue;
+        }
+        prec[np++] = cand[c];
     }
-    fn_model *m[2];
-    for (int p = 0; p < 2; p++) {
+    for (int p = 0; p < np; p++) {
         fn_model_options o;
         fn_model_options_default(&o);
-        o.threads = threads, o.max_batch = batch, o.precision = p ? FN_PRECISION_BF16 : FN_PRECISION_FP32;
-        if (fn_model_open(weights, &o, &m[p], &err) != FN_OK) {
-            fprintf(stderr, "bench_precision: %s\n", err.msg);
-            return 1;
+        o.threads = threads, o.max_batch = batch, o.precision = prec[p];
+        int rc = fn_model_open(weights, &o, &m[p], &err);
+        o.max_batch = 1;
+        if (rc == FN_OK)
+            rc = fn_model_open(weights, &o, &m1[p], &err);
+        if (rc != FN_OK) {
+            if (p == 0) {
+                fprintf(stderr, "bench_precision: %s\n", err.msg);
+                return 1;
+            }
+            /* e.g. int8 on a file without activation scales: said in the report, the others measured */
+            snprintf(notes[prec[p] == FN_PRECISION_INT8], sizeof notes[0], "%s not measured: %s",
+                     fn_precision_name(prec[p]), err.msg);
+            fn_model_close(m[p]), fn_model_close(m1[p]);
+            m[p] = m1[p] = NULL;
+            for (int k = p; k + 1 < np; k++)
+                prec[k] = prec[k + 1];
+            np--, p--;
         }
+    }
+    if (np == 1) {
+        printf("bench_precision: %s%s%s; nothing to compare\n", notes[0], notes[0][0] && notes[1][0] ? "; " : "",
+               notes[1]);
+        fn_model_close(m[0]), fn_model_close(m1[0]);
+        return 0;
     }
     float *in = malloc((size_t)batch * IN_FLOATS * sizeof(float)), *feat = malloc((size_t)batch * 2048 * sizeof(float));
     uint32_t s = 12345u;
     for (size_t k = 0; k < (size_t)batch * IN_FLOATS; k++)
         s = s * 1664525u + 1013904223u, in[k] = (float)(s >> 24) - 120.0f;
-    double *q = malloc((size_t)passes * sizeof(double)), tp[2] = {0, 0};
-    for (int p = 0; p < 2; p++) { /* warm-up, then profile from zero */
-        fn_model_features(m[p], in, batch, feat, &err);
-        fn_model_profile_enable(m[p], 1);
-    }
-    for (int i = 0; i < passes; i++) {
-        double t[2];
-        for (int p = 0; p < 2; p++) {
-            double t0 = now_s();
-            fn_model_features(m[(p + i) % 2], in, batch, feat, &err); /* alternate which goes first */
-            t[(p + i) % 2] = now_s() - t0;
-        }
-        tp[0] += t[0], tp[1] += t[1];
-        q[i] = t[0] / t[1];
-    }
-    qsort(q, (size_t)passes, sizeof(double), cmp_d);
-    const fn_layer_stats *a, *b;
-    int n = fn_model_profile(m[0], &a);
-    fn_model_profile(m[1], &b);
+    double *q[NP], *q1[NP], tp[NP], tp1[NP];
+    for (int p = 0; p < NP; p++)
+        q[p] = malloc((size_t)passes * sizeof(double)), q1[p] = malloc((size_t)passes * 4 * sizeof(double));
+    run(m, np, in, batch, feat, passes, tp, q);
+    const fn_layer_stats *st[NP];
+    int n = 0;
+    for (int p = 0; p < np; p++)
+        n = fn_model_profile(m[p], &st[p]);
+    run(m1, np, in, 1, feat, passes * 4, tp1, q1); /* batch 1: 4x the passes (each is ~1/20 of batch 32's) */
     FILE *f = out ? fopen(out, "w") : NULL;
     FILE *outs[2] = {stdout, f};
     for (int k = 0; k < 2; k++) {
         FILE *o = outs[k];
         if (!o)
             continue;
-        fprintf(o, "# fp32 vs bf16, batch %d, %d threads, %d alternating passes each\n\n", batch, threads, passes);
-        fprintf(o, "| layer | k/s | fp32 ms/img | bf16 ms/img | bf16 speed-up |\n|---|---|---:|---:|---:|\n");
-        double g[3][2] = {{0}};
-        for (int l = 0; l < n; l++) {
-            double x = a[l].calls ? a[l].seconds / a[l].calls * 1e3 : 0, y = b[l].calls ? b[l].seconds / b[l].calls * 1e3 : 0;
-            int grp = !strcmp(a[l].kind, "conv") ? (a[l].kh == 1 ? 0 : a[l].kh == 3 ? 1 : 2) : 2;
-            g[grp][0] += x, g[grp][1] += y;
-            fprintf(o, "| %s | %dx%d/%d | %.3f | %.3f | %.2fx |\n", a[l].name, a[l].kh, a[l].kw, a[l].stride, x, y,
-                    y > 0 ? x / y : 0);
-        }
-        static const char *gn[3] = {"1x1 convolutions (bf16)", "3x3 convolutions (Winograd fp32 when picked, else direct bf16)",
-                                    "conv1 and pools (fp32)"};
+        fprintf(o, "# fp32 vs reduced precision, batch %d, %d threads, %d rotating passes each\n\n", batch, threads,
+                passes);
+        fprintf(o, "| layer | k/s |");
+        for (int p = 0; p < np; p++)
+            fprintf(o, " %s ms/img |", fn_precision_name(prec[p]));
+        for (int p = 1; p < np; p++)
+            fprintf(o, " %s speed-up |", fn_precision_name(prec[p]));
+        fprintf(o, "\n|---|---|");
+        for (int p = 1; p < 2 * np; p++)
+            fprintf(o, "---:|");
         fprintf(o, "\n");
-        for (int k2 = 0; k2 < 3; k2++)
-            fprintf(o, "- %s: fp32 %.2f ms/img, bf16 %.2f ms/img, %.2fx\n", gn[k2], g[k2][0], g[k2][1],
-                    g[k2][1] > 0 ? g[k2][0] / g[k2][1] : 0);
-        fprintf(o, "- whole pass: fp32 %.2f ms/img, bf16 %.2f ms/img; bf16 speed-up median of passes %.2fx (range %.2f-%.2f)\n",
-                tp[0] / passes / batch * 1e3, tp[1] / passes / batch * 1e3, q[passes / 2], q[0], q[passes - 1]);
+        double g[3][NP] = {{0}};
+        for (int l = 0; l < n; l++) {
+            const fn_layer_stats *a = &st[0][l];
+            int grp = !strcmp(a->kind, "conv") ? (a->kh == 1 ? 0 : a->kh == 3 ? 1 : 2) : 2;
+            double x[NP];
+            fprintf(o, "| %s | %dx%d/%d |", a->name, a->kh, a->kw, a->stride);
+            for (int p = 0; p < np; p++) {
+                const fn_layer_stats *b = &st[p][l];
+                x[p] = b->calls ? b->seconds / b->calls * 1e3 : 0;
+                g[grp][p] += x[p];
+                fprintf(o, " %.3f |", x[p]);
+            }
+            for (int p = 1; p < np; p++)
+                fprintf(o, " %.2fx |", x[p] > 0 ? x[0] / x[p] : 0);
+            fprintf(o, "\n");
+        }
+        static const char *gn[3] = {"1x1 convolutions", "3x3 convolutions (fp32/bf16: Winograd when picked; int8: direct)",
+                                    "conv1 and pools (fp32 in every precision)"};
+        fprintf(o, "\n");
+        for (int k2 = 0; k2 < 3; k2++) {
+            fprintf(o, "- %s:", gn[k2]);
+            for (int p = 0; p < np; p++)
+                fprintf(o, " %s %.2f ms/img%s", fn_precision_name(prec[p]), g[k2][p], p + 1 < np ? "," : "");
+            for (int p = 1; p < np; p++)
+                fprintf(o, "; %s %.2fx", fn_precision_name(prec[p]), g[k2][p] > 0 ? g[k2][0] / g[k2][p] : 0);
+            fprintf(o, "\n");
+        }
+        for (int p = 0; p < np; p++) {
+            fprintf(o, "- %s: batch %d %.1f img/s, batch 1 %.2f ms", fn_precision_name(prec[p]), batch,
+                    passes * batch / tp[p], tp1[p] / (passes * 4) * 1e3);
+            if (p)
+                fprintf(o, "; speed-up over fp32 (median of passes): batch %d %.2fx (range %.2f-%.2f), batch 1 "
+                           "%.2fx (range %.2f-%.2f)",
+                        batch, q[p][passes / 2], q[p][0], q[p][passes - 1], q1[p][passes * 2], q1[p][0],
+                        q1[p][passes * 4 - 1]);
+            fprintf(o, "\n");
+        }
+        for (int c = 0; c < 2; c++)
+            if (notes[c][0])
+                fprintf(o, "- %s\n", notes[c]);
     }
     if (f)
         fclose(f);
-    fn_model_close(m[0]);
-    fn_model_close(m[1]);
-    free(in), free(feat), free(q);
+    for (int p = 0; p < np; p++)
+        fn_model_close(m[p]), fn_model_close(m1[p]);
+    for (int p = 0; p < NP; p++)
+        free(q[p]), free(q1[p]);
+    free(in), free(feat);
     return 0;
 }

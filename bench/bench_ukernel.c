@@ -1,7 +1,7 @@
 /*
  * bench_ukernel — the GEMM micro-kernels alone, B and A in cache (one 14 x 32 tile, K = 2 x kt), float32
  * (gemm_avx512.c, FMA) against bf16 (gemm_avx512bf16.c, vdpbf16ps: half the instructions for the same
- * K): GFLOP/s of each, interleaved in short bursts and the best burst kept, so the shared machine's load
+ * K) and int8 (gemm_avx512vnni.c, vpdpbusd: a quarter): GFLOP/s (GOP/s) of each, interleaved in short bursts and the best burst kept, so the shared machine's load
  * weighs on both alike. Says whether bf16 can pay on this CPU at all.
  *
  * usage: bench_ukernel [--kt K] [--bursts N]
@@ -21,11 +21,12 @@ static double now_s(void)
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* GFLOP/s of `calls` calls of g's kernel on one tile of K = kfloats (kfloats / words_per_k rows of B) */
+/* GFLOP/s of `calls` calls of g's kernel on one tile of K = kfloats (kfloats, / 2 for bf16 (word_pairs 1)
+ * or / 4 for int8 (word_pairs 2) rows of B) */
 static double burst(const fn_gemm_impl *g, int kfloats, int word_pairs, int calls)
 {
     static float a[14][4096] __attribute__((aligned(64))), b[4096 * 32] __attribute__((aligned(64)));
-    static float c[14 * 32] __attribute__((aligned(64))), bias[32];
+    static float c[14 * 32] __attribute__((aligned(64))), bias[32], scale[32];
     static const float *rows[14];
     static int init;
     if (!init) {
@@ -40,8 +41,8 @@ static double burst(const fn_gemm_impl *g, int kfloats, int word_pairs, int call
     }
     fn_ukargs u;
     memset(&u, 0, sizeof u);
-    u.a = rows, u.b = b, u.c = c, u.bias = bias, u.ldc = 32, u.ntaps = 1;
-    u.kt = word_pairs ? kfloats / 2 : kfloats, u.mr = 14, u.nr = 32, u.first = 1, u.last = 1;
+    u.a = rows, u.b = b, u.c = c, u.bias = bias, u.scale = scale, u.ldc = 32, u.ntaps = 1;
+    u.kt = word_pairs == 2 ? kfloats / 4 : word_pairs ? kfloats / 2 : kfloats, u.mr = 14, u.nr = 32, u.first = 1, u.last = 1;
     double t0 = now_s();
     for (int i = 0; i < calls; i++)
         g->kernel(&u);
@@ -70,7 +71,8 @@ int main(int argc, char **argv)
         return 0;
     }
     int bf = fn_precision_check(FN_PRECISION_BF16, NULL) == FN_OK;
-    double best32 = 0, best16 = 0;
+    int vn = fn_precision_check(FN_PRECISION_INT8, NULL) == FN_OK && kt % 4 == 0; /* int8: K in quads */
+    double best32 = 0, best16 = 0, best8 = 0;
     int calls = (int)(2e8 / (2.0 * 14 * 32 * kt)) + 1; /* ~0.2 GFLOP a burst */
     for (int r = 0; r < bursts; r++) {
         double g32 = burst(&fn_gemm_avx512, kt, 0, calls);
@@ -79,6 +81,10 @@ int main(int argc, char **argv)
             double g16 = burst(&fn_gemm_avx512bf16, kt, 1, calls);
             best16 = g16 > best16 ? g16 : best16;
         }
+        if (vn) {
+            double g8 = burst(&fn_gemm_avx512vnni, kt, 2, calls);
+            best8 = g8 > best8 ? g8 : best8;
+        }
     }
     printf("micro-kernel 14x32, K=%d, in cache, 1 thread, best of %d interleaved bursts:\n", kt, bursts);
     printf("  fp32 FMA       %7.1f GFLOP/s\n", best32);
@@ -86,5 +92,9 @@ int main(int argc, char **argv)
         printf("  bf16 vdpbf16ps %7.1f GFLOP/s  (%.2fx fp32)\n", best16, best16 / best32);
     else
         printf("  bf16: this CPU has no AVX512_BF16\n");
+    if (vn)
+        printf("  int8 vpdpbusd  %7.1f GOP/s    (%.2fx fp32)\n", best8, best8 / best32);
+    else
+        printf("  int8: this CPU has no AVX512_VNNI\n");
     return 0;
 }

@@ -101,13 +101,17 @@ int fn_isa_parse(const char *name, fn_isa *out);
 /* Arithmetic of the network's convolutions (fn_model_options.precision). */
 typedef enum fn_precision {
     FN_PRECISION_FP32 = 0, /* float32 everywhere (the default) */
-    FN_PRECISION_BF16 = 1  /* direct convolutions on bf16 inputs and weights with float32 sums
+    FN_PRECISION_BF16 = 1, /* direct convolutions on bf16 inputs and weights with float32 sums
                               (AVX512_BF16 vdpbf16ps); conv1, Winograd layers and the rest stay float32 */
+    FN_PRECISION_INT8 = 2  /* every convolution but conv1 and the 4 branch1 shortcuts direct on uint8 inputs
+                              (the weight file's calibrated activation scales) and int8 weights (per-channel
+                              scales), int32 sums, float32 outputs (AVX512-VNNI vpdpbusd); conv1, branch1,
+                              residuals and pools stay float32 */
 } fn_precision;
 
-/* "fp32" or "bf16". */
+/* "fp32", "bf16" or "int8". */
 const char *fn_precision_name(fn_precision p);
-/* Parse "fp32" or "bf16"; returns FN_OK or FN_EARG. */
+/* Parse "fp32", "bf16" or "int8"; returns FN_OK or FN_EARG. */
 int fn_precision_parse(const char *name, fn_precision *out);
 /* FN_OK if this CPU can run precision p, else FN_EUNSUPPORTED with the missing CPU feature named in err. */
 int fn_precision_check(fn_precision p, fn_error *err);
@@ -215,7 +219,8 @@ typedef struct fn_model_options {
     int max_batch;  /* largest n passed to fn_model_features; 0 = 8 */
     fn_isa isa;     /* FN_ISA_AUTO by default */
     int classifier; /* nonzero: also load fc1000 for fn_model_classify */
-    fn_precision precision; /* FN_PRECISION_FP32 by default; bf16 needs AVX512_BF16 (fn_precision_check) */
+    fn_precision precision; /* FN_PRECISION_FP32 by default; bf16 needs AVX512_BF16, int8 AVX512_VNNI
+                               (fn_precision_check) and a calibrated weight file (fn_weights_calibrate_int8) */
 } fn_model_options;
 
 /* Per-layer timing record (see fn_model_profile). */
@@ -670,6 +675,18 @@ int fn_frame_order(const char *const *paths, int n, int64_t *order, fn_error *er
  * (truth, pred) class pairs, each atomically; `what` titles the matrix (e.g. "out-of-fold predictions"). */
 int fn_classifier_write_report(const char *dir, const char *const *names, int nclasses, const int *truth,
                                const int *pred, int n, const char *what, fn_error *err);
+
+/* ------------------------------------------------------------------ */
+/* int8 calibration (FN_PRECISION_INT8)                                */
+/* ------------------------------------------------------------------ */
+
+/* Run weights_in's float32 network on the images of `images` (a file, folder or @list, as the tools'
+ * inputs; the first 1,000 in path order; undecodable files left out) and write weights_out (may be
+ * weights_in; written atomically): the same tensors plus, for every convolution int8 runs on uint8
+ * inputs, '<conv>/act_scale' float32 [1] = the MSE-optimal clip of its input / 255 (weights/README.md).
+ * threads: 0 = all cores. */
+int fn_weights_calibrate_int8(const char *weights_in, const char *images, const char *weights_out, int threads,
+                              fn_error *err);
 
 #if defined(__GNUC__)
 #pragma GCC visibility pop

@@ -25,6 +25,10 @@ typedef struct fn_conv {
     size_t uoff[2];    /* float offsets in packed of the F(2x2,3x3) [0] and F(4x4,3x3) [1] weights */
     int bf16;          /* direct convolutions run on bf16 (fn_conv_enable_bf16); Winograd stays float32 */
     float *packed16;   /* bf16 weights, two per word along K (gemm.h), panels like packed (owned) */
+    int int8;          /* every call direct on uint8 x int8 (fn_conv_enable_int8); no Winograd */
+    float *packed8;    /* int8 weights, four per word along K (gemm.h), panels like packed (owned) */
+    float *scale8;     /* per output column act_scale * w_scale, padded to the panels (owned) */
+    float act_scale;   /* input value of one uint8 step (the calibrated clip / 255) */
 } fn_conv;
 
 #define FN_WINO_F2 2 /* Winograd F(2x2,3x3) */
@@ -39,6 +43,12 @@ void fn_conv_free(fn_conv *c);
  * on AVX512_BF16 (gemm_avx512bf16.c; the input converted to bf16 once per call); needs an AVX-512 conv,
  * an even cin and no row taps (cin >= 16). Winograd, when picked, stays float32. */
 int fn_conv_enable_bf16(fn_conv *c, const float *w, fn_error *err);
+/* Also quantise the weights w (as given to fn_conv_init) to int8, symmetric per output channel (w_scale =
+ * max |w| / 127), packed four per word along K, so that every call runs direct on AVX512-VNNI
+ * (gemm_avx512vnni.c): the input (>= 0: post-ReLU) quantised once per call to uint8 steps of act_scale.
+ * Needs an AVX-512 conv with cin a multiple of 4 and no row taps (cin >= 64 when kw > 1); Winograd weights,
+ * if any, are not used. */
+int fn_conv_enable_int8(fn_conv *c, const float *w, float act_scale, fn_error *err);
 /* The Winograd weights (FN_WINO_F2 | FN_WINO_F4) worth making for a k x k layer on h x h maps: those that
  * fn_conv_forward picks at some batch size and that beat the alternatives there (measured on ResNet50). */
 int fn_conv_wino_kinds(int k, int h);

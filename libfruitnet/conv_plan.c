@@ -51,6 +51,13 @@ fn_conv conv_bf16_view(const fn_conv *c)
     return v;
 }
 
+fn_conv conv_int8_view(const fn_conv *c)
+{
+    fn_conv v = *c;
+    v.cin = c->cin / 4, v.packed = c->packed8, v.wino = 0, v.bf16 = 0, v.int8 = 0;
+    return v;
+}
+
 /* The variant fn_conv_forward runs for n images with oh x ow outputs on nth threads, given the Winograd
  * weights the layer has (wino; 0 unless 3x3/1 pad 1): 4, 2, or 0 (direct). */
 static int wino_pick(int wino, const fn_gemm_impl *g, int n, int oh, int ow, int nth)
@@ -177,6 +184,14 @@ size_t fn_conv_scratch_floats(const fn_conv *c, int n, int h, int w, int nthread
             return SIZE_MAX;
         in16 = conv_round_up(in16, 16);
     }
+    if (c->int8) { /* the uint8 copy of the input first, then the int8 view's own scratch */
+        fn_conv v = conv_int8_view(c);
+        conv_geom q8 = conv_geometry(&v, &fn_gemm_avx512vnni, 0);
+        per = q8.per_thr > per ? q8.per_thr : per;
+        if (!fn_mul_size((size_t)(n > 0 ? n : 0) * (size_t)h, (size_t)w * (size_t)(c->cin / 4), &in16))
+            return SIZE_MAX;
+        in16 = conv_round_up(in16, 16);
+    }
     if (!fn_mul_size(t, per, &s) || !fn_add_size(s, q.zeros, &s) || !fn_add_size(s, in16, &s))
         return SIZE_MAX;
     return s;
@@ -205,8 +220,8 @@ int conv_plan_make(const fn_conv *c, int n, int h, int w, int nth, conv_plan *p)
      * chunks of its tiles, else F(2x2) (smaller chunks, a quarter of the transformed weights to stream)
      * when there are at least 3 MR tiles, with the output channels split when there are few chunks; else
      * F(4x4) if only it is there, else direct. */
-    p->wino = wino_pick(conv_wino_ok(c->kh, c->kw, c->stride, c->pad) ? c->wino : 0, p->g, n, p->oh,
-                        p->ow, nth);
+    p->wino = c->int8 ? 0 : wino_pick(conv_wino_ok(c->kh, c->kw, c->stride, c->pad) ? c->wino : 0, p->g, n, p->oh,
+                                      p->ow, nth);
     size_t t2 = (size_t)n * (((size_t)p->oh + 1) / 2) * (((size_t)p->ow + 1) / 2);
     size_t t4 = (size_t)n * (((size_t)p->oh + 3) / 4) * (((size_t)p->ow + 3) / 4);
     const size_t many = (size_t)FN_WINO_MIN_TILES * (size_t)nth;
@@ -225,6 +240,17 @@ int conv_plan_make(const fn_conv *c, int n, int h, int w, int nth, conv_plan *p)
         p->q = conv_geometry(&view, p->g, 0);
         p->K /= 2;
         if (p->chunk > p->q.mc) /* (a word holds two channels: its A blocks are never wider, its mc smaller) */
+            p->chunk = p->q.mc;
+    } else if (c->int8) {
+        /* direct on int8 (never Winograd): the input quantised once into the front of scratch, then the
+         * int8 view (a word = four channels) on the VNNI kernel; same tiles and panels */
+        fn_conv view = conv_int8_view(c);
+        p->int8 = 1;
+        p->in8 = conv_round_up((size_t)n * h * w * c->cin / 4, 16);
+        p->g = &fn_gemm_avx512vnni;
+        p->q = conv_geometry(&view, p->g, 0);
+        p->K /= 4;
+        if (p->chunk > p->q.mc)
             p->chunk = p->q.mc;
     }
     if (!p->wino) {

@@ -67,6 +67,8 @@ typedef struct conv_plan {
     size_t dyn_step;
     size_t chunk;      /* rows (or Winograd tiles) per chunk handed out */
     size_t in16;       /* bf16: floats at the front of scratch for the converted input */
+    int int8;          /* direct on the int8 view (conv_int8_view): the input quantised first */
+    size_t in8;        /* int8: floats (words) at the front of scratch for the quantised input */
 } conv_plan;
 
 static inline size_t conv_round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
@@ -89,6 +91,9 @@ const fn_gemm_impl *conv_gemm(fn_isa isa);
 /* The bf16 view of a conv for the direct path: the same shape in words (a word = two channels), its
  * bf16 weights, no Winograd. */
 fn_conv conv_bf16_view(const fn_conv *c);
+/* The int8 view of a conv: the same shape in words (a word = four channels), its int8 weights and column
+ * scales, no Winograd. */
+fn_conv conv_int8_view(const fn_conv *c);
 /* The layer's blocking on table g for variant wm (0 direct, 2 or 4 Winograd). */
 conv_geom conv_geometry(const fn_conv *c, const fn_gemm_impl *g, int wm);
 /* The plan of fn_conv_forward(c, n x h x w) on nthreads; 0 when there is nothing to compute. */

@@ -596,104 +596,20 @@ static int add_meta(conv_ctx *c, const json *root, const char *dir, const char *
 
 /* ------------------------------------------------------------------ writer */
 
-static void wr32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-static void wr64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static int write_all(int fd, const void *p, size_t n)
-{
-    const unsigned char *b = p;
-    while (n) {
-        ssize_t r = write(fd, b, n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        b += r, n -= (size_t)r;
-    }
-    return 0;
-}
-
-static const unsigned char zeros[64];
-
-/* Header + table + 64-aligned tensors, put in place by fn_atomic_* (hidden temporary, fsync, rename). */
+/* The tensors, in order, to fnw_write (the one .fnw writer, fnw_write.c). */
 static int write_fnw(conv_ctx *c, const char *out_path)
 {
-    size_t tbytes = 0, dbytes = 0;
-    for (int i = 0; i < c->nout; i++) {
-        tbytes += 2 + strlen(c->out[i].name) + 2 + 8 * (size_t)c->out[i].ndim + 16;
-        dbytes = (dbytes + 63) & ~(size_t)63;
-        dbytes += c->out[i].nbytes;
-    }
-    size_t doff = (FNW_HEADER_SIZE + tbytes + 63) & ~(size_t)63;
-    dbytes = (dbytes + 63) & ~(size_t)63;
-    unsigned char *head = calloc(1, doff); /* header, table, zero padding */
-    if (!head)
+    fnw_tensor *t = calloc((size_t)(c->nout ? c->nout : 1), sizeof *t);
+    if (!t)
         return fn_fail(c->err, FN_ENOMEM, "%s: out of memory", out_path);
-    unsigned char *t = head + FNW_HEADER_SIZE;
-    uint32_t dcrc = 0;
-    size_t off = 0;
     for (int i = 0; i < c->nout; i++) {
-        const out_tensor *o = &c->out[i];
-        size_t nl = strlen(o->name), pad = (64 - off % 64) % 64;
-        t[0] = (unsigned char)nl, t[1] = (unsigned char)(nl >> 8);
-        memcpy(t + 2, o->name, nl);
-        t += 2 + nl;
-        t[0] = (unsigned char)o->dtype, t[1] = (unsigned char)o->ndim;
-        t += 2;
-        for (int d = 0; d < o->ndim; d++, t += 8)
-            wr64(t, o->shape[d]);
-        dcrc = fn_crc32(dcrc, zeros, pad);
-        off += pad;
-        wr64(t, off);
-        wr64(t + 8, o->nbytes);
-        t += 16;
-        dcrc = fn_crc32(dcrc, o->data, o->nbytes);
-        off += o->nbytes;
+        t[i].name = c->out[i].name, t[i].dtype = c->out[i].dtype, t[i].ndim = c->out[i].ndim;
+        memcpy(t[i].shape, c->out[i].shape, sizeof t[i].shape);
+        t[i].data = c->out[i].data, t[i].nbytes = c->out[i].nbytes;
     }
-    size_t tail = dbytes - off;
-    dcrc = fn_crc32(dcrc, zeros, tail);
-    memcpy(head, FNW_MAGIC, 8);
-    wr32(head + 8, FNW_VERSION);
-    wr32(head + 12, (uint32_t)c->nout);
-    wr64(head + 16, FNW_HEADER_SIZE);
-    wr64(head + 24, tbytes);
-    wr64(head + 32, doff);
-    wr64(head + 40, dbytes);
-    wr32(head + 48, dcrc);
-    wr32(head + 52, fn_crc32(0, head + FNW_HEADER_SIZE, tbytes));
-    wr32(head + 56, fn_crc32(0, head, 56));
-
-    fn_atomic *at;
-    int rc = fn_atomic_begin(out_path, 0, &at, c->err);
-    if (rc) {
-        free(head);
-        return rc;
-    }
-    int fd = fn_atomic_fd(at);
-    int bad = write_all(fd, head, doff);
-    free(head);
-    off = 0;
-    for (int i = 0; i < c->nout && !bad; i++) {
-        size_t pad = (64 - off % 64) % 64;
-        bad = write_all(fd, zeros, pad) || write_all(fd, c->out[i].data, c->out[i].nbytes);
-        off += pad + c->out[i].nbytes;
-    }
-    if (!bad)
-        bad = write_all(fd, zeros, tail);
-    if (bad) {
-        int e = errno;
-        fn_atomic_abort(at);
-        return fn_fail(c->err, FN_EIO, "%s: write failed: %s", out_path, strerror(e));
-    }
-    return fn_atomic_commit(at, c->err); /* fsync, rename, fsync the folder */
+    int rc = fnw_write(t, c->nout, out_path, c->err);
+    free(t);
+    return rc;
 }
 
 /* ------------------------------------------------------------------ entry point */

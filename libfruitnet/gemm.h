@@ -22,6 +22,16 @@
  * k0 and the row pointers count K pairs, a B row is NR such words (column j's pair), and a tap of cin
  * channels is cin/2 words; the accumulation, bias, residual and output stay float32. to_bf16 converts
  * n floats (n even) to bf16, round to nearest even, two per word: how activations reach such a kernel.
+ *
+ * int8 tables (gemm_avx512vnni.c) change the unit again: a "float" of A is a 32-bit word of four uint8
+ * activations consecutive along K (channels 4k..4k+3, the lowest byte first), a "float" of B a word of
+ * four int8 weights of one column (same K order), so kt, k0 and the row pointers count K quads and a tap
+ * of cin channels is cin/4 words. Products are summed exactly in int32 (vpdpbusd) over the K block, then
+ * acc * scale[j] (+ bias ...) as above in float32: scale (NR floats, zero-padded) is the column's
+ * act_scale * w_scale[j], NULL for the other tables. Exactness bound (weights in -127..127):
+ * |acc| <= 255 * 127 * 4 * kt < 2^31 for kt <= 16,577 words (66,308 channels; the blocking's kc is
+ * 2,048). fn_gemm_vnni_to_u8 quantises n floats (post-ReLU, >= 0) to min(255, round(x * inv_scale)),
+ * one byte each (four per word): how activations reach such a kernel.
  */
 #ifndef FRUITNET_GEMM_H
 #define FRUITNET_GEMM_H
@@ -35,6 +45,7 @@ typedef struct fn_ukargs {
     const float *bias;     /* NR floats (zero-padded past nr) */
     const float *r;        /* residual tile or NULL; used when first */
     const float *pf;       /* prefetch hint (see above) */
+    const float *scale;    /* int8 tables: NR column scales (see above); NULL for the others */
     size_t ldc, ldr;
     int ntaps, kt, k0, mr, nr, pfn;
     int first, last, relu;
@@ -74,5 +85,8 @@ extern const fn_gemm_impl fn_gemm_portable;
 extern const fn_gemm_impl fn_gemm_avx2;
 extern const fn_gemm_impl fn_gemm_avx512;
 extern const fn_gemm_impl fn_gemm_avx512bf16; /* vdpbf16ps on bf16 pairs (see above); no Winograd */
+extern const fn_gemm_impl fn_gemm_avx512vnni; /* vpdpbusd on uint8 x int8 quads (see above); no Winograd */
+/* The activations of fn_gemm_avx512vnni (see above; compiled with it, AVX-512 only). */
+void fn_gemm_vnni_to_u8(const float *src, size_t n, float inv_scale, void *dst);
 
 #endif

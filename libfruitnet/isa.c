@@ -55,6 +55,17 @@ static int has_avx512bf16(void)
     return (a >> 5) & 1;
 }
 
+/* AVX512-VNNI: CPUID.(EAX=7,ECX=0):ECX bit 11, with the AVX-512 ISA usable (F, DQ, BW, VL and the OS's ZMM
+ * state: fn_isa_detect) */
+static int has_avx512vnni(void)
+{
+    unsigned int a, b, c, d;
+    if (fn_isa_detect() < FN_ISA_AVX512 || __get_cpuid_max(0, NULL) < 7)
+        return 0;
+    __cpuid_count(7, 0, a, b, c, d);
+    return (c >> 11) & 1;
+}
+
 /* The deterministic cache parameters of leaf 4 (Intel) or 0x8000001D (AMD, same layout): one subleaf per
  * cache until type 0; size = ways x partitions x line x sets. Data and unified caches only. */
 static void caches_from_leaf(unsigned int leaf, fn_cpu_caches *out)
@@ -110,6 +121,7 @@ static void detect_caches(fn_cpu_caches *out)
 #else
 fn_isa fn_isa_detect(void) { return FN_ISA_PORTABLE; }
 static int has_avx512bf16(void) { return 0; }
+static int has_avx512vnni(void) { return 0; }
 static void detect_caches(fn_cpu_caches *out) { (void)out; }
 #endif
 
@@ -128,6 +140,7 @@ const char *fn_precision_name(fn_precision p)
     switch (p) {
     case FN_PRECISION_FP32: return "fp32";
     case FN_PRECISION_BF16: return "bf16";
+    case FN_PRECISION_INT8: return "int8";
     default: return "unknown";
     }
 }
@@ -138,6 +151,8 @@ int fn_precision_parse(const char *name, fn_precision *out)
         return *out = FN_PRECISION_FP32, FN_OK;
     if (name && (!strcmp(name, "bf16") || !strcmp(name, "bfloat16")))
         return *out = FN_PRECISION_BF16, FN_OK;
+    if (name && !strcmp(name, "int8"))
+        return *out = FN_PRECISION_INT8, FN_OK;
     return FN_EARG;
 }
 
@@ -150,6 +165,12 @@ int fn_precision_check(fn_precision p, fn_error *err)
             return fn_fail(err, FN_EUNSUPPORTED,
                            "precision bf16 needs the AVX512_BF16 CPU feature (with AVX-512), which this CPU does "
                            "not report");
+        return FN_OK;
+    case FN_PRECISION_INT8:
+        if (!has_avx512vnni())
+            return fn_fail(err, FN_EUNSUPPORTED,
+                           "precision int8 needs the AVX512_VNNI CPU feature (with AVX-512 F/DQ/BW/VL), which this "
+                           "CPU does not report");
         return FN_OK;
     default: return fn_fail(err, FN_EARG, "unknown precision %d", (int)p);
     }

@@ -22,6 +22,7 @@
  */
 #include "conv.h"
 #include "layers.h"
+#include "model_hook.h"
 #include "threadpool.h"
 #include "util.h"
 
@@ -46,6 +47,8 @@ typedef struct layer {
     fn_conv conv;
     const float *wk, *wb; /* the weights to pack (mapped from the file), and the Winograd kinds to make */
     int wino;
+    int int8;        /* int8 precision: this layer runs on AVX512-VNNI (every conv but conv1) */
+    float act_scale; /* its input's calibrated scale (the file's <name>/act_scale), 0 when absent */
 } layer;
 
 #define MAX_LAYERS 64
@@ -65,7 +68,12 @@ struct fn_model {
     const float *fc_w, *fc_b; /* NULL unless classifier */
     char *label_text;
     const char *labels[FN_NUM_CLASSES];
+    fn_conv_observer observe; /* fn_model_observe (calibration), else NULL */
+    void *observe_ctx;
 };
+
+/* the convs whose input is post-ReLU (every one but conv1, cin 3): those with an int8 activation scale */
+static int int8_layer(int cin) { return cin % 4 == 0 && cin >= 64; }
 
 /* ---------------------------------------------------------------- building */
 
@@ -93,6 +101,16 @@ static int add_conv(fn_model *m, const char *name, int in, int out, int res, int
      * model's threads (at batch 1, skipping the F(4x4) weights of the 7x7 maps saves most of the open) */
     L->wino = fn_conv_wino_needed(k, k, stride, pad, h, w, fn_conv_wino_kinds(k, h), m->isa, m->max_batch,
                                   m->threads);
+    /* int8: every conv whose input is post-ReLU (all but conv1, cin 3), direct only, at the file's scale,
+     * but the 4 projection shortcuts (branch1), whose outputs go straight into the residual stream: in int8
+     * they alone cost the features most of their accuracy (README "Precision"); they stay float32 */
+    L->int8 = m->precision == FN_PRECISION_INT8 && int8_layer(cin) && !strstr(name, "_branch1");
+    if (L->int8) {
+        snprintf(key, sizeof key, "%s/act_scale", name);
+        const fn_wtensor *as = fn_weights_find(m->weights, key);
+        L->wino = 0;
+        L->act_scale = as && as->dtype == FN_DTYPE_F32 && as->count == 1 ? *(const float *)as->data : 0;
+    }
     L->wk = wk->data, L->wb = wb->data; /* packed by pack_layers, once all are known */
     L->kind = L_CONV;
     L->in = in, L->out = out, L->res = res, L->relu = relu;
@@ -186,6 +204,8 @@ static void pack_task(void *arg, int tid, int nth)
         /* bf16: every conv but conv1 (cin 3: its taps are 7 pixels x 3 channels, odd) */
         if (rc == FN_OK && m->precision == FN_PRECISION_BF16 && L->cin % 2 == 0 && L->cin >= 16)
             rc = fn_conv_enable_bf16(&L->conv, L->wk, &j->err[i]);
+        if (rc == FN_OK && L->int8)
+            rc = fn_conv_enable_int8(&L->conv, L->wk, L->act_scale, &j->err[i]);
         j->rc[i] = rc;
     }
 }
@@ -260,9 +280,9 @@ int fn_model_open(const char *weights_path, const fn_model_options *opt_in, fn_m
         goto fail;
     if ((rc = fn_precision_check(opt.precision, err)) != FN_OK)
         goto fail;
-    if (opt.precision == FN_PRECISION_BF16 && m->isa != FN_ISA_AVX512) {
-        rc = fn_fail(err, FN_EUNSUPPORTED, "precision bf16 runs on the avx512 instruction set, not %s",
-                     fn_isa_name(m->isa));
+    if ((opt.precision == FN_PRECISION_BF16 || opt.precision == FN_PRECISION_INT8) && m->isa != FN_ISA_AVX512) {
+        rc = fn_fail(err, FN_EUNSUPPORTED, "precision %s runs on the avx512 instruction set, not %s",
+                     fn_precision_name(opt.precision), fn_isa_name(m->isa));
         goto fail;
     }
     m->precision = opt.precision;
@@ -278,7 +298,17 @@ int fn_model_open(const char *weights_path, const fn_model_options *opt_in, fn_m
         rc = fn_fail(err, FN_ENOMEM, "cannot start %d threads", m->threads);
         goto fail;
     }
-    if ((rc = build_resnet50(m, err)) != FN_OK || (rc = pack_layers(m, err)) != FN_OK)
+    if ((rc = build_resnet50(m, err)) != FN_OK)
+        goto fail;
+    for (int i = 0; i < m->nlayers; i++)
+        if (m->layers[i].int8 && !(m->layers[i].act_scale > 0 && m->layers[i].act_scale < 1e30f)) {
+            rc = fn_fail(err, FN_EFORMAT,
+                         "%s: no int8 activation scale for %s (tensor '%s/act_scale' missing or invalid): make an "
+                         "int8-ready file with fruitnet-convert --calibrate (weights/README.md)",
+                         weights_path, m->layers[i].name, m->layers[i].name);
+            goto fail;
+        }
+    if ((rc = pack_layers(m, err)) != FN_OK)
         goto fail;
     if ((rc = load_labels(m, err)) != FN_OK)
         goto fail;
@@ -348,6 +378,11 @@ void fn_model_close(fn_model *m)
     free(m);
 }
 
+void fn_model_observe(fn_model *m, fn_conv_observer f, void *ctx)
+{
+    m->observe = f, m->observe_ctx = ctx;
+}
+
 fn_isa fn_model_isa(const fn_model *m) { return m->isa; }
 fn_precision fn_model_precision(const fn_model *m) { return m->precision; }
 const fn_weights *fn_model_weights(const fn_model *m) { return m->weights; }
@@ -388,6 +423,8 @@ static void run_batch(fn_model *m, const float *input, int n, float *features)
         double t0 = m->profile ? now_s() : 0;
         switch (L->kind) {
         case L_CONV:
+            if (m->observe)
+                m->observe(m->observe_ctx, L->name, in, (size_t)n * L->h * L->w * L->cin, int8_layer(L->cin));
             fn_conv_forward(&L->conv, m->pool, in, n, L->h, L->w, out,
                             L->res == SLOT_NONE ? NULL : m->slot[L->res], L->relu, m->scratch);
             break;

@@ -18,12 +18,12 @@ layer_of() {
     conv.h | conv_plan.h | conv.c | conv_*.c | layers.h | pool.c) echo layers ;;
     files.h | files.c | atomic.c) echo io ;;
     image.c | png.c | jpeg_turbo.c | resize.c) echo io ;;
-    fnw.h | weights.c | convert_tfjs.c | json.h | json.c) echo io ;;
+    fnw.h | fnw_write.c | weights.c | convert_tfjs.c | json.h | json.c) echo io ;;
     thrift.h | thrift.c | parquet.h | parquet_thrift.h | parquet_*.c) echo io ;;
-    model.c) echo model ;;
+    model.c | model_hook.h) echo model ;;
     pca_internal.h | pca_stats.c | pca_eigen.c | pca_io.c) echo model ;;
     classifier.h | classifier*.c) echo model ;;
-    dataset.h | dataset.c | inputs.c | extract.c | pca_dataset.c) echo dataset ;;
+    dataset.h | dataset.c | inputs.c | extract.c | pca_dataset.c | calibrate.c) echo dataset ;;
     fruitnet.h) echo public ;;
     *) echo unknown ;;
     esac

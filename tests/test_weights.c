@@ -136,7 +136,21 @@ static void test_real_weights(void **s)
     need(w, "res5c_branch2c/kernel", 4, (int64_t[]){1, 1, 512, 2048});
     need(w, "fc1000/kernel", 2, (int64_t[]){2048, 1000});
     need(w, "fc1000/bias", 1, (int64_t[]){1000});
-    assert_int_equal(fn_weights_count(w), 2 * 53 + 2 + 2);
+    /* + the int8 activation scales that make weights calibrates into the file: every conv but conv1 */
+    assert_int_equal(fn_weights_count(w), 2 * 53 + 2 + 2 + 52);
+    assert_null(fn_weights_find(w, "conv1/act_scale"));
+    for (int i = 0; i < fn_weights_count(w); i++) {
+        const fn_wtensor *t = fn_weights_at(w, i);
+        size_t nl = strlen(t->name);
+        if (nl > 7 && !strcmp(t->name + nl - 7, "/kernel") && strcmp(t->name, "conv1/kernel") &&
+            strcmp(t->name, "fc1000/kernel")) {
+            char key[64];
+            snprintf(key, sizeof key, "%.*s/act_scale", (int)(nl - 7), t->name);
+            const fn_wtensor *a = fn_weights_find(w, key);
+            if (!a || a->dtype != FN_DTYPE_F32 || a->count != 1 || !(*(const float *)a->data > 0))
+                fail_msg("%s: %s missing or not a positive float32 [1] (make weights calibrates it)", p, key);
+        }
+    }
     assert_null(fn_weights_find(w, "bn_conv1/gamma")); /* folded away */
     assert_null(fn_weights_find(w, "conv1"));
     assert_null(fn_weights_at(w, -1));

@@ -8,12 +8,15 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: fruitnet-convert --model model.json --labels labels.json [--integrity SRI] -o out.fnw\n"
                "       fruitnet-convert --info file.fnw\n"
+               "       fruitnet-convert --calibrate IMAGES --weights in.fnw -o out.fnw\n"
                "       fruitnet-convert --help | --version\n"
                "Converts a TF.js layers model (Keras ResNet50: model.json + weight shards beside it)\n"
                "and its labels.json into fruitnet's weight file, folding batch norm into the\n"
                "convolutions (written atomically). --integrity records the npm tarball's sha512\n"
                "in the file's metadata. --info validates a weight file (all CRCs) and prints its\n"
-               "header, tensor table and metadata.\n"
+               "header, tensor table and metadata. --calibrate runs in.fnw's float32 network on\n"
+               "IMAGES (a folder, file or @list) and writes out.fnw (may be in.fnw) with the int8\n"
+               "activation scales that --precision int8 needs (weights/README.md).\n"
                "Example: fruitnet-convert --model package/ResNet50/model.json \\\n"
                "           --labels package/assets/labels.json -o weights/resnet50.fnw\n"
                "Exit status: 0 ok, 1 error, 2 usage.\n");
@@ -74,7 +77,7 @@ static int info(const char *path, int verbose)
 
 int main(int argc, char **argv)
 {
-    const char *model = NULL, *labels = NULL, *out = NULL, *integ = NULL;
+    const char *model = NULL, *labels = NULL, *out = NULL, *integ = NULL, *calib = NULL, *weights = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             usage(stdout);
@@ -88,6 +91,10 @@ int main(int argc, char **argv)
             model = argv[++i];
         } else if (!strcmp(argv[i], "--labels") && i + 1 < argc) {
             labels = argv[++i];
+        } else if (!strcmp(argv[i], "--calibrate") && i + 1 < argc) {
+            calib = argv[++i];
+        } else if (!strcmp(argv[i], "--weights") && i + 1 < argc) {
+            weights = argv[++i];
         } else if (!strcmp(argv[i], "--integrity") && i + 1 < argc) {
             integ = argv[++i];
         } else if ((!strcmp(argv[i], "-o") || !strcmp(argv[i], "--output")) && i + 1 < argc) {
@@ -98,11 +105,22 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    fn_error e;
+    if (calib) {
+        if (!weights || !out || model || labels) {
+            usage(stderr);
+            return 2;
+        }
+        if (fn_weights_calibrate_int8(weights, calib, out, 0, &e) != FN_OK) {
+            fprintf(stderr, "fruitnet-convert: %s (%s)\n", e.msg, fn_status_name(e.code));
+            return 1;
+        }
+        return info(out, 0);
+    }
     if (!model || !labels || !out) {
         usage(stderr);
         return 2;
     }
-    fn_error e;
     if (fn_convert_tfjs(model, labels, integ, out, &e) != FN_OK) {
         fprintf(stderr, "fruitnet-convert: %s (%s)\n", e.msg, fn_status_name(e.code));
         return 1;

@@ -47,7 +47,8 @@ static void usage(FILE *f)
 "      --resize M        pil (default: bit-exact PIL bicubic, parity with\n"
 "                        Keras/PIL features) or stb (stb_image_resize)\n"
 "      --isa I           auto (default), portable, avx2 or avx512\n"
-"      --precision P     fp32 (default) or bf16 (AVX512_BF16 CPUs; README)\n"
+"      --precision P     fp32 (default), bf16 (AVX512_BF16 CPUs) or int8 (AVX512-VNNI CPUs,\n"
+"                        a weight file with activation scales: fruitnet-convert --calibrate); README\n"
 "      --weights FILE    weight file (default $FRUITNET_WEIGHTS, else\n"
 "                        weights/resnet50.fnw, else PREFIX/share/fruitnet/\n"
 "                        of the tool's prefix, else " FN_DEFAULT_WEIGHTS ")\n"
@@ -216,7 +217,7 @@ int main(int argc, char **argv)
                 die("--isa: '%s' is not auto, portable, avx2 or avx512", argv[i]);
         } else if (IS("--precision")) {
             if (fn_precision_parse(NEXT(), &mo.precision) != FN_OK)
-                die("--precision: '%s' is not fp32 or bf16", argv[i]);
+                die("--precision: '%s' is not fp32, bf16 or int8", argv[i]);
         } else if (IS("--shard")) {
             const char *c = NEXT();
             char tail;

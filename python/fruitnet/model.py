@@ -109,9 +109,11 @@ class Model:
         "pil" is bit-exact PIL ``Image.resize(BICUBIC)`` (Keras parity).
     decoders : int
         Threads that decode and resize images while the network runs (0 = min(4, CPUs)).
-    precision : {"fp32", "bf16"}
-        Arithmetic of the convolutions: "fp32" (default, Keras parity) or "bf16"
-        (needs AVX512_BF16; features within cosine 0.9995 of Keras, README "Precision").
+    precision : {"fp32", "bf16", "int8"}
+        Arithmetic of the convolutions: "fp32" (default, Keras parity), "bf16"
+        (needs AVX512_BF16; features within cosine 0.9995 of Keras) or "int8" (needs
+        AVX512-VNNI and a weight file with activation scales, ``fruitnet-convert
+        --calibrate``; features within cosine 0.995 of Keras), README "Precision".
 
     A Model may be shared between threads: calls into the network are
     serialised by a lock. Use it as a context manager or call :meth:`close`;
@@ -141,7 +143,7 @@ class Model:
         prec_v = ctypes.c_int()
         if not isinstance(precision, str) or _lib.lib.fn_precision_parse(_lib.cstr(precision, "precision"),
                                                                          ctypes.byref(prec_v)) != 0:
-            raise ValueError(f"precision must be 'fp32' or 'bf16', not {precision!r}")
+            raise ValueError(f"precision must be 'fp32', 'bf16' or 'int8', not {precision!r}")
         self._resize = 0 if resize == "pil" else 1
         self._classifier = bool(classifier)
         self._decoders = int(decoders) or min(4, os.cpu_count() or 1)
@@ -175,7 +177,7 @@ class Model:
 
     @property
     def precision(self) -> str:
-        """The arithmetic the network runs with: "fp32" or "bf16"."""
+        """The arithmetic the network runs with: "fp32", "bf16" or "int8"."""
         with self._lock:
             return _lib.lib.fn_precision_name(_lib.lib.fn_model_precision(self._handle())).decode()
 
