@@ -143,7 +143,9 @@ int fn_weights_calibrate_int8(const char *weights_in, const char *images, const 
     count = count < MAX_IMAGES ? count : MAX_IMAGES;
     fn_model_options opt;
     fn_model_options_default(&opt);
-    opt.threads = threads, opt.max_batch = 1, opt.precision = FN_PRECISION_FP32;
+    /* the portable kernels: the scales (and so the file's bytes and CRC) are then the same on every machine,
+     * where each ISA's float32 sums round a little differently and could move a clip by a histogram bin */
+    opt.threads = threads, opt.max_batch = 1, opt.precision = FN_PRECISION_FP32, opt.isa = FN_ISA_PORTABLE;
     if ((rc = fn_model_open(weights_in, &opt, &m, err)))
         goto done;
     c.l = calloc(MAX_CONV, sizeof *c.l);
