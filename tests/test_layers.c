@@ -7,6 +7,7 @@
 #include "testutil.h"
 #include "conv.h"
 #include "conv_plan.h"
+#include "gemm.h"
 #include "layers.h"
 #include "threadpool.h"
 #include "util.h"
@@ -201,6 +202,46 @@ static void test_conv_split(void **s)
     assert_false(fn_conv_split_ok(1, 1, 1, 0, 64, 64));
     assert_false(fn_conv_split_ok(1, 1, 1, 0, 0, 64));
     assert_false(fn_conv_split_ok(3, 3, 1, 1, 64, 128));
+}
+
+/* A tile of fewer rows than MR (a GEMM's tail: kernel_avx512_7 for <= 7 rows on AVX-512) gives each of its
+ * rows the bytes that row gets in a full tile, over several taps, with and without the residual and ReLU. */
+static void test_ukernel_tail_rows(void **s)
+{
+    (void)s;
+    fn_isa isas[3];
+    int ni = tu_supported_isas(isas);
+    for (int ii = 0; ii < ni; ii++) {
+        const fn_gemm_impl *g = conv_gemm(isas[ii]);
+        const int MR = g->mr, NR = g->nr, ntaps = 3, kt = 37;
+        float *A = malloc((size_t)MR * ntaps * kt * 4), *B = malloc((size_t)ntaps * kt * NR * 4);
+        float *bias = malloc((size_t)NR * 4), *R = malloc((size_t)MR * NR * 4);
+        float *full = malloc((size_t)MR * NR * 4), *part = malloc((size_t)MR * NR * 4);
+        const float **ptr = malloc((size_t)MR * ntaps * sizeof *ptr);
+        tu_fill_random(A, (size_t)MR * ntaps * kt, 11, -1, 1);
+        tu_fill_random(B, (size_t)ntaps * kt * NR, 12, -0.5f, 0.5f);
+        tu_fill_random(bias, (size_t)NR, 13, -1, 1);
+        tu_fill_random(R, (size_t)MR * NR, 14, -1, 1);
+        for (int t = 0; t < ntaps; t++)
+            for (int i = 0; i < MR; i++)
+                ptr[t * MR + i] = A + ((size_t)i * ntaps + t) * kt;
+        for (int v = 0; v < 4; v++)
+            for (int mr = 1; mr < MR; mr++) {
+                fn_ukargs u;
+                memset(&u, 0, sizeof u);
+                u.a = ptr, u.b = B, u.bias = bias, u.r = v & 1 ? R : NULL, u.ldc = u.ldr = (size_t)NR;
+                u.ntaps = ntaps, u.kt = kt, u.nr = NR, u.first = u.last = 1, u.relu = v >> 1;
+                u.mr = MR, u.c = full;
+                g->kernel(&u);
+                memset(part, 0, (size_t)MR * NR * 4);
+                u.mr = mr, u.c = part;
+                g->kernel(&u);
+                if (memcmp(part, full, (size_t)mr * NR * 4))
+                    fail_msg("%s micro-kernel: a %d-row tile differs from the full tile's rows (variant %d)",
+                             fn_isa_name(isas[ii]), mr, v);
+            }
+        free(A), free(B), free(bias), free(R), free(full), free(part), free(ptr);
+    }
 }
 
 static void test_conv_bad_args(void **s)
@@ -430,7 +471,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_isa_selection),       cmocka_unit_test(test_threadpool),
         cmocka_unit_test(test_conv_all_isas),       cmocka_unit_test(test_conv_inplace_residual),
-        cmocka_unit_test(test_conv_split),
+        cmocka_unit_test(test_conv_split),          cmocka_unit_test(test_ukernel_tail_rows),
         cmocka_unit_test(test_conv_bad_args),       cmocka_unit_test(test_maxpool),
         cmocka_unit_test(test_conv_wino_needed),    cmocka_unit_test(test_conv_blocking),
         cmocka_unit_test(test_avgpool_dense_softmax),
