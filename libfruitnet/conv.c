@@ -241,6 +241,9 @@ typedef struct conv_job {
     const float *in, *res, *zeros;
     float *out, *scratch;
     int n, h, w, oh, ow, relu, split_n, wino;
+    size_t split; /* fn_conv_forward_split: channels [split, cout) go to out2 (relu2); else 0 */
+    float *out2;
+    int relu2;
     int dyn_n;       /* split_n with one chunk and one K block: panel groups taken dynamically (next) */
     size_t dyn_step; /* panels per dynamic group */
     size_t M, K;
@@ -443,6 +446,24 @@ static void wino_task(void *arg, int tid, int nth)
     }
 }
 
+/* The output of the tile whose first row is m, in panel p: out (cout channels a row, with the residual), or
+ * with a split, out (channels below split) or out2 (the others), each its own tensor with its own ReLU. */
+static inline void conv_tile_out(const conv_job *j, size_t m, size_t p, fn_ukargs *u)
+{
+    const size_t N = (size_t)j->c->cout, col = p * (size_t)j->g->nr;
+    if (!j->split) {
+        u->c = j->out + m * N + col;
+        u->r = j->res ? j->res + m * N + col : NULL;
+        u->ldc = N, u->relu = j->relu;
+    } else if (col < j->split) {
+        u->c = j->out + m * j->split + col, u->r = NULL;
+        u->ldc = j->split, u->relu = j->relu;
+    } else {
+        u->c = j->out2 + m * (N - j->split) + (col - j->split), u->r = NULL;
+        u->ldc = N - j->split, u->relu = j->relu2;
+    }
+}
+
 static void conv_task(void *arg, int tid, int nth)
 {
     conv_job *j = arg;
@@ -514,13 +535,11 @@ static void conv_task(void *arg, int tid, int nth)
                         for (size_t p = pg; p < pe; p++) {
                             /* call 0: the first tile's; then one share per (tile, panel) */
                             prefetch_share(&u, nb, lines, ti ? (ti - 1) * (pe - pg) + (p - pg) + 1 : 0, per);
-                            size_t off = (m0 + r0) * N + p * nr;
                             u.b = c->packed + (p * j->K + t0 * tapk + k0) * nr;
                             u.bias = c->bias + p * nr;
                             u.scale = c->scale8 ? c->scale8 + p * nr : NULL;
                             u.nr = (int)(N - p * nr < nr ? N - p * nr : nr);
-                            u.c = j->out + off;
-                            u.r = j->res ? j->res + off : NULL;
+                            conv_tile_out(j, m0 + r0, p, &u);
                             j->g->kernel(&u);
                         }
                     }
@@ -548,11 +567,10 @@ static void conv_task(void *arg, int tid, int nth)
                         prefetch_share(&u, u.b + j->K * nr, lines, ti, per);
                     else
                         prefetch_share(&u, nx_b, nx_lines, ti, per);
-                    size_t r0 = ti * mr, off = (m0 + r0) * N + p * nr;
+                    size_t r0 = ti * mr;
                     u.a = q->pack ? pptr + r0 : ptr + (ti * nt + t0) * mr;
                     u.mr = (int)(rows - r0 < mr ? rows - r0 : mr);
-                    u.c = j->out + off;
-                    u.r = j->res ? j->res + off : NULL;
+                    conv_tile_out(j, m0 + r0, p, &u);
                     j->g->kernel(&u);
                 }
             }
@@ -593,8 +611,8 @@ static void cvt_task(void *arg, int tid, int nth)
         cj->to_bf16(cj->src + a, b - a, (uint16_t *)cj->dst + a);
 }
 
-void fn_conv_forward(const fn_conv *c, fn_pool *pool, const float *in, int n, int h, int w, float *out,
-                     const float *residual, int relu, float *scratch)
+static void conv_run(const fn_conv *c, fn_pool *pool, const float *in, int n, int h, int w, float *out,
+                     const float *residual, int relu, size_t split, float *out2, int relu2, float *scratch)
 {
     conv_plan p;
     if (!conv_plan_make(c, n, h, w, fn_pool_threads(pool), &p))
@@ -609,6 +627,7 @@ void fn_conv_forward(const fn_conv *c, fn_pool *pool, const float *in, int n, in
     j.oh = p.oh, j.ow = p.ow, j.M = p.M, j.K = p.K;
     j.split_n = p.split_n, j.chunk = p.chunk, j.wino = p.wino;
     j.dyn_n = p.dyn_n, j.dyn_step = p.dyn_step;
+    j.split = split, j.out2 = out2, j.relu2 = relu2;
     if (p.bf16) {
         /* the input converted once (in parallel) into the front of scratch, then the bf16 view of the
          * layer (a word = two channels) on the bf16 kernel */
@@ -630,4 +649,25 @@ void fn_conv_forward(const fn_conv *c, fn_pool *pool, const float *in, int n, in
     j.zeros = j.scratch;
     atomic_init(&j.next, 0);
     fn_pool_run(pool, j.wino ? wino_task : conv_task, &j);
+}
+
+void fn_conv_forward(const fn_conv *c, fn_pool *pool, const float *in, int n, int h, int w, float *out,
+                     const float *residual, int relu, float *scratch)
+{
+    conv_run(c, pool, in, n, h, w, out, residual, relu, 0, NULL, 0, scratch);
+}
+
+int fn_conv_split_ok(int kh, int kw, int stride, int pad, int split, int cout)
+{
+    /* whole panels of every table (NR 8, 16, 32 divide FN_CONV_NR_MAX), never Winograd (whose output
+     * transform writes one tensor) */
+    return split > 0 && split < cout && split % FN_CONV_NR_MAX == 0 && !conv_wino_ok(kh, kw, stride, pad);
+}
+
+void fn_conv_forward_split(const fn_conv *c, fn_pool *pool, const float *in, int n, int h, int w, int split,
+                           float *out, int relu, float *out2, int relu2, float *scratch)
+{
+    if (!fn_conv_split_ok(c->kh, c->kw, c->stride, c->pad, split, c->cout) || c->wino)
+        return;
+    conv_run(c, pool, in, n, h, w, out, NULL, relu, (size_t)split, out2, relu2, scratch);
 }

@@ -71,5 +71,11 @@ size_t fn_conv_scratch_floats(const fn_conv *c, int n, int h, int w, int nthread
  */
 void fn_conv_forward(const fn_conv *c, fn_pool *pool, const float *in, int n, int h, int w, float *out,
                      const float *residual, int relu, float *scratch);
-
+/* Two 1x1 layers on the same input with the same stride (a projection block's branch1 and branch2a) run as
+ * one GEMM: c holds their weights side by side (cout = split + the second's), and channels [0, split) go
+ * to out (ReLU when relu), [split, cout) to out2 (ReLU when relu2), each its own NHWC tensor. Every output
+ * is summed in the same order as by its own layer: the same results, the input read once. */
+int fn_conv_split_ok(int kh, int kw, int stride, int pad, int split, int cout); /* whole panels, not Winograd */
+void fn_conv_forward_split(const fn_conv *c, fn_pool *pool, const float *in, int n, int h, int w, int split,
+                           float *out, int relu, float *out2, int relu2, float *scratch);
 #endif /* FRUITNET_CONV_H */

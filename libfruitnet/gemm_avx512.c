@@ -18,12 +18,88 @@
     c##i##1 = _mm512_fmadd_ps(s, b1, c##i##1);
 #define PTR(i) const float *a##i = p[i] + k0;
 
+/* bias (+ residual) or the partial sums so far, ReLU on the last K block; acc holds u->mr rows */
+static inline __attribute__((always_inline)) void epilogue(const fn_ukargs *u, __m512 acc[][2])
+{
+    const __m512 z = _mm512_setzero_ps();
+    const int nr = u->nr;
+    const __mmask16 m0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
+    const __mmask16 m1 = nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
+    const int relu = u->last && u->relu;
+    __m512 bb0 = z, bb1 = z;
+    if (u->first)
+        bb0 = _mm512_loadu_ps(u->bias), bb1 = _mm512_loadu_ps(u->bias + 16);
+    for (int i = 0; i < u->mr; i++) {
+        float *c = u->c + (size_t)i * u->ldc;
+        __m512 v0 = acc[i][0], v1 = acc[i][1];
+        if (u->first) {
+            v0 = _mm512_add_ps(v0, bb0), v1 = _mm512_add_ps(v1, bb1);
+            if (u->r) {
+                const float *r = u->r + (size_t)i * u->ldr;
+                v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, r));
+                v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, r + 16));
+            }
+        } else {
+            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, c));
+            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, c + 16));
+        }
+        if (relu)
+            v0 = _mm512_max_ps(v0, z), v1 = _mm512_max_ps(v1, z);
+        _mm512_mask_storeu_ps(c, m0, v0);
+        _mm512_mask_storeu_ps(c + 16, m1, v1);
+    }
+}
+
+/* The tail tile of at most 7 rows (M = 49 at batch 1 in stage 5, 7 Winograd tiles of 14x14 maps): the same
+ * sums as kernel_avx512's first 7 rows (each accumulator is its own), without the FMAs of the 7 rows that
+ * would only be dropped. */
+static void kernel_avx512_7(const fn_ukargs *u)
+{
+    const __m512 z = _mm512_setzero_ps();
+    __m512 c00 = z, c01 = z, c10 = z, c11 = z, c20 = z, c21 = z, c30 = z, c31 = z, c40 = z, c41 = z, c50 = z, c51 = z,
+           c60 = z, c61 = z;
+    const float *b = u->b;
+    const int kt = u->kt, k0 = u->k0;
+    if (u->last)
+        for (int i = 0; i < u->mr; i++) {
+            const float *c = u->c + (size_t)i * u->ldc;
+            __builtin_prefetch(c, 1, 3);
+            __builtin_prefetch(c + 16, 1, 3);
+            if (u->first && u->r) {
+                const float *r = u->r + (size_t)i * u->ldr;
+                __builtin_prefetch(r, 0, 3);
+                __builtin_prefetch(r + 16, 0, 3);
+            }
+        }
+    const char *pf = (const char *)u->pf;
+    int pfn = u->pfn;
+    for (int t = 0; t < u->ntaps; t++) {
+        const float *const *p = u->a + t * MR;
+        PTR(0) PTR(1) PTR(2) PTR(3) PTR(4) PTR(5) PTR(6)
+        for (int k = 0; k < kt; k++, b += NR) {
+            __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16), s;
+            if (pfn > 0) {
+                __builtin_prefetch(pf, 0, 2);
+                __builtin_prefetch(pf + 64, 0, 2);
+                pf += 128, pfn -= 2;
+            }
+            ROW(0) ROW(1) ROW(2) ROW(3) ROW(4) ROW(5) ROW(6)
+        }
+    }
+    __m512 acc[7][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}, {c60, c61}};
+    epilogue(u, acc);
+}
+
 static void kernel_avx512(const fn_ukargs *u)
 {
     const __m512 z = _mm512_setzero_ps();
     __m512 c00 = z, c01 = z, c10 = z, c11 = z, c20 = z, c21 = z, c30 = z, c31 = z, c40 = z, c41 = z, c50 = z, c51 = z,
            c60 = z, c61 = z, c70 = z, c71 = z, c80 = z, c81 = z, c90 = z, c91 = z, c100 = z, c101 = z, c110 = z,
            c111 = z, c120 = z, c121 = z, c130 = z, c131 = z;
+    if (u->mr <= 7) {
+        kernel_avx512_7(u);
+        return;
+    }
     const float *b = u->b;
     const int kt = u->kt, k0 = u->k0;
     if (u->last) /* the epilogue's rows (written, maybe a residual read): fetched while the FMAs run */
@@ -55,32 +131,7 @@ static void kernel_avx512(const fn_ukargs *u)
     __m512 acc[MR][2] = {{c00, c01},   {c10, c11},   {c20, c21},   {c30, c31},  {c40, c41},
                          {c50, c51},   {c60, c61},   {c70, c71},   {c80, c81},  {c90, c91},
                          {c100, c101}, {c110, c111}, {c120, c121}, {c130, c131}};
-    const int nr = u->nr;
-    const __mmask16 m0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
-    const __mmask16 m1 = nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
-    const int relu = u->last && u->relu;
-    __m512 bb0 = z, bb1 = z;
-    if (u->first)
-        bb0 = _mm512_loadu_ps(u->bias), bb1 = _mm512_loadu_ps(u->bias + 16);
-    for (int i = 0; i < u->mr; i++) {
-        float *c = u->c + (size_t)i * u->ldc;
-        __m512 v0 = acc[i][0], v1 = acc[i][1];
-        if (u->first) {
-            v0 = _mm512_add_ps(v0, bb0), v1 = _mm512_add_ps(v1, bb1);
-            if (u->r) {
-                const float *r = u->r + (size_t)i * u->ldr;
-                v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, r));
-                v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, r + 16));
-            }
-        } else {
-            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, c));
-            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, c + 16));
-        }
-        if (relu)
-            v0 = _mm512_max_ps(v0, z), v1 = _mm512_max_ps(v1, z);
-        _mm512_mask_storeu_ps(c, m0, v0);
-        _mm512_mask_storeu_ps(c + 16, m1, v1);
-    }
+    epilogue(u, acc);
 }
 
 const fn_gemm_impl fn_gemm_avx512 = {MR, NR, kernel_avx512, wino_input, wino4_input, wino_output, wino4_output, NULL,

@@ -8,6 +8,7 @@
  *     branch2b 3x3 pad 1 + ReLU
  *     branch2c 1x1, + shortcut (identity, or branch1 1x1 projection in each
  *     stage's first block, same stride as branch2a), + ReLU
+ *     (branch1 and branch2a, on the same input, run as one GEMM: add_conv_pair)
  *   avg_pool (global average) -> 2048-d features
  *   fc1000 + softmax (optional classifier)
  *
@@ -49,6 +50,9 @@ typedef struct layer {
     int wino;
     int int8;        /* int8 precision: this layer runs on AVX512-VNNI (every conv but conv1) */
     float act_scale; /* its input's calibrated scale (the file's <name>/act_scale), 0 when absent */
+    int split, out2, relu2; /* a merged pair (add_conv_pair): channels from split go to slot out2 */
+    float *wcat;            /* its weights then biases side by side (owned until packed) */
+    char part[2][32];       /* a merged pair's two Keras layer names (what fn_model_observe reports) */
 } layer;
 
 #define MAX_LAYERS 64
@@ -123,6 +127,37 @@ static int add_conv(fn_model *m, const char *name, int in, int out, int res, int
     return FN_OK;
 }
 
+/* Two 1x1 layers on the same input and stride (a projection block's branch1 and branch2a) as one layer: one
+ * GEMM with their output channels side by side, each part written to its own slot with its own ReLU
+ * (fn_conv_forward_split: the same results, the input read once). Two layers when they cannot merge. */
+static int add_conv_pair(fn_model *m, const char *name1, const char *name2, int in, int out1, int relu1, int out2,
+                         int relu2, int h, int w, int cin, int stride, fn_error *err)
+{
+    int rc;
+    if ((rc = add_conv(m, name1, in, out1, SLOT_NONE, relu1, h, w, cin, 1, stride, 0, err)) ||
+        (rc = add_conv(m, name2, in, out2, SLOT_NONE, relu2, h, w, cin, 1, stride, 0, err)))
+        return rc;
+    layer *A = &m->layers[m->nlayers - 2], *B = A + 1;
+    const size_t c1 = (size_t)A->cout, c2 = (size_t)B->cout, ct = c1 + c2;
+    /* in int8 the two differ (branch1 stays float32: add_conv), so they stay two layers */
+    if (A->int8 != B->int8 || !fn_conv_split_ok(1, 1, stride, 0, A->cout, A->cout + B->cout))
+        return FN_OK;
+    float *wc = malloc(((size_t)cin + 1) * ct * sizeof(float));
+    if (!wc)
+        return fn_fail(err, FN_ENOMEM, "out of memory merging %s and %s", name1, name2);
+    for (size_t k = 0; k <= (size_t)cin; k++) { /* rows of the kernel [cin][cout], then the bias row */
+        memcpy(wc + k * ct, k < (size_t)cin ? A->wk + k * c1 : A->wb, c1 * sizeof(float));
+        memcpy(wc + k * ct + c1, k < (size_t)cin ? B->wk + k * c2 : B->wb, c2 * sizeof(float));
+    }
+    snprintf(A->part[0], sizeof A->part[0], "%s", name1);
+    snprintf(A->part[1], sizeof A->part[1], "%s", name2);
+    snprintf(A->name, sizeof A->name, "%.24s+%.2s", name1, name2 + strlen(name2) - 2);
+    A->wcat = wc, A->wk = wc, A->wb = wc + (size_t)cin * ct;
+    A->split = A->cout, A->cout = (int)ct, A->out2 = out2, A->relu2 = relu2;
+    m->nlayers--;
+    return FN_OK;
+}
+
 static void add_pool(fn_model *m, int kind, const char *name, int in, int out, int h, int w, int c, int k,
                      int stride, int pad)
 {
@@ -148,10 +183,12 @@ static int add_block(fn_model *m, int stage, char blk, int *x, int *h, int *w, i
     int out = !project ? *x : *x == SLOT_X ? SLOT_Y : SLOT_X, rc;
     int oh = fn_conv_out_dim(*h, 1, stride, 0), ow = fn_conv_out_dim(*w, 1, stride, 0);
 #define NAME(br) (snprintf(n, sizeof n, "res%d%c_branch%s", stage, blk, br), n)
-    if (project && (rc = add_conv(m, NAME("1"), *x, out, SLOT_NONE, 0, *h, *w, *c, 1, stride, 0, err)))
+    char n1[32];
+    snprintf(n1, sizeof n1, "res%d%c_branch1", stage, blk);
+    if (project ? (rc = add_conv_pair(m, n1, NAME("2a"), *x, out, 0, SLOT_T1, 1, *h, *w, *c, stride, err))
+                : (rc = add_conv(m, NAME("2a"), *x, SLOT_T1, SLOT_NONE, 1, *h, *w, *c, 1, stride, 0, err)))
         return rc;
-    if ((rc = add_conv(m, NAME("2a"), *x, SLOT_T1, SLOT_NONE, 1, *h, *w, *c, 1, stride, 0, err)) ||
-        (rc = add_conv(m, NAME("2b"), SLOT_T1, SLOT_T2, SLOT_NONE, 1, oh, ow, f, 3, 1, 1, err)) ||
+    if ((rc = add_conv(m, NAME("2b"), SLOT_T1, SLOT_T2, SLOT_NONE, 1, oh, ow, f, 3, 1, 1, err)) ||
         (rc = add_conv(m, NAME("2c"), SLOT_T2, out, out, 1, oh, ow, f, 1, 1, 0, err)))
         return rc;
 #undef NAME
@@ -226,6 +263,12 @@ static int pack_layers(fn_model *m, fn_error *err)
                 *err = j->err[i];
         }
     free(j);
+    for (int i = 0; i < m->nlayers; i++) /* merged weights: only their packed copy is used from here */
+        if (m->layers[i].wcat) {
+            free(m->layers[i].wcat);
+            m->layers[i].wcat = NULL;
+            m->layers[i].wk = m->layers[i].wb = NULL;
+        }
     return rc;
 }
 
@@ -327,9 +370,11 @@ int fn_model_open(const char *weights_path, const fn_model_options *opt_in, fn_m
     for (int i = 0; i < m->nlayers; i++) {
         layer *L = &m->layers[i];
         fn_layer_stats *S = &m->stats[i];
-        size_t per = (size_t)L->oh * L->ow * L->cout;
+        size_t per = (size_t)L->oh * L->ow * (L->split ? L->split : L->cout);
         if (L->out >= 0 && per > slot_floats[L->out])
             slot_floats[L->out] = per;
+        if (L->split && (per = (size_t)L->oh * L->ow * (L->cout - L->split)) > slot_floats[L->out2])
+            slot_floats[L->out2] = per;
         if (L->kind == L_CONV) {
             size_t s = fn_conv_scratch_floats(&L->conv, m->max_batch, L->h, L->w, m->threads);
             if (s > scratch)
@@ -366,8 +411,10 @@ void fn_model_close(fn_model *m)
     if (!m)
         return;
     for (int i = 0; i < m->nlayers; i++)
-        if (m->layers[i].kind == L_CONV)
+        if (m->layers[i].kind == L_CONV) {
             fn_conv_free(&m->layers[i].conv);
+            free(m->layers[i].wcat);
+        }
     for (int s = 0; s < NSLOTS; s++)
         fn_afree(m->slot[s]);
     fn_afree(m->scratch);
@@ -423,8 +470,17 @@ static void run_batch(fn_model *m, const float *input, int n, float *features)
         double t0 = m->profile ? now_s() : 0;
         switch (L->kind) {
         case L_CONV:
-            if (m->observe)
-                m->observe(m->observe_ctx, L->name, in, (size_t)n * L->h * L->w * L->cin, int8_layer(L->cin));
+            if (m->observe) { /* a merged pair is reported as its two layers, on the same input */
+                const size_t nin = (size_t)n * L->h * L->w * L->cin;
+                m->observe(m->observe_ctx, L->split ? L->part[0] : L->name, in, nin, int8_layer(L->cin));
+                if (L->split)
+                    m->observe(m->observe_ctx, L->part[1], in, nin, int8_layer(L->cin));
+            }
+            if (L->split) {
+                fn_conv_forward_split(&L->conv, m->pool, in, n, L->h, L->w, L->split, out, L->relu,
+                                      m->slot[L->out2], L->relu2, m->scratch);
+                break;
+            }
             fn_conv_forward(&L->conv, m->pool, in, n, L->h, L->w, out,
                             L->res == SLOT_NONE ? NULL : m->slot[L->res], L->relu, m->scratch);
             break;

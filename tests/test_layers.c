@@ -7,6 +7,7 @@
 #include "testutil.h"
 #include "conv.h"
 #include "conv_plan.h"
+#include "gemm.h"
 #include "layers.h"
 #include "threadpool.h"
 #include "util.h"
@@ -145,6 +146,102 @@ static void test_conv_inplace_residual(void **s)
             for (int t = 1; t <= 2; t++)
                 for (int wino = 0; wino <= 6; wino += 2)
                     run_conv_case(isas[i], &cases[c], 1, 1, t, 1, wino);
+}
+
+/* fn_conv_forward_split: two layers' weights side by side in one conv give, byte for byte, what each layer
+ * gives on its own (its outputs summed in the same order), each part in its own tensor with its own ReLU */
+static void test_conv_split(void **s)
+{
+    (void)s;
+    /* n, h, w, cin, c1, c2, stride: one K block (tile-outer loop; channels split at batch 1), packed A
+     * blocks (cin*stride % 512 == 0), several K blocks (cin > KC), a partial last panel */
+    static const int cases[][7] = {{2, 9, 9, 40, 64, 40, 2},   {1, 14, 14, 64, 256, 64, 1}, {1, 7, 7, 256, 512, 128, 2},
+                                   {3, 5, 5, 600, 32, 17, 1},  {1, 5, 5, 256, 96, 40, 2},   {1, 3, 3, 2500, 64, 33, 1}};
+    fn_isa isas[3];
+    int ni = tu_supported_isas(isas);
+    for (int i = 0; i < ni; i++)
+        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+            for (int t = 1; t <= 2; t++) {
+                const int n = cases[c][0], h = cases[c][1], w = cases[c][2], cin = cases[c][3], c1 = cases[c][4],
+                          c2 = cases[c][5], st = cases[c][6], ct = c1 + c2;
+                const int oh = fn_conv_out_dim(h, 1, st, 0), ow = fn_conv_out_dim(w, 1, st, 0);
+                const size_t nin = (size_t)n * h * w * cin, m = (size_t)n * oh * ow;
+                float *in = malloc(nin * 4), *W = malloc((size_t)cin * ct * 4), *b = malloc((size_t)ct * 4);
+                float *W1 = malloc((size_t)cin * c1 * 4), *W2 = malloc((size_t)cin * c2 * 4);
+                float *o1 = malloc(m * c1 * 4), *o2 = malloc(m * c2 * 4), *r1 = malloc(m * c1 * 4),
+                      *r2 = malloc(m * c2 * 4);
+                tu_fill_random(in, nin, 5 + cin, -1, 1);
+                tu_fill_random(W, (size_t)cin * ct, 6 + ct, -0.5f, 0.5f);
+                tu_fill_random(b, (size_t)ct, 7, -1, 1);
+                for (int k = 0; k < cin; k++) {
+                    memcpy(W1 + (size_t)k * c1, W + (size_t)k * ct, (size_t)c1 * 4);
+                    memcpy(W2 + (size_t)k * c2, W + (size_t)k * ct + c1, (size_t)c2 * 4);
+                }
+                fn_conv cv, cv1, cv2;
+                fn_error e;
+                assert_true(fn_conv_split_ok(1, 1, st, 0, c1, ct));
+                assert_int_equal(fn_conv_init(&cv, 1, 1, st, 0, cin, ct, W, b, 0, isas[i], &e), FN_OK);
+                assert_int_equal(fn_conv_init(&cv1, 1, 1, st, 0, cin, c1, W1, b, 0, isas[i], &e), FN_OK);
+                assert_int_equal(fn_conv_init(&cv2, 1, 1, st, 0, cin, c2, W2, b + c1, 0, isas[i], &e), FN_OK);
+                fn_pool *pool = fn_pool_create(t);
+                float *scratch = fn_aalloc(fn_conv_scratch_floats(&cv, n, h, w, t) * 4 + 64);
+                fn_conv_forward(&cv1, pool, in, n, h, w, r1, NULL, 0, scratch);
+                fn_conv_forward(&cv2, pool, in, n, h, w, r2, NULL, 1, scratch);
+                memset(o1, 0xff, m * c1 * 4), memset(o2, 0xff, m * c2 * 4);
+                fn_conv_forward_split(&cv, pool, in, n, h, w, c1, o1, 0, o2, 1, scratch);
+                if (memcmp(o1, r1, m * c1 * 4) || memcmp(o2, r2, m * c2 * 4))
+                    fail_msg("%s split conv n%d %dx%dx%d->%d+%d /%d thr %d: not the separate layers' bytes",
+                             fn_isa_name(isas[i]), n, h, w, cin, c1, c2, st, t);
+                fn_afree(scratch);
+                fn_pool_destroy(pool);
+                fn_conv_free(&cv), fn_conv_free(&cv1), fn_conv_free(&cv2);
+                free(in), free(W), free(b), free(W1), free(W2), free(o1), free(o2), free(r1), free(r2);
+            }
+    /* not on a panel boundary of every table, not a split, or Winograd's (one output tensor) */
+    assert_false(fn_conv_split_ok(1, 1, 1, 0, 48, 96));
+    assert_false(fn_conv_split_ok(1, 1, 1, 0, 64, 64));
+    assert_false(fn_conv_split_ok(1, 1, 1, 0, 0, 64));
+    assert_false(fn_conv_split_ok(3, 3, 1, 1, 64, 128));
+}
+
+/* A tile of fewer rows than MR (a GEMM's tail: kernel_avx512_7 for <= 7 rows on AVX-512) gives each of its
+ * rows the bytes that row gets in a full tile, over several taps, with and without the residual and ReLU. */
+static void test_ukernel_tail_rows(void **s)
+{
+    (void)s;
+    fn_isa isas[3];
+    int ni = tu_supported_isas(isas);
+    for (int ii = 0; ii < ni; ii++) {
+        const fn_gemm_impl *g = conv_gemm(isas[ii]);
+        const int MR = g->mr, NR = g->nr, ntaps = 3, kt = 37;
+        float *A = malloc((size_t)MR * ntaps * kt * 4), *B = malloc((size_t)ntaps * kt * NR * 4);
+        float *bias = malloc((size_t)NR * 4), *R = malloc((size_t)MR * NR * 4);
+        float *full = malloc((size_t)MR * NR * 4), *part = malloc((size_t)MR * NR * 4);
+        const float **ptr = malloc((size_t)MR * ntaps * sizeof *ptr);
+        tu_fill_random(A, (size_t)MR * ntaps * kt, 11, -1, 1);
+        tu_fill_random(B, (size_t)ntaps * kt * NR, 12, -0.5f, 0.5f);
+        tu_fill_random(bias, (size_t)NR, 13, -1, 1);
+        tu_fill_random(R, (size_t)MR * NR, 14, -1, 1);
+        for (int t = 0; t < ntaps; t++)
+            for (int i = 0; i < MR; i++)
+                ptr[t * MR + i] = A + ((size_t)i * ntaps + t) * kt;
+        for (int v = 0; v < 4; v++)
+            for (int mr = 1; mr < MR; mr++) {
+                fn_ukargs u;
+                memset(&u, 0, sizeof u);
+                u.a = ptr, u.b = B, u.bias = bias, u.r = v & 1 ? R : NULL, u.ldc = u.ldr = (size_t)NR;
+                u.ntaps = ntaps, u.kt = kt, u.nr = NR, u.first = u.last = 1, u.relu = v >> 1;
+                u.mr = MR, u.c = full;
+                g->kernel(&u);
+                memset(part, 0, (size_t)MR * NR * 4);
+                u.mr = mr, u.c = part;
+                g->kernel(&u);
+                if (memcmp(part, full, (size_t)mr * NR * 4))
+                    fail_msg("%s micro-kernel: a %d-row tile differs from the full tile's rows (variant %d)",
+                             fn_isa_name(isas[ii]), mr, v);
+            }
+        free(A), free(B), free(bias), free(R), free(full), free(part), free(ptr);
+    }
 }
 
 static void test_conv_bad_args(void **s)
@@ -374,6 +471,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_isa_selection),       cmocka_unit_test(test_threadpool),
         cmocka_unit_test(test_conv_all_isas),       cmocka_unit_test(test_conv_inplace_residual),
+        cmocka_unit_test(test_conv_split),          cmocka_unit_test(test_ukernel_tail_rows),
         cmocka_unit_test(test_conv_bad_args),       cmocka_unit_test(test_maxpool),
         cmocka_unit_test(test_conv_wino_needed),    cmocka_unit_test(test_conv_blocking),
         cmocka_unit_test(test_avgpool_dense_softmax),
