@@ -18,8 +18,9 @@ Engines (each on the same weights: weights/resnet50.fnw, batch norm folded in; t
   onnxruntime int8      onnxruntime.quantization.quantize_static of it: QDQ, per-channel int8 weights, uint8
                         activations calibrated (MinMax) on 64 images of the sample as fruitnet preprocesses
                         them; cached in build/ (rebuilt when the float model changes)
-  pytorch fp32 / bf16   torch 2.x eager, ResNet50 v1 built from the folded weights (conv2d + bias, relu),
-                        the NHWC input viewed as NCHW, contiguous or channels_last (the faster), inference_mode
+  pytorch fp32 / bf16   torch 2.x, ResNet50 v1 built from the folded weights (Conv2d + bias, relu), the NHWC
+                        input viewed as NCHW, inference_mode; the fastest of eager NCHW, eager channels_last
+                        and TorchScript frozen + optimize_for_inference (channels_last)
 Every engine is checked against the Keras golden features (../shared/golden/img8) before it is timed:
 fp32 to the golden README's tolerance (rel-L2 <= 1e-4 per image), bf16 to cosine >= 0.9995 per image, int8
 to cosine >= 0.995 (issue 16's gates); an engine that fails its check is reported and not timed.
@@ -297,55 +298,71 @@ def ort_int8_model(weights, fmt=ORT_INT8_FORMAT):
 
 
 def make_torch(weights, threads, batch, precision):
-    """PyTorch eager ResNet50 v1 on the folded weights (conv + bias, ReLU), NHWC in -> NCHW view, in the
-    faster of the contiguous and channels_last memory formats (both tried here on one batch), bf16 by
-    casting the model and its input (oneDNN's AVX512_BF16 kernels)."""
+    """PyTorch ResNet50 v1 built from the folded weights (Conv2d with bias, ReLU), the NHWC input viewed as
+    NCHW, under inference_mode; bf16 by casting the model and its input (oneDNN's AVX512_BF16 kernels). Of
+    eager contiguous NCHW, eager channels_last and TorchScript (trace, freeze, optimize_for_inference: oneDNN
+    convolutions with fused ReLU) in channels_last, the fastest on one batch here is timed."""
+    import warnings
     import torch
     import torch.nn.functional as F
+    warnings.filterwarnings("ignore", category=FutureWarning, module="torch")  # TorchScript's deprecation notes
     torch.set_num_threads(threads)
     w = read_weights(weights)
     dt = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
-    if precision == "bf16" and not torch.backends.mkldnn.is_available():
-        raise RuntimeError("this torch has no oneDNN for bf16")
 
-    def t(name):
-        k = torch.from_numpy(np.ascontiguousarray(w[name + "/kernel"].transpose(3, 2, 0, 1)))  # HWIO -> OIHW
-        return k.to(dt), torch.from_numpy(np.array(w[name + "/bias"])).to(dt)
-    P = {}
-    for name in ["conv1"] + [f"res{s + 2}{chr(97 + b)}_branch{br}" for s, (blocks, _) in enumerate(STAGES)
-                             for b in range(blocks) for br in (("1", "2a", "2b", "2c") if b == 0 else ("2a", "2b", "2c"))]:
-        P[name] = t(name)
+    class ResNet50(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = torch.nn.ModuleDict()
 
-    def forward(x, P):
-        x = F.relu(F.conv2d(x, *P["conv1"], stride=2, padding=3))
-        x = F.max_pool2d(x, 3, 2, 1)  # post-ReLU input: zero padding == -inf padding
-        for s, (blocks, _) in enumerate(STAGES):
-            for b in range(blocks):
-                pre = f"res{s + 2}{chr(97 + b)}_branch"
-                st = 2 if s > 0 and b == 0 else 1
-                short = F.conv2d(x, *P[pre + "1"], stride=st) if b == 0 else x
-                a = F.relu(F.conv2d(x, *P[pre + "2a"], stride=st))
-                a = F.relu(F.conv2d(a, *P[pre + "2b"], padding=1))
-                x = F.relu(F.conv2d(a, *P[pre + "2c"]) + short)
-        return x.float().mean((2, 3))
+            def conv(name, k, stride, pad):
+                kern = torch.from_numpy(np.ascontiguousarray(w[name + "/kernel"].transpose(3, 2, 0, 1)))  # OIHW
+                c = torch.nn.Conv2d(kern.shape[1], kern.shape[0], k, stride, pad)
+                c.weight.data, c.bias.data = kern, torch.from_numpy(np.array(w[name + "/bias"]))
+                self.c[name] = c
+            conv("conv1", 7, 2, 3)
+            for s, (blocks, _) in enumerate(STAGES):
+                for b in range(blocks):
+                    pre, st = f"res{s + 2}{chr(97 + b)}_branch", 2 if s > 0 and b == 0 else 1
+                    if b == 0:
+                        conv(pre + "1", 1, st, 0)
+                    conv(pre + "2a", 1, st, 0)
+                    conv(pre + "2b", 3, 1, 1)
+                    conv(pre + "2c", 1, 1, 0)
 
-    def runner(channels_last):
-        fmt = torch.channels_last if channels_last else torch.contiguous_format
-        Pf = {k: (kw.contiguous(memory_format=fmt), bw) for k, (kw, bw) in P.items()}
+        def forward(self, x):
+            x = F.max_pool2d(F.relu(self.c["conv1"](x)), 3, 2, 1)  # post-ReLU: zero padding == -inf padding
+            for s, (blocks, _) in enumerate(STAGES):
+                for b in range(blocks):
+                    pre = f"res{s + 2}{chr(97 + b)}_branch"
+                    short = self.c[pre + "1"](x) if b == 0 else x
+                    a = F.relu(self.c[pre + "2a"](x))
+                    a = F.relu(self.c[pre + "2b"](a))
+                    x = F.relu(self.c[pre + "2c"](a) + short)
+            return x.float().mean((2, 3))
 
-        def run(x):
-            with torch.inference_mode():
-                xt = torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(dt).permute(0, 3, 1, 2)  # NHWC view
-                if not channels_last:
-                    xt = xt.contiguous()
-                return forward(xt, Pf).numpy()
-        return run
+    def tensor(x, fmt):
+        xt = torch.from_numpy(np.ascontiguousarray(x, np.float32)).permute(0, 3, 1, 2).to(dt)  # a channels_last view
+        return xt.contiguous(memory_format=fmt)
     xb = np.zeros((batch, 224, 224, 3), np.float32)
-    runs = {cl: runner(cl) for cl in (False, True)}
-    dtm = {cl: time_it(runs[cl], xb, 1, 1) for cl in runs}
-    cl = dtm[True] <= dtm[False]
-    log(f"pytorch:{precision}: batch {batch} contiguous {dtm[False]:.2f} s, channels_last {dtm[True]:.2f} s")
-    return runs[cl], f"torch {torch.__version__}, eager, {'channels_last' if cl else 'contiguous NCHW'}"
+    runs = {}
+    for name, fmt in (("eager, contiguous NCHW", torch.contiguous_format), ("eager, channels_last", torch.channels_last),
+                      ("TorchScript frozen, channels_last", torch.channels_last)):
+        m = ResNet50().eval().to(dt).to(memory_format=fmt)
+        ms = {b: m for b in {1, batch}}
+        if name.startswith("TorchScript"):  # one per batch size (a frozen graph re-specialises on each new shape)
+            with torch.inference_mode():
+                ms = {b: torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(m, tensor(xb[:b], fmt))))
+                      for b in ms}
+
+        def run(x, ms=ms, fmt=fmt):
+            with torch.inference_mode():
+                return ms[len(x)](tensor(x, fmt)).numpy()
+        runs[name] = run
+    dtm = {k: time_it(r, xb, 1, 1) + batch * time_it(r, xb[:1], 1, 2) for k, r in runs.items()}
+    best = min(dtm, key=dtm.get)
+    log(f"pytorch:{precision}: batch {batch} + {batch} x batch 1: " + ", ".join(f"{k} {v:.2f} s" for k, v in dtm.items()))
+    return runs[best], f"torch {torch.__version__}, {best}"
 
 
 ENGINES = [("fruitnet", "fp32", make_fruitnet), ("fruitnet", "bf16", make_fruitnet),
