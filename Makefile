@@ -252,13 +252,14 @@ bench: deps all weights bench-deps $(BENCHES) bench-peers-deps
 	$(B)/bench/bench_precision --weights $(WEIGHTS) --out bench/results/precision.md
 	$(PYTHON) bench/peers.py --weights $(WEIGHTS) --out bench/results/peers.md
 
-# The engines users would pick (bench/peers.py: TensorFlow, OpenVINO, ONNX Runtime), pinned in
-# bench/requirements-peers.txt, installed into the test venv (about 1.5 GB, CPU-only wheels).
+# The engines users would pick (bench/peers.py: TensorFlow, OpenVINO, ONNX Runtime, PyTorch), pinned in
+# bench/requirements-peers.txt, installed into the test venv (about 1.5 GB, and 6.5 GB more for PyTorch's
+# wheel and the CUDA libraries it needs to import). peers.py also runs bench_peak and fruitnet-extract.
 bench-peers-deps: $(VENV)/.peers-installed
 $(VENV)/.peers-installed: bench/requirements-peers.txt $(VENV)/.installed
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r bench/requirements-peers.txt
 	touch $@
-bench-peers: all weights bench-peers-deps
+bench-peers: all weights bench-peers-deps $(B)/bench/bench_peak
 	$(PYTHON) bench/peers.py --weights $(WEIGHTS) --out bench/results/peers.md
 .PHONY: bench-peers bench-peers-deps
 

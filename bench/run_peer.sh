@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # run_peer.sh — ONNX Runtime figures for `make bench`, on the ONNX model built
-# from fruitnet's own weight file (bench/onnx/make_onnx.py). Installs what it
-# needs (Debian python3-onnx; onnxruntime-node with --ignore-scripts, whose CPU
-# binary is inside the npm package), builds build/resnet50.onnx (git-ignored)
+# from fruitnet's own weight file (bench/onnx/make_onnx.py, run by the venv's
+# python, which has onnx: make venv bench-peers-deps). Installs onnxruntime-node
+# (--ignore-scripts; its CPU binary is inside the npm package), builds build/resnet50.onnx (git-ignored)
 # when missing or older than the weights, then runs batch 1 and batch N in
 # separate processes so that each peak RSS is its own.
 #
@@ -15,7 +15,10 @@
 # Exit status non-zero when anything fails, including ORT's features missing the
 # golden tolerance (then the figures of that run are still printed).
 # Environment: FRUITNET_WEIGHTS (default weights/resnet50.fnw),
-# FRUITNET_GOLDEN (default ../shared/golden), FRUITNET_BUILD (default build).
+# FRUITNET_GOLDEN (default ../shared/golden), FRUITNET_BUILD (default build),
+# FRUITNET_PYTHON (default .venv/bin/python). (bench/peers.py times ONNX Runtime
+# too, in-process beside the other peers; this script gives bench_layers its
+# own process, hence ORT's peak RSS.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=2 batch=32 iters1=30 itersN=5
@@ -35,16 +38,9 @@ builddir=${FRUITNET_BUILD:-build}
 command -v node >/dev/null || { echo "run_peer: node (>= 18) not found" >&2; exit 1; }
 [ -d "$golden/img8" ] || echo "run_peer: warning: $golden/img8 not found, synthetic inputs and no correctness check" >&2
 
-if ! /usr/bin/python3 -c 'import onnx, numpy' 2>/dev/null; then
-  if [ "$(id -u)" = 0 ]; then
-    echo "run_peer: installing python3-onnx" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -qq python3-onnx python3-numpy >&2 ||
-      { apt-get update -qq >&2 && apt-get install -y -qq python3-onnx python3-numpy >&2; }
-  else
-    echo "run_peer: needs Debian python3-onnx (sudo apt-get install python3-onnx)" >&2; exit 1
-  fi
-fi
+python=${FRUITNET_PYTHON:-.venv/bin/python}
+"$python" -c 'import onnx, numpy' 2>/dev/null ||
+  { echo "run_peer: $python cannot import onnx (run: make venv bench-peers-deps)" >&2; exit 1; }
 if [ ! -f bench/onnx/node_modules/onnxruntime-node/package.json ]; then
   echo "run_peer: npm install onnxruntime-node (--ignore-scripts)" >&2
   (cd bench/onnx && npm ci --ignore-scripts --no-audit --no-fund --silent) >&2
@@ -53,7 +49,7 @@ fi
 mkdir -p "$builddir"
 model=$builddir/resnet50.onnx
 if [ ! -f "$model" ] || [ "$weights" -nt "$model" ] || [ bench/onnx/make_onnx.py -nt "$model" ]; then
-  /usr/bin/python3 bench/onnx/make_onnx.py "$weights" "$model" >&2
+  "$python" bench/onnx/make_onnx.py "$weights" "$model" >&2
 fi
 
 node bench/onnx/ort_bench.mjs "$model" --batch 1 --threads "$threads" --iters "$iters1" --warmup 5 --golden "$golden"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Build the ONNX ResNet50 (up to avg_pool) from fruitnet's own weight file.
 
-usage: /usr/bin/python3 make_onnx.py WEIGHTS.fnw OUT.onnx [--opset K]
+usage: .venv/bin/python make_onnx.py WEIGHTS.fnw OUT.onnx [--opset K]
 
 The graph takes NHWC float32 [N,224,224,3] like fruitnet (the Transpose to NCHW
 is inside the graph, so ORT pays for it as fruitnet pays for its own layout),
@@ -11,7 +11,7 @@ Only for benchmarking: the peer is never linked into fruitnet.
 
 The .fnw (format version 1) is validated as fruitnet does: header fields, header/table/data
 CRC-32s, every tensor's bounds and alignment, and the shape of every tensor used.
-Needs Debian python3-onnx and numpy (run with /usr/bin/python3).
+Needs onnx and numpy: the venv's (make venv bench-peers-deps; bench/requirements-peers.txt).
 """
 import os
 import struct
