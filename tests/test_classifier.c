@@ -21,12 +21,12 @@
 #include <unistd.h>
 #include <zlib.h>
 
-/* Issue 17's target is 98.5% top-1 on the 114 shared classes; NOT met: this build measures 98.43% (43 wrong)
- * with the settings chosen by blocked cross-validation on the training sample (512 components, C = 10 of
- * 1..31.6; CV 98.68%), and 98.43% too with 768 components (the CV's best, 98.77%, within one standard
- * error). The scikit-learn anchor, StandardScaler + LogisticRegression(C=1): 97.26%
- * (bench/classifier_bench.py). Asserted: 98.0%, a regression guard. */
-#define FN_TEST_MIN_ACCURACY 0.980
+/* Issue 17's target is 98.5% top-1 on the 114 shared classes. Trained on the training sample plus the
+ * mirrored copies of its images (fruitnet-extract --mirror, final fit only; C = 10 chosen by the blocked CV
+ * on the originals, CV 98.68%): measured 98.72% (35 wrong), ECE 0.0046. Without the mirrored copies the same
+ * settings give 98.43% (43 wrong). The scikit-learn anchor, StandardScaler + LogisticRegression(C=1):
+ * 97.26% (bench/classifier_bench.py). Asserted: the target. */
+#define FN_TEST_MIN_ACCURACY 0.985
 
 /* K well-separated clusters in d dimensions, m rows each (deterministic). */
 static float *clusters(int K, int d, int m, int **yout)
