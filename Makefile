@@ -297,9 +297,11 @@ demo-classifier: all weights
 	@if [ "$(DEMO_TRAIN)" = "$(MINI)" ]; then echo "fruitnet: $(TRAIN_SAMPLE) not found; training on the repository's $(MINI)"; fi
 	@echo "== features of the training images under $(DEMO_TRAIN)"
 	$(B)/fruitnet-extract --weights $(WEIGHTS) -q -o $(DEMO_OUT)/train_features.parquet "$(DEMO_TRAIN)"
-	@echo "== classifier (C by cross-validation)"
-	$(B)/fruitnet-train -i $(DEMO_OUT)/train_features.parquet -o $(DEMO_OUT)/fruits.fncls --report $(DEMO_OUT)/classifier \
-	  $(if $(filter $(DEMO_TRAIN),$(MINI)),--folds 3)
+	@echo "== features of the same images mirrored left-right (augmentation)"
+	$(B)/fruitnet-extract --weights $(WEIGHTS) -q --mirror -o $(DEMO_OUT)/train_mirror.parquet "$(DEMO_TRAIN)"
+	@echo "== classifier (C by cross-validation on the originals; final fit with the mirrored copies too)"
+	$(B)/fruitnet-train -i $(DEMO_OUT)/train_features.parquet --augment $(DEMO_OUT)/train_mirror.parquet \
+	  -o $(DEMO_OUT)/fruits.fncls --report $(DEMO_OUT)/classifier $(if $(filter $(DEMO_TRAIN),$(MINI)),--folds 3)
 	@banana=$$(ls "$(DEMO_IN)"/Banana/*.jpg 2>/dev/null | tail -1); \
 	  echo "== $$banana"; \
 	  $(B)/fruitnet-classify --weights $(WEIGHTS) --classifier $(DEMO_OUT)/fruits.fncls "$$banana" | cut -f2

@@ -1,6 +1,7 @@
 """The fruit classifier against scikit-learn, same features, same run, like for like (issue 17's anchor).
 
     .venv/bin/python bench/classifier_bench.py [TRAIN_FEATURES.parquet] [--threads 2] [--repeat 2] [--ood F.parquet]
+        [--augment MIRROR.parquet]
 
 Training, the same work on both sides: the signed square root, standardisation, the top 512 principal
 components, then C chosen among the same 4 values (1, 3.16, 10, 31.6) by the same 5 blocked folds (each
@@ -13,7 +14,9 @@ CV). Test: the 2,736 images of ../shared/golden/all2880 whose class is among the
 features). Prints wall and CPU seconds of each fit (least of --repeat runs), the ratios, top-1 accuracy and
 the expected calibration error (15 bins), and the probabilities and out-of-set distances
 (fn_classifier_distance) on non-fruit inputs (uniform noise features and features of tools/demo-images
-output when given with --ood FEATURES.parquet). Writes bench/results/classifier.md.
+output when given with --ood FEATURES.parquet). --augment (default build/classifier-data/train_mirror.parquet when
+present: fruitnet-extract --mirror of the same images): also fruitnet.Classifier with the mirrored rows in the
+final fit (fit(..., X_augment=, y_augment=), fruitnet-train --augment). Writes bench/results/classifier.md.
 """
 import argparse
 import csv
@@ -68,6 +71,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ood", help="features (Parquet) of non-fruit images, e.g. of tools/demo-images output")
     ap.add_argument("--no-sklearn", action="store_true")
+    ap.add_argument("--augment", default="build/classifier-data/train_mirror.parquet",
+                    help="features of the mirrored training images (fruitnet-extract --mirror); skipped if missing")
     ap.add_argument("--repeat", type=int, default=2, help="runs of each fit; the least time is reported")
     a = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(a.threads))
@@ -94,6 +99,18 @@ def main():
     lines.append(f"| fruitnet.Classifier: 5 blocked folds x {len(clf.cv_results_['C'])} C + final fit | {w1:.1f} | "
                  f"{c1:.1f} | {100 * cv1:.2f}% | {100 * acc1:.2f}% | {ece(P, yi):.4f} | {clf.C_:g} |")
     print(lines[-1], flush=True)
+    if a.augment and os.path.exists(a.augment):
+        mr = {r[0]: r for r in fruitnet.read_parquet(a.augment)}
+        Xa = np.stack([mr[r[0]][2] for r in rows]).astype(np.float32)
+        ya = np.array([mr[r[0]][1] for r in rows])
+        clfa, wa, ca = timed(lambda: Classifier(threads=a.threads).fit(X, y, order=order, X_augment=Xa, y_augment=ya),
+                             a.repeat)
+        Pa = clfa.predict_proba(Xt)
+        acca = (Pa.argmax(1) == yi).mean()
+        lines.append(f"| fruitnet.Classifier + {len(ya)} mirrored copies in the final fit (fruitnet-train --augment) "
+                     f"| {wa:.1f} | {ca:.1f} | {100 * max(clfa.cv_results_['accuracy']):.2f}% | {100 * acca:.2f}% | "
+                     f"{ece(Pa, yi):.4f} | {clfa.C_:g} |")
+        print(lines[-1], flush=True)
     if not a.no_sklearn:
         from sklearn.decomposition import PCA
         from sklearn.linear_model import LogisticRegression, LogisticRegressionCV

@@ -191,6 +191,8 @@ int fn_image_decode(const void *bytes, size_t len, const char *name, fn_image *o
 int fn_image_load(const char *path, fn_image *out, fn_error *err);
 /* Free the pixels; the struct may be reused. */
 void fn_image_free(fn_image *img);
+/* Mirror the image left-right in place (PIL's img.transpose(Image.FLIP_LEFT_RIGHT)). */
+void fn_image_flip_lr(fn_image *img);
 /* The JPEG decoder compiled in: "libjpeg-turbo 2.1.5" (default: PIL-identical pixels with the same
  * libjpeg-turbo) or "stb_image" (make JPEG=stb). PNG is always fruitnet's own decoder (png.c, on zlib). */
 const char *fn_image_decoder_name(void);
@@ -491,6 +493,8 @@ typedef struct fn_extract_options {
     int batch;             /* images per network batch; 0 = 8 */
     int decoders;          /* decoding threads; 0 = 1 */
     fn_resize_mode resize; /* FN_RESIZE_PIL (default) */
+    int mirror;            /* 1: flip each decoded image left-right before the resize (training augmentation; PIL:
+                              img.transpose(Image.FLIP_LEFT_RIGHT).resize((224, 224), BICUBIC)); 0 = as is */
 } fn_extract_options;
 /* Called in input order on the calling thread: features [FN_FEATURE_DIM] of input i, or NULL and the
  * reason when it failed. Return FN_OK to go on; anything else stops the run (fill err). */
@@ -591,6 +595,11 @@ typedef struct fn_classifier_options {
     int transform;    /* applied to each feature before standardisation: FN_CLS_SQRT (default) or FN_CLS_IDENTITY */
     const int64_t *order; /* NULL: random stratified folds; else n keys (e.g. fn_frame_order's): blocked folds,
                              each class's rows sorted by key and cut into `folds` contiguous blocks */
+    const float *augment_x; /* NULL, or augment_n extra rows [augment_n][dim] (e.g. mirrored copies of the images)
+                               with labels augment_y, added to the final fit only: C is chosen by the CV on the
+                               n rows, the standardisation and PCA are fitted on them, C's n counts both */
+    const int *augment_y;
+    int augment_n;
 } fn_classifier_options;
 
 enum { FN_CLS_IDENTITY = 0, FN_CLS_SQRT = 1 /* sign(x) sqrt(|x|): +0.7 points of top-1 on Fruits-360 */ };

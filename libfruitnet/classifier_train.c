@@ -859,6 +859,26 @@ int fn_classifier_train(const float *x, int n, int dim, const int *y, int nclass
                 return fn_fail(err, FN_ENUMERIC, "classifier: row %d has a NaN or infinite value at index %d", i, j);
             }
     }
+    const int na = opt.augment_n;
+    if (na < 0 || (na > 0 && (!opt.augment_x || !opt.augment_y)) || (int64_t)n + na > 2000000000) {
+        free(count);
+        return fn_fail(err, FN_EARG, "classifier: invalid augmentation (%d rows)", na);
+    }
+    for (int i = 0; i < na; i++) {
+        if (opt.augment_y[i] < 0 || opt.augment_y[i] >= nclasses) {
+            free(count);
+            return fn_fail(err, FN_EARG, "classifier: augmentation row %d has label %d outside [0, %d)", i,
+                           opt.augment_y[i], nclasses);
+        }
+        const float *r = opt.augment_x + (size_t)i * dim;
+        for (int j = 0; j < dim; j++)
+            if (!isfinite(r[j])) {
+                free(count);
+                return fn_fail(err, FN_ENUMERIC, "classifier: augmentation row %d has a NaN or infinite value at "
+                               "index %d", i, j);
+            }
+    }
+    const int nt_all = n + na; /* rows of the final fit */
     int rc = FN_OK;
     const int K = nclasses, k1 = k + 1;
     const size_t N = (size_t)K * k1;
@@ -879,7 +899,8 @@ int fn_classifier_train(const float *x, int n, int dim, const int *y, int nclass
     double *acc = calloc((size_t)path_len, sizeof(double)), *ll = calloc((size_t)path_len, sizeof(double));
     double *comps = NULL; /* [k][dim] principal directions */
     fn_classifier *cl = NULL;
-    float *xcopy = NULL;
+    float *xcopy = NULL, *Uall = NULL, *Za = NULL;
+    int *yall = NULL;
     int total_it = 0;
     if (!pool || !mean || !scale || !Z || !eig || !prec || !xf || !xsum || !work || !fold || !preds ||
         !acc || !ll) {
@@ -934,8 +955,42 @@ int fn_classifier_train(const float *x, int n, int dim, const int *y, int nclass
         for (int q = 0; q < k; q++)
             eig[q] = 1;
     }
-    /* buffers for a fold's rows (and their transpose) */
-    Utf = fn_aalloc((size_t)n * (k + 1) * sizeof(float));
+    /* the augmentation rows: transformed, standardised and projected as the n rows were; the final fit's
+     * rows are U's then theirs */
+    if (na > 0) {
+        Za = fn_aalloc((size_t)na * dim * sizeof(float));
+        Uall = fn_aalloc((size_t)nt_all * k * sizeof(float));
+        yall = malloc((size_t)nt_all * sizeof(int));
+        float *Qf = k < dim ? malloc((size_t)k * dim * sizeof(float)) : NULL;
+        if (!Za || !Uall || !yall || (k < dim && !Qf)) {
+            free(Qf);
+            rc = fn_fail(err, FN_ENOMEM, "classifier: out of memory for %d augmentation rows", na);
+            goto done;
+        }
+        for (int i = 0; i < na; i++)
+            for (int j = 0; j < dim; j++) {
+                float v = opt.augment_x[(size_t)i * dim + j];
+                if (opt.transform != FN_CLS_IDENTITY)
+                    v = (float)fn_cls_transform(opt.transform, v);
+                Za[(size_t)i * dim + j] = (float)((v - mean[j]) / scale[j]);
+            }
+        memcpy(Uall, U, (size_t)n * k * sizeof(float));
+        if (k < dim) {
+            for (int j = 0; j < dim; j++) /* [dim][k]: the GEMM's weight layout */
+                for (int q = 0; q < k; q++)
+                    Qf[(size_t)j * k + q] = (float)comps[(size_t)q * dim + j];
+            rc = matmul(pool, isa, Za, na, dim, Qf, k, Uall + (size_t)n * k, err);
+            free(Qf);
+            if (rc)
+                goto done;
+        } else {
+            memcpy(Uall + (size_t)n * k, Za, (size_t)na * k * sizeof(float));
+        }
+        memcpy(yall, y, (size_t)n * sizeof(int));
+        memcpy(yall + n, opt.augment_y, (size_t)na * sizeof(int));
+    }
+    /* buffers for a fold's rows (and their transpose; the final fit's: every row) */
+    Utf = fn_aalloc((size_t)nt_all * (k + 1) * sizeof(float));
     if (!Utf) {
         rc = fn_fail(err, FN_ENOMEM, "classifier: out of memory");
         goto done;
@@ -1019,15 +1074,17 @@ int fn_classifier_train(const float *x, int n, int dim, const int *y, int nclass
         if (folds && (acc[p] > acc[best] || (acc[p] == acc[best] && ll[p] < ll[best])))
             best = p; /* ties of the (saturated) accuracy: the lower out-of-fold log-loss */
     }
-    /* 5. final fit on every row, along the path up to the chosen C */
+    /* 5. final fit on every row (and the augmentation rows), along the path up to the chosen C */
     {
         prob pb;
-        for (int i = 0; i < n; i++)
+        const float *Uf = na > 0 ? Uall : U;
+        const int *yf = na > 0 ? yall : y;
+        for (int i = 0; i < nt_all; i++)
             for (int q = 0; q < k; q++)
-                Utf[(size_t)q * n + i] = U[(size_t)i * k + q];
-        for (int i = 0; i < n; i++)
-            Utf[(size_t)k * n + i] = 1;
-        if ((rc = prob_init(&pb, n, n, k, K, U, Utf, y, pool, isa, err))) {
+                Utf[(size_t)q * nt_all + i] = Uf[(size_t)i * k + q];
+        for (int i = 0; i < nt_all; i++)
+            Utf[(size_t)k * nt_all + i] = 1;
+        if ((rc = prob_init(&pb, nt_all, nt_all, k, K, Uf, Utf, yf, pool, isa, err))) {
             prob_free(&pb);
             goto done;
         }
@@ -1039,7 +1096,7 @@ int fn_classifier_train(const float *x, int n, int dim, const int *y, int nclass
             p0 = best;
         }
         for (int p = p0; p <= best && !rc; p++) {
-            pb.lam = 1.0 / (cs[p] * n);
+            pb.lam = 1.0 / (cs[p] * nt_all);
             for (int q = 0; q < k; q++)
                 prec[q] = PREC_S * eig[q] + pb.lam;
             prec[k] = PREC_S * eig[0];
@@ -1063,13 +1120,15 @@ int fn_classifier_train(const float *x, int n, int dim, const int *y, int nclass
         goto done;
     }
     /* compose back to the standardised space */
-    char info[1024];
+    char info[1024], aug_line[48] = "";
+    if (na > 0)
+        snprintf(aug_line, sizeof aug_line, "augment_rows=%d\n", na);
     snprintf(info, sizeof info,
              "format=fruitnet classifier\nmodel=multinomial logistic regression, L2\nfruitnet_version=%s\n"
              "transform=%s\nC=%.17g\ncv_folds=%d\ncv_accuracy=%.6f\ncv_log_loss=%.6f\nrows=%d\npca_dim=%d\n"
-             "distance_threshold=%.6g\n%s%s%s",
+             "distance_threshold=%.6g\n%s%s%s%s",
              FRUITNET_VERSION, opt.transform ? "sqrt" : "identity", cs[best], folds, folds ? acc[best] : -1.0, folds ? ll[best] : -1.0, n, k,
-             dist_th, opt.info ? "info=" : "", opt.info ? opt.info : "", opt.info ? "\n" : "");
+             dist_th, aug_line, opt.info ? "info=" : "", opt.info ? opt.info : "", opt.info ? "\n" : "");
     if (!(cl = fn_cls_alloc(dim, K, class_names, info))) {
         free(cent);
         rc = fn_fail(err, FN_ENOMEM, "classifier: out of memory");
@@ -1114,7 +1173,8 @@ done:
     free(comps);
     if (U != Z)
         fn_afree(U);
-    fn_afree(Z), fn_afree(Utf);
+    fn_afree(Z), fn_afree(Utf), fn_afree(Za), fn_afree(Uall);
+    free(yall);
     free(count), free(mean), free(scale), free(eig), free(prec), free(xf), free(xsum), free(work);
     free(fold), free(preds), free(acc), free(ll), free(xcopy);
     return rc;

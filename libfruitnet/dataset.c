@@ -326,6 +326,7 @@ static void manifest_header(const run *r, sbuf *b)
            FRUITNET_VERSION, r->crc_hex, fn_image_decoder_name(), r->o.extract.resize == FN_RESIZE_STB ? "stb" : "pil",
            codec_name(r->o.codec), r->o.part_size, r->in->shard_k, r->in->shard_n, r->in->all_hash,
            r->identity_hash, r->in->n);
+    sb_add(b, "mirror\t%d\n", r->o.extract.mirror ? 1 : 0);
 }
 
 static int write_manifest(run *r, int complete)
@@ -392,9 +393,11 @@ static void compare_manifest(const run *r, const char *old, char *why, size_t ca
     manifest_header(r, &now);
     why[0] = 0;
     static const char *keys[] = {"version", "weights_crc32", "decoder", "resize", "codec", "part_size", "inputs",
-                                 "all_inputs"};
+                                 "all_inputs", "mirror"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0] && now.s; i++) {
         char *a = manifest_value(old, keys[i]), *b = manifest_value(now.s, keys[i]);
+        if (!a && !strcmp(keys[i], "mirror")) /* manifests from before --mirror: plain rows */
+            a = strdup("0");
         if (!a || !b || strcmp(a, b)) {
             size_t l = strlen(why);
             snprintf(why + l, cap - l, "%s%s %s -> %s", l ? ", " : "", keys[i], a ? a : "?", b ? b : "?");
@@ -541,9 +544,9 @@ static int open_part(run *r, part *pt)
     snprintf(kv_isa, sizeof kv_isa, "%s", fn_isa_name(fn_model_isa(r->m)));
     snprintf(kv_hash, sizeof kv_hash, "%016" PRIx64, pt->hash);
     snprintf(kv_shard, sizeof kv_shard, "%d/%d", r->in->shard_k, r->in->shard_n);
-    snprintf(preproc, sizeof preproc, "decode=%s RGB; resize=224x224 %s; BGR; subtract mean B=103.939 G=116.779 "
+    snprintf(preproc, sizeof preproc, "decode=%s RGB; %sresize=224x224 %s; BGR; subtract mean B=103.939 G=116.779 "
                                       "R=123.68",
-             fn_image_decoder_name(),
+             fn_image_decoder_name(), r->o.extract.mirror ? "mirror=left-right; " : "",
              r->o.extract.resize == FN_RESIZE_STB ? "stb_image_resize Catmull-Rom" : "PIL BICUBIC (bit-exact)");
     fn_kv meta[] = {
         {"fruitnet.version", FRUITNET_VERSION},
@@ -782,6 +785,10 @@ int fn_dataset_write(const char *path, fn_model *m, const fn_inputs *in, const f
     snprintf(r.identity, sizeof r.identity, "fruitnet=%s;weights=%s;decoder=%s;resize=%d;precision=%s",
              FRUITNET_VERSION, r.crc_hex, fn_image_decoder_name(), (int)r.o.extract.resize,
              fn_precision_name(fn_model_precision(m)));
+    if (r.o.extract.mirror) { /* mirrored and plain rows never mix in one dataset */
+        size_t l = strlen(r.identity);
+        snprintf(r.identity + l, sizeof r.identity - l, ";mirror=1");
+    }
     if (r.o.classifier && fn_classifier_dim(r.o.classifier) != FN_FEATURE_DIM)
         return fn_fail(err, FN_EARG, "%s: the classifier takes %d features, not the network's %d", path,
                        fn_classifier_dim(r.o.classifier), FN_FEATURE_DIM);

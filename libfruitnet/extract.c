@@ -34,8 +34,24 @@ typedef struct pipe_s {
     const void *const *bufs;
     const size_t *lens;
     fn_resize_mode resize;
+    int mirror;
     int stop;
 } pipe_s;
+
+/* bytes -> model input, the image mirrored first when asked */
+static int to_input(const pipe_s *p, const void *bytes, size_t len, const char *name, float *out, fn_error *e)
+{
+    if (!p->mirror)
+        return fn_input_from_memory(bytes, len, name, p->resize, out, e);
+    fn_image img;
+    int rc = fn_image_decode(bytes, len, name, &img, e);
+    if (rc == FN_OK) {
+        fn_image_flip_lr(&img);
+        rc = fn_image_to_input(&img, p->resize, out, e);
+    }
+    fn_image_free(&img);
+    return rc;
+}
 
 static int decode_one(const pipe_s *p, size_t i, float *out, fn_error *e)
 {
@@ -44,7 +60,7 @@ static int decode_one(const pipe_s *p, size_t i, float *out, fn_error *e)
         char fallback[48];
         if (!name)
             snprintf(fallback, sizeof fallback, "input %zu", i), name = fallback;
-        return fn_input_from_memory(p->bufs[i], p->lens ? p->lens[i] : 0, name, p->resize, out, e);
+        return to_input(p, p->bufs[i], p->lens ? p->lens[i] : 0, name, out, e);
     }
     if (!name)
         return fn_fail(e, FN_EARG, "input %zu: no path", i);
@@ -52,7 +68,7 @@ static int decode_one(const pipe_s *p, size_t i, float *out, fn_error *e)
     size_t len;
     int rc = fn_read_regular(name, FN_MAX_INPUT_BYTES, &buf, &len, e);
     if (rc == FN_OK)
-        rc = fn_input_from_memory(buf, len, name, p->resize, out, e);
+        rc = to_input(p, buf, len, name, out, e);
     free(buf);
     return rc;
 }
@@ -122,7 +138,7 @@ int fn_extract_run(fn_model *m, const fn_extract_options *opt, size_t n, const c
         return fn_fail(err, FN_EARG, "fn_extract_run: batch %d (1..4096) or decoders %d (1..256) out of range",
                        o.batch, o.decoders);
     pipe_s p = {.nslots = o.decoders + 2, .batch = o.batch, .n = n, .paths = paths, .bufs = bufs, .lens = lens,
-                .resize = o.resize};
+                .resize = o.resize, .mirror = o.mirror != 0};
     p.nbatches = (n + (size_t)o.batch - 1) / (size_t)o.batch;
     int rc = FN_OK;
     float *feat = malloc((size_t)o.batch * FN_FEATURE_DIM * sizeof(float));

@@ -293,6 +293,20 @@ void fn_image_free(fn_image *img)
     img->w = img->h = 0;
 }
 
+void fn_image_flip_lr(fn_image *img)
+{
+    if (!img || !img->rgb)
+        return;
+    for (int y = 0; y < img->h; y++) {
+        uint8_t *r = img->rgb + (size_t)y * img->w * 3;
+        for (int a = 0, b = img->w - 1; a < b; a++, b--)
+            for (int c = 0; c < 3; c++) {
+                uint8_t t = r[(size_t)a * 3 + c];
+                r[(size_t)a * 3 + c] = r[(size_t)b * 3 + c], r[(size_t)b * 3 + c] = t;
+            }
+    }
+}
+
 int fn_resize_stb(const uint8_t *src, int sw, int sh, uint8_t *dst, int dw, int dh, fn_error *err)
 {
     if (!src || !dst || sw < 1 || sh < 1 || dw < 1 || dh < 1)

@@ -21,12 +21,12 @@
 #include <unistd.h>
 #include <zlib.h>
 
-/* Issue 17's target is 98.5% top-1 on the 114 shared classes; NOT met: this build measures 98.43% (43 wrong)
- * with the settings chosen by blocked cross-validation on the training sample (512 components, C = 10 of
- * 1..31.6; CV 98.68%), and 98.43% too with 768 components (the CV's best, 98.77%, within one standard
- * error). The scikit-learn anchor, StandardScaler + LogisticRegression(C=1): 97.26%
- * (bench/classifier_bench.py). Asserted: 98.0%, a regression guard. */
-#define FN_TEST_MIN_ACCURACY 0.980
+/* Issue 17's target is 98.5% top-1 on the 114 shared classes. Trained on the training sample plus the
+ * mirrored copies of its images (fruitnet-extract --mirror, final fit only; C = 10 chosen by the blocked CV
+ * on the originals, CV 98.68%): measured 98.72% (35 wrong), ECE 0.0046. Without the mirrored copies the same
+ * settings give 98.43% (43 wrong). The scikit-learn anchor, StandardScaler + LogisticRegression(C=1):
+ * 97.26% (bench/classifier_bench.py). Asserted: the target. */
+#define FN_TEST_MIN_ACCURACY 0.985
 
 /* K well-separated clusters in d dimensions, m rows each (deterministic). */
 static float *clusters(int K, int d, int m, int **yout)
@@ -140,6 +140,58 @@ static void test_deterministic(void **state)
         assert_memory_equal(a, d, n1);
         free(a), free(b), free(c), free(d);
     }
+}
+
+/* options.augment_*: the rows join the final fit only (the CV's figures are those without them), the model
+ * changes, reruns give the same bytes, and bad augmentation rows are refused with a reason. */
+static void test_augment(void **state)
+{
+    (void)state;
+    int *y, K = 3, d = 40, m = 30, n = K * m;
+    float *x = clusters(K, d, m, &y);
+    float *xa = malloc((size_t)n * d * sizeof(float));
+    for (int i = 0; i < n; i++) /* "augmentation" rows: the same clusters, scaled and shifted */
+        for (int j = 0; j < d; j++)
+            xa[(size_t)i * d + j] = x[(size_t)i * d + j] * 0.9f + 0.05f * (float)((i + j) % 7);
+    fn_classifier_options o;
+    fn_classifier_options_default(&o);
+    o.folds = 3, o.pca_dim = 12;
+    fn_classifier *c0, *c1, *c2;
+    fn_classifier_report r0, r1;
+    memset(&r0, 0, sizeof r0), memset(&r1, 0, sizeof r1);
+    fn_error e;
+    assert_int_equal(fn_classifier_train(x, n, d, y, K, names3, &o, &c0, &r0, &e), FN_OK);
+    o.augment_x = xa, o.augment_y = y, o.augment_n = n;
+    assert_int_equal(fn_classifier_train(x, n, d, y, K, names3, &o, &c1, &r1, &e), FN_OK);
+    assert_int_equal(fn_classifier_train(x, n, d, y, K, names3, &o, &c2, NULL, &e), FN_OK);
+    assert_int_equal(r0.best, r1.best);
+    assert_memory_equal(r0.cv_accuracy, r1.cv_accuracy, sizeof r0.cv_accuracy);
+    assert_memory_equal(r0.cv_log_loss, r1.cv_log_loss, sizeof r0.cv_log_loss);
+    assert_non_null(strstr(fn_classifier_info(c1), "augment_rows=90\n"));
+    assert_null(strstr(fn_classifier_info(c0), "augment_rows"));
+    float p0[90 * 3], p1[90 * 3], p2[90 * 3];
+    assert_int_equal(fn_classifier_predict_proba(c0, x, n, p0, &e), FN_OK);
+    assert_int_equal(fn_classifier_predict_proba(c1, x, n, p1, &e), FN_OK);
+    assert_int_equal(fn_classifier_predict_proba(c2, x, n, p2, &e), FN_OK);
+    assert_memory_equal(p1, p2, sizeof p1);
+    assert_true(memcmp(p0, p1, sizeof p0) != 0);
+    fn_classifier_free(c0), fn_classifier_free(c1), fn_classifier_free(c2);
+    /* refusals */
+    int bad[90];
+    memcpy(bad, y, sizeof bad);
+    bad[5] = 3;
+    o.augment_y = bad;
+    assert_int_equal(fn_classifier_train(x, n, d, y, K, names3, &o, &c1, NULL, &e), FN_EARG);
+    assert_non_null(strstr(e.msg, "augmentation row 5 has label 3 outside [0, 3)"));
+    assert_null(c1);
+    o.augment_y = y;
+    xa[7 * d + 2] = NAN;
+    assert_int_equal(fn_classifier_train(x, n, d, y, K, names3, &o, &c1, NULL, &e), FN_ENUMERIC);
+    assert_non_null(strstr(e.msg, "augmentation row 7 has a NaN or infinite value at index 2"));
+    o.augment_x = NULL;
+    assert_int_equal(fn_classifier_train(x, n, d, y, K, names3, &o, &c1, NULL, &e), FN_EARG);
+    assert_non_null(strstr(e.msg, "invalid augmentation (90 rows)"));
+    free(x), free(xa), free(y);
 }
 
 static void test_file_errors(void **state)
@@ -547,12 +599,40 @@ static void test_accuracy(void **state)
     for (int j = 0; j < n; j++)
         for (y[j] = 0; strcmp(names[y[j]], lab[j]); y[j]++)
             ;
+    /* the mirrored copies of the training images (fruitnet-extract --mirror), cached the same way */
+    const char *mcache = "build/classifier-data/train_mirror.parquet";
+    if (stat(mcache, &st) != 0) {
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd,
+                 "mkdir -p build/classifier-data && build/fruitnet-extract -q --single-file --mirror --weights '%s' "
+                 "-o %s '%s'", tu_weights_path(), mcache, tr);
+        print_message("extracting the mirrored training images' features once (cached in %s)\n", mcache);
+        assert_int_equal(system(cmd), 0);
+    }
+    assert_int_equal(fn_parquet_reader_open(mcache, &r, &e), FN_OK);
+    const char *pre = fn_parquet_reader_meta(r, "fruitnet.preprocessing");
+    assert_true(pre && strstr(pre, "mirror=left-right"));
+    int na = (int)fn_parquet_reader_rows(r), ia = 0;
+    assert_int_equal(na, n);
+    float *xa = malloc((size_t)na * D * sizeof(float));
+    int *ya = malloc((size_t)na * sizeof(int));
+    while (fn_parquet_reader_next(r, &row, &e) == 1) {
+        assert_int_equal(row.n, D);
+        memcpy(xa + (size_t)ia * D, row.vec, (size_t)D * sizeof(float));
+        for (ya[ia] = 0; ya[ia] < K && strcmp(names[ya[ia]], row.label); ya[ia]++)
+            ;
+        assert_true(ya[ia] < K);
+        ia++;
+    }
+    fn_parquet_reader_close(r);
+    assert_int_equal(ia, na);
     /* blocked folds by frame order, as fruitnet-train does (random folds saturate: near-duplicate frames) */
     int64_t *order = malloc((size_t)n * sizeof(int64_t));
     assert_int_equal(fn_frame_order((const char *const *)paths, n, order, &e), FN_OK);
     fn_classifier_options o;
     fn_classifier_options_default(&o);
     o.order = order;
+    o.augment_x = xa, o.augment_y = ya, o.augment_n = na; /* the final fit only */
     fn_classifier *c;
     fn_classifier_report rep;
     memset(&rep, 0, sizeof rep);
@@ -610,8 +690,8 @@ static void test_accuracy(void **state)
             ece += fabs(ece_bins[b][1] - ece_bins[b][2]) / shared;
     double acc = (double)correct / shared;
     print_message("test sample, %d images of the 114 shared classes: top-1 %.2f%% (%d wrong), ECE %.4f; "
-                  "C = %g, CV accuracy %.2f%%\n",
-                  shared, 100 * acc, shared - correct, ece, rep.c[rep.best], 100 * rep.cv_accuracy[rep.best]);
+                  "C = %g, CV accuracy %.2f%% (trained with the %d mirrored copies)\n",
+                  shared, 100 * acc, shared - correct, ece, rep.c[rep.best], 100 * rep.cv_accuracy[rep.best], na);
     assert_int_equal(shared, 2736);
     assert_true(acc >= FN_TEST_MIN_ACCURACY);
     /* out-of-set distance: 1% of the training rows lie beyond the threshold by construction; the test
@@ -634,6 +714,7 @@ static void test_accuracy(void **state)
     for (int j = 0; j < n; j++)
         free(lab[j]), free(paths[j]);
     free(lab), free(paths), free(order), free(names), free(x), free(y), free(h), free(xt), free(p);
+    free(xa), free(ya);
 }
 
 int main(void)
@@ -641,6 +722,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_separable),
         cmocka_unit_test(test_deterministic),
+        cmocka_unit_test(test_augment),
         cmocka_unit_test(test_file_errors),
         cmocka_unit_test(test_frame_order),
         cmocka_unit_test(test_blocked_folds),

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <limits.h>
+#include <math.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -455,6 +456,64 @@ static void test_part_size_rerun(void **s)
     tu_free_rows(&r);
 }
 
+/* --mirror: other features than the plain run's, recorded in the metadata; switching it between runs redoes
+ * every part (mirrored and plain rows never mix), the same option again resumes them all. */
+static void test_mirror_rerun(void **s)
+{
+    (void)s;
+    const char *w = tu_weights_path();
+    TU_REQUIRE(w);
+    char in[512], out[512], part[600];
+    snprintf(in, sizeof in, "%s/mi-in", tmp);
+    snprintf(out, sizeof out, "%s/mi.parquet", tmp);
+    make_set(in, 3);
+    const char *plain[] = {"--weights", w, "-o", out, "--part-size", "1", in, NULL};
+    const char *mirror[] = {"--weights", w, "-o", out, "--part-size", "1", "--mirror", in, NULL};
+    assert_int_equal(run("mi1", plain), 0);
+    tu_rows a, b;
+    tu_read_rows(out, &a);
+    assert_int_equal(a.n, 3);
+    assert_int_equal(run("mi2", mirror), 0);
+    char *err = slurp("mi2", "err");
+    assert_non_null(strstr(err, "mirror 0 -> 1")); /* the tool says why it started clean */
+    assert_null(strstr(err, "resuming"));
+    free(err);
+    tu_read_rows(out, &b);
+    assert_int_equal(b.n, 3);
+    for (int i = 0; i < 3; i++) {
+        assert_string_equal(a.path[i], b.path[i]);
+        double d = 0;
+        for (int j = 0; j < 2048; j++)
+            d = fmax(d, fabs((double)a.vec[i][j] - b.vec[i][j]));
+        assert_true(d > 1e-3); /* every row recomputed from the mirrored image */
+    }
+    snprintf(part, sizeof part, "%s/part-00000.parquet", out);
+    fn_parquet_reader *r;
+    fn_error e;
+    assert_int_equal(fn_parquet_reader_open(part, &r, &e), FN_OK);
+    const char *pre = fn_parquet_reader_meta(r, "fruitnet.preprocessing");
+    assert_non_null(pre);
+    assert_non_null(strstr(pre, "mirror=left-right"));
+    fn_parquet_reader_close(r);
+    assert_int_equal(run("mi3", mirror), 0); /* the same options: everything kept */
+    err = slurp("mi3", "err");
+    assert_non_null(strstr(err, "already finished"));
+    free(err);
+    tu_rows c;
+    tu_read_rows(out, &c);
+    for (int i = 0; i < 3; i++)
+        assert_memory_equal(c.vec[i], b.vec[i], 2048 * sizeof(float));
+    tu_free_rows(&b), tu_free_rows(&c);
+    assert_int_equal(run("mi4", plain), 0); /* back to plain: the plain features again, bit for bit */
+    err = slurp("mi4", "err");
+    assert_non_null(strstr(err, "mirror 1 -> 0"));
+    free(err);
+    tu_read_rows(out, &b);
+    for (int i = 0; i < 3; i++)
+        assert_memory_equal(a.vec[i], b.vec[i], 2048 * sizeof(float));
+    tu_free_rows(&a), tu_free_rows(&b);
+}
+
 /* --shard 1/2, 2/2, then a plain run: 40 rows, 40 distinct (was 80); single-file shards refused. */
 static void test_shards_then_plain(void **s)
 {
@@ -798,7 +857,8 @@ int main(void)
         cmocka_unit_test(test_usage_errors),   cmocka_unit_test(test_golden_dataset),
         cmocka_unit_test(test_bad_inputs),     cmocka_unit_test(test_sharding),
         cmocka_unit_test(test_kill_and_resume),
-        cmocka_unit_test(test_part_size_rerun), cmocka_unit_test(test_shards_then_plain),
+        cmocka_unit_test(test_part_size_rerun), cmocka_unit_test(test_mirror_rerun),
+        cmocka_unit_test(test_shards_then_plain),
         cmocka_unit_test(test_success_cleared_and_changed_image), cmocka_unit_test(test_errors_device_refused),
         cmocka_unit_test(test_paths_and_labels), cmocka_unit_test(test_concurrent_writer),
         cmocka_unit_test(test_kill_random),

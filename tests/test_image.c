@@ -177,6 +177,62 @@ static void test_jpeg_decode_close_to_pil(void **s)
     }
 }
 
+/* fn_image_flip_lr before the resize = Pillow's img.transpose(FLIP_LEFT_RIGHT).resize((224, 224), BICUBIC)
+ * (tests/data/mirror, made by its make_reference.py with PIL 9.4); flipping twice is the identity. */
+static void test_mirror_equals_pil(void **s)
+{
+    (void)s;
+    const char *img_rel[2] = {"Banana/108_100.jpg", "Kiwi/39_100.jpg"};
+    const char *ref_rel[2] = {"banana_108", "kiwi_39"};
+    const size_t N = 224 * 224 * 3;
+    float *x = malloc(N * sizeof(float)), *xr = malloc(N * sizeof(float)), *xp = malloc(N * sizeof(float));
+    uint8_t *ref = malloc(N);
+    assert_true(x && xr && xp && ref);
+    for (int i = 0; i < 2; i++) {
+        char path[256];
+        fn_image img, orig;
+        fn_error e;
+        snprintf(path, sizeof path, "tests/data/fruits-360-mini/images/%s", img_rel[i]);
+        if (fn_image_load(path, &img, &e) != FN_OK || fn_image_load(path, &orig, &e) != FN_OK)
+            fail_msg("%s", e.msg);
+        fn_image_flip_lr(&img);
+        int moved = 0;
+        for (int yy = 0; yy < img.h; yy++)
+            for (int xx = 0; xx < img.w; xx++)
+                for (int c = 0; c < 3; c++) {
+                    uint8_t a = img.rgb[((size_t)yy * img.w + xx) * 3 + c];
+                    uint8_t b = orig.rgb[((size_t)yy * img.w + (img.w - 1 - xx)) * 3 + c];
+                    assert_int_equal(a, b);
+                    moved += a != orig.rgb[((size_t)yy * img.w + xx) * 3 + c];
+                }
+        assert_true(moved > 1000); /* the image is not symmetric: the test can tell */
+        assert_int_equal(fn_image_to_input(&img, FN_RESIZE_PIL, x, &e), FN_OK);
+        snprintf(path, sizeof path, "tests/data/mirror/%s.rgb224.u8.gz", ref_rel[i]);
+        gzFile gz = gzopen(path, "rb");
+        if (!gz)
+            fail_msg("%s: missing (run tests/data/mirror/make_reference.py)", path);
+        assert_int_equal(gzread(gz, ref, (unsigned)N), (int)N);
+        gzclose(gz);
+        fn_preprocess_rgb224(ref, xr);
+        double d = tu_max_abs(x, xr, N);
+        /* the plain input differs from Pillow's mirrored one: the comparison has teeth */
+        assert_int_equal(fn_image_to_input(&orig, FN_RESIZE_PIL, xp, &e), FN_OK);
+        assert_true(tu_max_abs(xp, xr, N) > 20);
+        print_message("[ mirror   ] %s: mirrored input vs Pillow 9.4 flip+resize: max |diff| %g\n", img_rel[i], d);
+        if (tu_decoder_is_pil())
+            assert_true(d == 0.0); /* same decoder as PIL, bit-exact resize: identical */
+        else
+            assert_true(d <= 12.0); /* stb_image vs libjpeg-turbo, as test_jpeg_decode_close_to_pil */
+        fn_image_flip_lr(&img);
+        assert_memory_equal(img.rgb, orig.rgb, (size_t)img.w * img.h * 3);
+        fn_image_free(&img), fn_image_free(&orig);
+    }
+    fn_image none = {0};
+    fn_image_flip_lr(&none); /* no pixels: nothing to do */
+    fn_image_flip_lr(NULL);
+    free(x), free(xr), free(xp), free(ref);
+}
+
 /* A real JPEG cut at many lengths: an image or an error naming the input, never a crash. */
 static void test_truncated_real_jpeg(void **s)
 {
@@ -1016,7 +1072,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_resize_golden_bit_exact),   cmocka_unit_test(test_preprocess_golden_bit_exact),
-        cmocka_unit_test(test_jpeg_decode_close_to_pil),  cmocka_unit_test(test_resize_properties),
+        cmocka_unit_test(test_jpeg_decode_close_to_pil),  cmocka_unit_test(test_mirror_equals_pil),  cmocka_unit_test(test_resize_properties),
         cmocka_unit_test(test_formats_and_bad_inputs),    cmocka_unit_test(test_truncated_real_jpeg),
         cmocka_unit_test(test_truncated_scan_then_marker), cmocka_unit_test(test_fifo_not_blocking),
         cmocka_unit_test(test_png_depths_and_palette),    cmocka_unit_test(test_resize_vs_reference_transcription),

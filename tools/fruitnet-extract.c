@@ -46,6 +46,8 @@ static void usage(FILE *f)
 "      --decoders N      image decoding threads (default 1)\n"
 "      --resize M        pil (default: bit-exact PIL bicubic, parity with\n"
 "                        Keras/PIL features) or stb (stb_image_resize)\n"
+"      --mirror          flip each image left-right before the resize (mirrored\n"
+"                        copies for fruitnet-train --augment)\n"
 "      --isa I           auto (default), portable, avx2 or avx512\n"
 "      --precision P     fp32 (default), bf16 (AVX512_BF16 CPUs) or int8 (AVX512-VNNI CPUs,\n"
 "                        a weight file with activation scales: fruitnet-convert --calibrate); README\n"
@@ -201,6 +203,7 @@ int main(int argc, char **argv)
         }
         else if (IS("--errors")) o.errors_path = NEXT();
         else if (IS("--single-file")) o.single_file = 1;
+        else if (IS("--mirror")) o.extract.mirror = 1;
         else if (IS("--top5")) u.top5 = 1;
         else if (IS("-q") || IS("--quiet")) u.quiet = 1;
         else if (IS("--progress")) progress = 1;

@@ -29,6 +29,9 @@ static void usage(FILE *f)
                "      --c C           use this C (no cross-validation)\n"
                "      --c-range A:B:N N values of C from A to B, log-spaced (default 1:31.6:4)\n"
                "      --pca-dim K     principal components used (default 512; -1 = all features)\n"
+               "      --augment PATH  extra labelled rows (e.g. fruitnet-extract --mirror of the same\n"
+               "                      images) added to the final fit only: C is still chosen by the\n"
+               "                      cross-validation on -i's rows; rows of --val images are dropped\n"
                "      --threads N     threads (default: all CPUs; the model does not depend on it)\n"
                "  -q, --quiet         only errors\n"
                "Example: fruitnet-train -i train_features.parquet -o fruits.fncls --val 0.1\n"
@@ -42,6 +45,8 @@ static double now(void)
     return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
 static int fail(const fn_error *e)
 {
     fprintf(stderr, "fruitnet-train: %s (%s)\n", e->msg, fn_status_name(e->code));
@@ -50,7 +55,7 @@ static int fail(const fn_error *e)
 
 int main(int argc, char **argv)
 {
-    const char *in = NULL, *out = NULL, *report_dir = NULL;
+    const char *in = NULL, *out = NULL, *report_dir = NULL, *augment = NULL;
     double val = 0;
     int quiet = 0, random_folds = 0;
     fn_classifier_options opt;
@@ -79,6 +84,8 @@ int main(int argc, char **argv)
             out = v;
         else if (!strcmp(a, "--report"))
             report_dir = v;
+        else if (!strcmp(a, "--augment"))
+            augment = v;
         else if (!strcmp(a, "--val"))
             val = strtod(v, &end);
         else if (!strcmp(a, "--folds"))
@@ -128,14 +135,49 @@ int main(int argc, char **argv)
     }
     if (!random_folds && fn_frame_order((const char *const *)tr.paths, tr.n, order, &e))
         return fail(&e);
-    char info[512];
-    snprintf(info, sizeof info, "trained from %s (%d rows, %d held out, %s folds)", in, all.n, va.n,
-             random_folds ? "random" : "blocked");
+    /* --augment: its rows in tr's classes, without those of held-out images (same path) */
+    fn_labeled_set aug = {0};
+    int *ay = NULL, na = 0;
+    if (augment) {
+        if (fn_labeled_set_read(augment, &aug, &e))
+            return fail(&e);
+        if (aug.dim != tr.dim) {
+            fprintf(stderr, "fruitnet-train: %s: %d features per row, %s has %d\n", augment, aug.dim, in, tr.dim);
+            return 1;
+        }
+        char **held = malloc((size_t)(va.n ? va.n : 1) * sizeof(char *));
+        ay = malloc((size_t)(aug.n ? aug.n : 1) * sizeof(int));
+        if (!held || !ay) {
+            fprintf(stderr, "fruitnet-train: out of memory\n");
+            return 1;
+        }
+        memcpy(held, va.paths, (size_t)va.n * sizeof(char *));
+        qsort(held, (size_t)va.n, sizeof(char *), cmp_str);
+        for (int i = 0; i < aug.n; i++) {
+            const char *nm = aug.names[aug.y[i]], *p = aug.paths[i];
+            char **c = bsearch(&nm, tr.names, (size_t)tr.nclasses, sizeof(char *), cmp_str);
+            if (!c) {
+                fprintf(stderr, "fruitnet-train: %s: row %d (%s) has label '%s', not a class of %s\n", augment, i,
+                        p, nm, in);
+                return 1;
+            }
+            if (va.n && bsearch(&p, held, (size_t)va.n, sizeof(char *), cmp_str))
+                continue;
+            memmove(aug.x + (size_t)na * aug.dim, aug.x + (size_t)i * aug.dim, (size_t)aug.dim * sizeof(float));
+            ay[na++] = (int)(c - tr.names);
+        }
+        free(held);
+        opt.augment_x = aug.x, opt.augment_y = ay, opt.augment_n = na;
+    }
+    char info[768];
+    snprintf(info, sizeof info, "trained from %s (%d rows, %d held out, %s folds)%s%s%s", in, all.n, va.n,
+             random_folds ? "random" : "blocked", augment ? ", augmented with " : "", augment ? augment : "",
+             augment ? " (final fit only)" : "");
     opt.info = info, opt.order = random_folds ? NULL : order;
     double t1 = now();
     if (!quiet)
-        fprintf(stderr, "fruitnet-train: %d rows x %d features, %d classes (read in %.2f s); training...\n", all.n,
-                all.dim, all.nclasses, t1 - t0);
+        fprintf(stderr, "fruitnet-train: %d rows x %d features, %d classes, %d augmentation rows (read in %.2f s); "
+                "training...\n", all.n, all.dim, all.nclasses, na, t1 - t0);
     fn_classifier *cl;
     fn_classifier_report rep = {.cv_pred = cvp};
     if (fn_classifier_train(tr.x, tr.n, tr.dim, tr.y, tr.nclasses, (const char *const *)tr.names, &opt, &cl, &rep,
@@ -185,6 +227,7 @@ int main(int argc, char **argv)
         printf("report: %s/confusion_matrix.svg, %s/per_class.csv\n", report_dir, report_dir);
     fn_classifier_free(cl);
     fn_labeled_set_free(&all), fn_labeled_set_free(&tr), fn_labeled_set_free(&va);
-    free(order), free(cvp), free(pv), free(pr);
+    fn_labeled_set_free(&aug);
+    free(order), free(cvp), free(pv), free(pr), free(ay);
     return 0;
 }

@@ -211,7 +211,7 @@ def dptr(a: np.ndarray) -> Any:
 
 # -- datasets (fruitnet.h "Datasets", "Atomic files") ------------------------------------------------------
 class ExtractOptions(ctypes.Structure):
-    _fields_ = [("batch", c_int), ("decoders", c_int), ("resize", c_int)]
+    _fields_ = [("batch", c_int), ("decoders", c_int), ("resize", c_int), ("mirror", c_int)]
 
 
 #: fn_row_fn: (ctx, input index, features or NULL, error or NULL, fn_error*) -> status

@@ -35,7 +35,8 @@ class _Options(ctypes.Structure):
     _fields_ = [("folds", _c_int), ("c", _c_double), ("c_min", _c_double), ("c_max", _c_double),
                 ("path_len", _c_int), ("pca_dim", _c_int), ("threads", _c_int), ("max_iter", _c_int),
                 ("tol", _c_double), ("seed", ctypes.c_uint64), ("info", ctypes.c_char_p), ("transform", _c_int),
-                ("order", _P(ctypes.c_int64))]
+                ("order", _P(ctypes.c_int64)), ("augment_x", _fp), ("augment_y", _P(_c_int)),
+                ("augment_n", _c_int)]
 
 
 class _Report(ctypes.Structure):
@@ -122,11 +123,14 @@ class Classifier:
             setattr(self, k, v)
         return self
 
-    def fit(self, X: Any, y: Any, order: Any = None) -> "Classifier":
+    def fit(self, X: Any, y: Any, order: Any = None, X_augment: Any = None, y_augment: Any = None) -> "Classifier":
         """Train on features ``X`` [n, d] (float32-convertible) and labels ``y`` [n]; deterministic.
 
         ``order``: None for random stratified folds, or n sort keys (e.g. :func:`frame_order` of the rows'
         paths) for blocked folds: each class's rows sorted by key, cut into contiguous blocks.
+        ``X_augment``, ``y_augment``: extra rows (e.g. features of mirrored images, labels among ``y``'s) added
+        to the final fit only; C is chosen by the cross-validation on ``X``, which also fixes the
+        standardisation and principal components.
         Sets ``classes_`` (sorted labels), ``C_`` (the C used), ``cv_results_`` and ``cv_predictions_``."""
         X = np.ascontiguousarray(X, dtype=np.float32)
         if X.ndim != 2:
@@ -148,6 +152,19 @@ class Classifier:
             if order.shape != (X.shape[0],):
                 raise ValueError("order must hold one key per row")
             o.order = order.ctypes.data_as(_P(ctypes.c_int64))
+        if (X_augment is None) != (y_augment is None):
+            raise ValueError("X_augment and y_augment go together")
+        if X_augment is not None:
+            Xa = np.ascontiguousarray(X_augment, dtype=np.float32)
+            ya = np.asarray(y_augment)
+            if Xa.ndim != 2 or Xa.shape[1] != X.shape[1] or ya.shape != (Xa.shape[0],):
+                raise ValueError("X_augment must be [m, n_features] with one y_augment label per row")
+            pos = np.searchsorted(classes, ya)
+            pos = np.minimum(pos, len(classes) - 1)
+            if len(ya) and not np.all(classes[pos] == ya):
+                raise ValueError("y_augment has labels that are not in y")
+            ca = np.ascontiguousarray(pos, dtype=np.int32)
+            o.augment_x, o.augment_y, o.augment_n = Xa.ctypes.data_as(_fp), ca.ctypes.data_as(_P(_c_int)), len(ca)
         rep = _Report()
         cvp = np.zeros(X.shape[0], np.int32)
         rep.cv_pred = cvp.ctypes.data_as(_P(_c_int))

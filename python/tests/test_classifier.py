@@ -152,6 +152,44 @@ class TestClassifier(unittest.TestCase):
             self.assertEqual([r[:2] for r in again], [r[:2] for r in rows])
             np.testing.assert_array_equal(np.stack([r[2] for r in again]), X)
 
+    def test_augment_same_as_the_tool(self):
+        """fruitnet-extract --mirror then fruitnet-train --augment on the repository's 24 images: the same
+        probabilities as Classifier.fit(..., X_augment=, y_augment=); the mirrored rows change the model, not
+        the cross-validation; bad augmentation arguments raise ValueError."""
+        for p in (os.path.join(BUILD, "fruitnet-train"), WEIGHTS):
+            if not os.path.exists(p):
+                self.fail(f"{p} missing: run make")
+        ext, train = os.path.join(BUILD, "fruitnet-extract"), os.path.join(BUILD, "fruitnet-train")
+        with tempfile.TemporaryDirectory() as d:
+            feats, mir = os.path.join(d, "f.parquet"), os.path.join(d, "m.parquet")
+            plain, aug = os.path.join(d, "plain.fncls"), os.path.join(d, "aug.fncls")
+            subprocess.run([ext, "-q", "--single-file", "--weights", WEIGHTS, "-o", feats, MINI], check=True)
+            subprocess.run([ext, "-q", "--single-file", "--mirror", "--weights", WEIGHTS, "-o", mir, MINI], check=True)
+            subprocess.run([train, "-q", "--folds", "3", "-i", feats, "-o", plain], check=True)
+            subprocess.run([train, "-q", "--folds", "3", "-i", feats, "--augment", mir, "-o", aug], check=True)
+            rows, mrows = list(fruitnet.read_parquet(feats)), list(fruitnet.read_parquet(mir))
+            self.assertEqual([r[:2] for r in rows], [r[:2] for r in mrows])  # same images, same labels
+            X, Xm = np.stack([r[2] for r in rows]), np.stack([r[2] for r in mrows])
+            self.assertGreater(np.abs(X - Xm).max(), 1e-3)
+            y, ym = np.array([r[1] for r in rows]), np.array([r[1] for r in mrows])
+            from fruitnet.classifier import frame_order
+            order = frame_order([r[0] for r in rows])
+            own = Classifier(folds=3).fit(X, y, order=order, X_augment=Xm, y_augment=ym)
+            ref, base = Classifier.load(aug), Classifier.load(plain)
+            np.testing.assert_array_equal(own.predict_proba(X), ref.predict_proba(X))
+            self.assertEqual(ref.info_["augment_rows"], "24")
+            self.assertEqual(ref.info_["cv_accuracy"], base.info_["cv_accuracy"])
+            self.assertFalse(np.array_equal(ref.predict_proba(X), base.predict_proba(X)))
+            with self.assertRaises(ValueError):
+                Classifier(folds=3).fit(X, y, X_augment=Xm)
+            with self.assertRaises(ValueError):
+                Classifier(folds=3).fit(X, y, X_augment=Xm, y_augment=np.array(["Durian"] * len(ym)))
+            # --val holds out images: their mirrored rows are left out of the fit too (else they would leak)
+            r = subprocess.run([train, "--folds", "3", "-i", feats, "--augment", mir, "-o", os.path.join(d, "x.fncls"),
+                                "--val", "0.34"], capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("16 augmentation rows", r.stderr)  # 24 mirrored, 8 of them of held-out images
+
 
 if __name__ == "__main__":
     unittest.main()
