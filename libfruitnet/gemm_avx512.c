@@ -6,6 +6,7 @@
 #include "gemm.h"
 #define WINO_VW 16
 #include "winograd_impl.h"
+#include "gemm_avx512_impl.h"
 
 #include <immintrin.h>
 
@@ -18,38 +19,6 @@
     c##i##1 = _mm512_fmadd_ps(s, b1, c##i##1);
 #define PTR(i) const float *a##i = p[i] + k0;
 
-/* bias (+ residual) or the partial sums so far, ReLU on the last K block; acc holds u->mr rows */
-static inline __attribute__((always_inline)) void epilogue(const fn_ukargs *u, __m512 acc[][2])
-{
-    const __m512 z = _mm512_setzero_ps();
-    const int nr = u->nr;
-    const __mmask16 m0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
-    const __mmask16 m1 = nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
-    const int relu = u->last && u->relu;
-    __m512 bb0 = z, bb1 = z;
-    if (u->first)
-        bb0 = _mm512_loadu_ps(u->bias), bb1 = _mm512_loadu_ps(u->bias + 16);
-    for (int i = 0; i < u->mr; i++) {
-        float *c = u->c + (size_t)i * u->ldc;
-        __m512 v0 = acc[i][0], v1 = acc[i][1];
-        if (u->first) {
-            v0 = _mm512_add_ps(v0, bb0), v1 = _mm512_add_ps(v1, bb1);
-            if (u->r) {
-                const float *r = u->r + (size_t)i * u->ldr;
-                v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, r));
-                v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, r + 16));
-            }
-        } else {
-            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, c));
-            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, c + 16));
-        }
-        if (relu)
-            v0 = _mm512_max_ps(v0, z), v1 = _mm512_max_ps(v1, z);
-        _mm512_mask_storeu_ps(c, m0, v0);
-        _mm512_mask_storeu_ps(c + 16, m1, v1);
-    }
-}
-
 /* The tail tile of at most 7 rows (M = 49 at batch 1 in stage 5, 7 Winograd tiles of 14x14 maps): the same
  * sums as kernel_avx512's first 7 rows (each accumulator is its own), without the FMAs of the 7 rows that
  * would only be dropped. */
@@ -60,17 +29,7 @@ static void kernel_avx512_7(const fn_ukargs *u)
            c60 = z, c61 = z;
     const float *b = u->b;
     const int kt = u->kt, k0 = u->k0;
-    if (u->last)
-        for (int i = 0; i < u->mr; i++) {
-            const float *c = u->c + (size_t)i * u->ldc;
-            __builtin_prefetch(c, 1, 3);
-            __builtin_prefetch(c + 16, 1, 3);
-            if (u->first && u->r) {
-                const float *r = u->r + (size_t)i * u->ldr;
-                __builtin_prefetch(r, 0, 3);
-                __builtin_prefetch(r + 16, 0, 3);
-            }
-        }
+    avx512_prefetch_c(u);
     const char *pf = (const char *)u->pf;
     int pfn = u->pfn;
     for (int t = 0; t < u->ntaps; t++) {
@@ -87,7 +46,7 @@ static void kernel_avx512_7(const fn_ukargs *u)
         }
     }
     __m512 acc[7][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}, {c60, c61}};
-    epilogue(u, acc);
+    avx512_epilogue(u, acc);
 }
 
 static void kernel_avx512(const fn_ukargs *u)
@@ -102,17 +61,7 @@ static void kernel_avx512(const fn_ukargs *u)
     }
     const float *b = u->b;
     const int kt = u->kt, k0 = u->k0;
-    if (u->last) /* the epilogue's rows (written, maybe a residual read): fetched while the FMAs run */
-        for (int i = 0; i < u->mr; i++) {
-            const float *c = u->c + (size_t)i * u->ldc;
-            __builtin_prefetch(c, 1, 3);
-            __builtin_prefetch(c + 16, 1, 3);
-            if (u->first && u->r) {
-                const float *r = u->r + (size_t)i * u->ldr;
-                __builtin_prefetch(r, 0, 3);
-                __builtin_prefetch(r + 16, 0, 3);
-            }
-        }
+    avx512_prefetch_c(u); /* the epilogue's rows, fetched while the FMAs run */
     const char *pf = (const char *)u->pf;
     int pfn = u->pfn;
     for (int t = 0; t < u->ntaps; t++) {
@@ -131,7 +80,7 @@ static void kernel_avx512(const fn_ukargs *u)
     __m512 acc[MR][2] = {{c00, c01},   {c10, c11},   {c20, c21},   {c30, c31},  {c40, c41},
                          {c50, c51},   {c60, c61},   {c70, c71},   {c80, c81},  {c90, c91},
                          {c100, c101}, {c110, c111}, {c120, c121}, {c130, c131}};
-    epilogue(u, acc);
+    avx512_epilogue(u, acc);
 }
 
 const fn_gemm_impl fn_gemm_avx512 = {MR, NR, kernel_avx512, wino_input, wino4_input, wino_output, wino4_output, NULL,

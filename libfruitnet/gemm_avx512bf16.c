@@ -2,9 +2,10 @@
  * gemm_avx512bf16.c — AVX512_BF16 micro-kernel, 14 x 32, on bf16 pairs (gemm.h: a "float" of A and B
  * is a word of two bf16 consecutive along K). Per K pair: two zmm of packed B (16 columns' pairs each),
  * and for each of the 14 rows its pair broadcast to every lane, then vdpbf16ps: each float32 lane adds
- * a[2k] b[2k][j] + a[2k+1] b[2k+1][j]. 28 zmm accumulators, the epilogue as in gemm_avx512.c.
+ * a[2k] b[2k][j] + a[2k+1] b[2k+1][j]. 28 zmm accumulators, the epilogue of gemm_avx512_impl.h (as gemm_avx512.c's).
  */
 #include "gemm.h"
+#include "gemm_avx512_impl.h"
 
 #include <immintrin.h>
 #include <stdint.h>
@@ -27,17 +28,7 @@ static void kernel_bf16(const fn_ukargs *u)
            c111 = z, c120 = z, c121 = z, c130 = z, c131 = z;
     const float *b = u->b;
     const int kt = u->kt, k0 = u->k0;
-    if (u->last)
-        for (int i = 0; i < u->mr; i++) {
-            const float *c = u->c + (size_t)i * u->ldc;
-            __builtin_prefetch(c, 1, 3);
-            __builtin_prefetch(c + 16, 1, 3);
-            if (u->first && u->r) {
-                const float *r = u->r + (size_t)i * u->ldr;
-                __builtin_prefetch(r, 0, 3);
-                __builtin_prefetch(r + 16, 0, 3);
-            }
-        }
+    avx512_prefetch_c(u);
     const char *pf = (const char *)u->pf;
     int pfn = u->pfn;
     for (int t = 0; t < u->ntaps; t++) {
@@ -56,32 +47,7 @@ static void kernel_bf16(const fn_ukargs *u)
     __m512 acc[MR][2] = {{c00, c01},   {c10, c11},   {c20, c21},   {c30, c31},  {c40, c41},
                          {c50, c51},   {c60, c61},   {c70, c71},   {c80, c81},  {c90, c91},
                          {c100, c101}, {c110, c111}, {c120, c121}, {c130, c131}};
-    const int nr = u->nr;
-    const __mmask16 m0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
-    const __mmask16 m1 = nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
-    const int relu = u->last && u->relu;
-    __m512 bb0 = z, bb1 = z;
-    if (u->first)
-        bb0 = _mm512_loadu_ps(u->bias), bb1 = _mm512_loadu_ps(u->bias + 16);
-    for (int i = 0; i < u->mr; i++) {
-        float *c = u->c + (size_t)i * u->ldc;
-        __m512 v0 = acc[i][0], v1 = acc[i][1];
-        if (u->first) {
-            v0 = _mm512_add_ps(v0, bb0), v1 = _mm512_add_ps(v1, bb1);
-            if (u->r) {
-                const float *r = u->r + (size_t)i * u->ldr;
-                v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, r));
-                v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, r + 16));
-            }
-        } else {
-            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, c));
-            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, c + 16));
-        }
-        if (relu)
-            v0 = _mm512_max_ps(v0, z), v1 = _mm512_max_ps(v1, z);
-        _mm512_mask_storeu_ps(c, m0, v0);
-        _mm512_mask_storeu_ps(c + 16, m1, v1);
-    }
+    avx512_epilogue(u, acc);
 }
 
 /* n floats (n even) -> n bf16, round to nearest even (vcvtne2ps2bf16), 32 per step, the tail masked. */

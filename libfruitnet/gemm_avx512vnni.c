@@ -7,6 +7,7 @@
  * then adds the bias / residual / previous K blocks and applies ReLU as gemm_avx512.c does.
  */
 #include "gemm.h"
+#include "gemm_avx512_impl.h"
 
 #include <immintrin.h>
 #include <stdint.h>
@@ -29,17 +30,7 @@ static void kernel_vnni(const fn_ukargs *u)
             c110 = z, c111 = z, c120 = z, c121 = z, c130 = z, c131 = z;
     const float *b = u->b;
     const int kt = u->kt, k0 = u->k0;
-    if (u->last)
-        for (int i = 0; i < u->mr; i++) {
-            const float *c = u->c + (size_t)i * u->ldc;
-            __builtin_prefetch(c, 1, 3);
-            __builtin_prefetch(c + 16, 1, 3);
-            if (u->first && u->r) {
-                const float *r = u->r + (size_t)i * u->ldr;
-                __builtin_prefetch(r, 0, 3);
-                __builtin_prefetch(r + 16, 0, 3);
-            }
-        }
+    avx512_prefetch_c(u);
     const char *pf = (const char *)u->pf;
     int pfn = u->pfn;
     for (int t = 0; t < u->ntaps; t++) {
@@ -58,9 +49,8 @@ static void kernel_vnni(const fn_ukargs *u)
     __m512i acc[MR][2] = {{c00, c01},   {c10, c11},   {c20, c21},   {c30, c31},  {c40, c41},
                           {c50, c51},   {c60, c61},   {c70, c71},   {c80, c81},  {c90, c91},
                           {c100, c101}, {c110, c111}, {c120, c121}, {c130, c131}};
-    const int nr = u->nr;
-    const __mmask16 m0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
-    const __mmask16 m1 = nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
+    __mmask16 m0, m1;
+    avx512_col_masks(u->nr, &m0, &m1);
     const int relu = u->last && u->relu;
     const __m512 zf = _mm512_setzero_ps();
     const __m512 s0 = _mm512_loadu_ps(u->scale), s1 = _mm512_loadu_ps(u->scale + 16);

@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 layer_of() {
     case "$1" in
     glibc_compat.h | util.h | util.c | isa.c) echo base ;;
-    gemm.h | gemm_*.c | winograd_impl.h | threadpool.h | threadpool.c) echo kernels ;;
+    gemm.h | gemm_*.c | gemm_avx512_impl.h | winograd_impl.h | threadpool.h | threadpool.c) echo kernels ;;
     pca_kernels.h | pca_kernels_impl.h | pca_portable.c | pca_avx2.c | pca_avx512.c) echo kernels ;;
     conv.h | conv_plan.h | conv.c | conv_*.c | layers.h | pool.c) echo layers ;;
     files.h | files.c | atomic.c) echo io ;;

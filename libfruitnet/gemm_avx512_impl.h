@@ -1,0 +1,74 @@
+/*
+ * gemm_avx512_impl.h — what the 14 x 32 AVX-512 micro-kernels share (gemm_avx512.c, gemm_avx512bf16.c,
+ * gemm_avx512vnni.c), included by each and compiled with its flags, as winograd_impl.h is: the prefetch of
+ * the rows the epilogue touches, the column masks of a partial tile, and the float32 epilogue of gemm.h's
+ * contract (the float32 and bf16 kernels; the int8 one scales its int32 sums first, so it has its own
+ * epilogue on the same masks). One copy of each, so the kernels cannot drift apart.
+ */
+#ifndef FRUITNET_GEMM_AVX512_IMPL_H
+#define FRUITNET_GEMM_AVX512_IMPL_H
+
+#include "gemm.h"
+
+#include <immintrin.h>
+
+#define FN_INLINE static inline __attribute__((always_inline))
+
+/* On the last K block, the rows the epilogue writes (and the residual rows it reads) are fetched while the
+ * kernel's FMAs run. */
+FN_INLINE void avx512_prefetch_c(const fn_ukargs *u)
+{
+    if (!u->last)
+        return;
+    for (int i = 0; i < u->mr; i++) {
+        const float *c = u->c + (size_t)i * u->ldc;
+        __builtin_prefetch(c, 1, 3);
+        __builtin_prefetch(c + 16, 1, 3);
+        if (u->first && u->r) {
+            const float *r = u->r + (size_t)i * u->ldr;
+            __builtin_prefetch(r, 0, 3);
+            __builtin_prefetch(r + 16, 0, 3);
+        }
+    }
+}
+
+/* The masks of a tile's nr (<= 32) valid columns: m0 for columns 0..15, m1 for 16..31. */
+FN_INLINE void avx512_col_masks(int nr, __mmask16 *m0, __mmask16 *m1)
+{
+    *m0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
+    *m1 = nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
+}
+
+/* gemm.h's epilogue on float32 sums: bias (+ residual) or the partial sums so far, ReLU on the last K block;
+ * acc holds u->mr rows of two zmm. */
+FN_INLINE void avx512_epilogue(const fn_ukargs *u, __m512 acc[][2])
+{
+    const __m512 z = _mm512_setzero_ps();
+    __mmask16 m0, m1;
+    avx512_col_masks(u->nr, &m0, &m1);
+    const int relu = u->last && u->relu;
+    __m512 bb0 = z, bb1 = z;
+    if (u->first)
+        bb0 = _mm512_loadu_ps(u->bias), bb1 = _mm512_loadu_ps(u->bias + 16);
+    for (int i = 0; i < u->mr; i++) {
+        float *c = u->c + (size_t)i * u->ldc;
+        __m512 v0 = acc[i][0], v1 = acc[i][1];
+        if (u->first) {
+            v0 = _mm512_add_ps(v0, bb0), v1 = _mm512_add_ps(v1, bb1);
+            if (u->r) {
+                const float *r = u->r + (size_t)i * u->ldr;
+                v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, r));
+                v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, r + 16));
+            }
+        } else {
+            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, c));
+            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, c + 16));
+        }
+        if (relu)
+            v0 = _mm512_max_ps(v0, z), v1 = _mm512_max_ps(v1, z);
+        _mm512_mask_storeu_ps(c, m0, v0);
+        _mm512_mask_storeu_ps(c + 16, m1, v1);
+    }
+}
+
+#endif
