@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 void *tu_read_file(const char *path, size_t *len)
 {
@@ -268,4 +269,112 @@ int tu_find_row(const tu_rows *r, const char *path)
         if (strcmp(r->path[i], path) == 0)
             return i;
     return -1;
+}
+
+fn_model *tu_open_model(fn_precision p, int max_batch)
+{
+    fn_model_options o;
+    fn_model_options_default(&o);
+    o.threads = 2, o.max_batch = max_batch, o.classifier = 1, o.precision = p;
+    fn_model *m = NULL;
+    fn_error e = {0};
+    if (fn_model_open(tu_weights_path(), &o, &m, &e) != FN_OK)
+        fail_msg("fn_model_open(%s): %s", fn_precision_name(p), e.msg);
+    assert_int_equal(fn_model_precision(m), p);
+    return m;
+}
+
+/* Components for 80% of the variance of n rows of FN_FEATURE_DIM. */
+static int k80(const float *rows, int n)
+{
+    fn_pca_stats *st;
+    fn_pca_model *pm;
+    fn_error e = {0};
+    assert_int_equal(fn_pca_stats_new(FN_FEATURE_DIM, &st, &e), FN_OK);
+    assert_int_equal(fn_pca_stats_add(st, rows, n, 2, &e), FN_OK);
+    if (fn_pca_fit(st, 0, 0.80, &pm, &e) != FN_OK)
+        fail_msg("pca: %s", e.msg);
+    int k = fn_pca_model_k(pm);
+    fn_pca_model_free(pm);
+    fn_pca_stats_free(st);
+    return k;
+}
+
+static int argmax(const float *p, int n)
+{
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (p[i] > p[b])
+            b = i;
+    return b;
+}
+
+void tu_precision_gate(const char *golden, const char *sample, fn_precision p, int step, tu_gate *out)
+{
+    enum { N2880 = 2880, D = FN_FEATURE_DIM, BATCH = 32 };
+    const size_t in_floats = (size_t)FN_INPUT_SIZE * FN_INPUT_SIZE * 3;
+    const int n = N2880 / step;
+    memset(out, 0, sizeof *out);
+    /* the golden float32 features (stored as float16) of rows 0, step, 2 step, ... */
+    uint16_t *h = malloc((size_t)N2880 * D * 2);
+    assert_non_null(h);
+    gzFile gz = gzopen(tu_path(golden, "all2880/features_2880x2048.f16.gz"), "rb");
+    assert_non_null(gz);
+    assert_int_equal(gzread(gz, h, N2880 * D * 2), N2880 * D * 2);
+    gzclose(gz);
+    float *ref = malloc((size_t)n * D * sizeof(float)), *feat = malloc((size_t)n * D * sizeof(float));
+    assert_true(ref && feat);
+    for (int r = 0; r < n; r++)
+        for (int k = 0; k < D; k++)
+            ref[(size_t)r * D + k] = tu_half_to_float(h[(size_t)r * step * D + k]);
+    free(h);
+    /* the manifest's paths of the same rows */
+    FILE *mf = fopen(tu_path(golden, "all2880/manifest.csv"), "r");
+    assert_non_null(mf);
+    char line[1024], (*paths)[512] = malloc((size_t)n * 512);
+    assert_non_null(paths);
+    int row = -1, got = 0;
+    while (fgets(line, sizeof line, mf)) {
+        if (row++ < 0)
+            continue; /* header */
+        if ((row - 1) % step)
+            continue;
+        char *a = strchr(line, ','), *b = a ? strrchr(line, ',') : NULL;
+        assert_true(a && b && b > a && got < n);
+        *b = 0;
+        snprintf(paths[got++], 512, "%s/%s", sample, a + 1);
+    }
+    fclose(mf);
+    assert_int_equal(got, n);
+    fn_model *m = tu_open_model(p, BATCH);
+    float *in = malloc(BATCH * in_floats * sizeof(float));
+    assert_non_null(in);
+    fn_error e = {0};
+    for (int r0 = 0; r0 < n; r0 += BATCH) {
+        int b = n - r0 < BATCH ? n - r0 : BATCH;
+        for (int i = 0; i < b; i++)
+            if (fn_input_from_file(paths[r0 + i], FN_RESIZE_PIL, in + (size_t)i * in_floats, &e) != FN_OK)
+                fail_msg("%s: %s", paths[r0 + i], e.msg);
+        assert_int_equal(fn_model_features(m, in, b, feat + (size_t)r0 * D, &e), FN_OK);
+    }
+    float *p1 = malloc(1000 * sizeof(float)), *p2 = malloc(1000 * sizeof(float));
+    assert_true(p1 && p2);
+    out->n = n, out->worst = 1;
+    int worst_row = 0;
+    for (int r = 0; r < n; r++) {
+        double c = tu_cosine(feat + (size_t)r * D, ref + (size_t)r * D, D);
+        out->mean += c / n;
+        if (c < out->worst)
+            out->worst = c, worst_row = r;
+        assert_int_equal(fn_model_classify(m, feat + (size_t)r * D, 1, p1, &e), FN_OK);
+        assert_int_equal(fn_model_classify(m, ref + (size_t)r * D, 1, p2, &e), FN_OK);
+        int a = argmax(p1, 1000), a32 = argmax(p2, 1000);
+        out->agree += a == a32;
+        if (a != a32 && p2[a32] - p2[a] > out->widest)
+            out->widest = p2[a32] - p2[a];
+    }
+    snprintf(out->worst_path, sizeof out->worst_path, "%s", paths[worst_row]);
+    out->k80 = k80(feat, n), out->k80_ref = k80(ref, n);
+    fn_model_close(m);
+    free(in), free(feat), free(ref), free(paths), free(p1), free(p2);
 }

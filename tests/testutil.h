@@ -78,6 +78,23 @@ int tu_decoder_is_pil(void);
  * image's rows or offsets mixed up) is off by 0.1 or more. */
 #define TU_BATCH_TOL 2.5e-5
 
+/* A model of weights tu_weights_path() on 2 threads with fc1000 (fn_model_classify), in precision p;
+ * the test fails naming the precision if it does not open. */
+fn_model *tu_open_model(fn_precision p, int max_batch);
+
+/* A reduced precision against Keras on the sample (tests/test_precision.c, test_int8.c): every step-th
+ * image of the golden manifest (../shared/golden all2880) through a precision-p model at batch 32, each
+ * compared with its golden float32 features (stored as float16). */
+typedef struct tu_gate {
+    int n;              /* images */
+    double worst, mean; /* cosine to Keras: the least and the mean */
+    char worst_path[512];
+    int agree;     /* images whose ImageNet top-1 (fc1000 on the features) equals the Keras features' */
+    double widest; /* the largest float32 top-1 - (its top-1 in float32) probability gap among the others */
+    int k80, k80_ref; /* components for 80% of the variance: of these features, of Keras' */
+} tu_gate;
+void tu_precision_gate(const char *golden, const char *sample, fn_precision p, int step, tu_gate *out);
+
 /* The ISAs this CPU supports, portable first; returns how many (<= 3). */
 int tu_supported_isas(fn_isa out[3]);
 
