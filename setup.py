@@ -38,6 +38,14 @@ class BuildPy(build_py):
         shutil.copy2(os.path.join(ROOT, b, "libfruitnet.so"), os.path.join(pkg, "libfruitnet.so"))
         for t in TOOLS:
             shutil.copy2(os.path.join(ROOT, b, t), os.path.join(pkg, "_bin", t))
+        # the int8 calibration set of `make weights` (24 MIT-licensed Fruits-360 images, with their
+        # licence), so that `fruitnet weights` writes the same file (fruitnet/_paths.calibration_images)
+        cal = os.path.join(pkg, "data", "calibration")
+        shutil.rmtree(cal, ignore_errors=True)
+        mini = os.path.join(ROOT, "tests", "data", "fruits-360-mini")
+        shutil.copytree(os.path.join(mini, "images"), os.path.join(cal, "images"))
+        for f in ("LICENSE", "SOURCE.md"):
+            shutil.copy2(os.path.join(mini, f), os.path.join(cal, f))
         if shutil.which("strip"):  # the debug info stays in the build tree
             files = [os.path.join(pkg, "libfruitnet.so")] + [os.path.join(pkg, "_bin", t) for t in TOOLS]
             subprocess.call(["strip", "--strip-debug"] + files)

