@@ -372,9 +372,6 @@ static void test_scales_file(void **s)
 
 /* ---------------------------------------------------------------- accuracy */
 
-static const char *names[NIMG] = {"g0_banana",     "g1_apple_braeburn", "g2_lemon", "g3_pineapple",
-                                  "g4_strawberry", "g5_cocos",          "g6_kiwi",  "g7_tomato_1"};
-
 static void test_golden8(void **s)
 {
     (void)s;
@@ -385,29 +382,13 @@ static void test_golden8(void **s)
     TU_REQUIRE(tu_weights_path());
     float *in = malloc(NIMG * IN_FLOATS * sizeof(float)), *ref = malloc(NIMG * D * sizeof(float));
     float *f8 = malloc(NIMG * D * sizeof(float)), *f1 = malloc(NIMG * D * sizeof(float));
-    for (int i = 0; i < NIMG; i++) {
-        char rel[256];
-        snprintf(rel, sizeof rel, "img8/%s.input.f32", names[i]);
-        float *x = tu_read_f32(tu_path(g, rel), IN_FLOATS);
-        snprintf(rel, sizeof rel, "img8/%s.avgpool.f32", names[i]);
-        float *y = tu_read_f32(tu_path(g, rel), D);
-        assert_non_null(x);
-        assert_non_null(y);
-        memcpy(in + i * IN_FLOATS, x, IN_FLOATS * sizeof(float));
-        memcpy(ref + i * D, y, D * sizeof(float));
-        free(x), free(y);
-    }
+    tu_g8_load(g, in, ref);
     fn_model *m = tu_open_model(FN_PRECISION_INT8, NIMG), *m1 = tu_open_model(FN_PRECISION_INT8, 1);
     fn_error e = {0};
     assert_int_equal(fn_model_features(m, in, NIMG, f8, &e), FN_OK);
     assert_int_equal(fn_model_features(m1, in, NIMG, f1, &e), FN_OK);
-    double worst8 = 1, worst1 = 1;
-    for (int i = 0; i < NIMG; i++) {
-        double c8 = tu_cosine(f8 + i * D, ref + i * D, D), c1 = tu_cosine(f1 + i * D, ref + i * D, D);
-        worst8 = c8 < worst8 ? c8 : worst8, worst1 = c1 < worst1 ? c1 : worst1;
-        if (!(c8 >= 0.995 && c1 >= 0.995))
-            fail_msg("int8 %s: cosine to Keras %.6f (batch 8), %.6f (batch 1); needs >= 0.995", names[i], c8, c1);
-    }
+    double worst8 = tu_g8_worst_cosine("int8 batch 8", f8, ref, 0.995);
+    double worst1 = tu_g8_worst_cosine("int8 batch 1", f1, ref, 0.995);
     /* int8 is the same arithmetic at every batch size (direct only, exact int32 sums): equal features */
     double d = tu_max_abs(f8, f1, NIMG * D);
     print_message("[ int8     ] golden 8: worst cosine to Keras %.6f (batch 8), %.6f (batch 1); batch 8 vs 1 max abs %.3g\n",

@@ -24,9 +24,6 @@
 #define N2880 2880
 #define STEP 1 /* every sample image (4: every 4th, 6 per class) */
 
-static const char *names[NIMG] = {"g0_banana",     "g1_apple_braeburn", "g2_lemon", "g3_pineapple",
-                                  "g4_strawberry", "g5_cocos",          "g6_kiwi",  "g7_tomato_1"};
-
 static int have_bf16(void)
 {
     fn_error e = {0};
@@ -94,31 +91,15 @@ static void test_bf16_golden8(void **s)
     float *in = malloc(NIMG * IN_FLOATS * sizeof(float)), *ref = malloc(NIMG * D * sizeof(float));
     float *f8 = malloc(NIMG * D * sizeof(float)), *f1 = malloc(NIMG * D * sizeof(float));
     float *f32 = malloc(NIMG * D * sizeof(float));
-    for (int i = 0; i < NIMG; i++) {
-        char rel[256];
-        snprintf(rel, sizeof rel, "img8/%s.input.f32", names[i]);
-        float *x = tu_read_f32(tu_path(g, rel), IN_FLOATS);
-        snprintf(rel, sizeof rel, "img8/%s.avgpool.f32", names[i]);
-        float *y = tu_read_f32(tu_path(g, rel), D);
-        assert_non_null(x);
-        assert_non_null(y);
-        memcpy(in + i * IN_FLOATS, x, IN_FLOATS * sizeof(float));
-        memcpy(ref + i * D, y, D * sizeof(float));
-        free(x), free(y);
-    }
+    tu_g8_load(g, in, ref);
     fn_model *m = tu_open_model(FN_PRECISION_BF16, NIMG), *m1 = tu_open_model(FN_PRECISION_BF16, 1);
     fn_model *mf = tu_open_model(FN_PRECISION_FP32, NIMG);
     fn_error e = {0};
     assert_int_equal(fn_model_features(m, in, NIMG, f8, &e), FN_OK);
     assert_int_equal(fn_model_features(m1, in, NIMG, f1, &e), FN_OK);
     assert_int_equal(fn_model_features(mf, in, NIMG, f32, &e), FN_OK);
-    double worst8 = 1, worst1 = 1;
-    for (int i = 0; i < NIMG; i++) {
-        double c8 = tu_cosine(f8 + i * D, ref + i * D, D), c1 = tu_cosine(f1 + i * D, ref + i * D, D);
-        worst8 = c8 < worst8 ? c8 : worst8, worst1 = c1 < worst1 ? c1 : worst1;
-        if (!(c8 >= 0.9995 && c1 >= 0.9995))
-            fail_msg("bf16 %s: cosine to Keras %.6f (batch 8), %.6f (batch 1); needs >= 0.9995", names[i], c8, c1);
-    }
+    double worst8 = tu_g8_worst_cosine("bf16 batch 8", f8, ref, 0.9995);
+    double worst1 = tu_g8_worst_cosine("bf16 batch 1", f1, ref, 0.9995);
     double d = tu_max_abs(f8, f32, NIMG * D);
     print_message("[ bf16     ] golden 8: worst cosine to Keras %.6f (batch 8), %.6f (batch 1); max abs to fp32 %.3g\n",
                   worst8, worst1, d);

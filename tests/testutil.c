@@ -378,3 +378,35 @@ void tu_precision_gate(const char *golden, const char *sample, fn_precision p, i
     fn_model_close(m);
     free(in), free(feat), free(ref), free(paths), free(p1), free(p2);
 }
+
+const char *const tu_g8_names[TU_G8] = {"g0_banana",     "g1_apple_braeburn", "g2_lemon", "g3_pineapple",
+                                        "g4_strawberry", "g5_cocos",          "g6_kiwi",  "g7_tomato_1"};
+
+void tu_g8_load(const char *golden, float *in, float *ref)
+{
+    const size_t nin = (size_t)224 * 224 * 3, nf = 2048;
+    for (int i = 0; i < TU_G8; i++) {
+        char rel[256];
+        snprintf(rel, sizeof rel, "img8/%s.input.f32", tu_g8_names[i]);
+        float *x = tu_read_f32(tu_path(golden, rel), nin);
+        snprintf(rel, sizeof rel, "img8/%s.avgpool.f32", tu_g8_names[i]);
+        float *y = tu_read_f32(tu_path(golden, rel), nf);
+        assert_non_null(x);
+        assert_non_null(y);
+        memcpy(in + i * nin, x, nin * sizeof(float));
+        memcpy(ref + i * nf, y, nf * sizeof(float));
+        free(x), free(y);
+    }
+}
+
+double tu_g8_worst_cosine(const char *what, const float *f, const float *ref, double min_cos)
+{
+    double worst = 1;
+    for (int i = 0; i < TU_G8; i++) {
+        double c = tu_cosine(f + (size_t)i * 2048, ref + (size_t)i * 2048, 2048);
+        if (!(c >= min_cos))
+            fail_msg("%s, %s: cosine to Keras %.6f; needs >= %g", what, tu_g8_names[i], c, min_cos);
+        worst = c < worst ? c : worst;
+    }
+    return worst;
+}

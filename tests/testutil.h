@@ -95,6 +95,16 @@ typedef struct tu_gate {
 } tu_gate;
 void tu_precision_gate(const char *golden, const char *sample, fn_precision p, int step, tu_gate *out);
 
+/* The 8 golden images (../shared/golden/img8, its README): their names, and their Keras inputs
+ * in[8][224*224*3] (BGR, Caffe means off) and features ref[8][2048] (.input.f32, .avgpool.f32); a missing
+ * or short file fails the test. */
+#define TU_G8 8
+extern const char *const tu_g8_names[TU_G8];
+void tu_g8_load(const char *golden, float *in, float *ref);
+/* The least cosine of the features f[8][2048] to ref[8][2048]; the test fails naming `what` and the image
+ * when one is below min_cos. */
+double tu_g8_worst_cosine(const char *what, const float *f, const float *ref, double min_cos);
+
 /* The ISAs this CPU supports, portable first; returns how many (<= 3). */
 int tu_supported_isas(fn_isa out[3]);
 
