@@ -174,6 +174,7 @@ int fn_conv_enable_bf16(fn_conv *c, const float *w, fn_error *err)
     fn_afree(c->packed16);
     c->packed16 = (float *)(void *)d;
     c->bf16 = 1;
+    c->amx16 = fn_amx_bf16();
     return FN_OK;
 }
 

@@ -5,7 +5,9 @@
  *    loaded in place) or not (gathered), rows past mr at zeros, the tiles released between some calls;
  *  - the int8 convolution with AMX and without (FRUITNET_AMX=0) bit-identical (1x1, 1x1/2 packed rows, 3x3
  *    padded, a K tail, two K blocks), and the int8 features of the 8 golden images (batch 8 and 1);
- *  - fn_gemm_amxbf16 close to fn_gemm_avx512bf16 (the same products, summed in another order).
+ *  - fn_gemm_amxbf16 close to fn_gemm_avx512bf16 (the same products, summed in another order, AMX flushing
+ *    denormals): the same kernel cases within 1e-5 per product, bf16 convolutions within 1e-5 of the
+ *    outputs' scale, the golden bf16 features within cosine 0.99999.
  * On a CPU (or OS) without AMX each test says so and is skipped.
  */
 #include "testutil.h"
@@ -188,8 +190,8 @@ static void test_kernel_bf16(void **s)
 
 /* ---------------------------------------------------------------- convolution */
 
-/* out of an int8 conv made with FRUITNET_AMX=amx ("0" or unset) */
-static float *conv_out(int amx, int k, int stride, int pad, int cin, int cout, int n, int h, int w, const float *wt,
+/* out of an int8 (bf16: bf16) conv made with FRUITNET_AMX=amx ("0" or unset) */
+static float *conv_out(int bf16, int amx, int k, int stride, int pad, int cin, int cout, int n, int h, int w, const float *wt,
                        const float *bias, const float *in, const float *res, size_t no)
 {
     fn_conv c;
@@ -199,9 +201,12 @@ static float *conv_out(int amx, int k, int stride, int pad, int cin, int cout, i
     else
         setenv("FRUITNET_AMX", "0", 1);
     assert_int_equal(fn_conv_init(&c, k, k, stride, pad, cin, cout, wt, bias, 0, FN_ISA_AVX512, &e), FN_OK);
-    assert_int_equal(fn_conv_enable_int8(&c, wt, 3.0f / 255, &e), FN_OK);
+    if (bf16)
+        assert_int_equal(fn_conv_enable_bf16(&c, wt, &e), FN_OK);
+    else
+        assert_int_equal(fn_conv_enable_int8(&c, wt, 3.0f / 255, &e), FN_OK);
     unsetenv("FRUITNET_AMX");
-    assert_int_equal(c.amx8, amx); /* the AMX path is the one taken */
+    assert_int_equal(bf16 ? c.amx16 : c.amx8, amx); /* the AMX path is the one taken */
     float *out = malloc(no * sizeof(float));
     fn_pool *pool = fn_pool_create(2);
     float *scratch = fn_aalloc(fn_conv_scratch_floats(&c, n, h, w, 2) * sizeof(float) + 64);
@@ -212,7 +217,9 @@ static float *conv_out(int amx, int k, int stride, int pad, int cin, int cout, i
     return out;
 }
 
-static void conv_case(int k, int stride, int pad, int cin, int cout, int n, int h, int w)
+static double g_bf16_worst; /* conv_case on bf16: the largest max |AMX - AVX512_BF16| / (1 + max |out|) */
+
+static void conv_case(int bf16, int k, int stride, int pad, int cin, int cout, int n, int h, int w)
 {
     const size_t K = (size_t)k * k * cin;
     float *wt = malloc(K * cout * sizeof(float)), *bias = malloc(cout * sizeof(float));
@@ -226,9 +233,18 @@ static void conv_case(int k, int stride, int pad, int cin, int cout, int n, int 
     size_t no = (size_t)n * oh * ow * cout;
     float *res = malloc(no * sizeof(float));
     tu_fill_random(res, no, 24, -2, 2);
-    float *o1 = conv_out(1, k, stride, pad, cin, cout, n, h, w, wt, bias, in, res, no);
-    float *o0 = conv_out(0, k, stride, pad, cin, cout, n, h, w, wt, bias, in, res, no);
-    if (memcmp(o1, o0, no * sizeof(float)) != 0)
+    float *o1 = conv_out(bf16, 1, k, stride, pad, cin, cout, n, h, w, wt, bias, in, res, no);
+    float *o0 = conv_out(bf16, 0, k, stride, pad, cin, cout, n, h, w, wt, bias, in, res, no);
+    if (bf16) { /* the same bf16 products, summed in another order: close, relative to the outputs' scale */
+        double mx = 0, d = tu_max_abs(o1, o0, no);
+        for (size_t i = 0; i < no; i++)
+            mx = fabs(o0[i]) > mx ? fabs(o0[i]) : mx;
+        d /= 1 + mx;
+        g_bf16_worst = d > g_bf16_worst ? d : g_bf16_worst;
+        if (!(d < 1e-5))
+            fail_msg("bf16 conv %dx%d/%d pad %d %d->%d on %dx%dx%d: max |AMX - AVX512_BF16| / (1 + max |out|) %.3g",
+                     k, k, stride, pad, cin, cout, n, h, w, d);
+    } else if (memcmp(o1, o0, no * sizeof(float)) != 0)
         for (size_t i = 0; i < no; i++)
             if (memcmp(&o1[i], &o0[i], 4))
                 fail_msg("int8 conv %dx%d/%d pad %d %d->%d on %dx%dx%d: out[%zu] AMX %.9g, VNNI %.9g", k, k, stride,
@@ -241,12 +257,27 @@ static void test_conv_int8(void **s)
     (void)s;
     if (!have_amx(0, "AMX-INT8 convolution"))
         skip();
-    conv_case(1, 1, 0, 64, 72, 2, 9, 7);     /* 1x1, M and N tails */
-    conv_case(1, 1, 0, 256, 64, 1, 14, 14);  /* 1x1, 16 K words a tap x 4 */
-    conv_case(1, 2, 0, 128, 64, 1, 11, 11);  /* 1x1 stride 2, packed A rows */
-    conv_case(3, 1, 1, 64, 40, 3, 8, 6);     /* 3x3 pad 1: zero taps */
-    conv_case(3, 2, 1, 68, 33, 2, 9, 9);     /* 3x3/2, 17 words a tap (a K tail) */
-    conv_case(1, 1, 0, 8224, 32, 1, 2, 2);   /* K over one block (2 blocks of words) */
+    conv_case(0, 1, 1, 0, 64, 72, 2, 9, 7);    /* 1x1, M and N tails */
+    conv_case(0, 1, 1, 0, 256, 64, 1, 14, 14); /* 1x1, 16 K words a tap x 4 */
+    conv_case(0, 1, 2, 0, 128, 64, 1, 11, 11); /* 1x1 stride 2, packed A rows */
+    conv_case(0, 3, 1, 1, 64, 40, 3, 8, 6);    /* 3x3 pad 1: zero taps */
+    conv_case(0, 3, 2, 1, 68, 33, 2, 9, 9);    /* 3x3/2, 17 words a tap (a K tail) */
+    conv_case(0, 1, 1, 0, 8224, 32, 1, 2, 2);  /* K over one block (2 blocks of words) */
+}
+
+static void test_conv_bf16(void **s)
+{
+    (void)s;
+    if (!have_amx(1, "AMX-BF16 convolution"))
+        skip();
+    g_bf16_worst = 0;
+    conv_case(1, 1, 1, 0, 64, 72, 2, 9, 7);    /* 1x1, M and N tails */
+    conv_case(1, 1, 2, 0, 256, 64, 1, 11, 11); /* 1x1 stride 2, packed A rows */
+    conv_case(1, 3, 1, 1, 64, 40, 3, 8, 6);    /* 3x3 pad 1 (direct: no Winograd weights made) */
+    conv_case(1, 3, 2, 1, 34, 33, 2, 9, 9);    /* 3x3/2, 17 words a tap (a K tail) */
+    conv_case(1, 1, 1, 0, 4160, 32, 1, 2, 2);  /* K over one block (2 blocks of words) */
+    print_message("[ amx      ] bf16 convolutions: max |AMX - AVX512_BF16| / (1 + max |out|) %.3g (bound 1e-5)\n",
+                  g_bf16_worst);
 }
 
 /* ---------------------------------------------------------------- the model */
@@ -254,13 +285,13 @@ static void test_conv_int8(void **s)
 static const char *names[NIMG] = {"g0_banana",     "g1_apple_braeburn", "g2_lemon", "g3_pineapple",
                                   "g4_strawberry", "g5_cocos",          "g6_kiwi",  "g7_tomato_1"};
 
-static void features(int amx, int batch, const float *in, float *out)
+static void features(fn_precision p, int amx, int batch, const float *in, float *out)
 {
     if (amx)
         unsetenv("FRUITNET_AMX");
     else
         setenv("FRUITNET_AMX", "0", 1);
-    fn_model *m = tu_open_model(FN_PRECISION_INT8, batch); /* the layers ask fn_amx_int8 when they are made */
+    fn_model *m = tu_open_model(p, batch); /* the layers ask fn_amx_int8 when they are made */
     unsetenv("FRUITNET_AMX");
     fn_error e = {0};
     for (int i = 0; i < NIMG; i += batch)
@@ -268,11 +299,8 @@ static void features(int amx, int batch, const float *in, float *out)
     fn_model_close(m);
 }
 
-static void test_golden8_int8(void **s)
+static void golden8(int bf16)
 {
-    (void)s;
-    if (!have_amx(0, "AMX-INT8 features"))
-        skip();
     const char *g = tu_golden_dir();
     TU_REQUIRE(g);
     TU_REQUIRE(tu_weights_path());
@@ -287,17 +315,47 @@ static void test_golden8_int8(void **s)
         memcpy(in + i * IN_FLOATS, x, IN_FLOATS * sizeof(float));
         free(x);
     }
-    features(1, NIMG, in, f[0]);
-    features(0, NIMG, in, f[1]);
-    features(1, 1, in, f[2]);
-    features(0, 1, in, f[3]);
-    assert_memory_equal(f[0], f[1], NIMG * D * sizeof(float)); /* batch 8: AMX == VNNI, bit for bit */
-    assert_memory_equal(f[2], f[3], NIMG * D * sizeof(float)); /* batch 1 */
-    print_message("[ amx      ] golden 8: int8 features with AMX bit-identical to AVX512-VNNI (batch 8 and 1); "
-                  "batch 8 vs 1 max abs %.3g\n", tu_max_abs(f[0], f[2], NIMG * D));
+    const fn_precision p = bf16 ? FN_PRECISION_BF16 : FN_PRECISION_INT8;
+    features(p, 1, NIMG, in, f[0]);
+    features(p, 0, NIMG, in, f[1]);
+    features(p, 1, 1, in, f[2]);
+    features(p, 0, 1, in, f[3]);
+    if (!bf16) {
+        assert_memory_equal(f[0], f[1], NIMG * D * sizeof(float)); /* batch 8: AMX == VNNI, bit for bit */
+        assert_memory_equal(f[2], f[3], NIMG * D * sizeof(float)); /* batch 1 */
+        print_message("[ amx      ] golden 8: int8 features with AMX bit-identical to AVX512-VNNI (batch 8 and 1); "
+                      "batch 8 vs 1 max abs %.3g\n", tu_max_abs(f[0], f[2], NIMG * D));
+    } else { /* per image: cosine to the AVX512_BF16 features */
+        double worst = 1;
+        for (int v = 0; v < 4; v += 2)
+            for (int i = 0; i < NIMG; i++) {
+                double c = tu_cosine(f[v] + i * D, f[v + 1] + i * D, D);
+                worst = c < worst ? c : worst;
+            }
+        print_message("[ amx      ] golden 8: bf16 features with AMX against AVX512_BF16: worst cosine %.7f, max abs "
+                      "%.3g (batch 8), %.3g (batch 1)\n",
+                      worst, tu_max_abs(f[0], f[1], NIMG * D), tu_max_abs(f[2], f[3], NIMG * D));
+        assert_true(worst > 0.99999);
+    }
     for (int v = 0; v < 4; v++)
         free(f[v]);
     free(in);
+}
+
+static void test_golden8_int8(void **s)
+{
+    (void)s;
+    if (!have_amx(0, "AMX-INT8 features"))
+        skip();
+    golden8(0);
+}
+
+static void test_golden8_bf16(void **s)
+{
+    (void)s;
+    if (!have_amx(1, "AMX-BF16 features"))
+        skip();
+    golden8(1);
 }
 
 int main(void)
@@ -306,7 +364,9 @@ int main(void)
         cmocka_unit_test(test_kernel_int8),
         cmocka_unit_test(test_kernel_bf16),
         cmocka_unit_test(test_conv_int8),
+        cmocka_unit_test(test_conv_bf16),
         cmocka_unit_test(test_golden8_int8),
+        cmocka_unit_test(test_golden8_bf16),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
