@@ -47,7 +47,7 @@ FN_INLINE void amx_config(void)
     static const tilecfg cfg __attribute__((aligned(64))) = {
         1, 0, {0}, {64, 64, 64, 64, 64, 64, 64, 64}, {16, 16, 16, 16, 16, 16, 16, 16}};
     tilecfg now __attribute__((aligned(64)));
-    __asm__ volatile("sttilecfg\t%X0" : "=m"(now)); /* (_tile_storeconfig's operand is 8 bytes, not 64) */
+    __asm__ volatile("sttilecfg %0" : "=m"(now)); /* (_tile_storeconfig's operand is 8 bytes, not 64) */
     if (memcmp(&now, &cfg, sizeof cfg) != 0)
         _tile_loadconfig(&cfg);
 }
