@@ -47,8 +47,10 @@ AVX2_FLAGS   := -mavx2 -mfma -mf16c
 AVX512_FLAGS := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx2 -mfma -mf16c
 BF16_FLAGS   := $(AVX512_FLAGS) -mavx512bf16
 VNNI_FLAGS   := $(AVX512_FLAGS) -mavx512vnni
-# the ISA flags of a source named *_avx2.c, *_avx512.c, *_avx512bf16.c or *_avx512vnni.c (the rest is plain x86-64)
-isa_flags = $(if $(findstring _avx512bf16,$(1)),$(BF16_FLAGS),$(if $(findstring _avx512vnni,$(1)),$(VNNI_FLAGS),$(if $(findstring _avx512,$(1)),$(AVX512_FLAGS),$(if $(findstring _avx2,$(1)),$(AVX2_FLAGS)))))
+AMX_FLAGS    := $(AVX512_FLAGS) -mavx512vnni -mavx512bf16 -mamx-tile -mamx-int8 -mamx-bf16
+# the ISA flags of a source named *_avx2.c, *_avx512.c, *_avx512bf16.c, *_avx512vnni.c or *_amx.c (the rest is
+# plain x86-64)
+isa_flags = $(if $(findstring _amx,$(1)),$(AMX_FLAGS),$(if $(findstring _avx512bf16,$(1)),$(BF16_FLAGS),$(if $(findstring _avx512vnni,$(1)),$(VNNI_FLAGS),$(if $(findstring _avx512,$(1)),$(AVX512_FLAGS),$(if $(findstring _avx2,$(1)),$(AVX2_FLAGS))))))
 
 B := build
 VERSION := $(shell sed -n 's/^#define FRUITNET_VERSION "\(.*\)"/\1/p' include/fruitnet.h)

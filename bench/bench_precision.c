@@ -1,6 +1,7 @@
 /*
  * bench_precision — fp32 against the reduced precisions this CPU runs (bf16: AVX512_BF16; int8:
- * AVX512-VNNI and a weight file with activation scales), layer by layer, in one process: one model per
+ * AVX512-VNNI and a weight file with activation scales; each also on AMX where the CPU has it, and then again
+ * with FRUITNET_AMX=0, "int8 vnni" / "bf16 avx512"), layer by layer, in one process: one model per
  * precision at the same batch and threads take turns, one forward pass each, `passes` times (the order
  * rotating), so the shared machine's load weighs on all alike; per layer the mean time of each and the
  * speed-up over fp32, then the whole pass (img/s, and the median of the per-pass ratios with their range).
@@ -9,6 +10,7 @@
  * usage: bench_precision [--weights W] [--batch N] [--threads T] [--passes P] [--out FILE.md]
  */
 #include "fruitnet.h"
+#include "util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +18,7 @@
 #include <time.h>
 
 #define IN_FLOATS ((size_t)224 * 224 * 3)
-#define NP 3
+#define NP 5
 
 static double now_s(void)
 {
@@ -56,6 +58,22 @@ static void run(fn_model **m, int np, const float *in, int batch, float *feat, i
         qsort(q[p], (size_t)passes, sizeof(double), cmp_d);
 }
 
+/* ms per call of layer `name` among the n of st; a fused "resXy_branch1+2a" (fp32, bf16) is the sum of the
+ * model's resXy_branch1 and resXy_branch2a when it runs them apart (int8: branch1 stays float32) */
+static double layer_ms(const fn_layer_stats *st, int n, const char *name)
+{
+    for (int i = 0; i < n; i++)
+        if (!strcmp(st[i].name, name))
+            return st[i].calls ? st[i].seconds / st[i].calls * 1e3 : 0;
+    const char *plus = strstr(name, "_branch1+2a");
+    if (!plus)
+        return 0;
+    char a[128], b[128];
+    snprintf(a, sizeof a, "%.*s_branch1", (int)(plus - name), name);
+    snprintf(b, sizeof b, "%.*s_branch2a", (int)(plus - name), name);
+    return layer_ms(st, n, a) + layer_ms(st, n, b);
+}
+
 int main(int argc, char **argv)
 {
     const char *weights = "weights/resnet50.fnw", *out = NULL;
@@ -82,6 +100,8 @@ int main(int argc, char **argv)
     }
     fn_error err;
     fn_precision prec[NP] = {FN_PRECISION_FP32};
+    const char *name[NP] = {"fp32"};
+    int noamx[NP] = {0};
     int np = 1;
     char notes[2][600] = {"", ""};
     const fn_precision cand[2] = {FN_PRECISION_BF16, FN_PRECISION_INT8};
@@ -91,28 +111,34 @@ int main(int argc, char **argv)
             snprintf(notes[c], sizeof notes[c], "%s not measured: %s", fn_precision_name(cand[c]), err.msg);
             continue;
         }
-        prec[np++] = cand[c];
+        const int amx = c ? fn_amx_int8() : fn_amx_bf16();
+        prec[np] = cand[c], name[np++] = c ? (amx ? "int8 amx" : "int8") : (amx ? "bf16 amx" : "bf16");
+        if (amx) /* the AVX-512 kernels too, the reference */
+            prec[np] = cand[c], noamx[np] = 1, name[np++] = c ? "int8 vnni" : "bf16 avx512";
     }
     for (int p = 0; p < np; p++) {
         fn_model_options o;
         fn_model_options_default(&o);
         o.threads = threads, o.max_batch = batch, o.precision = prec[p];
+        if (noamx[p]) /* read by the layers as the model opens */
+            setenv("FRUITNET_AMX", "0", 1);
         int rc = fn_model_open(weights, &o, &m[p], &err);
         o.max_batch = 1;
         if (rc == FN_OK)
             rc = fn_model_open(weights, &o, &m1[p], &err);
+        if (noamx[p])
+            unsetenv("FRUITNET_AMX");
         if (rc != FN_OK) {
             if (p == 0) {
                 fprintf(stderr, "bench_precision: %s\n", err.msg);
                 return 1;
             }
             /* e.g. int8 on a file without activation scales: said in the report, the others measured */
-            snprintf(notes[prec[p] == FN_PRECISION_INT8], sizeof notes[0], "%s not measured: %s",
-                     fn_precision_name(prec[p]), err.msg);
+            snprintf(notes[prec[p] == FN_PRECISION_INT8], sizeof notes[0], "%s not measured: %s", name[p], err.msg);
             fn_model_close(m[p]), fn_model_close(m1[p]);
             m[p] = m1[p] = NULL;
             for (int k = p; k + 1 < np; k++)
-                prec[k] = prec[k + 1];
+                prec[k] = prec[k + 1], name[k] = name[k + 1], noamx[k] = noamx[k + 1];
             np--, p--;
         }
     }
@@ -131,9 +157,10 @@ int main(int argc, char **argv)
         q[p] = malloc((size_t)passes * sizeof(double)), q1[p] = malloc((size_t)passes * 4 * sizeof(double));
     run(m, np, in, batch, feat, passes, tp, q);
     const fn_layer_stats *st[NP];
-    int n = 0;
+    int nl[NP], n;
     for (int p = 0; p < np; p++)
-        n = fn_model_profile(m[p], &st[p]);
+        nl[p] = fn_model_profile(m[p], &st[p]);
+    n = nl[0]; /* the rows: fp32's layers */
     run(m1, np, in, 1, feat, passes * 4, tp1, q1); /* batch 1: 4x the passes (each is ~1/20 of batch 32's) */
     FILE *f = out ? fopen(out, "w") : NULL;
     FILE *outs[2] = {stdout, f};
@@ -145,9 +172,9 @@ int main(int argc, char **argv)
                 passes);
         fprintf(o, "| layer | k/s |");
         for (int p = 0; p < np; p++)
-            fprintf(o, " %s ms/img |", fn_precision_name(prec[p]));
+            fprintf(o, " %s ms/img |", name[p]);
         for (int p = 1; p < np; p++)
-            fprintf(o, " %s speed-up |", fn_precision_name(prec[p]));
+            fprintf(o, " %s speed-up |", name[p]);
         fprintf(o, "\n|---|---|");
         for (int p = 1; p < 2 * np; p++)
             fprintf(o, "---:|");
@@ -159,8 +186,7 @@ int main(int argc, char **argv)
             double x[NP];
             fprintf(o, "| %s | %dx%d/%d |", a->name, a->kh, a->kw, a->stride);
             for (int p = 0; p < np; p++) {
-                const fn_layer_stats *b = &st[p][l];
-                x[p] = b->calls ? b->seconds / b->calls * 1e3 : 0;
+                x[p] = layer_ms(st[p], nl[p], a->name);
                 g[grp][p] += x[p];
                 fprintf(o, " %.3f |", x[p]);
             }
@@ -174,13 +200,13 @@ int main(int argc, char **argv)
         for (int k2 = 0; k2 < 3; k2++) {
             fprintf(o, "- %s:", gn[k2]);
             for (int p = 0; p < np; p++)
-                fprintf(o, " %s %.2f ms/img%s", fn_precision_name(prec[p]), g[k2][p], p + 1 < np ? "," : "");
+                fprintf(o, " %s %.2f ms/img%s", name[p], g[k2][p], p + 1 < np ? "," : "");
             for (int p = 1; p < np; p++)
-                fprintf(o, "; %s %.2fx", fn_precision_name(prec[p]), g[k2][p] > 0 ? g[k2][0] / g[k2][p] : 0);
+                fprintf(o, "; %s %.2fx", name[p], g[k2][p] > 0 ? g[k2][0] / g[k2][p] : 0);
             fprintf(o, "\n");
         }
         for (int p = 0; p < np; p++) {
-            fprintf(o, "- %s: batch %d %.1f img/s, batch 1 %.2f ms", fn_precision_name(prec[p]), batch,
+            fprintf(o, "- %s: batch %d %.1f img/s, batch 1 %.2f ms", name[p], batch,
                     passes * batch / tp[p], tp1[p] / (passes * 4) * 1e3);
             if (p)
                 fprintf(o, "; speed-up over fp32 (median of passes): batch %d %.2fx (range %.2f-%.2f), batch 1 "

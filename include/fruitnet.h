@@ -16,7 +16,9 @@
  *
  * Thread safety
  *  - There is no hidden global state: the CPU instruction set is detected
- *    per call and the env variable FRUITNET_ISA is read when a model opens.
+ *    per call and the env variables FRUITNET_ISA and FRUITNET_AMX (0: no AMX
+ *    tiles for bf16 and int8) are read when a model opens; where the CPU has
+ *    AMX, the tile state is requested from Linux once per process.
  *  - An fn_model may be used by one thread at a time (it owns its scratch
  *    arena and thread pool). Different fn_model objects may be used from
  *    different threads at the same time. fn_model_features() itself spreads
@@ -102,10 +104,12 @@ int fn_isa_parse(const char *name, fn_isa *out);
 typedef enum fn_precision {
     FN_PRECISION_FP32 = 0, /* float32 everywhere (the default) */
     FN_PRECISION_BF16 = 1, /* direct convolutions on bf16 inputs and weights with float32 sums
-                              (AVX512_BF16 vdpbf16ps); conv1, Winograd layers and the rest stay float32 */
+                              (AVX512_BF16 vdpbf16ps, or AMX-BF16 tiles where the CPU has them); conv1,
+                              Winograd layers and the rest stay float32 */
     FN_PRECISION_INT8 = 2  /* every convolution but conv1 and the 4 branch1 shortcuts direct on uint8 inputs
                               (the weight file's calibrated activation scales) and int8 weights (per-channel
-                              scales), int32 sums, float32 outputs (AVX512-VNNI vpdpbusd); conv1, branch1,
+                              scales), int32 sums, float32 outputs (AVX512-VNNI vpdpbusd, or AMX-INT8 tiles
+                              where the CPU has them: the same outputs, bit for bit); conv1, branch1,
                               residuals and pools stay float32 */
 } fn_precision;
 

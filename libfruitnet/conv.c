@@ -174,6 +174,7 @@ int fn_conv_enable_bf16(fn_conv *c, const float *w, fn_error *err)
     fn_afree(c->packed16);
     c->packed16 = (float *)(void *)d;
     c->bf16 = 1;
+    c->amx16 = fn_amx_bf16();
     return FN_OK;
 }
 
@@ -229,6 +230,7 @@ int fn_conv_enable_int8(fn_conv *c, const float *w, float act_scale, fn_error *e
     c->scale8 = sc;
     c->act_scale = act_scale;
     c->int8 = 1;
+    c->amx8 = fn_amx_int8();
     return FN_OK;
 }
 
@@ -638,7 +640,7 @@ static void conv_run(const fn_conv *c, fn_pool *pool, const float *in, int n, in
         j.in = scratch, j.scratch = scratch + p.in16;
     } else if (p.int8) {
         /* the input quantised once (in parallel) to uint8 steps of act_scale into the front of scratch,
-         * then the int8 view of the layer (a word = four channels) on the VNNI kernel */
+         * then the int8 view of the layer (a word = four channels) on the VNNI or AMX kernel */
         view = conv_int8_view(c);
         q8_job qj = {in, (size_t)n * h * w * c->cin, 1.0f / c->act_scale, scratch, fn_gemm_vnni_to_u8};
         fn_pool_run(pool, q8_task, &qj);

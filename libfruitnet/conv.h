@@ -29,6 +29,8 @@ typedef struct fn_conv {
     float *packed8;    /* int8 weights, four per word along K (gemm.h), panels like packed (owned) */
     float *scale8;     /* per output column act_scale * w_scale, padded to the panels (owned) */
     float act_scale;   /* input value of one uint8 step (the calibrated clip / 255) */
+    int amx8, amx16;   /* the int8 / bf16 calls may run on AMX (gemm_amx.c): fn_amx_int8() / fn_amx_bf16()
+                        * when int8 / bf16 were enabled (conv_plan.c still picks per call) */
 } fn_conv;
 
 #define FN_WINO_F2 2 /* Winograd F(2x2,3x3) */

@@ -88,6 +88,11 @@ void conv_plan_set_l2(size_t bytes);
 
 /* The micro-kernel table of a resolved ISA. */
 const fn_gemm_impl *conv_gemm(fn_isa isa);
+/* The table of a layer's int8 calls: AMX (fn_gemm_amxint8) when it may run there (fn_conv.amx8), else
+ * AVX512-VNNI. */
+const fn_gemm_impl *conv_gemm_int8(const fn_conv *c);
+/* The same for bf16 calls: AMX (fn_gemm_amxbf16) when fn_conv.amx16, else AVX512_BF16. */
+const fn_gemm_impl *conv_gemm_bf16(const fn_conv *c);
 /* The bf16 view of a conv for the direct path: the same shape in words (a word = two channels), its
  * bf16 weights, no Winograd. */
 fn_conv conv_bf16_view(const fn_conv *c);

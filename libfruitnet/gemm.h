@@ -2,7 +2,8 @@
  * gemm.h — the GEMM micro-kernel interface (private), one implementation per
  * instruction set: gemm_portable.c, gemm_avx2.c, gemm_avx512.c. Nothing in
  * this header is ISA-specific, so no vector code leaks into other files.
- * gemm_avx512bf16.c is the bf16 table (AVX512_BF16; see the end of this comment).
+ * gemm_avx512bf16.c is the bf16 table (AVX512_BF16; see the end of this comment), gemm_avx512vnni.c the int8
+ * one, gemm_amx.c their AMX twins (32 x 32 tiles, same units and packing).
  *
  * A micro-kernel computes one MR x NR tile of C = A x B over one K block.
  * A is NOT packed: it is read through row pointers ("indirect GEMM"). The K
@@ -86,6 +87,11 @@ extern const fn_gemm_impl fn_gemm_avx2;
 extern const fn_gemm_impl fn_gemm_avx512;
 extern const fn_gemm_impl fn_gemm_avx512bf16; /* vdpbf16ps on bf16 pairs (see above); no Winograd */
 extern const fn_gemm_impl fn_gemm_avx512vnni; /* vpdpbusd on uint8 x int8 quads (see above); no Winograd */
+/* AMX (gemm_amx.c), 32 x 32, the contract and B packing of the two above: tdpbusd (int32 sums bit-identical
+ * to fn_gemm_avx512vnni's for the same kc) and tdpbf16ps (close to fn_gemm_avx512bf16's). Only where isa.c's
+ * fn_amx_int8 / fn_amx_bf16 say so (else the first tile instruction faults). */
+extern const fn_gemm_impl fn_gemm_amxint8;
+extern const fn_gemm_impl fn_gemm_amxbf16;
 /* The activations of fn_gemm_avx512vnni (see above; compiled with it, AVX-512 only). */
 void fn_gemm_vnni_to_u8(const float *src, size_t n, float inv_scale, void *dst);
 

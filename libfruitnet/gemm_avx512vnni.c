@@ -49,34 +49,7 @@ static void kernel_vnni(const fn_ukargs *u)
     __m512i acc[MR][2] = {{c00, c01},   {c10, c11},   {c20, c21},   {c30, c31},  {c40, c41},
                           {c50, c51},   {c60, c61},   {c70, c71},   {c80, c81},  {c90, c91},
                           {c100, c101}, {c110, c111}, {c120, c121}, {c130, c131}};
-    __mmask16 m0, m1;
-    avx512_col_masks(u->nr, &m0, &m1);
-    const int relu = u->last && u->relu;
-    const __m512 zf = _mm512_setzero_ps();
-    const __m512 s0 = _mm512_loadu_ps(u->scale), s1 = _mm512_loadu_ps(u->scale + 16);
-    __m512 bb0 = zf, bb1 = zf;
-    if (u->first)
-        bb0 = _mm512_loadu_ps(u->bias), bb1 = _mm512_loadu_ps(u->bias + 16);
-    for (int i = 0; i < u->mr; i++) {
-        float *c = u->c + (size_t)i * u->ldc;
-        __m512 v0, v1;
-        if (u->first) {
-            v0 = bb0, v1 = bb1;
-            if (u->r) {
-                const float *r = u->r + (size_t)i * u->ldr;
-                v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, r));
-                v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, r + 16));
-            }
-        } else {
-            v0 = _mm512_maskz_loadu_ps(m0, c), v1 = _mm512_maskz_loadu_ps(m1, c + 16);
-        }
-        v0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i][0]), s0, v0);
-        v1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i][1]), s1, v1);
-        if (relu)
-            v0 = _mm512_max_ps(v0, zf), v1 = _mm512_max_ps(v1, zf);
-        _mm512_mask_storeu_ps(c, m0, v0);
-        _mm512_mask_storeu_ps(c + 16, m1, v1);
-    }
+    avx512_epilogue_i32(u, (const __m512i(*)[2])acc);
 }
 
 /* n floats -> n uint8 = min(255, round-to-nearest-even(x * inv)) (x >= 0; a negative x gives 0), 16 per

@@ -9,6 +9,10 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 static unsigned long long xgetbv0(void)
 {
@@ -64,6 +68,28 @@ static int has_avx512vnni(void)
         return 0;
     __cpuid_count(7, 0, a, b, c, d);
     return (c >> 11) & 1;
+}
+
+/* AMX (CPUID.(EAX=7,ECX=0):EDX bit 24 AMX-TILE, 25 AMX-INT8, 22 AMX-BF16), with the AVX-512 ISA usable, the
+ * OS's tile state enabled (XCR0 bits 17 XTILECFG and 18 XTILEDATA) and, on Linux, this process granted the
+ * tile data (arch_prctl ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA, once: without it the first tile
+ * instruction raises SIGILL). Bit 0: AMX-INT8 usable, bit 1: AMX-BF16 usable; 0 when any of it fails. */
+static int amx_detect(void)
+{
+    unsigned int a, b, c, d;
+    if (fn_isa_detect() < FN_ISA_AVX512 || __get_cpuid_max(0, NULL) < 7)
+        return 0;
+    __cpuid_count(7, 0, a, b, c, d);
+    const int tile = (d >> 24) & 1, i8 = (d >> 25) & 1, b16 = (d >> 22) & 1;
+    if (!tile || !(i8 || b16) || (xgetbv0() & 0x60000) != 0x60000)
+        return 0;
+#if defined(__linux__) && defined(SYS_arch_prctl)
+    if (syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) != 0)
+        return 0;
+#else
+    return 0; /* another OS: how it grants the tile state is not known here */
+#endif
+    return (i8 ? 1 : 0) | (b16 ? 2 : 0);
 }
 
 /* The deterministic cache parameters of leaf 4 (Intel) or 0x8000001D (AMD, same layout): one subleaf per
@@ -122,6 +148,7 @@ static void detect_caches(fn_cpu_caches *out)
 fn_isa fn_isa_detect(void) { return FN_ISA_PORTABLE; }
 static int has_avx512bf16(void) { return 0; }
 static int has_avx512vnni(void) { return 0; }
+static int amx_detect(void) { return 0; }
 static void detect_caches(fn_cpu_caches *out) { (void)out; }
 #endif
 
@@ -134,6 +161,23 @@ fn_cpu_caches fn_cpu_caches_get(void)
     pthread_once(&g_caches_once, caches_init);
     return g_caches;
 }
+
+static int g_amx;
+static pthread_once_t g_amx_once = PTHREAD_ONCE_INIT;
+static void amx_init(void) { g_amx = amx_detect(); }
+
+/* FRUITNET_AMX=0 turns AMX off (the AVX-512 kernels then run, the reference); read on every call */
+static int amx_use(int bit)
+{
+    const char *env = getenv("FRUITNET_AMX");
+    if (env && !strcmp(env, "0"))
+        return 0;
+    pthread_once(&g_amx_once, amx_init);
+    return (g_amx & bit) != 0;
+}
+
+int fn_amx_int8(void) { return amx_use(1); }
+int fn_amx_bf16(void) { return amx_use(2); }
 
 const char *fn_precision_name(fn_precision p)
 {
