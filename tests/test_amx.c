@@ -282,9 +282,6 @@ static void test_conv_bf16(void **s)
 
 /* ---------------------------------------------------------------- the model */
 
-static const char *names[NIMG] = {"g0_banana",     "g1_apple_braeburn", "g2_lemon", "g3_pineapple",
-                                  "g4_strawberry", "g5_cocos",          "g6_kiwi",  "g7_tomato_1"};
-
 static void features(fn_precision p, int amx, int batch, const float *in, float *out)
 {
     if (amx)
@@ -304,22 +301,18 @@ static void golden8(int bf16)
     const char *g = tu_golden_dir();
     TU_REQUIRE(g);
     TU_REQUIRE(tu_weights_path());
-    float *in = malloc(NIMG * IN_FLOATS * sizeof(float)), *f[4];
+    float *in = malloc(NIMG * IN_FLOATS * sizeof(float)), *ref = malloc(NIMG * D * sizeof(float)), *f[4];
     for (int v = 0; v < 4; v++)
         f[v] = malloc(NIMG * D * sizeof(float));
-    for (int i = 0; i < NIMG; i++) {
-        char rel[256];
-        snprintf(rel, sizeof rel, "img8/%s.input.f32", names[i]);
-        float *x = tu_read_f32(tu_path(g, rel), IN_FLOATS);
-        assert_non_null(x);
-        memcpy(in + i * IN_FLOATS, x, IN_FLOATS * sizeof(float));
-        free(x);
-    }
+    tu_g8_load(g, in, ref);
     const fn_precision p = bf16 ? FN_PRECISION_BF16 : FN_PRECISION_INT8;
     features(p, 1, NIMG, in, f[0]);
     features(p, 0, NIMG, in, f[1]);
     features(p, 1, 1, in, f[2]);
     features(p, 0, 1, in, f[3]);
+    /* the AMX features meet the precision's own gate against Keras (test_precision.c, test_int8.c) */
+    tu_g8_worst_cosine(bf16 ? "bf16 AMX batch 8" : "int8 AMX batch 8", f[0], ref, bf16 ? 0.9995 : 0.995);
+    tu_g8_worst_cosine(bf16 ? "bf16 AMX batch 1" : "int8 AMX batch 1", f[2], ref, bf16 ? 0.9995 : 0.995);
     if (!bf16) {
         assert_memory_equal(f[0], f[1], NIMG * D * sizeof(float)); /* batch 8: AMX == VNNI, bit for bit */
         assert_memory_equal(f[2], f[3], NIMG * D * sizeof(float)); /* batch 1 */
@@ -339,7 +332,7 @@ static void golden8(int bf16)
     }
     for (int v = 0; v < 4; v++)
         free(f[v]);
-    free(in);
+    free(in), free(ref);
 }
 
 static void test_golden8_int8(void **s)
