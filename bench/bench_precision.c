@@ -58,8 +58,9 @@ static void run(fn_model **m, int np, const float *in, int batch, float *feat, i
         qsort(q[p], (size_t)passes, sizeof(double), cmp_d);
 }
 
-/* ms per call of layer `name` among the n of st; a fused "resXy_branch1+2a" (fp32, bf16) is the sum of the
- * model's resXy_branch1 and resXy_branch2a when it runs them apart (int8: branch1 stays float32) */
+/* ms per call of layer `name` among the n of st; a fused "resXy_branch1+2a" is the sum of the model's
+ * resXy_branch1 and resXy_branch2a when it runs them apart (model.c add_conv_pair: when they differ in
+ * precision) */
 static double layer_ms(const fn_layer_stats *st, int n, const char *name)
 {
     for (int i = 0; i < n; i++)

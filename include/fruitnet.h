@@ -106,11 +106,12 @@ typedef enum fn_precision {
     FN_PRECISION_BF16 = 1, /* direct convolutions on bf16 inputs and weights with float32 sums
                               (AVX512_BF16 vdpbf16ps, or AMX-BF16 tiles where the CPU has them); conv1,
                               Winograd layers and the rest stay float32 */
-    FN_PRECISION_INT8 = 2  /* every convolution but conv1 and the 4 branch1 shortcuts direct on uint8 inputs
-                              (the weight file's calibrated activation scales) and int8 weights (per-channel
-                              scales), int32 sums, float32 outputs (AVX512-VNNI vpdpbusd, or AMX-INT8 tiles
-                              where the CPU has them: the same outputs, bit for bit); conv1, branch1,
-                              residuals and pools stay float32 */
+    FN_PRECISION_INT8 = 2  /* the 2b and 2c convolutions of stages 3-5 direct on uint8 inputs (the weight
+                              file's calibrated activation scales) and int8 weights (per-channel scales),
+                              int32 sums, float32 outputs (AVX512-VNNI vpdpbusd, or AMX-INT8 tiles where the
+                              CPU has them: the same outputs, bit for bit); the convolutions that read the
+                              residual stream (branch1, branch2a) and stage 2's run bf16 on AMX-BF16 tiles,
+                              else float32; conv1, residuals and pools stay float32 */
 } fn_precision;
 
 /* "fp32", "bf16" or "int8". */

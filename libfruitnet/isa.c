@@ -166,11 +166,12 @@ static int g_amx;
 static pthread_once_t g_amx_once = PTHREAD_ONCE_INIT;
 static void amx_init(void) { g_amx = amx_detect(); }
 
-/* FRUITNET_AMX=0 turns AMX off (the AVX-512 kernels then run, the reference); read on every call */
+/* FRUITNET_AMX=0 turns AMX off (the AVX-512 kernels then run, the reference), FRUITNET_AMX=int8 or bf16
+ * keeps only that kind of tile (so one kind can be compared with its reference alone); read on every call */
 static int amx_use(int bit)
 {
     const char *env = getenv("FRUITNET_AMX");
-    if (env && !strcmp(env, "0"))
+    if (env && (!strcmp(env, "0") || (!strcmp(env, "int8") && bit != 1) || (!strcmp(env, "bf16") && bit != 2)))
         return 0;
     pthread_once(&g_amx_once, amx_init);
     return (g_amx & bit) != 0;

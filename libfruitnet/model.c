@@ -48,7 +48,8 @@ typedef struct layer {
     fn_conv conv;
     const float *wk, *wb; /* the weights to pack (mapped from the file), and the Winograd kinds to make */
     int wino;
-    int int8;        /* int8 precision: this layer runs on AVX512-VNNI (every conv but conv1) */
+    int int8;        /* int8 precision: this layer runs on AVX512-VNNI or AMX-INT8 (every conv but conv1, branch1) */
+    int bf16;        /* this layer runs on bf16 (fn_conv_enable_bf16): see add_conv */
     float act_scale; /* its input's calibrated scale (the file's <name>/act_scale), 0 when absent */
     int split, out2, relu2; /* a merged pair (add_conv_pair): channels from split go to slot out2 */
     float *wcat;            /* its weights then biases side by side (owned until packed) */
@@ -79,6 +80,17 @@ struct fn_model {
 /* the convs whose input is post-ReLU (every one but conv1, cin 3): those with an int8 activation scale */
 static int int8_layer(int cin) { return cin % 4 == 0 && cin >= 64; }
 
+/* int8: the convs whose input is post-ReLU (int8_layer), direct only, at the file's scale, but those that
+ * read the residual stream (the 4 projection shortcuts, branch1, and every block's branch2a: block outputs,
+ * whose range is wide and whose channels differ most) and stage 2 (the first, least abstract features):
+ * int8 is kept to the 2b and 2c layers of stages 3-5 (26 of 52 convs), the others running bf16 on AMX-BF16,
+ * else float32. Measured on the 2,880 sample images (README "Precision"): ImageNet top-1 equal to float32's on
+ * 95.97% with only branch1 kept out, 97.12% with every branch2a too, 97.81% with stage 2 too. */
+static int int8_chosen(const char *name)
+{
+    return !strstr(name, "_branch1") && !strstr(name, "_branch2a") && strncmp(name, "res2", 4) != 0;
+}
+
 /* ---------------------------------------------------------------- building */
 
 static int add_conv(fn_model *m, const char *name, int in, int out, int res, int relu, int h, int w, int cin,
@@ -105,10 +117,13 @@ static int add_conv(fn_model *m, const char *name, int in, int out, int res, int
      * model's threads (at batch 1, skipping the F(4x4) weights of the 7x7 maps saves most of the open) */
     L->wino = fn_conv_wino_needed(k, k, stride, pad, h, w, fn_conv_wino_kinds(k, h), m->isa, m->max_batch,
                                   m->threads);
-    /* int8: every conv whose input is post-ReLU (all but conv1, cin 3), direct only, at the file's scale,
-     * but the 4 projection shortcuts (branch1), whose outputs go straight into the residual stream: in int8
-     * they alone cost the features most of their accuracy (README "Precision"); they stay float32 */
-    L->int8 = m->precision == FN_PRECISION_INT8 && int8_layer(cin) && !strstr(name, "_branch1");
+    L->int8 = m->precision == FN_PRECISION_INT8 && int8_chosen(name) && int8_layer(cin);
+    /* bf16: every conv but conv1 (cin 3: its taps are 7 pixels x 3 channels, odd); in int8, the convs kept
+     * out of int8 (int8_keep) where AMX-BF16 runs them (1.6-4.9x float32 there, with bf16's accuracy; on
+     * AVX512_BF16 alone bf16 is slower than float32, so they stay float32) */
+    L->bf16 = m->precision == FN_PRECISION_BF16 ? cin % 2 == 0 && cin >= 16
+                                                : m->precision == FN_PRECISION_INT8 && int8_layer(cin) && !L->int8 &&
+                                                      fn_amx_bf16();
     if (L->int8) {
         snprintf(key, sizeof key, "%s/act_scale", name);
         const fn_wtensor *as = fn_weights_find(m->weights, key);
@@ -139,8 +154,8 @@ static int add_conv_pair(fn_model *m, const char *name1, const char *name2, int 
         return rc;
     layer *A = &m->layers[m->nlayers - 2], *B = A + 1;
     const size_t c1 = (size_t)A->cout, c2 = (size_t)B->cout, ct = c1 + c2;
-    /* in int8 the two differ (branch1 stays float32: add_conv), so they stay two layers */
-    if (A->int8 != B->int8 || !fn_conv_split_ok(1, 1, stride, 0, A->cout, A->cout + B->cout))
+    /* in int8 the two differ (branch1 stays float32 or bf16: add_conv), so they stay two layers */
+    if (A->int8 != B->int8 || A->bf16 != B->bf16 || !fn_conv_split_ok(1, 1, stride, 0, A->cout, A->cout + B->cout))
         return FN_OK;
     float *wc = malloc(((size_t)cin + 1) * ct * sizeof(float));
     if (!wc)
@@ -238,8 +253,7 @@ static void pack_task(void *arg, int tid, int nth)
             continue;
         int rc = fn_conv_init(&L->conv, L->k, L->k, L->stride, L->pad, L->cin, L->cout, L->wk, L->wb, L->wino,
                               m->isa, &j->err[i]);
-        /* bf16: every conv but conv1 (cin 3: its taps are 7 pixels x 3 channels, odd) */
-        if (rc == FN_OK && m->precision == FN_PRECISION_BF16 && L->cin % 2 == 0 && L->cin >= 16)
+        if (rc == FN_OK && L->bf16)
             rc = fn_conv_enable_bf16(&L->conv, L->wk, &j->err[i]);
         if (rc == FN_OK && L->int8)
             rc = fn_conv_enable_int8(&L->conv, L->wk, L->act_scale, &j->err[i]);

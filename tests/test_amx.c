@@ -4,7 +4,9 @@
  *    1..3 taps, one or two K blocks (first/last), ReLU and residual on and off, rows evenly spaced (tiles
  *    loaded in place) or not (gathered), rows past mr at zeros, the tiles released between some calls;
  *  - the int8 convolution with AMX and without (FRUITNET_AMX=0) bit-identical (1x1, 1x1/2 packed rows, 3x3
- *    padded, a K tail, two K blocks), and the int8 features of the 8 golden images (batch 8 and 1);
+ *    padded, a K tail, two K blocks), and the int8 features of the 8 golden images (batch 8 and 1) on
+ *    AMX-INT8 alone (FRUITNET_AMX=int8); with AMX-BF16 too, the convs int8 keeps out on bf16 tiles: other
+ *    features, within cosine 0.999 of those and within the int8 gate to Keras;
  *  - fn_gemm_amxbf16 close to fn_gemm_avx512bf16 (the same products, summed in another order, AMX flushing
  *    denormals): the same kernel cases within 1e-5 per product, bf16 convolutions within 1e-5 of the
  *    outputs' scale, the golden bf16 features within cosine 0.99999.
@@ -32,8 +34,8 @@ static int have_amx(int bf16, const char *what)
                   : fn_amx_int8() && fn_precision_check(FN_PRECISION_INT8, NULL) == FN_OK;
     if (!ok) {
         const char *env = getenv("FRUITNET_AMX");
-        print_message("[  SKIPPED ] %s: %s\n", what,
-                      env && !strcmp(env, "0") ? "FRUITNET_AMX=0"
+        print_message("[  SKIPPED ] %s: %s%s\n", what, env && *env ? "FRUITNET_AMX=" : "",
+                      env && *env ? env
                       : bf16 ? "this CPU has no AMX-BF16 (with AVX512_BF16), or the OS does not grant the tile state"
                              : "this CPU has no AMX-INT8 (with AVX512_VNNI), or the OS does not grant the tile state");
     }
@@ -282,13 +284,14 @@ static void test_conv_bf16(void **s)
 
 /* ---------------------------------------------------------------- the model */
 
-static void features(fn_precision p, int amx, int batch, const float *in, float *out)
+/* the features of the NIMG images on a model made with FRUITNET_AMX=amx (NULL: unset, every AMX kind) */
+static void features(fn_precision p, const char *amx, int batch, const float *in, float *out)
 {
-    if (amx)
+    if (!amx)
         unsetenv("FRUITNET_AMX");
     else
-        setenv("FRUITNET_AMX", "0", 1);
-    fn_model *m = tu_open_model(p, batch); /* the layers ask fn_amx_int8 when they are made */
+        setenv("FRUITNET_AMX", amx, 1);
+    fn_model *m = tu_open_model(p, batch); /* the layers ask fn_amx_int8 / fn_amx_bf16 when they are made */
     unsetenv("FRUITNET_AMX");
     fn_error e = {0};
     for (int i = 0; i < NIMG; i += batch)
@@ -296,41 +299,62 @@ static void features(fn_precision p, int amx, int batch, const float *in, float 
     fn_model_close(m);
 }
 
+static double worst_pair_cosine(const float *a, const float *b)
+{
+    double worst = 1;
+    for (int i = 0; i < NIMG; i++) {
+        double c = tu_cosine(a + i * D, b + i * D, D);
+        worst = c < worst ? c : worst;
+    }
+    return worst;
+}
+
 static void golden8(int bf16)
 {
     const char *g = tu_golden_dir();
     TU_REQUIRE(g);
     TU_REQUIRE(tu_weights_path());
-    float *in = malloc(NIMG * IN_FLOATS * sizeof(float)), *ref = malloc(NIMG * D * sizeof(float)), *f[4];
-    for (int v = 0; v < 4; v++)
+    float *in = malloc(NIMG * IN_FLOATS * sizeof(float)), *ref = malloc(NIMG * D * sizeof(float)), *f[5];
+    for (int v = 0; v < 5; v++)
         f[v] = malloc(NIMG * D * sizeof(float));
     tu_g8_load(g, in, ref);
     const fn_precision p = bf16 ? FN_PRECISION_BF16 : FN_PRECISION_INT8;
-    features(p, 1, NIMG, in, f[0]);
-    features(p, 0, NIMG, in, f[1]);
-    features(p, 1, 1, in, f[2]);
-    features(p, 0, 1, in, f[3]);
+    /* int8 on AMX-INT8 tiles alone (FRUITNET_AMX=int8: the layers int8 keeps out stay float32, as on VNNI) */
+    const char *on = bf16 ? NULL : "int8";
+    features(p, on, NIMG, in, f[0]);
+    features(p, "0", NIMG, in, f[1]);
+    features(p, on, 1, in, f[2]);
+    features(p, "0", 1, in, f[3]);
     /* the AMX features meet the precision's own gate against Keras (test_precision.c, test_int8.c) */
     tu_g8_worst_cosine(bf16 ? "bf16 AMX batch 8" : "int8 AMX batch 8", f[0], ref, bf16 ? 0.9995 : 0.995);
     tu_g8_worst_cosine(bf16 ? "bf16 AMX batch 1" : "int8 AMX batch 1", f[2], ref, bf16 ? 0.9995 : 0.995);
     if (!bf16) {
         assert_memory_equal(f[0], f[1], NIMG * D * sizeof(float)); /* batch 8: AMX == VNNI, bit for bit */
         assert_memory_equal(f[2], f[3], NIMG * D * sizeof(float)); /* batch 1 */
-        print_message("[ amx      ] golden 8: int8 features with AMX bit-identical to AVX512-VNNI (batch 8 and 1); "
+        print_message("[ amx      ] golden 8: int8 features with AMX-INT8 bit-identical to AVX512-VNNI (batch 8 and 1); "
                       "batch 8 vs 1 max abs %.3g\n", tu_max_abs(f[0], f[2], NIMG * D));
+        if (fn_amx_bf16()) {
+            /* with every AMX kind, the convs int8 keeps out (model.c int8_chosen) run on AMX-BF16 tiles:
+             * other features (the bf16 path is taken), close to the float32 ones, within the int8 gate */
+            features(p, NULL, NIMG, in, f[4]);
+            double w = worst_pair_cosine(f[4], f[0]), d = tu_max_abs(f[4], f[0], NIMG * D);
+            tu_g8_worst_cosine("int8 AMX-INT8+BF16 batch 8", f[4], ref, 0.995);
+            print_message("[ amx      ] golden 8: int8 with the kept-out convs on AMX-BF16 against float32 ones: worst "
+                          "cosine %.7f, max abs %.3g\n", w, d);
+            assert_true(d > 0);
+            assert_true(w > 0.999); /* (int8 rounds differently downstream of any change: 0.99984 measured) */
+        } else {
+            print_message("[  SKIPPED ] int8 with AMX-BF16 for the kept-out convs: no AMX-BF16 here\n");
+        }
     } else { /* per image: cosine to the AVX512_BF16 features */
-        double worst = 1;
-        for (int v = 0; v < 4; v += 2)
-            for (int i = 0; i < NIMG; i++) {
-                double c = tu_cosine(f[v] + i * D, f[v + 1] + i * D, D);
-                worst = c < worst ? c : worst;
-            }
+        double worst = worst_pair_cosine(f[0], f[1]), w1 = worst_pair_cosine(f[2], f[3]);
+        worst = w1 < worst ? w1 : worst;
         print_message("[ amx      ] golden 8: bf16 features with AMX against AVX512_BF16: worst cosine %.7f, max abs "
                       "%.3g (batch 8), %.3g (batch 1)\n",
                       worst, tu_max_abs(f[0], f[1], NIMG * D), tu_max_abs(f[2], f[3], NIMG * D));
         assert_true(worst > 0.99999);
     }
-    for (int v = 0; v < 4; v++)
+    for (int v = 0; v < 5; v++)
         free(f[v]);
     free(in), free(ref);
 }

@@ -7,13 +7,13 @@
  *  - the activation scales: written by fn_weights_calibrate_int8 (every other tensor byte-identical, the
  *    same scales twice), read back by an int8 model; a file without them refused naming the file;
  *  - accuracy against the Keras features: cosine >= 0.995 per image on the 8 golden inputs (batch 8 and
- *    1) and on the 2,880 sample images (issue 16's gate), the PCA's 80% component count within 1 of
- *    float32's (issue 16's gate), and ImageNet top-1 equal to float32's on >= 95% of the sample: issue 16
- *    asks 97%, which this int8 scheme does NOT reach, so 95% guards against regressions only. Measured
- *    (branch1 in float32): worst cosine 0.99783, mean 0.99946, top-1 equal on 2,774 = 96.32% (every flip
- *    within 0.126 of probability in float32), PCA 47 = 47. With branch1 in int8 too: worst 0.99501, top-1
- *    94.55%. Even int8 weights with float32 activations agree on only 95.6% of every 4th image: these
- *    fruit photos are near-ties among ImageNet classes.
+ *    1) and on the 2,880 sample images, the PCA's 80% component count within 1 of float32's, and ImageNet
+ *    top-1 equal to float32's on >= 97% of the sample (issue 16's gates). int8 runs the 2b and 2c convs of
+ *    stages 3-5 (model.c int8_chosen); the convs that read the residual stream (branch1, branch2a) and
+ *    stage 2 stay float32 (bf16 on AMX-BF16). Measured: top-1 equal on 2,817 = 97.81% with AMX-BF16 (2,816
+ *    = 97.78% with FRUITNET_AMX=0), worst cosine 0.99848, PCA 46 against 47. With only branch1 kept out:
+ *    95.97%; with every conv but conv1 in int8: worst cosine 0.99501, top-1 94.55%. These fruit photos are
+ *    near-ties among ImageNet classes: every flip is within 0.08 of probability in float32.
  * On a CPU without AVX512-VNNI everything that needs it is skipped with a message, and the refusal
  * (FN_EUNSUPPORTED naming the feature) is tested instead.
  */
@@ -285,7 +285,7 @@ static void test_scales_file(void **s)
         assert_int_equal(fn_model_open(bare, &o, &m, &e), FN_EFORMAT);
         assert_null(m);
         assert_non_null(strstr(e.msg, bare));
-        assert_non_null(strstr(e.msg, "res2a_branch2a/act_scale")); /* the first int8 conv (branch1 stays fp32) */
+        assert_non_null(strstr(e.msg, "res3a_branch2b/act_scale")); /* the first int8 conv (model.c int8_chosen) */
         assert_non_null(strstr(e.msg, "--calibrate"));
     }
     /* calibrate on the repository's own images: every other tensor unchanged, one scale per conv but conv1 */
@@ -420,9 +420,8 @@ static void test_sample(void **s)
                   r.n, r.worst, r.worst_path, r.mean, r.agree, 100.0 * r.agree / r.n, r.widest, r.k80, r.k80_ref);
     if (r.worst < 0.995)
         fail_msg("int8 %s: cosine to Keras %.6f < 0.995", r.worst_path, r.worst);
-    if (r.agree < 0.97 * r.n) /* issue 16's target, not met: said, not failed (see the top of this file) */
-        print_message("[ int8     ] top-1 agreement %.2f%% is below issue 16's 97%% target\n", 100.0 * r.agree / r.n);
-    assert_true(r.agree >= 0.95 * r.n);
+    if (r.agree < 0.97 * r.n)
+        fail_msg("int8: top-1 equal to float32's on %.2f%% of the sample, under issue 16's 97%%", 100.0 * r.agree / r.n);
     assert_true(abs(r.k80 - r.k80_ref) <= 1);
 }
 
