@@ -176,6 +176,20 @@ conv_geom conv_geometry(const fn_conv *c, const fn_gemm_impl *g, int wm)
     return q;
 }
 
+/* The scratch of the direct path on a packed view (conv_bf16_view, a word = two channels, or
+ * conv_int8_view, four) on table g: the view's own scratch per thread raises *per, and *in is the floats
+ * (words) of the converted input at the front of scratch. 0 when that size overflows. */
+static int scratch_packed(const fn_conv *c, fn_conv view, const fn_gemm_impl *g, int per_word, int n, int h,
+                          int w, size_t *per, size_t *in)
+{
+    conv_geom qv = conv_geometry(&view, g, 0);
+    *per = qv.per_thr > *per ? qv.per_thr : *per;
+    if (!fn_mul_size((size_t)(n > 0 ? n : 0) * (size_t)h, (size_t)w * (size_t)(c->cin / per_word), in))
+        return 0;
+    *in = conv_round_up(*in, 16);
+    return 1;
+}
+
 size_t fn_conv_scratch_floats(const fn_conv *c, int n, int h, int w, int nthreads)
 {
     size_t t = (size_t)(nthreads > 0 ? nthreads : 1), per = 0, s;
@@ -185,24 +199,13 @@ size_t fn_conv_scratch_floats(const fn_conv *c, int n, int h, int w, int nthread
         per = q.per_thr > per ? q.per_thr : per;
         per = q.wino_thr > per ? q.wino_thr : per;
     }
-    size_t in16 = 0;
-    if (c->bf16) { /* the bf16 copy of the input first, then the bf16 view's own scratch */
-        fn_conv v = conv_bf16_view(c);
-        conv_geom q16 = conv_geometry(&v, conv_gemm_bf16(c), 0);
-        per = q16.per_thr > per ? q16.per_thr : per;
-        if (!fn_mul_size((size_t)(n > 0 ? n : 0) * (size_t)h, (size_t)w * (size_t)(c->cin / 2), &in16))
-            return SIZE_MAX;
-        in16 = conv_round_up(in16, 16);
-    }
-    if (c->int8) { /* the uint8 copy of the input first, then the int8 view's own scratch */
-        fn_conv v = conv_int8_view(c);
-        conv_geom q8 = conv_geometry(&v, conv_gemm_int8(c), 0);
-        per = q8.per_thr > per ? q8.per_thr : per;
-        if (!fn_mul_size((size_t)(n > 0 ? n : 0) * (size_t)h, (size_t)w * (size_t)(c->cin / 4), &in16))
-            return SIZE_MAX;
-        in16 = conv_round_up(in16, 16);
-    }
-    if (!fn_mul_size(t, per, &s) || !fn_add_size(s, q.zeros, &s) || !fn_add_size(s, in16, &s))
+    /* the bf16 (int8: uint8) copy of the input first, then the packed view's own scratch */
+    size_t in = 0;
+    if (c->bf16 && !scratch_packed(c, conv_bf16_view(c), conv_gemm_bf16(c), 2, n, h, w, &per, &in))
+        return SIZE_MAX;
+    if (c->int8 && !scratch_packed(c, conv_int8_view(c), conv_gemm_int8(c), 4, n, h, w, &per, &in))
+        return SIZE_MAX;
+    if (!fn_mul_size(t, per, &s) || !fn_add_size(s, q.zeros, &s) || !fn_add_size(s, in, &s))
         return SIZE_MAX;
     return s;
 }
@@ -222,6 +225,21 @@ static size_t plan_chunk(const conv_plan *p, int nth)
     const size_t mr = (size_t)p->g->mr, tiles = (p->M + mr - 1) / mr;
     size_t ct = (tiles + 4 * (size_t)nth - 1) / (4 * (size_t)nth), ctmax = p->q.mc / mr;
     return (p->split_n ? ctmax : (ct < 1 ? 1 : ct > ctmax ? ctmax : ct)) * mr;
+}
+
+/* Direct on a packed view of the layer (conv_bf16_view, a word = two channels, or conv_int8_view, a word
+ * = four): the input converted once into the front of scratch, then the view on its table g (bf16:
+ * AVX512_BF16 or AMX, int8: VNNI or AMX), K in words. Returns the floats (words) of that converted input
+ * (conv_plan.in16 or in8). */
+static size_t plan_packed_direct(conv_plan *p, const fn_conv *c, fn_conv view, const fn_gemm_impl *g, int per_word,
+                                 int n, int h, int w, int nth)
+{
+    p->g = g;
+    p->q = conv_geometry(&view, g, 0);
+    p->K /= (size_t)per_word;
+    p->split_n = plan_split_n(p, c, nth); /* (AMX: MR 32, fewer tiles) */
+    p->chunk = plan_chunk(p, nth);
+    return conv_round_up((size_t)n * h * w * c->cin / per_word, 16);
 }
 
 int conv_plan_make(const fn_conv *c, int n, int h, int w, int nth, conv_plan *p)
@@ -255,27 +273,14 @@ int conv_plan_make(const fn_conv *c, int n, int h, int w, int nth, conv_plan *p)
         p->split_n = nth > 1 && wt < many * p->q.tc && panels >= (size_t)nth;
         p->chunk = p->q.tc;
     } else if (c->bf16) {
-        /* direct on bf16: the input converted once into the front of scratch, then the bf16 view of the
-         * layer (a word = two channels) on the bf16 kernel, AVX512_BF16 or AMX (conv_gemm_bf16) */
-        fn_conv view = conv_bf16_view(c);
+        /* bf16: the input converted to bf16, a word = two channels, on AVX512_BF16 or AMX (conv_gemm_bf16) */
         p->bf16 = 1;
-        p->in16 = conv_round_up((size_t)n * h * w * c->cin / 2, 16);
-        p->g = conv_gemm_bf16(c);
-        p->q = conv_geometry(&view, p->g, 0);
-        p->K /= 2;
-        p->split_n = plan_split_n(p, c, nth); /* (AMX: MR 32, fewer tiles) */
-        p->chunk = plan_chunk(p, nth);
+        p->in16 = plan_packed_direct(p, c, conv_bf16_view(c), conv_gemm_bf16(c), 2, n, h, w, nth);
     } else if (c->int8) {
-        /* direct on int8 (never Winograd): the input quantised once into the front of scratch, then the
-         * int8 view (a word = four channels) on the VNNI or AMX kernel (conv_gemm_int8) */
-        fn_conv view = conv_int8_view(c);
+        /* int8 (never Winograd): the input quantised to uint8, a word = four channels, on VNNI or AMX
+         * (conv_gemm_int8) */
         p->int8 = 1;
-        p->in8 = conv_round_up((size_t)n * h * w * c->cin / 4, 16);
-        p->g = conv_gemm_int8(c);
-        p->q = conv_geometry(&view, p->g, 0);
-        p->K /= 4;
-        p->split_n = plan_split_n(p, c, nth); /* (AMX: MR 32, fewer tiles) */
-        p->chunk = plan_chunk(p, nth);
+        p->in8 = plan_packed_direct(p, c, conv_int8_view(c), conv_gemm_int8(c), 4, n, h, w, nth);
     }
     if (!p->wino) {
         /* direct, channels split on a single chunk with a single K block (the K blocks of a panel must

@@ -1,7 +1,8 @@
 /*
  * gemm_avx512_impl.h — what the AVX-512 micro-kernels share (the 14 x 32 gemm_avx512.c, gemm_avx512bf16.c,
- * gemm_avx512vnni.c and the 32 x 32 AMX gemm_amx.c), included by each and compiled with its flags, as winograd_impl.h is: the prefetch of
- * the rows the epilogue touches, the column masks of a partial tile, and the float32 epilogue of gemm.h's
+ * gemm_avx512vnni.c and the 32 x 32 AMX gemm_amx.c), included by each and compiled with its flags, as
+ * winograd_impl.h is: the prefetch of the rows the epilogue touches, the 14 x 32 kernels' prefetch of the
+ * next B in their k loop, the column masks of a partial tile, and the float32 epilogue of gemm.h's
  * contract (the float32 and bf16 kernels) and the int8 one, which scales the int32 sums first (the VNNI and
  * AMX kernels). One copy of each, so the kernels cannot drift apart.
  */
@@ -29,6 +30,17 @@ FN_INLINE void avx512_prefetch_c(const fn_ukargs *u)
             __builtin_prefetch(r, 0, 3);
             __builtin_prefetch(r + 16, 0, 3);
         }
+    }
+}
+
+/* In the k loop: the next two of the pfn cache lines from *pf (gemm.h: B the caller needs next) into L2 while
+ * the FMAs run, one pair a k step until none is left; the caller's pf = u->pf, pfn = u->pfn. */
+FN_INLINE void avx512_prefetch_b(const char **pf, int *pfn)
+{
+    if (*pfn > 0) {
+        __builtin_prefetch(*pf, 0, 2);
+        __builtin_prefetch(*pf + 64, 0, 2);
+        *pf += 128, *pfn -= 2;
     }
 }
 

@@ -38,11 +38,7 @@ static void kernel_vnni(const fn_ukargs *u)
         PTR(0) PTR(1) PTR(2) PTR(3) PTR(4) PTR(5) PTR(6) PTR(7) PTR(8) PTR(9) PTR(10) PTR(11) PTR(12) PTR(13)
         for (int k = 0; k < kt; k++, b += NR) {
             __m512i b0 = _mm512_loadu_si512((const void *)b), b1 = _mm512_loadu_si512((const void *)(b + 16)), s;
-            if (pfn > 0) {
-                __builtin_prefetch(pf, 0, 2);
-                __builtin_prefetch(pf + 64, 0, 2);
-                pf += 128, pfn -= 2;
-            }
+            avx512_prefetch_b(&pf, &pfn);
             ROW(0) ROW(1) ROW(2) ROW(3) ROW(4) ROW(5) ROW(6) ROW(7) ROW(8) ROW(9) ROW(10) ROW(11) ROW(12) ROW(13)
         }
     }
