@@ -250,6 +250,13 @@ typedef struct conv_job {
     size_t dyn_step; /* panels per dynamic group */
     size_t M, K;
     size_t chunk;      /* rows (or Winograd tiles) per chunk handed out */
+    /* q.cvt_ld: the float32 input (src, cin_src floats a pixel) whose chunks' rows each thread converts
+     * (to_bf16) or quantises (to_u8, at inv) itself (cvt_rows) */
+    const float *src;
+    size_t cin_src;
+    float inv;
+    void (*to_bf16)(const float *src, size_t n, void *dst);
+    void (*to_u8)(const float *src, size_t n, float inv, void *dst);
     atomic_size_t next; /* next chunk: threads take chunks as they finish (a stalled thread delays no one) */
 } conv_job;
 
@@ -302,6 +309,27 @@ static void build_rows(const conv_job *j, size_t m0, size_t rows, const float **
                 dst[t * mr] = inside ? base + ((size_t)y * j->w + (size_t)x) * cin : j->zeros;
             }
         }
+    }
+}
+
+/* A 1x1 pad-0 packed view (q.cvt_ld): the chunk's rows [m0, m0 + rows), each one input pixel's cin_src
+ * floats, converted into rows of cvt_ld words in buf; their pointers in ptr (one tap), M-edge rows at zeros. */
+static void cvt_rows(const conv_job *j, size_t m0, size_t rows, const float **ptr, float *buf)
+{
+    const size_t mr = (size_t)j->g->mr, ld = j->q.cvt_ld, ohw = (size_t)j->oh * j->ow, s = (size_t)j->c->stride;
+    const size_t rows_pad = conv_round_up(rows, mr);
+    for (size_t r = 0; r < rows_pad; r++) {
+        if (r >= rows) {
+            ptr[r] = j->zeros;
+            continue;
+        }
+        size_t m = m0 + r, img = m / ohw, rem = m % ohw, oy = rem / (size_t)j->ow, ox = rem % (size_t)j->ow;
+        const float *px = j->src + ((img * (size_t)j->h + oy * s) * (size_t)j->w + ox * s) * j->cin_src;
+        if (j->to_u8)
+            j->to_u8(px, j->cin_src, j->inv, buf + r * ld);
+        else
+            j->to_bf16(px, j->cin_src, buf + r * ld);
+        ptr[r] = buf + r * ld;
     }
 }
 
@@ -500,7 +528,10 @@ static void conv_task(void *arg, int tid, int nth)
         if (m0 >= j->M)
             break;
         size_t rows = j->M - m0 < j->chunk ? j->M - m0 : j->chunk, tiles = (rows + mr - 1) / mr;
-        build_rows(j, m0, rows, ptr, edge);
+        if (q->cvt_ld)
+            cvt_rows(j, m0, rows, ptr, mine + q->ptr_floats);
+        else
+            build_rows(j, m0, rows, ptr, edge);
         for (size_t kb = 0; kb < q->nblocks; kb++) {
             size_t t0, k0, tn, kt;
             conv_k_block(q, kb, &t0, &k0, &tn, &kt);
@@ -630,7 +661,16 @@ static void conv_run(const fn_conv *c, fn_pool *pool, const float *in, int n, in
     j.split_n = p.split_n, j.chunk = p.chunk, j.wino = p.wino;
     j.dyn_n = p.dyn_n, j.dyn_step = p.dyn_step;
     j.split = split, j.out2 = out2, j.relu2 = relu2;
-    if (p.bf16) {
+    j.src = in, j.cin_src = (size_t)c->cin, j.inv = 0, j.to_bf16 = NULL, j.to_u8 = NULL;
+    if (p.q.cvt_ld) {
+        /* 1x1 on a packed view: each thread converts its chunks' rows (cvt_rows), no copy of the input */
+        view = p.bf16 ? conv_bf16_view(c) : conv_int8_view(c);
+        if (p.bf16)
+            j.to_bf16 = fn_gemm_avx512bf16.to_bf16;
+        else
+            j.to_u8 = fn_gemm_vnni_to_u8, j.inv = 1.0f / c->act_scale;
+        j.c = &view;
+    } else if (p.bf16) {
         /* the input converted once (in parallel) into the front of scratch, then the bf16 view of the
          * layer (a word = two channels) on the bf16 kernel */
         view = conv_bf16_view(c);

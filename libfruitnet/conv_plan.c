@@ -173,7 +173,23 @@ conv_geom conv_geometry(const fn_conv *c, const fn_gemm_impl *g, int wm)
     q.pptr_floats = q.pack ? PTR_FLOATS(q.mc) : 0;
     q.edge_floats = q.rowtap ? q.mc * (size_t)q.ntaps * conv_round_up(tk, 16) : 0;
     q.per_thr = q.ptr_floats + q.pptr_floats + (q.pack ? q.mc * q.ld : 0) + q.edge_floats;
+    q.cvt_ld = 0; /* (geom_rows_cvt) */
     return q;
+}
+
+/* A 1x1 pad-0 packed view (a row is one input pixel's channels, in words): each chunk's rows are
+ * converted (bf16) or quantised (uint8) by the thread that runs it, into rows of cvt_ld words after its row
+ * pointers, while they are hot, and read there (in place: never packed), instead of the whole input once
+ * before the GEMM, which writes and reads a copy of it (stride 2: of every pixel, where a quarter are
+ * used). The same conversion of the same floats: the same results. 0 when the view is not 1x1 pad 0. */
+static int geom_rows_cvt(conv_geom *q, const fn_conv *view)
+{
+    if (view->kh != 1 || view->kw != 1 || view->pad != 0)
+        return 0;
+    q->pack = 0, q->pptr_floats = 0, q->edge_floats = 0;
+    q->cvt_ld = odd_lines(conv_round_up((size_t)view->cin, 16));
+    q->per_thr = q->ptr_floats + q->mc * q->cvt_ld;
+    return 1;
 }
 
 /* The scratch of the direct path on a packed view (conv_bf16_view, a word = two channels, or
@@ -183,7 +199,10 @@ static int scratch_packed(const fn_conv *c, fn_conv view, const fn_gemm_impl *g,
                           int w, size_t *per, size_t *in)
 {
     conv_geom qv = conv_geometry(&view, g, 0);
+    const int by_chunk = geom_rows_cvt(&qv, &view);
     *per = qv.per_thr > *per ? qv.per_thr : *per;
+    if (by_chunk)
+        return *in = 0, 1;
     if (!fn_mul_size((size_t)(n > 0 ? n : 0) * (size_t)h, (size_t)w * (size_t)(c->cin / per_word), in))
         return 0;
     *in = conv_round_up(*in, 16);
@@ -228,17 +247,20 @@ static size_t plan_chunk(const conv_plan *p, int nth)
 }
 
 /* Direct on a packed view of the layer (conv_bf16_view, a word = two channels, or conv_int8_view, a word
- * = four): the input converted once into the front of scratch, then the view on its table g (bf16:
- * AVX512_BF16 or AMX, int8: VNNI or AMX), K in words. Returns the floats (words) of that converted input
- * (conv_plan.in16 or in8). */
+ * = four): the input converted once into the front of scratch (1x1: by chunk, geom_rows_cvt), then the
+ * view on its table g (bf16: AVX512_BF16 or AMX, int8: VNNI or AMX), K in words. Returns the floats
+ * (words) of that converted input (conv_plan.in16 or in8; 0 when by chunk). */
 static size_t plan_packed_direct(conv_plan *p, const fn_conv *c, fn_conv view, const fn_gemm_impl *g, int per_word,
                                  int n, int h, int w, int nth)
 {
     p->g = g;
     p->q = conv_geometry(&view, g, 0);
+    const int by_chunk = geom_rows_cvt(&p->q, &view);
     p->K /= (size_t)per_word;
     p->split_n = plan_split_n(p, c, nth); /* (AMX: MR 32, fewer tiles) */
     p->chunk = plan_chunk(p, nth);
+    if (by_chunk)
+        return 0;
     return conv_round_up((size_t)n * h * w * c->cin / per_word, 16);
 }
 

@@ -51,6 +51,8 @@ typedef struct conv_geom {
     size_t tc, ldv, ldm, wino_thr; /* tiles per chunk, V/M row strides, scratch floats per thread */
     size_t wnsub, wksub;           /* Winograd GEMMs: K (cin) pieces, of wksub floats */
     size_t ptr_floats, pptr_floats, edge_floats, per_thr; /* scratch per thread */
+    size_t cvt_ld;  /* a 1x1 pad-0 packed view (bf16, int8): each chunk's rows converted into rows of cvt_ld
+                     * words in the thread's scratch, after its row pointers (conv_geom_rows_cvt); else 0 */
 } conv_geom;
 
 /* What fn_conv_forward runs for one call. */
@@ -60,15 +62,16 @@ typedef struct conv_plan {
     int oh, ow;
     size_t M, K;       /* GEMM rows (n*oh*ow) and depth (kh*kw*cin; in words for bf16) */
     int wino;          /* 0 direct, else Winograd F(m x m,3x3) with m = 2 or 4 */
-    int bf16;          /* direct on the bf16 view (conv_bf16_view): the input converted first */
+    int bf16;          /* direct on the bf16 view (conv_bf16_view): the input converted first (1x1: by chunk,
+                        * q.cvt_ld) */
     int split_n;       /* few rows or tiles: threads split the output channels (panels) */
     int dyn_n;         /* split_n, direct on one chunk and one K block, or Winograd: (chunk,) groups of
                         * dyn_step panels taken as threads finish instead of a static share each */
     size_t dyn_step;
     size_t chunk;      /* rows (or Winograd tiles) per chunk handed out */
-    size_t in16;       /* bf16: floats at the front of scratch for the converted input */
-    int int8;          /* direct on the int8 view (conv_int8_view): the input quantised first */
-    size_t in8;        /* int8: floats (words) at the front of scratch for the quantised input */
+    size_t in16;       /* bf16: floats at the front of scratch for the converted input (0: by chunk) */
+    int int8;          /* direct on the int8 view (conv_int8_view): the input quantised first (1x1: by chunk) */
+    size_t in8;        /* int8: floats (words) at the front of scratch for the quantised input (0: by chunk) */
 } conv_plan;
 
 static inline size_t conv_round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }

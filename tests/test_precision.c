@@ -6,11 +6,18 @@
  *   (Measured: worst cosine 0.99972, top-1 equal on 2,855 = 99.13%, every one of the 25 others a near-tie
  *   within 0.016 of probability in float32, PCA 47 = 47. On every 4th image only, top-1 agreed on 713 of
  *   720, exactly the 99% bound: hence the whole sample.)
+ *   The bf16 convolution (fn_conv_enable_bf16) against the same products in double on bf16-rounded inputs
+ *   and weights, with AMX-BF16 where the CPU has it and without (FRUITNET_AMX=0): 1x1 layers, whose rows
+ *   each thread converts by chunk (M tails, stride 2, rows 2 KiB apart), a split 1x1 (two outputs), and a
+ *   3x3 (the whole input converted first).
  * On a CPU without AVX512_BF16 the accuracy tests are skipped with a message and the refusal
  * (FN_EUNSUPPORTED naming the feature) is tested instead. The sample part takes about 4 minutes of CPU
  * (2 on 2 cores; skipped when FRUITNET_SKIP_SLOW=1, as test_sample).
  */
 #include "testutil.h"
+#include "conv.h"
+#include "threadpool.h"
+#include "util.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -31,6 +38,99 @@ static int have_bf16(void)
     if (rc != FN_OK)
         print_message("[  SKIPPED ] bf16 accuracy: %s\n", e.msg);
     return rc == FN_OK;
+}
+
+static double bf16_round(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u += 0x7fffu + ((u >> 16) & 1);
+    u &= 0xffff0000u;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* One bf16 conv (split > 0: fn_conv_forward_split, channels from split to a second output, no residual)
+ * on table amx (FRUITNET_AMX unset) or AVX512_BF16 (FRUITNET_AMX=0), against double on bf16 operands. */
+static void bf16_conv_case(int amx, int k, int stride, int pad, int cin, int cout, int split, int n, int h, int w)
+{
+    const size_t K = (size_t)k * k * cin;
+    float *wt = malloc(K * cout * sizeof(float)), *bias = malloc(cout * sizeof(float));
+    float *in = malloc((size_t)n * h * w * cin * sizeof(float));
+    tu_fill_random(wt, K * cout, 31, -0.5f, 0.5f);
+    tu_fill_random(bias, (size_t)cout, 32, -1, 1);
+    tu_fill_random(in, (size_t)n * h * w * cin, 33, -1, 3);
+    for (size_t i = 0; i < (size_t)n * h * w * cin; i++)
+        in[i] = in[i] > 0 ? in[i] : 0;
+    fn_conv c;
+    fn_error e;
+    setenv("FRUITNET_AMX", amx ? "bf16" : "0", 1);
+    assert_int_equal(fn_conv_init(&c, k, k, stride, pad, cin, cout, wt, bias, 0, FN_ISA_AVX512, &e), FN_OK);
+    assert_int_equal(fn_conv_enable_bf16(&c, wt, &e), FN_OK);
+    unsetenv("FRUITNET_AMX");
+    int oh = fn_conv_out_dim(h, k, stride, pad), ow = fn_conv_out_dim(w, k, stride, pad);
+    size_t M = (size_t)n * oh * ow, no = M * cout;
+    float *out = malloc(no * sizeof(float)), *res = malloc(no * sizeof(float));
+    tu_fill_random(res, no, 34, -2, 2);
+    fn_pool *pool = fn_pool_create(2);
+    float *scratch = fn_aalloc(fn_conv_scratch_floats(&c, n, h, w, 2) * sizeof(float) + 64);
+    if (split) /* out: [M][split] with ReLU, then [M][cout - split] without, after it */
+        fn_conv_forward_split(&c, pool, in, n, h, w, split, out, 1, out + M * split, 0, scratch);
+    else
+        fn_conv_forward(&c, pool, in, n, h, w, out, res, 1, scratch);
+    double worst = 0, mx = 0;
+    for (size_t m = 0; m < M; m++)
+        for (int co = 0; co < cout; co++) {
+            size_t b = m / ((size_t)oh * ow), rem = m % ((size_t)oh * ow);
+            int oy = (int)(rem / ow), ox = (int)(rem % ow);
+            double acc = bias[co];
+            for (int ky = 0; ky < k; ky++)
+                for (int kx = 0; kx < k; kx++) {
+                    int y = oy * stride - pad + ky, x = ox * stride - pad + kx;
+                    if (y < 0 || y >= h || x < 0 || x >= w)
+                        continue;
+                    for (int ci = 0; ci < cin; ci++)
+                        acc += bf16_round(in[((b * h + y) * w + x) * cin + ci]) *
+                               bf16_round(wt[((size_t)(ky * k + kx) * cin + ci) * cout + co]);
+                }
+            float got;
+            if (!split) {
+                acc += res[m * cout + co];
+                got = out[m * cout + co];
+            } else {
+                got = co < split ? out[m * split + co] : out[M * split + m * (cout - split) + (co - split)];
+            }
+            if (!split || co < split)
+                acc = acc > 0 ? acc : 0;
+            worst = fabs(got - acc) > worst ? fabs(got - acc) : worst;
+            mx = fabs(acc) > mx ? fabs(acc) : mx;
+        }
+    worst /= 1 + mx;
+    if (!(worst < 1e-5))
+        fail_msg("bf16 conv %dx%d/%d pad %d %d->%d (split %d) on %dx%dx%dx%d, %s: max |out - double| / (1 + max |out|) "
+                 "%.3g",
+                 k, k, stride, pad, cin, cout, split, n, h, w, amx ? "AMX-BF16" : "AVX512_BF16", worst);
+    fn_afree(scratch);
+    fn_pool_destroy(pool);
+    fn_conv_free(&c);
+    free(wt), free(bias), free(in), free(out), free(res);
+}
+
+static void test_bf16_conv(void **s)
+{
+    (void)s;
+    if (!have_bf16())
+        skip();
+    for (int amx = fn_amx_bf16(); amx >= 0; amx--) {
+        bf16_conv_case(amx, 1, 1, 0, 64, 72, 0, 2, 9, 7);     /* 1x1, M and N tails */
+        bf16_conv_case(amx, 1, 2, 0, 128, 64, 0, 1, 11, 11);  /* 1x1 stride 2 */
+        bf16_conv_case(amx, 1, 2, 0, 1024, 64, 0, 1, 5, 5);   /* rows of 512 words: padded apart (odd lines) */
+        bf16_conv_case(amx, 1, 2, 0, 256, 96, 32, 2, 13, 9); /* split (branch1 + 2a), stride 2 */
+        bf16_conv_case(amx, 1, 1, 0, 4160, 32, 0, 1, 3, 2);  /* K over one block */
+        bf16_conv_case(amx, 3, 1, 1, 64, 40, 0, 3, 8, 6);     /* 3x3: the whole input converted first */
+        print_message("[ bf16     ] convolutions on %s: within 1e-5 of double on bf16 operands\n",
+                      amx ? "AMX-BF16" : "AVX512_BF16");
+    }
 }
 
 static void test_names(void **s)
@@ -138,6 +238,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_bf16_refused),
+        cmocka_unit_test(test_bf16_conv),
         cmocka_unit_test(test_bf16_golden8),
         cmocka_unit_test(test_bf16_sample),
     };
