@@ -84,7 +84,7 @@ static int int8_layer(int cin) { return cin % 4 == 0 && cin >= 64; }
 /* int8: the convs whose input is post-ReLU (int8_layer), direct only, at the file's scale, but those that
  * read the residual stream (the 4 projection shortcuts, branch1, and every block's branch2a: block outputs,
  * whose range is wide and whose channels differ most) and stage 2 (the first, least abstract features):
- * int8 is kept to the 2b and 2c layers of stages 3-5 (26 of 52 convs), the others running bf16 on AMX-BF16,
+ * int8 is kept to the 2b and 2c layers of stages 3-5 (26 of 53 convs), the others running bf16 on AMX-BF16,
  * else float32. Measured on the 2,880 sample images (README "Precision"): ImageNet top-1 equal to float32's on
  * 95.97% with only branch1 kept out, 97.12% with every branch2a too, 97.81% with stage 2 too. */
 static int int8_chosen(const char *name)
