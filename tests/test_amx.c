@@ -224,13 +224,8 @@ static double g_bf16_worst; /* conv_case on bf16: the largest max |AMX - AVX512_
 static void conv_case(int bf16, int k, int stride, int pad, int cin, int cout, int n, int h, int w)
 {
     const size_t K = (size_t)k * k * cin;
-    float *wt = malloc(K * cout * sizeof(float)), *bias = malloc(cout * sizeof(float));
-    float *in = malloc((size_t)n * h * w * cin * sizeof(float));
-    tu_fill_random(wt, K * cout, 21, -0.5f, 0.5f);
-    tu_fill_random(bias, (size_t)cout, 22, -1, 1);
-    tu_fill_random(in, (size_t)n * h * w * cin, 23, -1, 3);
-    for (size_t i = 0; i < (size_t)n * h * w * cin; i++)
-        in[i] = in[i] > 0 ? in[i] : 0;
+    float *wt, *bias, *in;
+    tu_conv_operands(K, cout, (size_t)n * h * w * cin, 21, &wt, &bias, &in);
     int oh = fn_conv_out_dim(h, k, stride, pad), ow = fn_conv_out_dim(w, k, stride, pad);
     size_t no = (size_t)n * oh * ow * cout;
     float *res = malloc(no * sizeof(float));

@@ -157,13 +157,8 @@ static void test_kernel(void **s)
 static void conv_case(int k, int stride, int pad, int cin, int cout, int n, int h, int w)
 {
     const size_t K = (size_t)k * k * cin;
-    float *wt = malloc(K * cout * sizeof(float)), *bias = malloc(cout * sizeof(float));
-    float *in = malloc((size_t)n * h * w * cin * sizeof(float));
-    tu_fill_random(wt, K * cout, 11, -0.5f, 0.5f);
-    tu_fill_random(bias, (size_t)cout, 12, -1, 1);
-    tu_fill_random(in, (size_t)n * h * w * cin, 13, -1, 3); /* then ReLU: a quarter zeros */
-    for (size_t i = 0; i < (size_t)n * h * w * cin; i++)
-        in[i] = in[i] > 0 ? in[i] : 0;
+    float *wt, *bias, *in;
+    tu_conv_operands(K, cout, (size_t)n * h * w * cin, 11, &wt, &bias, &in);
     const float act = 3.0f / 255;
     fn_conv c;
     fn_error e;

@@ -16,32 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void conv_ref(const float *in, int n, int h, int w, int cin, const float *W, const float *b, int k,
-                     int stride, int pad, int cout, const float *res, int relu, double *out, int oh, int ow)
-{
-    for (int i = 0; i < n; i++)
-        for (int oy = 0; oy < oh; oy++)
-            for (int ox = 0; ox < ow; ox++)
-                for (int co = 0; co < cout; co++) {
-                    double s = b[co];
-                    for (int ky = 0; ky < k; ky++)
-                        for (int kx = 0; kx < k; kx++) {
-                            int y = oy * stride - pad + ky, x = ox * stride - pad + kx;
-                            if (y < 0 || y >= h || x < 0 || x >= w)
-                                continue;
-                            for (int ci = 0; ci < cin; ci++)
-                                s += (double)in[(((size_t)i * h + y) * w + x) * cin + ci] *
-                                     W[(((size_t)ky * k + kx) * cin + ci) * cout + co];
-                        }
-                    size_t o = (((size_t)i * oh + oy) * ow + ox) * cout + co;
-                    if (res)
-                        s += res[o];
-                    if (relu && s < 0)
-                        s = 0;
-                    out[o] = s;
-                }
-}
-
 typedef struct conv_case {
     int n, h, w, cin, cout, k, stride, pad;
 } conv_case;
@@ -58,7 +32,7 @@ static void run_conv_case(fn_isa isa, const conv_case *c, int with_res, int relu
     tu_fill_random(W, nw, 2 + c->cout, -0.5f, 0.5f);
     tu_fill_random(b, (size_t)c->cout, 3, -1, 1);
     tu_fill_random(res, nout, 4, -1, 1);
-    conv_ref(in, c->n, c->h, c->w, c->cin, W, b, c->k, c->stride, c->pad, c->cout, with_res ? res : NULL, relu, ref,
+    tu_conv_ref(in, c->n, c->h, c->w, c->cin, W, b, c->k, c->stride, c->pad, c->cout, with_res ? res : NULL, relu, ref,
              oh, ow);
     fn_conv conv;
     fn_error e;

@@ -117,6 +117,45 @@ void tu_fill_random(float *x, size_t n, uint64_t seed, float lo, float hi)
     }
 }
 
+void tu_conv_operands(size_t K, int cout, size_t nin, uint64_t seed, float **wt, float **bias, float **in)
+{
+    *wt = malloc(K * (size_t)cout * sizeof(float));
+    *bias = malloc((size_t)cout * sizeof(float));
+    *in = malloc(nin * sizeof(float));
+    assert_true(*wt && *bias && *in);
+    tu_fill_random(*wt, K * (size_t)cout, seed, -0.5f, 0.5f);
+    tu_fill_random(*bias, (size_t)cout, seed + 1, -1, 1);
+    tu_fill_random(*in, nin, seed + 2, -1, 3); /* then ReLU: a quarter zeros */
+    for (size_t i = 0; i < nin; i++)
+        (*in)[i] = (*in)[i] > 0 ? (*in)[i] : 0;
+}
+
+void tu_conv_ref(const float *in, int n, int h, int w, int cin, const float *W, const float *b, int k, int stride,
+                 int pad, int cout, const float *res, int relu, double *out, int oh, int ow)
+{
+    for (int i = 0; i < n; i++)
+        for (int oy = 0; oy < oh; oy++)
+            for (int ox = 0; ox < ow; ox++)
+                for (int co = 0; co < cout; co++) {
+                    double s = b[co];
+                    for (int ky = 0; ky < k; ky++)
+                        for (int kx = 0; kx < k; kx++) {
+                            int y = oy * stride - pad + ky, x = ox * stride - pad + kx;
+                            if (y < 0 || y >= h || x < 0 || x >= w)
+                                continue;
+                            for (int ci = 0; ci < cin; ci++)
+                                s += (double)in[(((size_t)i * h + y) * w + x) * cin + ci] *
+                                     W[(((size_t)ky * k + kx) * cin + ci) * cout + co];
+                        }
+                    size_t o = (((size_t)i * oh + oy) * ow + ox) * cout + co;
+                    if (res)
+                        s += res[o];
+                    if (relu && s < 0)
+                        s = 0;
+                    out[o] = s;
+                }
+}
+
 int tu_decoder_is_pil(void) { return strncmp(fn_image_decoder_name(), "libjpeg", 7) == 0; }
 
 int tu_supported_isas(fn_isa out[3])

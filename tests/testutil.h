@@ -68,6 +68,15 @@ double tu_cosine(const float *a, const float *b, size_t n);
 /* Deterministic pseudo-random floats in [lo, hi). */
 void tu_fill_random(float *x, size_t n, uint64_t seed, float lo, float hi);
 
+/* A convolution's operands, malloc'd: weights (K x cout, in [-0.5, 0.5)), biases (in [-1, 1)) and nin
+ * post-ReLU inputs (a quarter zeros), from seeds seed, seed + 1, seed + 2. */
+void tu_conv_operands(size_t K, int cout, size_t nin, uint64_t seed, float **wt, float **bias, float **in);
+
+/* The reference convolution in double: in [n][h][w][cin] (NHWC), W [k][k][cin][cout], bias b, then + res
+ * (NULL: none) and ReLU when relu; out [n][oh][ow][cout]. */
+void tu_conv_ref(const float *in, int n, int h, int w, int cin, const float *W, const float *b, int k, int stride,
+                 int pad, int cout, const float *res, int relu, double *out, int oh, int ow);
+
 /* 1 when JPEGs are decoded by libjpeg(-turbo), PIL's decoder (the default build), 0 for make JPEG=stb. */
 int tu_decoder_is_pil(void);
 
