@@ -53,8 +53,9 @@ fn_cpu_caches fn_cpu_caches_get(void);
 
 /* AMX (isa.c): 1 when this CPU reports AMX-TILE and AMX-INT8 (fn_amx_int8) or AMX-BF16 (fn_amx_bf16) with
  * AVX-512, the OS enables the tile state (XCR0 bits 17 and 18) and grants it to the process (Linux:
- * arch_prctl ARCH_REQ_XCOMP_PERM, requested once, on the first call), and FRUITNET_AMX is not "0" (read on
- * every call: the layers ask when they are made, fn_conv_enable_int8 / _bf16); else 0. */
+ * arch_prctl ARCH_REQ_XCOMP_PERM, requested once, on the first call), and FRUITNET_AMX is not "0", nor the
+ * other kind ("int8" keeps only fn_amx_int8, "bf16" only fn_amx_bf16; read on every call: the layers ask
+ * when they are made, fn_conv_enable_int8 / _bf16, and model.c when it chooses their precision); else 0. */
 int fn_amx_int8(void);
 int fn_amx_bf16(void);
 
