@@ -267,15 +267,24 @@ static void build_rows(const conv_job *j, size_t m0, size_t rows, const float **
     const fn_conv *c = j->c;
     const size_t mr = (size_t)j->g->mr, cin = (size_t)c->cin, ohw = (size_t)j->oh * j->ow, nt = (size_t)j->q.ntaps;
     const size_t rows_pad = conv_round_up(rows, mr);
+    /* row r is output pixel (img, oy, ox) of m0 + r and row ri of tile ti: both stepped, not divided (a
+     * division per row was 13% of conv1's time) */
+    size_t img = m0 / ohw, rem = m0 % ohw, ti = 0, ri = 0;
+    int oy = (int)(rem / (size_t)j->ow), ox = (int)(rem % (size_t)j->ow);
     for (size_t r = 0; r < rows_pad; r++) {
-        const float **dst = ptr + ((r / mr) * nt) * mr + r % mr; /* tap t at dst[t * mr] */
-        if (r >= rows) {                                          /* M edge: rows of zeros, never stored */
+        const float **dst = ptr + ti * nt * mr + ri; /* tap t at dst[t * mr] */
+        if (++ri == mr)
+            ri = 0, ti++;
+        if (r >= rows) { /* M edge: rows of zeros, never stored */
             for (size_t t = 0; t < nt; t++)
                 dst[t * mr] = j->zeros;
             continue;
         }
-        size_t m = m0 + r, img = m / ohw, rem = m % ohw;
-        int oy = (int)(rem / (size_t)j->ow), ox = (int)(rem % (size_t)j->ow);
+        if (r > 0 && ++ox == j->ow) {
+            ox = 0;
+            if (++oy == j->oh)
+                oy = 0, img++;
+        }
         const float *base = j->in + img * (size_t)j->h * j->w * cin;
         size_t t = 0;
         if (j->q.rowtap) {
@@ -318,12 +327,17 @@ static void cvt_rows(const conv_job *j, size_t m0, size_t rows, const float **pt
 {
     const size_t mr = (size_t)j->g->mr, ld = j->q.cvt_ld, ohw = (size_t)j->oh * j->ow, s = (size_t)j->c->stride;
     const size_t rows_pad = conv_round_up(rows, mr);
+    size_t img = m0 / ohw, rem = m0 % ohw, oy = rem / (size_t)j->ow, ox = rem % (size_t)j->ow; /* stepped */
     for (size_t r = 0; r < rows_pad; r++) {
         if (r >= rows) {
             ptr[r] = j->zeros;
             continue;
         }
-        size_t m = m0 + r, img = m / ohw, rem = m % ohw, oy = rem / (size_t)j->ow, ox = rem % (size_t)j->ow;
+        if (r > 0 && ++ox == (size_t)j->ow) {
+            ox = 0;
+            if (++oy == (size_t)j->oh)
+                oy = 0, img++;
+        }
         const float *px = j->src + ((img * (size_t)j->h + oy * s) * (size_t)j->w + ox * s) * j->cin_src;
         if (j->to_u8)
             j->to_u8(px, j->cin_src, j->inv, buf + r * ld);
