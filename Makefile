@@ -181,7 +181,7 @@ $(B)/tests/%: tests/%.c $(TEST_UTIL) tests/testutil.h $(B)/libfruitnet.a | $(B)/
 # Runs every test binary and every Python test file (pytest, one run per file); each prints
 # its own summary. A final line "N passed, N failed" counts test programs and files.
 PY_TESTS := $(sort $(wildcard python/tests/test_*.py))
-SH_TESTS := tests/check_abi.sh tests/check_layers.sh tests/check_install.sh
+SH_TESTS := tests/check_abi.sh tests/check_layers.sh tests/check_install.sh tests/check_scripts.sh
 # the sanitizer flags, for the programs tests/check_install.sh builds against the installed library
 export FRUITNET_SAN = $(SAN)
 # The Python tests run in a virtual environment made with the machine's python3

@@ -11,7 +11,7 @@ py=${PYTHON:-.venv/bin/python}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/in"
-ls "$sample" | sort | head -n "$n" | while read -r c; do cp -r "$sample/$c" "$tmp/in/"; done
+ls "$sample" | sort | sed -n "1,${n}p" | while read -r c; do cp -r "$sample/$c" "$tmp/in/"; done
 imgs=$(find "$tmp/in" -type f | wc -l)
 echo "spark_throughput: $imgs images, $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 t0=$(date +%s.%N)

@@ -51,7 +51,10 @@ export PKG_CONFIG_PATH="$P/lib/pkgconfig"
 if ${CC:-cc} ${FRUITNET_SAN:-} -o "$tmp/v_shared" "$tmp/src/v.c" $(pkg-config --cflags --libs fruitnet) 2> "$tmp/cc.log"; then
     got=$(LD_LIBRARY_PATH="$P/lib" "$tmp/v_shared") || fail "the program linked to libfruitnet.so failed"
     [ "$got" = "$version" ] || fail "fn_version() of the installed libfruitnet.so is '$got', not $version"
-    LD_LIBRARY_PATH="$P/lib" ldd "$tmp/v_shared" | grep -q "libfruitnet.so.$abi => $P/lib/libfruitnet.so.$abi" ||
+    # (ldd's output is taken whole first: under pipefail, `ldd | grep -q` fails when grep exits before the
+    # loader's last write, which kills it with SIGPIPE; 22 of 400 times on a loaded machine)
+    deps=$(LD_LIBRARY_PATH="$P/lib" ldd "$tmp/v_shared") || fail "ldd $tmp/v_shared failed"
+    grep -qF "libfruitnet.so.$abi => $P/lib/libfruitnet.so.$abi" <<< "$deps" ||
         fail "the program does not load $P/lib/libfruitnet.so.$abi"
 else
     cat "$tmp/cc.log"
@@ -61,7 +64,8 @@ fi
 if ${CC:-cc} ${FRUITNET_SAN:-} -o "$tmp/v_static" "$tmp/src/v.c" $(pkg-config --cflags fruitnet) "$P/lib/libfruitnet.a" \
     $(pkg-config --static --libs-only-other --libs-only-l fruitnet | sed 's/-lfruitnet//') 2> "$tmp/cc.log"; then
     [ "$("$tmp/v_static")" = "$version" ] || fail "fn_version() of the installed libfruitnet.a is not $version"
-    ! ldd "$tmp/v_static" | grep -q libfruitnet || fail "the static program still loads libfruitnet.so"
+    deps=$(ldd "$tmp/v_static" 2>&1 || true) # ("not a dynamic executable" is fine too)
+    ! grep -q libfruitnet <<< "$deps" || fail "the static program still loads libfruitnet.so"
 else
     cat "$tmp/cc.log"
     fail "a program does not link libfruitnet.a with pkg-config --static --libs fruitnet"
@@ -85,7 +89,7 @@ done
 if [ -n "${FRUITNET_SAN:-}" ]; then
     echo "check_install: the Python package is not imported in a sanitizer build (python is not instrumented)"
 elif [ -n "$PY" ]; then
-    site=$(find "$P" -name _prefix.py -path '*/fruitnet/_prefix.py' -printf '%h\n' | head -1)
+    site=$(find "$P" -name _prefix.py -path '*/fruitnet/_prefix.py' -printf '%h\n' -quit)
     if [ -z "$site" ]; then
         fail "the Python package (fruitnet/_prefix.py) is not under $P"
     else
