@@ -282,8 +282,9 @@ int conv_plan_make(const fn_conv *c, int n, int h, int w, int nth, conv_plan *p)
      * chunks of its tiles, else F(2x2) (smaller chunks, a quarter of the transformed weights to stream)
      * when there are at least 3 MR tiles, with the output channels split when there are few chunks; else
      * F(4x4) if only it is there, else direct. */
-    /* (bf16 on AMX keeps the float32 Winograd where it is picked: direct bf16 3x3 layers on AMX are 2.8x
-     * faster, but the sample's top-1 agreement with float32 falls to 98.85%, under test_precision's 99%) */
+    /* (bf16 keeps the float32 Winograd where the layer has its weights: on AMX-BF16, model.c makes none for
+     * the 3x3 layers of stages 4-5, which then run direct on bf16 tiles; direct bf16 on every 3x3 layer
+     * would be faster still, but the sample's top-1 agreement with float32 falls to 98.85%, under 99%) */
     p->wino = c->int8 ? 0 : wino_pick(conv_wino_ok(c->kh, c->kw, c->stride, c->pad) ? c->wino : 0, p->g, n, p->oh,
                                       p->ow, nth);
     size_t t2 = (size_t)n * (((size_t)p->oh + 1) / 2) * (((size_t)p->ow + 1) / 2);

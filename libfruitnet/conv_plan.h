@@ -52,7 +52,7 @@ typedef struct conv_geom {
     size_t wnsub, wksub;           /* Winograd GEMMs: K (cin) pieces, of wksub floats */
     size_t ptr_floats, pptr_floats, edge_floats, per_thr; /* scratch per thread */
     size_t cvt_ld;  /* a 1x1 pad-0 packed view (bf16, int8): each chunk's rows converted into rows of cvt_ld
-                     * words in the thread's scratch, after its row pointers (conv_geom_rows_cvt); else 0 */
+                     * words in the thread's scratch, after its row pointers (conv_plan.c geom_rows_cvt); else 0 */
 } conv_geom;
 
 /* What fn_conv_forward runs for one call. */
