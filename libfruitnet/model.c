@@ -48,7 +48,7 @@ typedef struct layer {
     fn_conv conv;
     const float *wk, *wb; /* the weights to pack (mapped from the file), and the Winograd kinds to make */
     int wino;
-    int int8;        /* int8 precision: this layer runs on AVX512-VNNI or AMX-INT8 (every conv but conv1, branch1) */
+    int int8;        /* int8 precision: this layer runs on AVX512-VNNI or AMX-INT8 (int8_chosen) */
     int bf16;        /* this layer runs on bf16 (fn_conv_enable_bf16): see add_conv */
     float act_scale; /* its input's calibrated scale (the file's <name>/act_scale), 0 when absent */
     int split, out2, relu2; /* a merged pair (add_conv_pair): channels from split go to slot out2 */
@@ -120,7 +120,7 @@ static int add_conv(fn_model *m, const char *name, int in, int out, int res, int
                                   m->threads);
     L->int8 = m->precision == FN_PRECISION_INT8 && int8_chosen(name) && int8_layer(cin);
     /* bf16: every conv but conv1 (cin 3: its taps are 7 pixels x 3 channels, odd); in int8, the convs kept
-     * out of int8 (int8_keep) where AMX-BF16 runs them (1.6-4.9x float32 there, with bf16's accuracy; on
+     * out of int8 (int8_chosen) where AMX-BF16 runs them (1.6-4.9x float32 there, with bf16's accuracy; on
      * AVX512_BF16 alone bf16 is slower than float32, so they stay float32) */
     L->bf16 = m->precision == FN_PRECISION_BF16 ? cin % 2 == 0 && cin >= 16
                                                 : m->precision == FN_PRECISION_INT8 && int8_layer(cin) && !L->int8 &&
@@ -162,7 +162,7 @@ static int add_conv_pair(fn_model *m, const char *name1, const char *name2, int 
         return rc;
     layer *A = &m->layers[m->nlayers - 2], *B = A + 1;
     const size_t c1 = (size_t)A->cout, c2 = (size_t)B->cout, ct = c1 + c2;
-    /* in int8 the two differ (branch1 stays float32 or bf16: add_conv), so they stay two layers */
+    /* two of different precisions stay two layers (none today: int8 keeps branch1 and branch2a both out) */
     if (A->int8 != B->int8 || A->bf16 != B->bf16 || !fn_conv_split_ok(1, 1, stride, 0, A->cout, A->cout + B->cout))
         return FN_OK;
     float *wc = malloc(((size_t)cin + 1) * ct * sizeof(float));
