@@ -3,7 +3,7 @@
 
 usage: .venv/bin/python bench/peers.py [--threads 2] [--batch 32] [--rounds 3] [--iters N] [--iters1 K]
                                        [--only NAME,...] [--out bench/results/peers.md]
-                                       [--e2e-images 256] [--e2e-decoders 1,2] [--no-ceilings]
+                                       [--e2e-images 1024] [--e2e-decoders 1,2] [--no-ceilings]
                                        [--machine-record bench/results] [--baseline-lib OLD/libfruitnet.so]
 
 Engines (each on the same weights: weights/resnet50.fnw, batch norm folded in; the same NHWC inputs, the
@@ -525,7 +525,7 @@ def main():
                     help="folder of the per-machine records (<cpu-model>-<features>.md and README.md); '' for none")
     ap.add_argument("--baseline-lib", default="", help="also time this libfruitnet.so (fp32) as "
                     "fruitnet-baseline, in the same rounds: before/after a change")
-    ap.add_argument("--e2e-images", type=int, default=256, help="images of the sample for the end-to-end "
+    ap.add_argument("--e2e-images", type=int, default=1024, help="images of the sample for the end-to-end "
                     "fruitnet-extract runs (0: none)")
     ap.add_argument("--e2e-decoders", default="1,2", help="decoder threads of the end-to-end runs")
     ap.add_argument("--no-ceilings", dest="ceilings", action="store_false", help="do not run bench_peak")
