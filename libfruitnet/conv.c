@@ -564,16 +564,17 @@ static void conv_task(void *arg, int tid, int nth)
                 /* dyn_n (one chunk, channels split): groups of at most `step` panels taken as threads
                  * finish (a descheduled thread delays no one), else this thread's range in order */
                 const size_t step = j->dyn_n && j->dyn_step < group ? j->dyn_step : group;
-                for (size_t gi = 0;; gi++) {
-                    size_t pg = j->dyn_n ? atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed) * step
-                                         : p_begin + gi * step;
-                    if (pg >= p_end)
-                        break;
+                /* dyn_n: a thread claims its next group before it runs the current one, so that what it
+                 * prefetches is what it will run (claimed in turn, the group after its own is usually the
+                 * other thread's, and a prefetch fills the L2 of the core that issues it) */
+                size_t pg = j->dyn_n ? atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed) * step : p_begin;
+                while (pg < p_end) {
                     size_t pe = pg + step < p_end ? pg + step : p_end;
-                    /* the next group's slivers (contiguous after this group's) are prefetched by the calls
-                     * after the first tile, which find this group's in L2 */
-                    size_t nx = (pe + step < p_end ? pe + step : p_end) - pe;
-                    const float *nb = c->packed + pe * j->K * nr;
+                    size_t pn = j->dyn_n ? atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed) * step : pe;
+                    /* the next group's slivers are prefetched by the calls after the first tile, which find
+                     * this group's in L2 */
+                    size_t nx = pn < p_end ? (pn + step < p_end ? pn + step : p_end) - pn : 0;
+                    const float *nb = nx ? c->packed + pn * j->K * nr : NULL;
                     const size_t lines = nx * j->K * nr / 16, per = prefetch_per(lines, (tiles - 1) * (pe - pg));
                     for (size_t ti = 0; ti < tiles; ti++) {
                         size_t r0 = ti * mr;
@@ -590,6 +591,7 @@ static void conv_task(void *arg, int tid, int nth)
                             j->g->kernel(&u);
                         }
                     }
+                    pg = pn;
                 }
                 continue;
             }
