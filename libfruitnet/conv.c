@@ -257,8 +257,27 @@ typedef struct conv_job {
     float inv;
     void (*to_bf16)(const float *src, size_t n, void *dst);
     void (*to_u8)(const float *src, size_t n, float inv, void *dst);
+    /* the output packed (fn_conv_forward_packed): each micro-kernel call's tile written as float32 into the
+     * thread's output tile (q.otile), then converted into opk (ofmt: bf16 pairs, or uint8 at oinv) */
+    int ofmt;
+    float oinv;
+    unsigned char *opk;
     atomic_size_t next; /* next chunk: threads take chunks as they finish (a stalled thread delays no one) */
 } conv_job;
+
+/* A packed output's tile (rows of u->nr floats at ldc NR in the thread's output tile) converted into the
+ * output tensor at row m, panel p (cout channels a row) */
+static void store_packed(const conv_job *j, const fn_ukargs *u, size_t m, size_t p)
+{
+    const size_t N = (size_t)j->c->cout, col = p * (size_t)j->g->nr;
+    for (int i = 0; i < u->mr; i++) {
+        const float *t = u->c + (size_t)i * u->ldc;
+        if (j->ofmt == FN_PACKED_U8)
+            fn_gemm_vnni_to_u8(t, (size_t)u->nr, j->oinv, j->opk + (m + (size_t)i) * N + col);
+        else
+            fn_gemm_avx512bf16.to_bf16(t, (size_t)u->nr, j->opk + ((m + (size_t)i) * N + col) * 2);
+    }
+}
 
 /* Row pointers, tile-major then tap (ptr[(tile*ntaps + t)*MR + i]), for rows [m0, m0 + rows). Row taps
  * whose window crosses the left or right edge point at a zero-filled copy in edge (slot r*ntaps + t). */
@@ -588,7 +607,11 @@ static void conv_task(void *arg, int tid, int nth)
                             u.scale = c->scale8 ? c->scale8 + p * nr : NULL;
                             u.nr = (int)(N - p * nr < nr ? N - p * nr : nr);
                             conv_tile_out(j, m0 + r0, p, &u);
+                            if (j->ofmt)
+                                u.c = mine + q->otile, u.ldc = nr;
                             j->g->kernel(&u);
+                            if (j->ofmt)
+                                store_packed(j, &u, m0 + r0, p);
                         }
                     }
                     pg = pn;
@@ -660,11 +683,12 @@ static void cvt_task(void *arg, int tid, int nth)
         cj->to_bf16(cj->src + a, b - a, (uint16_t *)cj->dst + a);
 }
 
-static void conv_run(const fn_conv *c, fn_pool *pool, const float *in, int n, int h, int w, float *out,
-                     const float *residual, int relu, size_t split, float *out2, int relu2, float *scratch)
+static void conv_run(const fn_conv *c, fn_pool *pool, const float *in, int in_fmt, int n, int h, int w, float *out,
+                     const float *residual, int relu, size_t split, float *out2, int relu2, int out_fmt, float out_inv,
+                     float *scratch)
 {
     conv_plan p;
-    if (!conv_plan_make(c, n, h, w, fn_pool_threads(pool), &p))
+    if (!conv_plan_make(c, n, h, w, fn_pool_threads(pool), in_fmt != FN_PACKED_NONE, &p))
         return;
     fn_conv view;
     conv_job j;
@@ -678,7 +702,12 @@ static void conv_run(const fn_conv *c, fn_pool *pool, const float *in, int n, in
     j.dyn_n = p.dyn_n, j.dyn_step = p.dyn_step;
     j.split = split, j.out2 = out2, j.relu2 = relu2;
     j.src = in, j.cin_src = (size_t)c->cin, j.inv = 0, j.to_bf16 = NULL, j.to_u8 = NULL;
-    if (p.q.cvt_ld) {
+    j.ofmt = out_fmt, j.oinv = out_inv, j.opk = (unsigned char *)out;
+    if (in_fmt != FN_PACKED_NONE) {
+        /* the input is the packed view already (the layer before wrote it so): read in place */
+        view = p.bf16 ? conv_bf16_view(c) : conv_int8_view(c);
+        j.c = &view;
+    } else if (p.q.cvt_ld) {
         /* 1x1 on a packed view: each thread converts its chunks' rows (cvt_rows), no copy of the input */
         view = p.bf16 ? conv_bf16_view(c) : conv_int8_view(c);
         if (p.bf16)
@@ -712,7 +741,17 @@ static void conv_run(const fn_conv *c, fn_pool *pool, const float *in, int n, in
 void fn_conv_forward(const fn_conv *c, fn_pool *pool, const float *in, int n, int h, int w, float *out,
                      const float *residual, int relu, float *scratch)
 {
-    conv_run(c, pool, in, n, h, w, out, residual, relu, 0, NULL, 0, scratch);
+    conv_run(c, pool, in, FN_PACKED_NONE, n, h, w, out, residual, relu, 0, NULL, 0, FN_PACKED_NONE, 0, scratch);
+}
+
+void fn_conv_forward_packed(const fn_conv *c, fn_pool *pool, const void *in, int in_fmt, int n, int h, int w,
+                            void *out, int out_fmt, float out_inv, const float *residual, int relu, float *scratch)
+{
+    if (out_fmt != FN_PACKED_NONE && (residual || !fn_conv_packed_output_ok(c, n, h, w, fn_pool_threads(pool))))
+        return;
+    if (in_fmt != FN_PACKED_NONE && in_fmt != fn_conv_packed_input(c, n, h, w, fn_pool_threads(pool)))
+        return;
+    conv_run(c, pool, in, in_fmt, n, h, w, out, residual, relu, 0, NULL, 0, out_fmt, out_inv, scratch);
 }
 
 int fn_conv_split_ok(int kh, int kw, int stride, int pad, int split, int cout)
@@ -727,5 +766,6 @@ void fn_conv_forward_split(const fn_conv *c, fn_pool *pool, const float *in, int
 {
     if (!fn_conv_split_ok(c->kh, c->kw, c->stride, c->pad, split, c->cout) || c->wino)
         return;
-    conv_run(c, pool, in, n, h, w, out, NULL, relu, (size_t)split, out2, relu2, scratch);
+    conv_run(c, pool, in, FN_PACKED_NONE, n, h, w, out, NULL, relu, (size_t)split, out2, relu2, FN_PACKED_NONE, 0,
+             scratch);
 }

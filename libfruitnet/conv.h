@@ -80,4 +80,23 @@ void fn_conv_forward(const fn_conv *c, fn_pool *pool, const float *in, int n, in
 int fn_conv_split_ok(int kh, int kw, int stride, int pad, int split, int cout); /* whole panels, not Winograd */
 void fn_conv_forward_split(const fn_conv *c, fn_pool *pool, const float *in, int n, int h, int w, int split,
                            float *out, int relu, float *out2, int relu2, float *scratch);
+
+/* Packed tensors between two layers. A bf16 or int8 layer converts its float32 input to its packed view
+ * first (bf16 pairs, to_bf16; uint8 quads, fn_gemm_vnni_to_u8 at 1 / act_scale). When the layer before it
+ * writes its output in that form instead (each output tile converted in the thread's cache, by the same
+ * function: the same bits), the float32 tensor is neither written nor read back, nor converted in a pass
+ * of its own. */
+enum { FN_PACKED_NONE, FN_PACKED_BF16, FN_PACKED_U8 };
+/* The packed form fn_conv_forward_packed would take the input of this call in (n x h x w on nthreads):
+ * FN_PACKED_BF16 or FN_PACKED_U8 when it runs direct on that view, else FN_PACKED_NONE (float32: the
+ * layer's float32 path or Winograd). */
+int fn_conv_packed_input(const fn_conv *c, int n, int h, int w, int nthreads);
+/* Whether this call can write its output packed: direct, one K block (each output tile is final after one
+ * micro-kernel call) and an even cout; not with a residual or a split. */
+int fn_conv_packed_output_ok(const fn_conv *c, int n, int h, int w, int nthreads);
+/* fn_conv_forward with in given in the packed form in_fmt (FN_PACKED_NONE: float32; else the one
+ * fn_conv_packed_input returns for this call) and out written in the form out_fmt (FN_PACKED_NONE: float32;
+ * FN_PACKED_U8 at out_inv steps, as the next layer's input: when fn_conv_packed_output_ok). */
+void fn_conv_forward_packed(const fn_conv *c, fn_pool *pool, const void *in, int in_fmt, int n, int h, int w,
+                            void *out, int out_fmt, float out_inv, const float *residual, int relu, float *scratch);
 #endif /* FRUITNET_CONV_H */

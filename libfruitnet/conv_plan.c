@@ -172,7 +172,8 @@ conv_geom conv_geometry(const fn_conv *c, const fn_gemm_impl *g, int wm)
     q.ptr_floats = PTR_FLOATS(q.mc * (size_t)q.ntaps);
     q.pptr_floats = q.pack ? PTR_FLOATS(q.mc) : 0;
     q.edge_floats = q.rowtap ? q.mc * (size_t)q.ntaps * conv_round_up(tk, 16) : 0;
-    q.per_thr = q.ptr_floats + q.pptr_floats + (q.pack ? q.mc * q.ld : 0) + q.edge_floats;
+    q.otile = q.ptr_floats + q.pptr_floats + (q.pack ? q.mc * q.ld : 0) + q.edge_floats;
+    q.per_thr = q.otile + FN_CONV_OTILE;
     q.cvt_ld = 0; /* (geom_rows_cvt) */
     return q;
 }
@@ -188,7 +189,8 @@ static int geom_rows_cvt(conv_geom *q, const fn_conv *view)
         return 0;
     q->pack = 0, q->pptr_floats = 0, q->edge_floats = 0;
     q->cvt_ld = odd_lines(conv_round_up((size_t)view->cin, 16));
-    q->per_thr = q->ptr_floats + q->mc * q->cvt_ld;
+    q->otile = q->ptr_floats + q->mc * q->cvt_ld;
+    q->per_thr = q->otile + FN_CONV_OTILE;
     return 1;
 }
 
@@ -251,20 +253,20 @@ static size_t plan_chunk(const conv_plan *p, int nth)
  * view on its table g (bf16: AVX512_BF16 or AMX, int8: VNNI or AMX), K in words. Returns the floats
  * (words) of that converted input (conv_plan.in16 or in8; 0 when by chunk). */
 static size_t plan_packed_direct(conv_plan *p, const fn_conv *c, fn_conv view, const fn_gemm_impl *g, int per_word,
-                                 int n, int h, int w, int nth)
+                                 int n, int h, int w, int nth, int in_packed)
 {
     p->g = g;
     p->q = conv_geometry(&view, g, 0);
-    const int by_chunk = geom_rows_cvt(&p->q, &view);
+    const int by_chunk = !in_packed && geom_rows_cvt(&p->q, &view);
     p->K /= (size_t)per_word;
     p->split_n = plan_split_n(p, c, nth); /* (AMX: MR 32, fewer tiles) */
     p->chunk = plan_chunk(p, nth);
-    if (by_chunk)
+    if (by_chunk || in_packed)
         return 0;
     return conv_round_up((size_t)n * h * w * c->cin / per_word, 16);
 }
 
-int conv_plan_make(const fn_conv *c, int n, int h, int w, int nth, conv_plan *p)
+int conv_plan_make(const fn_conv *c, int n, int h, int w, int nth, int in_packed, conv_plan *p)
 {
     memset(p, 0, sizeof *p);
     p->g = conv_gemm(c->isa);
@@ -285,7 +287,7 @@ int conv_plan_make(const fn_conv *c, int n, int h, int w, int nth, conv_plan *p)
     /* (bf16 keeps the float32 Winograd where the layer has its weights: on AMX-BF16, model.c makes none for
      * the 3x3 layers of stages 4-5, which then run direct on bf16 tiles; direct bf16 on every 3x3 layer
      * would be faster still, but the sample's top-1 agreement with float32 falls to 98.85%, under 99%) */
-    p->wino = c->int8 ? 0 : wino_pick(conv_wino_ok(c->kh, c->kw, c->stride, c->pad) ? c->wino : 0, p->g, n, p->oh,
+    p->wino = c->int8 || in_packed ? 0 : wino_pick(conv_wino_ok(c->kh, c->kw, c->stride, c->pad) ? c->wino : 0, p->g, n, p->oh,
                                       p->ow, nth);
     size_t t2 = (size_t)n * (((size_t)p->oh + 1) / 2) * (((size_t)p->ow + 1) / 2);
     size_t t4 = (size_t)n * (((size_t)p->oh + 3) / 4) * (((size_t)p->ow + 3) / 4);
@@ -298,12 +300,12 @@ int conv_plan_make(const fn_conv *c, int n, int h, int w, int nth, conv_plan *p)
     } else if (c->bf16) {
         /* bf16: the input converted to bf16, a word = two channels, on AVX512_BF16 or AMX (conv_gemm_bf16) */
         p->bf16 = 1;
-        p->in16 = plan_packed_direct(p, c, conv_bf16_view(c), conv_gemm_bf16(c), 2, n, h, w, nth);
+        p->in16 = plan_packed_direct(p, c, conv_bf16_view(c), conv_gemm_bf16(c), 2, n, h, w, nth, in_packed);
     } else if (c->int8) {
         /* int8 (never Winograd): the input quantised to uint8, a word = four channels, on VNNI or AMX
          * (conv_gemm_int8) */
         p->int8 = 1;
-        p->in8 = plan_packed_direct(p, c, conv_int8_view(c), conv_gemm_int8(c), 4, n, h, w, nth);
+        p->in8 = plan_packed_direct(p, c, conv_int8_view(c), conv_gemm_int8(c), 4, n, h, w, nth, in_packed);
     }
     if (!p->wino) {
         /* direct, channels split on a single chunk with a single K block (the K blocks of a panel must
@@ -320,4 +322,20 @@ int conv_plan_make(const fn_conv *c, int n, int h, int w, int nth, conv_plan *p)
         p->dyn_step = p->dyn_step < 1 ? 1 : p->dyn_step;
     }
     return 1;
+}
+
+int fn_conv_packed_input(const fn_conv *c, int n, int h, int w, int nthreads)
+{
+    conv_plan p;
+    if (!conv_plan_make(c, n, h, w, nthreads > 0 ? nthreads : 1, 0, &p))
+        return FN_PACKED_NONE;
+    return p.int8 ? FN_PACKED_U8 : p.bf16 ? FN_PACKED_BF16 : FN_PACKED_NONE;
+}
+
+int fn_conv_packed_output_ok(const fn_conv *c, int n, int h, int w, int nthreads)
+{
+    conv_plan p;
+    if (!conv_plan_make(c, n, h, w, nthreads > 0 ? nthreads : 1, 0, &p))
+        return 0;
+    return c->isa == FN_ISA_AVX512 && !p.wino && p.q.nblocks == 1 && FN_CONV_TILE_OUTER && c->cout % 2 == 0;
 }

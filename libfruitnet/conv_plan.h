@@ -30,6 +30,8 @@
 #define FN_CONV_PREFETCH 1 /* prefetch the next B slivers into L2 while the current ones are reused */
 #endif
 #define FN_CONV_NR_MAX 32 /* widest NR of the micro-kernels (gemm_*.c) */
+#define FN_CONV_OTILE (32 * FN_CONV_NR_MAX) /* floats of a thread's output tile (largest MR x NR: AMX's), the last
+                                             * of its scratch: a packed output's float32 tile (conv.c) */
 
 /* The blocking of one variant of a layer: K blocks, chunk rows, scratch per thread (floats). */
 typedef struct conv_geom {
@@ -53,6 +55,7 @@ typedef struct conv_geom {
     size_t ptr_floats, pptr_floats, edge_floats, per_thr; /* scratch per thread */
     size_t cvt_ld;  /* a 1x1 pad-0 packed view (bf16, int8): each chunk's rows converted into rows of cvt_ld
                      * words in the thread's scratch, after its row pointers (conv_plan.c geom_rows_cvt); else 0 */
+    size_t otile;   /* floats from the thread's scratch to its output tile (FN_CONV_OTILE floats) */
 } conv_geom;
 
 /* What fn_conv_forward runs for one call. */
@@ -104,8 +107,10 @@ fn_conv conv_bf16_view(const fn_conv *c);
 fn_conv conv_int8_view(const fn_conv *c);
 /* The layer's blocking on table g for variant wm (0 direct, 2 or 4 Winograd). */
 conv_geom conv_geometry(const fn_conv *c, const fn_gemm_impl *g, int wm);
-/* The plan of fn_conv_forward(c, n x h x w) on nthreads; 0 when there is nothing to compute. */
-int conv_plan_make(const fn_conv *c, int n, int h, int w, int nthreads, conv_plan *p);
+/* The plan of fn_conv_forward(c, n x h x w) on nthreads; 0 when there is nothing to compute. in_packed: the
+ * input is already the layer's packed view (bf16 pairs or uint8 quads: fn_conv_packed_input), so it is
+ * neither converted first nor by chunk. */
+int conv_plan_make(const fn_conv *c, int n, int h, int w, int nthreads, int in_packed, conv_plan *p);
 
 /* K block kb: taps t0..t0+tn, floats k0..k0+kt of each. */
 static inline void conv_k_block(const conv_geom *q, size_t kb, size_t *t0, size_t *k0, size_t *tn, size_t *kt)

@@ -487,13 +487,40 @@ static double now_s(void)
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* The packed form (conv.h: bf16 pairs, uint8 quads) in which layer i writes its output for layer i + 1 on this
+ * call, FN_PACKED_NONE for float32: when i + 1 reads it packed (fn_conv_packed_input: a bf16 or int8 layer
+ * running direct) and nothing else reads it (the 2a -> 2b and 2b -> 2c tensors inside a block, T1 and T2),
+ * and layer i can write it so (fn_conv_packed_output_ok). Never while observing (calibration reads every
+ * conv's float32 input). The same conversion of the same floats: the same features (test_int8). */
+static int packed_out(const fn_model *m, int i, int last, int n)
+{
+    const layer *L = &m->layers[i], *N = L + 1;
+    if (m->observe || i + 1 >= last || L->kind != L_CONV || N->kind != L_CONV || L->split ||
+        L->res != SLOT_NONE || (L->out != SLOT_T1 && L->out != SLOT_T2) || N->in != L->out)
+        return FN_PACKED_NONE;
+    int f = fn_conv_packed_input(&N->conv, n, N->h, N->w, m->threads);
+    if (f == FN_PACKED_NONE || !fn_conv_packed_output_ok(&L->conv, n, L->h, L->w, m->threads))
+        return FN_PACKED_NONE;
+    return f;
+}
+
+/* bytes an element of a tensor in packed form f */
+static size_t packed_bytes(int f) { return f == FN_PACKED_U8 ? 1 : f == FN_PACKED_BF16 ? 2 : sizeof(float); }
+
 static void run_layers(fn_model *m, int first, int last, const float *input, size_t o, int n, float *features)
 {
+    int in_fmt = FN_PACKED_NONE; /* the packed form of the current layer's input (packed_out of the one before) */
     for (int i = first; i < last; i++) {
         layer *L = &m->layers[i];
+        const int out_fmt = packed_out(m, i, last, n);
         const size_t out_per = (size_t)L->oh * L->ow * (size_t)(L->split ? L->split : L->cout);
         const float *in = (L->in == SLOT_INPUT ? input : m->slot[L->in]) + o * L->h * L->w * L->cin;
         float *out = (L->out >= 0 ? m->slot[L->out] : features) + o * out_per;
+        if (in_fmt != FN_PACKED_NONE)
+            in = (const float *)(const void *)((const char *)m->slot[L->in] +
+                                               o * L->h * L->w * L->cin * packed_bytes(in_fmt));
+        if (out_fmt != FN_PACKED_NONE)
+            out = (float *)(void *)((char *)m->slot[L->out] + o * out_per * packed_bytes(out_fmt));
         double t0 = m->profile ? now_s() : 0;
         switch (L->kind) {
         case L_CONV:
@@ -507,6 +534,13 @@ static void run_layers(fn_model *m, int first, int last, const float *input, siz
                 fn_conv_forward_split(&L->conv, m->pool, in, n, L->h, L->w, L->split, out, L->relu,
                                       m->slot[L->out2] + o * L->oh * L->ow * (L->cout - L->split), L->relu2,
                                       m->scratch);
+                break;
+            }
+            if (in_fmt != FN_PACKED_NONE || out_fmt != FN_PACKED_NONE) {
+                const float inv = out_fmt == FN_PACKED_U8 ? 1.0f / L[1].conv.act_scale : 0;
+                fn_conv_forward_packed(&L->conv, m->pool, in, in_fmt, n, L->h, L->w, out, out_fmt, inv,
+                                       L->res == SLOT_NONE ? NULL : m->slot[L->res] + o * out_per, L->relu,
+                                       m->scratch);
                 break;
             }
             fn_conv_forward(&L->conv, m->pool, in, n, L->h, L->w, out,
@@ -523,6 +557,7 @@ static void run_layers(fn_model *m, int first, int last, const float *input, siz
             m->stats[i].seconds += now_s() - t0;
             m->stats[i].calls += n;
         }
+        in_fmt = out_fmt;
     }
 }
 

@@ -229,6 +229,23 @@ static void test_conv(void **s)
     fn_conv_free(&c);
 }
 
+/* uint8 tensors between layers (conv.h fn_conv_forward_packed): written by the layer before an int8 one,
+ * float32 (or bf16, where there is AVX512_BF16: the model's branch2a on AMX) then int8, read in place; the
+ * same bits as quantising the float32 tensor. 2 x 9 x 9: rows over whole tiles; 1 x 7 x 7: few tiles, the
+ * output channels split between the threads (taken as they finish). */
+static void test_packed(void **s)
+{
+    (void)s;
+    if (!have_vnni("uint8 tensors between layers"))
+        skip();
+    fn_error e = {0};
+    const int bf = fn_precision_check(FN_PRECISION_BF16, &e) == FN_OK;
+    for (int first = 0; first <= bf; first++) {
+        tu_packed_chain(FN_PACKED_U8, first, 2, 9, 9);
+        tu_packed_chain(FN_PACKED_U8, first, 1, 7, 7);
+    }
+}
+
 /* ---------------------------------------------------------------- the scales in the file */
 
 static int is_scale(const char *name)
@@ -390,6 +407,9 @@ static void test_golden8(void **s)
                   worst8, worst1, d);
     assert_true(d < 1e-4);
     assert_true(tu_max_abs(f8, ref, NIMG * D) > 1e-3); /* the int8 path is taken (fp32 is within 1e-3) */
+    /* uint8 (and bf16) tensors between layers: the same features as float32 ones */
+    tu_assert_same_unpacked(m, in, NIMG, f8);
+    tu_assert_same_unpacked(m1, in, NIMG, f1);
     fn_model_close(m), fn_model_close(m1);
     free(in), free(ref), free(f8), free(f1);
 }
@@ -423,7 +443,7 @@ static void test_sample(void **s)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_names_and_refusal), cmocka_unit_test(test_kernel), cmocka_unit_test(test_conv),
+        cmocka_unit_test(test_names_and_refusal), cmocka_unit_test(test_kernel), cmocka_unit_test(test_conv), cmocka_unit_test(test_packed),
         cmocka_unit_test(test_scales_file),       cmocka_unit_test(test_golden8), cmocka_unit_test(test_sample),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

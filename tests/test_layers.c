@@ -303,7 +303,7 @@ static void test_conv_blocking(void **s)
             for (int v = 0; v < 2; v++) {
                 conv_plan_set_l2(v ? 16 << 10 : 0); /* 16 KB: chunks of 1 to 4 MR tiles */
                 conv_plan p;
-                assert_int_equal(conv_plan_make(&conv, q->n, q->h, q->w, 2, &p), 1);
+                assert_int_equal(conv_plan_make(&conv, q->n, q->h, q->w, 2, 0, &p), 1);
                 const size_t mr = (size_t)conv_gemm(isas[i])->mr;
                 if (v)
                     assert_true(p.q.mc <= 4 * mr && p.q.mc % mr == 0 && p.chunk <= p.q.mc);

@@ -120,6 +120,17 @@ static void test_bf16_conv(void **s)
     }
 }
 
+/* bf16 tensors between bf16 layers (conv.h fn_conv_forward_packed): the same bits as converting the
+ * float32 ones; rows over whole tiles, and few tiles (the channels split between the threads) */
+static void test_bf16_packed(void **s)
+{
+    (void)s;
+    if (!have_bf16())
+        skip();
+    tu_packed_chain(FN_PACKED_BF16, 1, 2, 9, 9);
+    tu_packed_chain(FN_PACKED_BF16, 1, 1, 7, 7);
+}
+
 static void test_names(void **s)
 {
     (void)s;
@@ -191,6 +202,8 @@ static void test_bf16_golden8(void **s)
     print_message("[ bf16     ] golden 8: worst cosine to Keras %.6f (batch 8), %.6f (batch 1); max abs to fp32 %.3g\n",
                   worst8, worst1, d);
     assert_true(d > 1e-3); /* float32 agrees with Keras to 1e-3 max abs; bf16 rounding is far above it */
+    tu_assert_same_unpacked(m, in, NIMG, f8); /* bf16 tensors between layers: the same features */
+    tu_assert_same_unpacked(m1, in, NIMG, f1);
     fn_model_close(m), fn_model_close(m1), fn_model_close(mf);
     free(in), free(ref), free(f8), free(f1), free(f32);
 }
@@ -226,6 +239,7 @@ int main(void)
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_bf16_refused),
         cmocka_unit_test(test_bf16_conv),
+        cmocka_unit_test(test_bf16_packed),
         cmocka_unit_test(test_bf16_golden8),
         cmocka_unit_test(test_bf16_sample),
     };

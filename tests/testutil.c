@@ -1,5 +1,10 @@
 /* testutil.c — helpers shared by the tests. */
 #include "testutil.h"
+#include "conv.h"
+#include "gemm.h"
+#include "model_hook.h"
+#include "threadpool.h"
+#include "util.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -128,6 +133,87 @@ void tu_conv_operands(size_t K, int cout, size_t nin, uint64_t seed, float **wt,
     tu_fill_random(*in, nin, seed + 2, -1, 3); /* then ReLU: a quarter zeros */
     for (size_t i = 0; i < nin; i++)
         (*in)[i] = (*in)[i] > 0 ? (*in)[i] : 0;
+}
+
+void tu_packed_chain(int fmt, int first_bf16, int n, int h, int w)
+{
+    enum { C0 = 64, F = 64, C3 = 128 };
+    const int ks[3] = {1, 3, 1}, cin[3] = {C0, F, F}, cout[3] = {F, F, C3};
+    const float act[3] = {0, 12.0f / 255, 40.0f / 255}; /* int8: the input scales of the 2nd and 3rd */
+    fn_conv c[3];
+    fn_error e;
+    float *wt[3], *bias[3], *in[3];
+    for (int i = 0; i < 3; i++) {
+        const size_t K = (size_t)ks[i] * ks[i] * cin[i];
+        tu_conv_operands(K, cout[i], (size_t)n * h * w * cin[i], 40 + 3 * (uint64_t)i, &wt[i], &bias[i], &in[i]);
+        assert_int_equal(fn_conv_init(&c[i], ks[i], ks[i], 1, ks[i] / 2, cin[i], cout[i], wt[i], bias[i], 0,
+                                      FN_ISA_AVX512, &e), FN_OK);
+        if (fmt == FN_PACKED_BF16 || (i == 0 && first_bf16))
+            assert_int_equal(fn_conv_enable_bf16(&c[i], wt[i], &e), FN_OK);
+        else if (i > 0)
+            assert_int_equal(fn_conv_enable_int8(&c[i], wt[i], act[i], &e), FN_OK);
+    }
+    fn_pool *pool = fn_pool_create(2);
+    size_t sc = 0;
+    for (int i = 0; i < 3; i++) {
+        size_t s = fn_conv_scratch_floats(&c[i], n, h, w, 2);
+        sc = s > sc ? s : sc;
+    }
+    float *scratch = fn_aalloc(sc * sizeof(float) + 64);
+    const size_t px = (size_t)n * h * w, pb = fmt == FN_PACKED_U8 ? 1 : 2;
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(fn_conv_packed_input(&c[i + 1], n, h, w, 2), fmt);
+        assert_true(fn_conv_packed_output_ok(&c[i], n, h, w, 2));
+    }
+    float *t[2], *o1 = malloc(px * C3 * sizeof(float)), *o2 = malloc(px * C3 * sizeof(float));
+    unsigned char *pk[2], *want = malloc(px * F * pb);
+    float *res = malloc(px * C3 * sizeof(float));
+    tu_fill_random(res, px * C3, 49, -2, 2);
+    for (int i = 0; i < 2; i++)
+        t[i] = malloc(px * F * sizeof(float)), pk[i] = malloc(px * F * pb);
+    /* float32 between the layers */
+    fn_conv_forward(&c[0], pool, in[0], n, h, w, t[0], NULL, 1, scratch);
+    fn_conv_forward(&c[1], pool, t[0], n, h, w, t[1], NULL, 1, scratch);
+    fn_conv_forward(&c[2], pool, t[1], n, h, w, o1, res, 1, scratch);
+    /* packed between the layers */
+    fn_conv_forward_packed(&c[0], pool, in[0], FN_PACKED_NONE, n, h, w, pk[0], fmt, 1.0f / act[1], NULL, 1, scratch);
+    fn_conv_forward_packed(&c[1], pool, pk[0], fmt, n, h, w, pk[1], fmt, 1.0f / act[2], NULL, 1, scratch);
+    fn_conv_forward_packed(&c[2], pool, pk[1], fmt, n, h, w, o2, FN_PACKED_NONE, 0, res, 1, scratch);
+    for (int i = 0; i < 2; i++) {
+        if (fmt == FN_PACKED_U8)
+            fn_gemm_vnni_to_u8(t[i], px * F, 1.0f / act[i + 1], want);
+        else
+            fn_gemm_avx512bf16.to_bf16(t[i], px * F, want);
+        assert_memory_equal(pk[i], want, px * F * pb);
+    }
+    assert_memory_equal(o1, o2, px * C3 * sizeof(float));
+    for (int i = 0; i < 2; i++)
+        free(t[i]), free(pk[i]);
+    for (int i = 0; i < 3; i++)
+        fn_conv_free(&c[i]), free(wt[i]), free(bias[i]), free(in[i]);
+    free(o1), free(o2), free(want), free(res);
+    fn_afree(scratch);
+    fn_pool_destroy(pool);
+}
+
+static void count_convs(void *ctx, const char *name, const float *in, size_t n, int int8)
+{
+    (void)name, (void)in, (void)n, (void)int8;
+    ++*(int *)ctx;
+}
+
+void tu_assert_same_unpacked(fn_model *m, const float *in, int n, const float *f)
+{
+    float *g = malloc((size_t)n * 2048 * sizeof(float));
+    int convs = 0;
+    fn_error e = {0};
+    assert_non_null(g);
+    fn_model_observe(m, count_convs, &convs);
+    assert_int_equal(fn_model_features(m, in, n, g, &e), FN_OK);
+    fn_model_observe(m, NULL, NULL);
+    assert_true(convs > 0 && convs % 53 == 0); /* every conv observed, per run of max_batch: all float32 */
+    assert_memory_equal(f, g, (size_t)n * 2048 * sizeof(float));
+    free(g);
 }
 
 void tu_conv_ref(const float *in, int n, int h, int w, int cin, const float *W, const float *b, int k, int stride,

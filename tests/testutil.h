@@ -77,6 +77,16 @@ void tu_conv_operands(size_t K, int cout, size_t nin, uint64_t seed, float **wt,
 void tu_conv_ref(const float *in, int n, int h, int w, int cin, const float *W, const float *b, int k, int stride,
                  int pad, int cout, const float *res, int relu, double *out, int oh, int ow);
 
+/* Packed tensors between layers (conv.h fn_conv_forward_packed), fmt FN_PACKED_U8 (int8 layers after a
+ * float32 one, or a bf16 one when first_bf16) or FN_PACKED_BF16 (bf16 layers): a 1x1 -> 3x3 -> 1x1
+ * (+ residual) chain on n x h x w, run
+ * with float32 tensors between the layers and then packed. Asserts that both edges are taken packed, that
+ * each packed tensor is its float32 one converted (bit for bit), and that the outputs are equal. */
+void tu_packed_chain(int fmt, int first_bf16, int n, int h, int w);
+/* Model m's features of in (n images) are f also with float32 tensors between every two layers: run again
+ * with an observer installed (model_hook.h; it keeps every conv's input float32), bit for bit. */
+void tu_assert_same_unpacked(fn_model *m, const float *in, int n, const float *f);
+
 /* 1 when JPEGs are decoded by libjpeg(-turbo), PIL's decoder (the default build), 0 for make JPEG=stb. */
 int tu_decoder_is_pil(void);
 
