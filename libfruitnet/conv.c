@@ -503,8 +503,24 @@ static void wino_task(void *arg, int tid, int nth)
             size_t t = t0 + r, img = t / (ty * tx), rem = t % (ty * tx);
             int oy = wm * (int)(rem / tx), ox = wm * (int)(rem % tx);
             size_t off = (((img * (size_t)j->oh) + (size_t)oy) * (size_t)j->ow + (size_t)ox) * N + c0;
-            wout(Mb + r * q->ldm + c0, mstride, cn, c->bias + c0, j->out + off, j->res ? j->res + off : NULL,
-                 (size_t)j->ow * N, N, j->oh - oy < wm ? j->oh - oy : wm, j->ow - ox < wm ? j->ow - ox : wm, j->relu);
+            const int ny = j->oh - oy < wm ? j->oh - oy : wm, nx = j->ow - ox < wm ? j->ow - ox : wm;
+            if (!j->ofmt) {
+                wout(Mb + r * q->ldm + c0, mstride, cn, c->bias + c0, j->out + off, j->res ? j->res + off : NULL,
+                     (size_t)j->ow * N, N, ny, nx, j->relu);
+                continue;
+            }
+            /* packed output: the tile's pixels into the thread's tile buffer, then converted into place */
+            float *ot = Mb + (size_t)nxi * tc * q->ldm + PTR_FLOATS((size_t)nxi * tc);
+            wout(Mb + r * q->ldm + c0, mstride, cn, c->bias + c0, ot, NULL, (size_t)wm * cn, cn, ny, nx, j->relu);
+            for (int y = 0; y < ny; y++)
+                for (int x = 0; x < nx; x++) {
+                    const float *src = ot + ((size_t)y * wm + (size_t)x) * cn;
+                    size_t o = off + ((size_t)y * j->ow + (size_t)x) * N;
+                    if (j->ofmt == FN_PACKED_U8)
+                        fn_gemm_vnni_to_u8(src, cn, j->oinv, j->opk + o);
+                    else
+                        fn_gemm_avx512bf16.to_bf16(src, cn, j->opk + o * 2);
+                }
         }
     }
 }

@@ -131,7 +131,6 @@ void conv_blocking(const fn_gemm_impl *g, size_t l2, size_t blk, size_t *mc, siz
 /* a row stride (multiple of 16 floats) of an odd number of cache lines: consecutive rows on different L1 sets */
 static size_t odd_lines(size_t ld) { return (ld / 16) % 2 ? ld : ld + 16; }
 
-#define PTR_FLOATS(n) conv_round_up((n) * (sizeof(void *) / sizeof(float)), 16)
 
 conv_geom conv_geometry(const fn_conv *c, const fn_gemm_impl *g, int wm)
 {
@@ -168,7 +167,10 @@ conv_geom conv_geometry(const fn_conv *c, const fn_gemm_impl *g, int wm)
     q.wnsub = (cin + KC - 1) / KC; /* the Winograd GEMMs' K (cin) split like a tap's */
     q.wksub = conv_round_up((cin + q.wnsub - 1) / q.wnsub, 8);
     q.wnsub = (cin + q.wksub - 1) / q.wksub;
-    q.wino_thr = q.wino ? (size_t)q.nxi * q.tc * (q.ldv + q.ldm) + PTR_FLOATS((size_t)q.nxi * q.tc) : 0;
+    /* V, M, the GEMMs' row pointers, then one tile's output (m x m pixels of ldm floats: a packed output's) */
+    q.wino_thr = q.wino ? (size_t)q.nxi * q.tc * (q.ldv + q.ldm) + PTR_FLOATS((size_t)q.nxi * q.tc) +
+                              (size_t)q.wino * q.wino * q.ldm
+                        : 0;
     q.ptr_floats = PTR_FLOATS(q.mc * (size_t)q.ntaps);
     q.pptr_floats = q.pack ? PTR_FLOATS(q.mc) : 0;
     q.edge_floats = q.rowtap ? q.mc * (size_t)q.ntaps * conv_round_up(tk, 16) : 0;
@@ -337,5 +339,5 @@ int fn_conv_packed_output_ok(const fn_conv *c, int n, int h, int w, int nthreads
     conv_plan p;
     if (!conv_plan_make(c, n, h, w, nthreads > 0 ? nthreads : 1, 0, &p))
         return 0;
-    return c->isa == FN_ISA_AVX512 && !p.wino && p.q.nblocks == 1 && FN_CONV_TILE_OUTER && c->cout % 2 == 0;
+    return c->isa == FN_ISA_AVX512 && (p.wino || (p.q.nblocks == 1 && FN_CONV_TILE_OUTER)) && c->cout % 2 == 0;
 }

@@ -78,6 +78,8 @@ typedef struct conv_plan {
 } conv_plan;
 
 static inline size_t conv_round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
+/* floats of scratch that hold n pointers (whole cache lines) */
+#define PTR_FLOATS(n) conv_round_up((n) * (sizeof(void *) / sizeof(float)), 16)
 
 /* 3x3, stride 1, pad 1: Winograd possible */
 static inline int conv_wino_ok(int kh, int kw, int stride, int pad)

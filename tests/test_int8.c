@@ -241,9 +241,11 @@ static void test_packed(void **s)
     fn_error e = {0};
     const int bf = fn_precision_check(FN_PRECISION_BF16, &e) == FN_OK;
     for (int first = 0; first <= bf; first++) {
-        tu_packed_chain(FN_PACKED_U8, first, 2, 9, 9);
-        tu_packed_chain(FN_PACKED_U8, first, 1, 7, 7);
+        tu_packed_chain(FN_PACKED_U8, first, 0, 2, 9, 9);
+        tu_packed_chain(FN_PACKED_U8, first, 0, 1, 7, 7);
     }
+    tu_packed_chain(FN_PACKED_U8, 0, 1, 2, 16, 16); /* out of Winograd F(2x2) (the model's stage 2 2b) */
+    tu_packed_chain(FN_PACKED_U8, 0, 1, 8, 16, 16); /* F(4x4) */
 }
 
 /* ---------------------------------------------------------------- the scales in the file */

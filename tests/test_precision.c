@@ -127,8 +127,10 @@ static void test_bf16_packed(void **s)
     (void)s;
     if (!have_bf16())
         skip();
-    tu_packed_chain(FN_PACKED_BF16, 1, 2, 9, 9);
-    tu_packed_chain(FN_PACKED_BF16, 1, 1, 7, 7);
+    tu_packed_chain(FN_PACKED_BF16, 1, 0, 2, 9, 9);
+    tu_packed_chain(FN_PACKED_BF16, 1, 0, 1, 7, 7);
+    tu_packed_chain(FN_PACKED_BF16, 1, 1, 2, 16, 16); /* out of float32 Winograd F(2x2) (stages 2-3's 2b) */
+    tu_packed_chain(FN_PACKED_BF16, 1, 1, 8, 16, 16); /* F(4x4) */
 }
 
 static void test_names(void **s)

@@ -1,6 +1,7 @@
 /* testutil.c — helpers shared by the tests. */
 #include "testutil.h"
 #include "conv.h"
+#include "conv_plan.h"
 #include "gemm.h"
 #include "model_hook.h"
 #include "threadpool.h"
@@ -135,7 +136,7 @@ void tu_conv_operands(size_t K, int cout, size_t nin, uint64_t seed, float **wt,
         (*in)[i] = (*in)[i] > 0 ? (*in)[i] : 0;
 }
 
-void tu_packed_chain(int fmt, int first_bf16, int n, int h, int w)
+void tu_packed_chain(int fmt, int first_bf16, int wino, int n, int h, int w)
 {
     enum { C0 = 64, F = 64, C3 = 128 };
     const int ks[3] = {1, 3, 1}, cin[3] = {C0, F, F}, cout[3] = {F, F, C3};
@@ -146,8 +147,11 @@ void tu_packed_chain(int fmt, int first_bf16, int n, int h, int w)
     for (int i = 0; i < 3; i++) {
         const size_t K = (size_t)ks[i] * ks[i] * cin[i];
         tu_conv_operands(K, cout[i], (size_t)n * h * w * cin[i], 40 + 3 * (uint64_t)i, &wt[i], &bias[i], &in[i]);
-        assert_int_equal(fn_conv_init(&c[i], ks[i], ks[i], 1, ks[i] / 2, cin[i], cout[i], wt[i], bias[i], 0,
-                                      FN_ISA_AVX512, &e), FN_OK);
+        const int mid_wino = wino && i == 1;
+        assert_int_equal(fn_conv_init(&c[i], ks[i], ks[i], 1, ks[i] / 2, cin[i], cout[i], wt[i], bias[i],
+                                      mid_wino ? FN_WINO_F2 | FN_WINO_F4 : 0, FN_ISA_AVX512, &e), FN_OK);
+        if (mid_wino)
+            continue;
         if (fmt == FN_PACKED_BF16 || (i == 0 && first_bf16))
             assert_int_equal(fn_conv_enable_bf16(&c[i], wt[i], &e), FN_OK);
         else if (i > 0)
@@ -161,10 +165,16 @@ void tu_packed_chain(int fmt, int first_bf16, int n, int h, int w)
     }
     float *scratch = fn_aalloc(sc * sizeof(float) + 64);
     const size_t px = (size_t)n * h * w, pb = fmt == FN_PACKED_U8 ? 1 : 2;
-    for (int i = 0; i < 2; i++) {
-        assert_int_equal(fn_conv_packed_input(&c[i + 1], n, h, w, 2), fmt);
-        assert_true(fn_conv_packed_output_ok(&c[i], n, h, w, 2));
+    int f0 = fmt; /* the first edge's form: float32 into a Winograd layer */
+    if (wino) {
+        conv_plan p;
+        assert_int_equal(conv_plan_make(&c[1], n, h, w, 2, 0, &p), 1);
+        assert_true(p.wino != 0);
+        f0 = FN_PACKED_NONE;
     }
+    assert_int_equal(fn_conv_packed_input(&c[1], n, h, w, 2), f0);
+    assert_int_equal(fn_conv_packed_input(&c[2], n, h, w, 2), fmt);
+    assert_true(fn_conv_packed_output_ok(&c[0], n, h, w, 2) && fn_conv_packed_output_ok(&c[1], n, h, w, 2));
     float *t[2], *o1 = malloc(px * C3 * sizeof(float)), *o2 = malloc(px * C3 * sizeof(float));
     unsigned char *pk[2], *want = malloc(px * F * pb);
     float *res = malloc(px * C3 * sizeof(float));
@@ -176,10 +186,12 @@ void tu_packed_chain(int fmt, int first_bf16, int n, int h, int w)
     fn_conv_forward(&c[1], pool, t[0], n, h, w, t[1], NULL, 1, scratch);
     fn_conv_forward(&c[2], pool, t[1], n, h, w, o1, res, 1, scratch);
     /* packed between the layers */
-    fn_conv_forward_packed(&c[0], pool, in[0], FN_PACKED_NONE, n, h, w, pk[0], fmt, 1.0f / act[1], NULL, 1, scratch);
-    fn_conv_forward_packed(&c[1], pool, pk[0], fmt, n, h, w, pk[1], fmt, 1.0f / act[2], NULL, 1, scratch);
+    fn_conv_forward_packed(&c[0], pool, in[0], FN_PACKED_NONE, n, h, w, f0 ? (void *)pk[0] : (void *)t[0], f0,
+                           1.0f / act[1], NULL, 1, scratch);
+    fn_conv_forward_packed(&c[1], pool, f0 ? (void *)pk[0] : (void *)t[0], f0, n, h, w, pk[1], fmt, 1.0f / act[2],
+                           NULL, 1, scratch);
     fn_conv_forward_packed(&c[2], pool, pk[1], fmt, n, h, w, o2, FN_PACKED_NONE, 0, res, 1, scratch);
-    for (int i = 0; i < 2; i++) {
+    for (int i = wino; i < 2; i++) {
         if (fmt == FN_PACKED_U8)
             fn_gemm_vnni_to_u8(t[i], px * F, 1.0f / act[i + 1], want);
         else

@@ -79,10 +79,11 @@ void tu_conv_ref(const float *in, int n, int h, int w, int cin, const float *W, 
 
 /* Packed tensors between layers (conv.h fn_conv_forward_packed), fmt FN_PACKED_U8 (int8 layers after a
  * float32 one, or a bf16 one when first_bf16) or FN_PACKED_BF16 (bf16 layers): a 1x1 -> 3x3 -> 1x1
- * (+ residual) chain on n x h x w, run
- * with float32 tensors between the layers and then packed. Asserts that both edges are taken packed, that
- * each packed tensor is its float32 one converted (bit for bit), and that the outputs are equal. */
-void tu_packed_chain(int fmt, int first_bf16, int n, int h, int w);
+ * (+ residual) chain on n x h x w, run with float32 tensors between the layers and then packed. wino: the
+ * 3x3 is float32 Winograd instead (asserted), so only its output is packed. Asserts that the edges are
+ * taken packed, that each packed tensor is its float32 one converted (bit for bit), and that the outputs
+ * are equal. */
+void tu_packed_chain(int fmt, int first_bf16, int wino, int n, int h, int w);
 /* Model m's features of in (n images) are f also with float32 tensors between every two layers: run again
  * with an observer installed (model_hook.h; it keeps every conv's input float32), bit for bit. */
 void tu_assert_same_unpacked(fn_model *m, const float *in, int n, const float *f);
