@@ -242,12 +242,24 @@ static int plan_split_n(const conv_plan *p, const fn_conv *c, int nth)
 }
 
 /* chunks: at most MC rows, and at least 4 per thread when M allows (small tail imbalance); whole MR tiles
- * of p->g */
+ * of p->g. Of that size and down to half of it, the one whose chunks share out best among the threads
+ * (the fewest tiles on the busiest thread, the chunks taken in turn; ties: the larger): 14 tiles on 2
+ * threads (stage 4 at batch 1) in 14 chunks of 1 (7 each), not 7 of 2 (8 tiles on one thread, 6 on the
+ * other); 224 (stage 2, 2 images) in 28 of 8, not 19 of 12. Never changes a result (conv_plan.h). */
 static size_t plan_chunk(const conv_plan *p, int nth)
 {
-    const size_t mr = (size_t)p->g->mr, tiles = (p->M + mr - 1) / mr;
-    size_t ct = (tiles + 4 * (size_t)nth - 1) / (4 * (size_t)nth), ctmax = p->q.mc / mr;
-    return (p->split_n ? ctmax : (ct < 1 ? 1 : ct > ctmax ? ctmax : ct)) * mr;
+    const size_t mr = (size_t)p->g->mr, tiles = (p->M + mr - 1) / mr, t = (size_t)(nth > 0 ? nth : 1);
+    size_t ct = (tiles + 4 * t - 1) / (4 * t), ctmax = p->q.mc / mr;
+    ct = p->split_n ? ctmax : (ct < 1 ? 1 : ct > ctmax ? ctmax : ct);
+    if (p->split_n || ct < 2)
+        return ct * mr;
+    size_t best = ct, best_load = SIZE_MAX;
+    for (size_t c = ct; c >= (ct + 1) / 2 && c >= 1; c--) {
+        const size_t chunks = (tiles + c - 1) / c, load = (chunks + t - 1) / t * c;
+        if (load < best_load)
+            best = c, best_load = load;
+    }
+    return best * mr;
 }
 
 /* Direct on a packed view of the layer (conv_bf16_view, a word = two channels, or conv_int8_view, a word
