@@ -91,12 +91,14 @@ enum { FN_PACKED_NONE, FN_PACKED_BF16, FN_PACKED_U8 };
  * FN_PACKED_BF16 or FN_PACKED_U8 when it runs direct on that view, else FN_PACKED_NONE (float32: the
  * layer's float32 path or Winograd). */
 int fn_conv_packed_input(const fn_conv *c, int n, int h, int w, int nthreads);
-/* Whether this call can write its output packed: direct, one K block (each output tile is final after one
- * micro-kernel call) and an even cout; not with a residual or a split. */
+/* Whether this call can write its output packed: Winograd (a tile's output transform is final), or direct
+ * with one K block (each output tile is final after one micro-kernel call); AVX-512, an even cout; not with
+ * a residual or a split. */
 int fn_conv_packed_output_ok(const fn_conv *c, int n, int h, int w, int nthreads);
 /* fn_conv_forward with in given in the packed form in_fmt (FN_PACKED_NONE: float32; else the one
  * fn_conv_packed_input returns for this call) and out written in the form out_fmt (FN_PACKED_NONE: float32;
- * FN_PACKED_U8 at out_inv steps, as the next layer's input: when fn_conv_packed_output_ok). */
+ * else the next layer's fn_conv_packed_input, uint8 in steps of 1 / out_inv: only when
+ * fn_conv_packed_output_ok). Does nothing when in_fmt or out_fmt is not one this call can take. */
 void fn_conv_forward_packed(const fn_conv *c, fn_pool *pool, const void *in, int in_fmt, int n, int h, int w,
                             void *out, int out_fmt, float out_inv, const float *residual, int relu, float *scratch);
 #endif /* FRUITNET_CONV_H */

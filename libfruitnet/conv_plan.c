@@ -131,7 +131,6 @@ void conv_blocking(const fn_gemm_impl *g, size_t l2, size_t blk, size_t *mc, siz
 /* a row stride (multiple of 16 floats) of an odd number of cache lines: consecutive rows on different L1 sets */
 static size_t odd_lines(size_t ld) { return (ld / 16) % 2 ? ld : ld + 16; }
 
-
 conv_geom conv_geometry(const fn_conv *c, const fn_gemm_impl *g, int wm)
 {
     conv_geom q;
@@ -301,8 +300,9 @@ int conv_plan_make(const fn_conv *c, int n, int h, int w, int nth, int in_packed
     /* (bf16 keeps the float32 Winograd where the layer has its weights: on AMX-BF16, model.c makes none for
      * the 3x3 layers of stages 4-5, which then run direct on bf16 tiles; direct bf16 on every 3x3 layer
      * would be faster still, but the sample's top-1 agreement with float32 falls to 98.85%, under 99%) */
-    p->wino = c->int8 || in_packed ? 0 : wino_pick(conv_wino_ok(c->kh, c->kw, c->stride, c->pad) ? c->wino : 0, p->g, n, p->oh,
-                                      p->ow, nth);
+    p->wino = c->int8 || in_packed ? 0
+                                   : wino_pick(conv_wino_ok(c->kh, c->kw, c->stride, c->pad) ? c->wino : 0, p->g, n,
+                                               p->oh, p->ow, nth);
     size_t t2 = (size_t)n * (((size_t)p->oh + 1) / 2) * (((size_t)p->ow + 1) / 2);
     size_t t4 = (size_t)n * (((size_t)p->oh + 3) / 4) * (((size_t)p->ow + 3) / 4);
     const size_t many = (size_t)FN_WINO_MIN_TILES * (size_t)nth;
