@@ -265,18 +265,23 @@ typedef struct conv_job {
     atomic_size_t next; /* next chunk: threads take chunks as they finish (a stalled thread delays no one) */
 } conv_job;
 
+/* n floats of a packed output converted into the output tensor from element `at` (j->ofmt: uint8 at oinv,
+ * or bf16) */
+static void put_packed(const conv_job *j, const float *src, size_t n, size_t at)
+{
+    if (j->ofmt == FN_PACKED_U8)
+        fn_gemm_vnni_to_u8(src, n, j->oinv, j->opk + at);
+    else
+        fn_gemm_avx512bf16.to_bf16(src, n, j->opk + at * 2);
+}
+
 /* A packed output's tile (rows of u->nr floats at ldc NR in the thread's output tile) converted into the
  * output tensor at row m, panel p (cout channels a row) */
 static void store_packed(const conv_job *j, const fn_ukargs *u, size_t m, size_t p)
 {
     const size_t N = (size_t)j->c->cout, col = p * (size_t)j->g->nr;
-    for (int i = 0; i < u->mr; i++) {
-        const float *t = u->c + (size_t)i * u->ldc;
-        if (j->ofmt == FN_PACKED_U8)
-            fn_gemm_vnni_to_u8(t, (size_t)u->nr, j->oinv, j->opk + (m + (size_t)i) * N + col);
-        else
-            fn_gemm_avx512bf16.to_bf16(t, (size_t)u->nr, j->opk + ((m + (size_t)i) * N + col) * 2);
-    }
+    for (int i = 0; i < u->mr; i++)
+        put_packed(j, u->c + (size_t)i * u->ldc, (size_t)u->nr, (m + (size_t)i) * N + col);
 }
 
 /* Row pointers, tile-major then tap (ptr[(tile*ntaps + t)*MR + i]), for rows [m0, m0 + rows). Row taps
@@ -513,14 +518,9 @@ static void wino_task(void *arg, int tid, int nth)
             float *ot = Mb + (size_t)nxi * tc * q->ldm + PTR_FLOATS((size_t)nxi * tc);
             wout(Mb + r * q->ldm + c0, mstride, cn, c->bias + c0, ot, NULL, (size_t)wm * cn, cn, ny, nx, j->relu);
             for (int y = 0; y < ny; y++)
-                for (int x = 0; x < nx; x++) {
-                    const float *src = ot + ((size_t)y * wm + (size_t)x) * cn;
-                    size_t o = off + ((size_t)y * j->ow + (size_t)x) * N;
-                    if (j->ofmt == FN_PACKED_U8)
-                        fn_gemm_vnni_to_u8(src, cn, j->oinv, j->opk + o);
-                    else
-                        fn_gemm_avx512bf16.to_bf16(src, cn, j->opk + o * 2);
-                }
+                for (int x = 0; x < nx; x++)
+                    put_packed(j, ot + ((size_t)y * wm + (size_t)x) * cn, cn,
+                               off + ((size_t)y * j->ow + (size_t)x) * N);
         }
     }
 }

@@ -504,9 +504,6 @@ static int packed_out(const fn_model *m, int i, int last, int n)
     return f;
 }
 
-/* bytes an element of a tensor in packed form f */
-static size_t packed_bytes(int f) { return f == FN_PACKED_U8 ? 1 : f == FN_PACKED_BF16 ? 2 : sizeof(float); }
-
 static void run_layers(fn_model *m, int first, int last, const float *input, size_t o, int n, float *features)
 {
     int in_fmt = FN_PACKED_NONE; /* the packed form of the current layer's input (packed_out of the one before) */
@@ -516,11 +513,8 @@ static void run_layers(fn_model *m, int first, int last, const float *input, siz
         const size_t out_per = (size_t)L->oh * L->ow * (size_t)(L->split ? L->split : L->cout);
         const float *in = (L->in == SLOT_INPUT ? input : m->slot[L->in]) + o * L->h * L->w * L->cin;
         float *out = (L->out >= 0 ? m->slot[L->out] : features) + o * out_per;
-        if (in_fmt != FN_PACKED_NONE)
-            in = (const float *)(const void *)((const char *)m->slot[L->in] +
-                                               o * L->h * L->w * L->cin * packed_bytes(in_fmt));
-        if (out_fmt != FN_PACKED_NONE)
-            out = (float *)(void *)((char *)m->slot[L->out] + o * out_per * packed_bytes(out_fmt));
+        /* (a packed tensor of images o.. starts where their float32 one would, so that whatever the slot holds
+         * for other images is where it always is) */
         double t0 = m->profile ? now_s() : 0;
         switch (L->kind) {
         case L_CONV:

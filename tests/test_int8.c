@@ -445,8 +445,9 @@ static void test_sample(void **s)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_names_and_refusal), cmocka_unit_test(test_kernel), cmocka_unit_test(test_conv), cmocka_unit_test(test_packed),
-        cmocka_unit_test(test_scales_file),       cmocka_unit_test(test_golden8), cmocka_unit_test(test_sample),
+        cmocka_unit_test(test_names_and_refusal), cmocka_unit_test(test_kernel),   cmocka_unit_test(test_conv),
+        cmocka_unit_test(test_packed),            cmocka_unit_test(test_scales_file), cmocka_unit_test(test_golden8),
+        cmocka_unit_test(test_sample),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
